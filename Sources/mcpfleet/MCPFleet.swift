@@ -1,0 +1,6 @@
+import ArgumentParser
+
+@main
+struct MCPFleet: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "mcpfleet", abstract: "Declarative controller for fleets of MCP servers.")
+}
