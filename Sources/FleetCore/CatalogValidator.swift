@@ -1,0 +1,124 @@
+/// Rules that span documents: names unique per kind, references resolve, port blocks do not collide,
+/// tenant quotas hold. Pure: file existence is asked through `fileExists`.
+public enum CatalogValidator {
+    public static func validate(_ catalog: Catalog, fileExists: (String) -> Bool = { _ in true }) -> Diagnostics {
+        var d = Diagnostics()
+        duplicates(catalog, &d)
+        references(catalog, &d)
+        for environment in catalog.environments where environment.driver.isHost {
+            ports(catalog, environment, &d)
+        }
+        quotas(catalog, &d)
+        files(catalog, fileExists, &d)
+        return d
+    }
+
+    private static func loadOrder<T>(_ items: [T], _ source: (T) -> DocumentSource) -> [T] {
+        items.sorted { (source($0).file, source($0).index) < (source($1).file, source($1).index) }
+    }
+
+    static func duplicates(_ c: Catalog, _ d: inout Diagnostics) {
+        func check<T>(_ items: [T], kind: Kind, name: (T) -> String, source: (T) -> DocumentSource, locations: (T) -> FieldLocations) {
+            var seen: [String: DocumentSource] = [:]
+            for item in loadOrder(items, source) {
+                if let first = seen[name(item)] {
+                    d.error("duplicate-name", "\(kind.rawValue) `\(name(item))` is defined twice (first in \(first.file))", at: locations(item)["metadata.name"],
+                            hint: "names are unique per kind across the whole catalog")
+                } else {
+                    seen[name(item)] = source(item)
+                }
+            }
+        }
+        check(c.servers, kind: .server, name: \.name, source: \.source, locations: \.locations)
+        check(c.policies, kind: .policy, name: \.name, source: \.source, locations: \.locations)
+        check(c.slos, kind: .slo, name: \.name, source: \.source, locations: \.locations)
+        check(c.tenants, kind: .tenant, name: \.name, source: \.source, locations: \.locations)
+        check(c.environments, kind: .environment, name: \.name, source: \.source, locations: \.locations)
+    }
+
+    static func references(_ c: Catalog, _ d: inout Diagnostics) {
+        let tenants = Set(c.tenants.map(\.name)), slos = Set(c.slos.map(\.name)), envs = Set(c.environments.map(\.name))
+        func missing(_ what: String, _ name: String, _ known: Set<String>, at location: SourceLocation) {
+            let hint = Syntax.closest(to: name, in: known.sorted()).map { "did you mean `\($0)`?" }
+                ?? (known.isEmpty ? "no \(what) is defined" : "defined: \(known.sorted().joined(separator: ", "))")
+            d.error("unresolved-reference", "\(what) `\(name)` is not defined", at: location, hint: hint)
+        }
+        for s in c.servers {
+            if !tenants.contains(s.tenant) { missing("Tenant", s.tenant, tenants, at: s.locations["spec.tenant"]) }
+            if let slo = s.slo, !slos.contains(slo) { missing("SLO", slo, slos, at: s.locations["spec.slo"]) }
+            for (i, e) in (s.environments ?? []).enumerated() where !envs.contains(e) {
+                missing("Environment", e, envs, at: s.locations["spec.environments[\(i)]"])
+            }
+        }
+        for p in c.policies {
+            for (i, e) in (p.environments ?? []).enumerated() where !envs.contains(e) {
+                missing("Environment", e, envs, at: p.locations["spec.environments[\(i)]"])
+            }
+        }
+    }
+
+    static func ports(_ c: Catalog, _ env: Environment, _ d: inout Diagnostics) {
+        var taken: [(range: Range<Int>, server: String)] = []
+        for s in loadOrder(c.servers(in: env), \.source) {
+            guard let port = s.transport.port, s.transport.type != .stdio else { continue }
+            let block = port..<(port + s.portBlockSize)
+            let location = s.locations["spec.transport.port"]
+            if let range = env.portRange, !range.contains(block) {
+                d.error("port-collision", "server `\(s.name)` needs ports \(block.lowerBound)-\(block.upperBound - 1) (replicas + rollout surge), outside environment `\(env.name)`'s portRange \(range)", at: location)
+            }
+            if let other = taken.first(where: { $0.range.overlaps(block) }) {
+                d.error("port-collision", "server `\(s.name)` needs ports \(block.lowerBound)-\(block.upperBound - 1), which overlap server `\(other.server)`'s ports \(other.range.lowerBound)-\(other.range.upperBound - 1) in environment `\(env.name)`", at: location,
+                        hint: "each replica slot of a host driver listens on port + slot; give the servers blocks at least replicas + surge apart")
+            }
+            taken.append((block, s.name))
+        }
+    }
+
+    static func quotas(_ c: Catalog, _ d: inout Diagnostics) {
+        // Quotas hold per environment; a catalog without environments is checked as one.
+        let scopes: [[Server]] = c.environments.isEmpty ? [c.servers] : c.environments.map { c.servers(in: $0) }
+        var reported = Set<SourceLocation>()
+        for servers in scopes {
+            for tenant in c.tenants where !tenant.quota.isEmpty {
+                var cpu = 0, memory: Int64 = 0, count = 0, replicas = 0
+                for s in loadOrder(servers.filter { $0.tenant == tenant.name }, \.source) {
+                    count += 1
+                    replicas += s.replicas
+                    cpu += (s.resources?.cpuMillis ?? 0) * s.replicas
+                    memory += (s.resources?.memoryBytes ?? 0) * Int64(s.replicas)
+                    var over: [String] = []
+                    let q = tenant.quota
+                    if let m = q.maxServers, count > m { over.append("\(count) servers > maxServers \(m)") }
+                    if let m = q.maxReplicas, replicas > m { over.append("\(replicas) replicas > maxReplicas \(m)") }
+                    if let m = q.cpuMillis, cpu > m { over.append("cpu \(cpu)m > quota \(q.cpu ?? "\(m)m")") }
+                    if let m = q.memoryBytes, memory > m { over.append("memory \(memory / (1 << 20))Mi > quota \(q.memory ?? "\(m)")") }
+                    if !over.isEmpty {
+                        let location = s.locations["spec.tenant"]
+                        if reported.insert(location).inserted {
+                            d.error("quota-exceeded", "server `\(s.name)` pushes tenant `\(tenant.name)` over its quota: \(over.joined(separator: ", "))", at: location)
+                        }
+                        break
+                    }
+                }
+            }
+        }
+    }
+
+    static func files(_ c: Catalog, _ exists: (String) -> Bool, _ d: inout Diagnostics) {
+        for s in c.servers {
+            guard let sc = s.supplyChain else { continue }
+            for (key, path) in [("artifact", sc.artifact), ("signature", sc.signature), ("sbom", sc.sbom), ("scan", sc.scan), ("provenance", sc.provenance)] {
+                if let path, !exists(path) {
+                    d.error("missing-file", "`spec.supplyChain.\(key)` names `\(path)`, which does not exist", at: s.locations["spec.supplyChain.\(key)"])
+                }
+            }
+        }
+        for p in c.policies {
+            for (i, k) in p.trustedKeys.enumerated() {
+                if case .file(let path) = k.material, !exists(path) {
+                    d.error("missing-file", "trusted key `\(k.name)` names file `\(path)`, which does not exist", at: p.locations["spec.trustedKeys[\(i)]"])
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,214 @@
+/// Strict parsers for the scalar syntaxes manifests use. Each returns nil on anything it does not accept.
+public enum Syntax {
+    /// DNS-1123 label: lowercase alphanumerics and '-', starting and ending alphanumeric, 1–63 characters.
+    public static func isDNSLabel(_ s: String) -> Bool {
+        let u = Array(s.utf8)
+        guard (1...63).contains(u.count) else { return false }
+        func alnum(_ c: UInt8) -> Bool { (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) }
+        guard alnum(u[0]), alnum(u[u.count - 1]) else { return false }
+        return u.allSatisfy { alnum($0) || $0 == 0x2d }
+    }
+
+    /// `400ms`, `5m`, `1h30m`, `10s`. Units ms, s, m, h; at least one component; no sign, no fraction.
+    public static func duration(_ s: String) -> Duration? {
+        var total: Int64 = 0 // milliseconds
+        var digits: Int64 = 0
+        var haveDigits = false
+        var components = 0
+        let u = Array(s.utf8)
+        var i = 0
+        while i < u.count {
+            let c = u[i]
+            if c >= 0x30 && c <= 0x39 {
+                digits = digits &* 10 &+ Int64(c - 0x30)
+                if digits > 1_000_000_000 { return nil }
+                haveDigits = true
+                i += 1
+                continue
+            }
+            guard haveDigits else { return nil }
+            let factor: Int64
+            if c == 0x6d, i + 1 < u.count, u[i + 1] == 0x73 { factor = 1; i += 2 }              // ms
+            else if c == 0x73 { factor = 1000; i += 1 }                                         // s
+            else if c == 0x6d { factor = 60_000; i += 1 }                                       // m
+            else if c == 0x68 { factor = 3_600_000; i += 1 }                                    // h
+            else { return nil }
+            total += digits * factor
+            digits = 0
+            haveDigits = false
+            components += 1
+        }
+        guard components > 0, !haveDigits else { return nil }
+        return .milliseconds(total)
+    }
+
+    /// CPU quantity in millicores: `500m`, `2`, `0.5`, `1.25`.
+    public static func cpuMillis(_ s: String) -> Int? {
+        guard !s.isEmpty else { return nil }
+        if s.hasSuffix("m") {
+            let n = s.dropLast()
+            guard !n.isEmpty, n.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), n.count <= 9 else { return nil }
+            return Int(n)
+        }
+        let parts = s.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count <= 2, let whole = parts.first, !whole.isEmpty, whole.count <= 6,
+              whole.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+        var millis = (Int(whole) ?? 0) * 1000
+        if parts.count == 2 {
+            let frac = parts[1]
+            guard !frac.isEmpty, frac.count <= 3, frac.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+            let padded = frac + String(repeating: "0", count: 3 - frac.count)
+            millis += Int(padded) ?? 0
+        }
+        return millis
+    }
+
+    /// Memory quantity in bytes: `256Mi`, `1Gi`, `500M`, `1024`.
+    public static func memoryBytes(_ s: String) -> Int64? {
+        let suffixes: [(String, Int64)] = [
+            ("Ki", 1 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30), ("Ti", 1 << 40),
+            ("k", 1000), ("M", 1_000_000), ("G", 1_000_000_000), ("T", 1_000_000_000_000),
+        ]
+        var number = Substring(s)
+        var factor: Int64 = 1
+        for (suffix, f) in suffixes where s.hasSuffix(suffix) {
+            number = s.dropLast(suffix.count)
+            factor = f
+            break
+        }
+        guard !number.isEmpty, number.count <= 12, number.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+              let n = Int64(number) else { return nil }
+        let (product, overflow) = n.multipliedReportingOverflow(by: factor)
+        return overflow ? nil : product
+    }
+
+    /// `25%` → 25 (0–100).
+    public static func percent(_ s: String) -> Int? {
+        guard s.hasSuffix("%") else { return nil }
+        let n = s.dropLast()
+        guard !n.isEmpty, n.count <= 3, n.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let v = Int(n), v <= 100 else { return nil }
+        return v
+    }
+
+    /// `99.5%` → 0.995.
+    public static func percentFraction(_ s: String) -> Double? {
+        guard s.hasSuffix("%") else { return nil }
+        let n = s.dropLast()
+        let parts = n.split(separator: ".", omittingEmptySubsequences: false)
+        guard (1...2).contains(parts.count), parts.allSatisfy({ !$0.isEmpty && $0.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 } }),
+              let v = Double(n), v <= 100 else { return nil }
+        return v / 100
+    }
+
+    public enum VersionProblem: Equatable { case latest, range, malformed }
+
+    /// A version is a concrete string: not `latest`, not a range, `^[A-Za-z0-9][A-Za-z0-9._+-]*$`.
+    public static func versionProblem(_ s: String) -> VersionProblem? {
+        let lower = s.lowercased()
+        if lower == "latest" || lower == "stable" || lower == "head" { return .latest }
+        if s.contains(where: { "^~<>*|= ".contains($0) }) || lower == "x" || lower.hasSuffix(".x") || lower.contains(".x.") { return .range }
+        let u = Array(s.utf8)
+        guard let first = u.first, u.count <= 128 else { return .malformed }
+        func alnum(_ c: UInt8) -> Bool { (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) }
+        guard alnum(first), u.allSatisfy({ alnum($0) || $0 == 0x2e || $0 == 0x5f || $0 == 0x2b || $0 == 0x2d }) else { return .malformed }
+        return nil
+    }
+
+    /// Environment variable names: `^[A-Za-z_][A-Za-z0-9_]*$`.
+    public static func isEnvName(_ s: String) -> Bool {
+        let u = Array(s.utf8)
+        guard let f = u.first, f == 0x5f || (f >= 0x41 && f <= 0x5a) || (f >= 0x61 && f <= 0x7a) else { return false }
+        return u.allSatisfy { $0 == 0x5f || ($0 >= 0x41 && $0 <= 0x5a) || ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) }
+    }
+
+    /// Label keys as Kubernetes: optional DNS-subdomain prefix and '/', then a name of ≤ 63 characters.
+    public static func isLabelKey(_ s: String) -> Bool {
+        var name = Substring(s)
+        if let slash = s.firstIndex(of: "/") {
+            let prefix = s[..<slash]
+            guard !prefix.isEmpty, prefix.count <= 253,
+                  prefix.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2d || $0 == 0x2e }) else { return false }
+            name = s[s.index(after: slash)...]
+        }
+        return isLabelValue(String(name)) && !name.isEmpty
+    }
+
+    /// Label values: empty, or ≤ 63 of `[A-Za-z0-9_.-]` starting and ending alphanumeric.
+    public static func isLabelValue(_ s: String) -> Bool {
+        let u = Array(s.utf8)
+        if u.isEmpty { return true }
+        guard u.count <= 63 else { return false }
+        func alnum(_ c: UInt8) -> Bool { (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) }
+        guard alnum(u[0]), alnum(u[u.count - 1]) else { return false }
+        return u.allSatisfy { alnum($0) || $0 == 0x2d || $0 == 0x5f || $0 == 0x2e }
+    }
+
+    public static func isSHA256Digest(_ s: String) -> Bool {
+        guard s.hasPrefix("sha256:") else { return false }
+        let hex = s.utf8.dropFirst(7)
+        return hex.count == 64 && hex.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
+    }
+
+    /// True when the string contains a control character (newline, NUL, DEL, …) that must never reach a
+    /// command line, unit file or environment file.
+    public static func hasControlCharacter(_ s: String) -> Bool {
+        s.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7f || (0x80...0x9f).contains($0.value) || $0 == "\u{2028}" || $0 == "\u{2029}" }
+    }
+
+    /// `${NAME}` references in a string, or nil when a `${` is unterminated.
+    public static func substitutions(in s: String) -> [String]? {
+        var names: [String] = []
+        let u = Array(s.utf8)
+        var i = 0
+        while i + 1 < u.count {
+            if u[i] == 0x24, u[i + 1] == 0x7b { // "${"
+                guard let close = u[(i + 2)...].firstIndex(of: 0x7d) else { return nil }
+                names.append(String(decoding: u[(i + 2)..<close], as: UTF8.self))
+                i = close + 1
+            } else {
+                i += 1
+            }
+        }
+        return names
+    }
+
+    /// Levenshtein distance, for "did you mean" hints.
+    public static func editDistance(_ a: String, _ b: String) -> Int {
+        let x = Array(a.lowercased().utf8), y = Array(b.lowercased().utf8)
+        if x.isEmpty { return y.count }
+        if y.isEmpty { return x.count }
+        var prev = Array(0...y.count)
+        var cur = [Int](repeating: 0, count: y.count + 1)
+        for i in 1...x.count {
+            cur[0] = i
+            for j in 1...y.count {
+                cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x[i - 1] == y[j - 1] ? 0 : 1))
+            }
+            swap(&prev, &cur)
+        }
+        return prev[y.count]
+    }
+
+    /// The closest candidate within a distance proportional to the word, if any.
+    public static func closest(to word: String, in candidates: [String]) -> String? {
+        let limit = max(2, word.count / 3)
+        var best: (String, Int)?
+        for c in candidates {
+            let d = editDistance(word, c)
+            if d <= limit, best.map({ d < $0.1 }) ?? true { best = (c, d) }
+        }
+        return best?.0
+    }
+
+    /// Formats a duration as manifests write it: `400ms`, `30s`, `5m`, `1h30m`.
+    public static func format(_ d: Duration) -> String {
+        let ms = d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
+        if ms % 1000 != 0 { return "\(ms)ms" }
+        var s = ms / 1000
+        var out = ""
+        if s >= 3600 { out += "\(s / 3600)h"; s %= 3600 }
+        if s >= 60 { out += "\(s / 60)m"; s %= 60 }
+        if s > 0 || out.isEmpty { out += "\(s)s" }
+        return out
+    }
+}
