@@ -1,0 +1,240 @@
+public import FleetCore
+#if canImport(Glibc)
+internal import Glibc
+#elseif canImport(Musl)
+internal import Musl
+#elseif canImport(Darwin)
+internal import Darwin
+#endif
+
+/// One manifest file as loaded: its display path, its text (for caret rendering) and its documents.
+public struct ManifestFile: Sendable, Hashable {
+    /// As shown in diagnostics: the root as given by the user joined with `relativePath`.
+    public var path: String
+    public var relativePath: String
+    public var text: String
+    public var documents: [SourceDocument]
+
+    public init(path: String, relativePath: String, text: String, documents: [SourceDocument]) {
+        self.path = path
+        self.relativePath = relativePath
+        self.text = text
+        self.documents = documents
+    }
+}
+
+/// Every manifest file under a root, in a deterministic order, with all problems found loading them.
+public struct ManifestSet: Sendable, Hashable {
+    public var root: String
+    public var files: [ManifestFile]
+    public var diagnostics: [Diagnostic]
+
+    public init(root: String, files: [ManifestFile] = [], diagnostics: [Diagnostic] = []) {
+        self.root = root
+        self.files = files
+        self.diagnostics = diagnostics
+    }
+
+    /// All documents of all files, in file order.
+    public var documents: [SourceDocument] { files.flatMap(\.documents) }
+}
+
+public enum ManifestLoader {
+    static let ignoreFileName = ".mcpfleetignore"
+
+    /// `path` is a directory (read recursively) or a single file. Reads `*.yaml` and `*.yml`, sorted
+    /// by relative path (byte order), skipping hidden entries (names starting with ".") and anything
+    /// matched by `.mcpfleetignore` at the root. Unreadable files become `io` diagnostics.
+    /// Symbolic links are followed; a directory reached twice (e.g. through a link cycle) is read once.
+    public static func load(path: String, limits: YAMLLimits = .default) -> ManifestSet {
+        var set = ManifestSet(root: path)
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            set.diagnostics.append(ioError("cannot read '\(path)': \(errnoText())"))
+            return set
+        }
+        if !isDirectory(info) {
+            let name = path.split(separator: "/").last.map(String.init) ?? path
+            switch readFile(path, limit: limits.maxBytes) {
+            case .success(let bytes):
+                set.files.append(makeFile(path: path, relativePath: name, bytes: bytes, limits: limits, diagnostics: &set.diagnostics))
+            case .failure(let message):
+                set.diagnostics.append(ioError(message))
+            }
+            return set
+        }
+
+        var rules = IgnoreRules()
+        let ignorePath = join(path, ignoreFileName)
+        if access(ignorePath, F_OK) == 0 {
+            switch readFile(ignorePath, limit: 1 << 20) {
+            case .success(let bytes): rules = IgnoreRules(String(decoding: bytes, as: UTF8.self))
+            case .failure(let message): set.diagnostics.append(ioError(message))
+            }
+        }
+
+        var found: [String] = []
+        var visited: Set<FileID> = [FileID(info)]
+        walk(directory: path, relative: "", rules: rules, visited: &visited, found: &found, diagnostics: &set.diagnostics)
+        found.sort { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+        for relativePath in found {
+            let full = join(path, relativePath)
+            switch readFile(full, limit: limits.maxBytes) {
+            case .success(let bytes):
+                set.files.append(makeFile(path: full, relativePath: relativePath, bytes: bytes, limits: limits, diagnostics: &set.diagnostics))
+            case .failure(let message):
+                set.diagnostics.append(ioError(message))
+            }
+        }
+        return set
+    }
+
+    /// Same, from in-memory files (relativePath -> bytes), used for `plan --against GIT-REF` which
+    /// reads files from git. A `.mcpfleetignore` among the files applies as it would on disk.
+    public static func load(root: String, files: [(relativePath: String, bytes: [UInt8])], limits: YAMLLimits = .default) -> ManifestSet {
+        var set = ManifestSet(root: root)
+        var rules = IgnoreRules()
+        if let ignore = files.first(where: { normalize($0.relativePath) == ignoreFileName }) {
+            rules = IgnoreRules(String(decoding: ignore.bytes, as: UTF8.self))
+        }
+        var selected: [(relativePath: String, bytes: [UInt8])] = []
+        for file in files {
+            let relativePath = normalize(file.relativePath)
+            let components = relativePath.split(separator: "/")
+            guard let name = components.last, isManifestName(name),
+                  !components.contains(where: { $0.hasPrefix(".") })
+            else { continue }
+            var ignored = false
+            var prefix = ""
+            for (i, component) in components.enumerated() {
+                prefix = prefix.isEmpty ? String(component) : prefix + "/" + component
+                if rules.ignores(prefix, isDirectory: i < components.count - 1) {
+                    ignored = true
+                    break
+                }
+            }
+            if !ignored { selected.append((relativePath, file.bytes)) }
+        }
+        selected.sort { $0.relativePath.utf8.lexicographicallyPrecedes($1.relativePath.utf8) }
+        for file in selected {
+            set.files.append(makeFile(
+                path: join(root, file.relativePath), relativePath: file.relativePath, bytes: file.bytes,
+                limits: limits, diagnostics: &set.diagnostics))
+        }
+        return set
+    }
+
+    // MARK: - Helpers
+
+    private static func makeFile(path: String, relativePath: String, bytes: [UInt8], limits: YAMLLimits, diagnostics: inout [Diagnostic]) -> ManifestFile {
+        let result = YAMLLoader.parse(bytes, file: path, limits: limits)
+        diagnostics.append(contentsOf: result.diagnostics)
+        let text = bytes.count > limits.maxBytes ? "" : String(decoding: bytes, as: UTF8.self)
+        return ManifestFile(path: path, relativePath: relativePath, text: text, documents: result.documents)
+    }
+
+    private static func isManifestName<S: StringProtocol>(_ name: S) -> Bool {
+        name.hasSuffix(".yaml") || name.hasSuffix(".yml")
+    }
+
+    private static func normalize(_ relativePath: String) -> String {
+        var p = Substring(relativePath)
+        while p.hasPrefix("./") { p = p.dropFirst(2) }
+        while p.hasPrefix("/") { p = p.dropFirst() }
+        return String(p)
+    }
+
+    static func join(_ root: String, _ relative: String) -> String {
+        if root.isEmpty { return relative }
+        return root.hasSuffix("/") ? root + relative : root + "/" + relative
+    }
+
+    private static func ioError(_ message: String) -> Diagnostic {
+        .error("io", message, at: nil)
+    }
+
+    private struct FileID: Hashable {
+        var device: UInt64
+        var inode: UInt64
+        init(_ s: stat) {
+            device = UInt64(truncatingIfNeeded: s.st_dev)
+            inode = UInt64(truncatingIfNeeded: s.st_ino)
+        }
+    }
+
+    private static func isDirectory(_ s: stat) -> Bool { (s.st_mode & S_IFMT) == S_IFDIR }
+    private static func isRegular(_ s: stat) -> Bool { (s.st_mode & S_IFMT) == S_IFREG }
+
+    private static func errnoText() -> String { String(cString: strerror(errno)) }
+
+    private static func walk(
+        directory: String, relative: String, rules: IgnoreRules,
+        visited: inout Set<FileID>, found: inout [String], diagnostics: inout [Diagnostic]
+    ) {
+        guard let dir = opendir(directory) else {
+            diagnostics.append(ioError("cannot read directory '\(directory)': \(errnoText())"))
+            return
+        }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: &entry.pointee.d_name) {
+                String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self))
+            }
+            if name.hasPrefix(".") { continue }
+            names.append(name)
+        }
+        closedir(dir)
+        names.sort { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+
+        for name in names {
+            let full = join(directory, name)
+            let rel = relative.isEmpty ? name : relative + "/" + name
+            var info = stat()
+            guard stat(full, &info) == 0 else {
+                // A dangling link or a racing delete: only worth reporting if it looked like a manifest.
+                if isManifestName(name) && !rules.ignores(rel, isDirectory: false) {
+                    diagnostics.append(ioError("cannot read '\(full)': \(errnoText())"))
+                }
+                continue
+            }
+            if isDirectory(info) {
+                guard !rules.ignores(rel, isDirectory: true) else { continue }
+                guard visited.insert(FileID(info)).inserted else { continue }
+                walk(directory: full, relative: rel, rules: rules, visited: &visited, found: &found, diagnostics: &diagnostics)
+            } else if isRegular(info), isManifestName(name), !rules.ignores(rel, isDirectory: false) {
+                found.append(rel)
+            }
+        }
+    }
+
+    private enum ReadResult {
+        case success([UInt8])
+        case failure(String)
+    }
+
+    /// Reads at most `limit + 1` bytes, so an oversized file is detected without reading all of it.
+    private static func readFile(_ path: String, limit: Int) -> ReadResult {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { return .failure("cannot read '\(path)': \(errnoText())") }
+        defer { close(fd) }
+        var info = stat()
+        if fstat(fd, &info) == 0, isDirectory(info) {
+            return .failure("cannot read '\(path)': is a directory")
+        }
+        let cap = limit < Int.max ? limit + 1 : limit
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(min(max(Int(info.st_size), 0) + 1, cap))
+        var chunk = [UInt8](repeating: 0, count: 64 << 10)
+        while bytes.count < cap {
+            let want = min(chunk.count, cap - bytes.count)
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, want) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return .failure("cannot read '\(path)': \(errnoText())")
+            }
+            if n == 0 { break }
+            bytes.append(contentsOf: chunk[0..<n])
+        }
+        return .success(bytes)
+    }
+}
