@@ -3,9 +3,9 @@ internal import CYAML
 
 /// Turns libyaml events into `SourceDocument`s.
 ///
-/// Children accumulate on one shared `values` stack; a collection's children are sliced off into
+/// Children accumulate on one shared `values` stack; a collection's children are moved off into
 /// an exactly-sized array when it ends, so building costs one allocation per collection.
-struct DocumentBuilder {
+struct DocumentBuilder: ~Copyable {
     private struct Frame {
         var isMapping: Bool
         /// Index of the collection's first child on `values`.
@@ -31,7 +31,7 @@ struct DocumentBuilder {
     private(set) var diagnostics: [Diagnostic] = []
 
     private var frames: [Frame] = []
-    private var values: [Node] = []
+    private var values = NodeStack()
     private var anchors: [String: Anchored] = [:]
     private var root: Node?
     private var expansion = 0
@@ -132,7 +132,7 @@ struct DocumentBuilder {
         }
         documentLocation = location(mark)
         frames.removeAll(keepingCapacity: true)
-        values.removeAll(keepingCapacity: true)
+        values.removeAll()
         anchors.removeAll(keepingCapacity: true)
         root = nil
         expansion = 0
@@ -153,7 +153,7 @@ struct DocumentBuilder {
         skippingDocument = true
         skipDepth = frames.count
         frames.removeAll(keepingCapacity: true)
-        values.removeAll(keepingCapacity: true)
+        values.removeAll()
         anchors.removeAll(keepingCapacity: true)
         root = nil
     }
@@ -240,9 +240,8 @@ struct DocumentBuilder {
         if frame.isMapping {
             node = Node(.mapping(mappingEntries(frame)), at: frame.location)
         } else {
-            node = Node(.sequence(Array(values[frame.start...])), at: frame.location)
+            node = Node(.sequence(values.popSequence(from: frame.start)), at: frame.location)
         }
-        values.removeSubrange(frame.start...)
         let size = frame.size + 1
         if let a = frame.anchor {
             anchors[a] = Anchored(node: node, size: size)
@@ -251,7 +250,7 @@ struct DocumentBuilder {
     }
 
     /// Hands a finished node to its parent collection, or makes it the document root.
-    private mutating func complete(_ node: Node, size: Int, isMergeKey: Bool) {
+    private mutating func complete(_ node: consuming Node, size: Int, isMergeKey: Bool) {
         guard !frames.isEmpty else {
             root = node
             return
@@ -274,36 +273,34 @@ struct DocumentBuilder {
                 }
             }
         }
-        values.append(node)
+        values.push(node)
     }
 
     // MARK: - Mappings
 
     private mutating func mappingEntries(_ frame: Frame) -> [MappingEntry] {
-        var entries: [MappingEntry] = []
-        entries.reserveCapacity((values.count - frame.start) / 2)
+        var rejected: [Node] = []
+        var entries = values.popEntries(from: frame.start, rejected: &rejected)
+        for key in rejected {
+            diagnostics.append(.error(
+                "yaml-complex-key", "mapping key is \(key.kindDescription); keys must be scalars", at: key.location))
+        }
+        guard frame.hasMerge else {
+            removeDuplicates(&entries)
+            return entries
+        }
+        var explicit: [MappingEntry] = []
+        explicit.reserveCapacity(entries.count)
         var mergeSources: [(before: Int, value: Node)] = []
-        var i = frame.start
-        while i + 1 < values.count {
-            let key = values[i]
-            let value = values[i + 1]
-            i += 2
-            guard case .scalar(let k) = key.value else {
-                diagnostics.append(.error(
-                    "yaml-complex-key", "mapping key is \(key.kindDescription); keys must be scalars", at: key.location))
-                continue
+        for e in entries {
+            if let k = e.key.scalar, k.style == .plain, k.tag == nil, k.text == "<<" {
+                mergeSources.append((explicit.count, e.value))
+            } else {
+                explicit.append(e)
             }
-            if frame.hasMerge, k.style == .plain, k.tag == nil, k.text == "<<" {
-                mergeSources.append((entries.count, value))
-                continue
-            }
-            entries.append(MappingEntry(key: key, value: value))
         }
-        removeDuplicates(&entries)
-        if !mergeSources.isEmpty {
-            entries = merged(entries, sources: mergeSources)
-        }
-        return entries
+        removeDuplicates(&explicit)
+        return merged(explicit, sources: mergeSources)
     }
 
     /// Reports each repeated key against its first occurrence and keeps only the first.
