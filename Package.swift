@@ -23,7 +23,7 @@ let package = Package(
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
 
         // Pure core: model, diagnostics, validation, render, diff, plan. No I/O.
-        .target(name: "FleetCore", swiftSettings: strict),
+        .target(name: "FleetCore", dependencies: [.product(name: "Crypto", package: "swift-crypto")], swiftSettings: strict),
         .target(name: "FleetYAML", dependencies: ["FleetCore", "CYAML"], swiftSettings: strict),
         .target(
             name: "FleetSupplyChain",

@@ -1,0 +1,263 @@
+import Crypto
+
+/// One field of a server's running spec, as the plan shows it and as the revision hashes it.
+/// `display` is what people read (`256Mi`); `canonical` is normalised (`268435456`) so equivalent
+/// spellings hash alike. Neither ever holds a secret value: secrets appear only as references.
+public struct SpecField: Codable, Hashable, Sendable {
+    public var path: String
+    public var display: String
+    public var canonical: String
+
+    public init(path: String, display: String, canonical: String? = nil) {
+        self.path = path
+        self.display = display
+        self.canonical = canonical ?? display
+    }
+}
+
+public struct DesiredEnvVar: Codable, Hashable, Sendable {
+    public var name: String
+    public var value: String?
+    public var secretRef: SecretReference?
+
+    public init(name: String, value: String? = nil, secretRef: SecretReference? = nil) {
+        self.name = name
+        self.value = value
+        self.secretRef = secretRef
+    }
+}
+
+public struct DesiredCanaryStep: Codable, Hashable, Sendable {
+    public var weight: Int?
+    public var replicas: Int?
+    /// Milliseconds, or nil; `untilPromoted` waits for `mcpfleet promote`.
+    public var pauseMs: Int64?
+    public var untilPromoted: Bool
+    public var analysis: Bool
+}
+
+public struct DesiredRollout: Codable, Hashable, Sendable {
+    public var strategy: RolloutStrategy
+    public var maxSurge: Int
+    public var maxUnavailable: Int
+    public var steps: [DesiredCanaryStep]
+    public var autoRollback: Bool
+    public var progressDeadlineMs: Int64
+}
+
+public struct DesiredHealth: Codable, Hashable, Sendable {
+    public var probe: ProbeKind
+    public var path: String?
+    public var intervalMs: Int64
+    public var timeoutMs: Int64
+    public var failureThreshold: Int
+    public var requireTools: [String]
+}
+
+public struct DesiredSLO: Codable, Hashable, Sendable {
+    public var name: String
+    public var successRate: Double?
+    public var latencyP95Ms: Int64?
+    public var provider: AnalysisProviderKind
+    public var intervalMs: Int64
+    public var count: Int
+    public var failureLimit: Int
+    public var prometheusAddress: String?
+    public var successRateQuery: String?
+    public var latencyP95Query: String?
+}
+
+/// Everything a driver needs to run one server in one environment, with its revision: a content hash
+/// of every field that changes what runs. Replicas are not part of it (scaling is not a rollout).
+public struct DesiredServer: Codable, Hashable, Sendable {
+    public var name: String
+    public var tenant: String
+    public var version: String
+    public var revision: String
+    public var replicas: Int
+    public var image: String?
+    public var command: [String]?
+    public var workingDirectory: String?
+    public var digest: String?
+    public var transport: TransportType
+    public var port: Int?
+    public var path: String
+    public var env: [DesiredEnvVar]
+    public var cpu: String?
+    public var memory: String?
+    public var cpuMillis: Int?
+    public var memoryBytes: Int64?
+    public var health: DesiredHealth
+    public var rollout: DesiredRollout
+    public var slo: DesiredSLO?
+    public var labels: [String: String]
+    /// The manifest's directory relative to the manifest root, for `${MANIFEST_DIR}`.
+    public var manifestDirectory: String
+    /// The fields the revision hashes, in display order.
+    public var fields: [SpecField]
+}
+
+public struct DesiredTenant: Codable, Hashable, Sendable {
+    public var name: String
+    public var isolation: Isolation
+    public var namespace: String
+    public var fields: [SpecField]
+}
+
+/// The driver-neutral desired state of one environment.
+public struct DesiredState: Codable, Hashable, Sendable {
+    public var environment: String
+    public var driver: DriverKind
+    public var tenants: [DesiredTenant]
+    public var servers: [DesiredServer]
+
+    public func server(_ name: String) -> DesiredServer? { servers.first { $0.name == name } }
+}
+
+public enum Renderer {
+    /// Renders the servers an environment selects, each with its revision.
+    public static func desiredState(_ catalog: Catalog, environment: Environment) -> DesiredState {
+        let servers = catalog.servers(in: environment).map { desiredServer($0, catalog: catalog) }
+        let tenantNames = Set(servers.map(\.tenant))
+        let tenants = catalog.tenants.filter { tenantNames.contains($0.name) }.map(desiredTenant)
+        return DesiredState(environment: environment.name, driver: environment.driver, tenants: tenants, servers: servers)
+    }
+
+    static func ms(_ d: Duration) -> Int64 {
+        d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
+    }
+
+    public static func desiredServer(_ s: Server, catalog: Catalog) -> DesiredServer {
+        let env = s.env.map { e -> DesiredEnvVar in
+            switch e.source {
+            case .value(let v): return DesiredEnvVar(name: e.name, value: v)
+            case .secret(let ref): return DesiredEnvVar(name: e.name, secretRef: ref)
+            }
+        }.sorted { $0.name < $1.name }
+        let h = s.health
+        let health = DesiredHealth(probe: h.probe, path: h.path, intervalMs: ms(h.interval), timeoutMs: ms(h.timeout), failureThreshold: h.failureThreshold, requireTools: h.requireTools)
+        let r = s.rollout
+        let steps = r.steps.map { step -> DesiredCanaryStep in
+            var weight: Int?, replicas: Int?
+            switch step.size {
+            case .weight(let w): weight = w
+            case .replicas(let n): replicas = n
+            }
+            var pauseMs: Int64?, until = false
+            switch step.pause {
+            case .duration(let d)?: pauseMs = ms(d)
+            case .untilPromoted?: until = true
+            case nil: break
+            }
+            return DesiredCanaryStep(weight: weight, replicas: replicas, pauseMs: pauseMs, untilPromoted: until, analysis: step.analysis ?? (s.slo != nil))
+        }
+        var maxUnavailable = r.maxUnavailable.resolve(s.replicas, roundUp: false)
+        var maxSurge = r.maxSurge.resolve(s.replicas, roundUp: true)
+        if maxSurge == 0 && maxUnavailable == 0 { maxSurge = 1 }
+        if r.strategy == .recreate { maxSurge = 0; maxUnavailable = s.replicas }
+        let rollout = DesiredRollout(strategy: r.strategy, maxSurge: maxSurge, maxUnavailable: maxUnavailable, steps: steps, autoRollback: r.autoRollback, progressDeadlineMs: ms(r.progressDeadline))
+        let slo = s.slo.flatMap { catalog.slo($0) }.map { o in
+            DesiredSLO(name: o.name, successRate: o.successRate, latencyP95Ms: o.latencyP95.map(ms), provider: o.analysis.provider,
+                       intervalMs: ms(o.analysis.interval), count: o.analysis.count, failureLimit: o.analysis.failureLimit,
+                       prometheusAddress: o.analysis.prometheus?.address, successRateQuery: o.analysis.prometheus?.successRateQuery,
+                       latencyP95Query: o.analysis.prometheus?.latencyP95Query)
+        }
+        let fields = specFields(s, env: env, health: health)
+        return DesiredServer(
+            name: s.name, tenant: s.tenant, version: s.version, revision: revision(of: fields), replicas: s.replicas,
+            image: s.artifact.image, command: s.artifact.command, workingDirectory: s.artifact.workingDirectory, digest: s.artifact.digest,
+            transport: s.transport.type, port: s.transport.port, path: s.transport.path, env: env,
+            cpu: s.resources?.cpu, memory: s.resources?.memory, cpuMillis: s.resources?.cpuMillis, memoryBytes: s.resources?.memoryBytes,
+            health: health, rollout: rollout, slo: slo, labels: s.metadata.labels, manifestDirectory: s.source.relativeDirectory, fields: fields)
+    }
+
+    /// Quoted for display so that `1.10` and `"1.10"` read as what they are: strings.
+    static func quote(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            default: out += u.value < 0x20 ? "\\u{\(String(u.value, radix: 16))}" : String(u)
+            }
+        }
+        return out + "\""
+    }
+
+    static func specFields(_ s: Server, env: [DesiredEnvVar], health: DesiredHealth) -> [SpecField] {
+        var f: [SpecField] = []
+        f.append(SpecField(path: "version", display: quote(s.version)))
+        f.append(SpecField(path: "tenant", display: s.tenant))
+        if let v = s.artifact.image { f.append(SpecField(path: "artifact.image", display: v)) }
+        if let v = s.artifact.command { f.append(SpecField(path: "artifact.command", display: "[" + v.map(quote).joined(separator: ", ") + "]")) }
+        if let v = s.artifact.workingDirectory { f.append(SpecField(path: "artifact.workingDirectory", display: quote(v))) }
+        if let v = s.artifact.digest { f.append(SpecField(path: "artifact.digest", display: v)) }
+        f.append(SpecField(path: "transport.type", display: s.transport.type.rawValue))
+        if let p = s.transport.port { f.append(SpecField(path: "transport.port", display: String(p))) }
+        f.append(SpecField(path: "transport.path", display: s.transport.path))
+        for e in env {
+            if let ref = e.secretRef {
+                f.append(SpecField(path: "env.\(e.name)", display: "secretRef(\(ref.name)/\(ref.key))"))
+            } else if let v = e.value {
+                // Defence in depth: a plain value under a secret-looking name is shown masked, hashed all the same.
+                let sensitive = PlanSafety.looksSensitive(e.name)
+                f.append(SpecField(path: "env.\(e.name)", display: sensitive ? "(sensitive value)" : quote(v),
+                                   canonical: sensitive ? "sha256:" + hexPrefix(SHA256.hash(data: Array(v.utf8)), 64) : "value:" + v))
+            }
+        }
+        if let c = s.resources?.cpu { f.append(SpecField(path: "resources.cpu", display: c, canonical: "\(s.resources?.cpuMillis ?? 0)m")) }
+        if let m = s.resources?.memory { f.append(SpecField(path: "resources.memory", display: m, canonical: String(s.resources?.memoryBytes ?? 0))) }
+        f.append(SpecField(path: "health.probe", display: health.probe.rawValue))
+        if let p = health.path { f.append(SpecField(path: "health.path", display: p)) }
+        f.append(SpecField(path: "health.interval", display: Syntax.format(.milliseconds(health.intervalMs)), canonical: "\(health.intervalMs)ms"))
+        f.append(SpecField(path: "health.timeout", display: Syntax.format(.milliseconds(health.timeoutMs)), canonical: "\(health.timeoutMs)ms"))
+        f.append(SpecField(path: "health.failureThreshold", display: String(health.failureThreshold)))
+        if !health.requireTools.isEmpty { f.append(SpecField(path: "health.requireTools", display: "[" + health.requireTools.joined(separator: ", ") + "]")) }
+        return f
+    }
+
+    /// First 12 hex digits of SHA-256 over the canonical field list (as Kubernetes' pod-template-hash,
+    /// short enough to read, long enough not to collide within one server's history).
+    public static func revision(of fields: [SpecField]) -> String {
+        var hasher = SHA256()
+        for field in fields.sorted(by: { $0.path < $1.path }) {
+            hasher.update(data: Array(field.path.utf8))
+            hasher.update(data: [0])
+            hasher.update(data: Array(field.canonical.utf8))
+            hasher.update(data: [0x0a])
+        }
+        return hexPrefix(hasher.finalize(), 12)
+    }
+
+    static func hexPrefix<D: Sequence>(_ digest: D, _ count: Int) -> String where D.Element == UInt8 {
+        let hex = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        for byte in digest {
+            out.append(hex[Int(byte >> 4)])
+            out.append(hex[Int(byte & 0x0f)])
+            if out.count >= count { break }
+        }
+        return String(decoding: out.prefix(count), as: UTF8.self)
+    }
+
+    static func desiredTenant(_ t: Tenant) -> DesiredTenant {
+        var f: [SpecField] = [SpecField(path: "isolation", display: t.isolation.rawValue), SpecField(path: "namespace", display: t.kubernetesNamespace)]
+        let q = t.quota
+        if let v = q.cpu { f.append(SpecField(path: "quota.cpu", display: v, canonical: "\(q.cpuMillis ?? 0)m")) }
+        if let v = q.memory { f.append(SpecField(path: "quota.memory", display: v, canonical: String(q.memoryBytes ?? 0))) }
+        if let v = q.maxServers { f.append(SpecField(path: "quota.maxServers", display: String(v))) }
+        if let v = q.maxReplicas { f.append(SpecField(path: "quota.maxReplicas", display: String(v))) }
+        if let v = q.tasks { f.append(SpecField(path: "quota.tasks", display: String(v))) }
+        return DesiredTenant(name: t.name, isolation: t.isolation, namespace: t.kubernetesNamespace, fields: f)
+    }
+}
+
+public enum PlanSafety {
+    static let sensitiveMarkers = ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "API_KEY", "APIKEY", "PRIVATE", "CREDENTIAL", "AUTH"]
+
+    public static func looksSensitive(_ name: String) -> Bool {
+        let upper = name.uppercased()
+        return sensitiveMarkers.contains { upper.contains($0) }
+    }
+}

@@ -1,0 +1,190 @@
+/// What a driver reports about one environment: per server, the revisions running with their replica
+/// counts and health, the rollout phase and the controller's bookkeeping (last good revision, pins,
+/// revisions marked failed). Serialisable (`Schemas/live-state.schema.json`) so CI can plan against a
+/// saved snapshot.
+public struct LiveState: Codable, Hashable, Sendable {
+    public var environment: String?
+    public var driver: String?
+    public var servers: [LiveServer]
+    public var tenants: [LiveTenant]
+
+    public init(environment: String? = nil, driver: String? = nil, servers: [LiveServer] = [], tenants: [LiveTenant] = []) {
+        self.environment = environment
+        self.driver = driver
+        self.servers = servers
+        self.tenants = tenants
+    }
+
+    enum CodingKeys: String, CodingKey { case environment, driver, servers, tenants }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        environment = try c.decodeIfPresent(String.self, forKey: .environment)
+        driver = try c.decodeIfPresent(String.self, forKey: .driver)
+        servers = try c.decodeIfPresent([LiveServer].self, forKey: .servers) ?? []
+        tenants = try c.decodeIfPresent([LiveTenant].self, forKey: .tenants) ?? []
+    }
+
+    public func server(_ name: String) -> LiveServer? { servers.first { $0.name == name } }
+
+    /// The live state a catalog would have once fully converged: every server at its desired revision
+    /// with all replicas ready. `plan --against GIT-REF` diffs against this for the old catalog.
+    public static func converged(_ desired: DesiredState) -> LiveState {
+        LiveState(
+            environment: desired.environment, driver: desired.driver.rawValue,
+            servers: desired.servers.map { d in
+                LiveServer(name: d.name, tenant: d.tenant, revisions: [
+                    LiveRevision(revision: d.revision, version: d.version, replicas: d.replicas, ready: d.replicas, fields: d.fields),
+                ], lastGoodRevision: d.revision)
+            },
+            tenants: desired.tenants.map { LiveTenant(name: $0.name, fields: $0.fields) })
+    }
+
+    /// A fingerprint of what a plan depends on (revisions, replica counts, pins, pauses, tenants), so a
+    /// saved plan can refuse to apply when the live state has moved. Health and pids are left out.
+    public var fingerprint: String {
+        var lines: [String] = []
+        for s in servers.sorted(by: { $0.name < $1.name }) {
+            let revs = s.revisions.sorted { $0.revision < $1.revision }.map { "\($0.revision)x\($0.replicas)" }.joined(separator: ",")
+            lines.append("s \(s.name) \(s.tenant ?? "") \(s.managed) \(revs) pin=\(s.pinnedRevision ?? "") paused=\(s.paused) failed=\(s.failedRevisions.sorted().joined(separator: ","))")
+        }
+        for t in tenants.sorted(by: { $0.name < $1.name }) {
+            lines.append("t \(t.name) \(t.managed) " + (t.fields ?? []).map { "\($0.path)=\($0.canonical)" }.joined(separator: ";"))
+        }
+        return Renderer.revision(of: lines.enumerated().map { SpecField(path: String($0.offset), display: $0.element) })
+    }
+}
+
+public enum RolloutPhase: String, Codable, Hashable, Sendable, CaseIterable {
+    case stable, progressing, paused, analyzing, degraded, rolledBack = "rolled-back", failed
+}
+
+public struct LiveInstance: Codable, Hashable, Sendable {
+    public enum State: String, Codable, Hashable, Sendable {
+        case starting, running, stopping, stopped, failed
+    }
+
+    public var id: String
+    public var revision: String
+    public var slot: Int?
+    public var port: Int?
+    public var pid: Int?
+    public var state: State
+    public var healthy: Bool
+    public var reason: String?
+    public var restarts: Int?
+
+    public init(id: String, revision: String, slot: Int? = nil, port: Int? = nil, pid: Int? = nil, state: State, healthy: Bool, reason: String? = nil, restarts: Int? = nil) {
+        self.id = id
+        self.revision = revision
+        self.slot = slot
+        self.port = port
+        self.pid = pid
+        self.state = state
+        self.healthy = healthy
+        self.reason = reason
+        self.restarts = restarts
+    }
+}
+
+public struct LiveRevision: Codable, Hashable, Sendable {
+    public var revision: String
+    public var version: String?
+    /// Instances of this revision that exist (desired by the runtime).
+    public var replicas: Int
+    /// Instances that are running and healthy.
+    public var ready: Int
+    /// The spec fields this revision was deployed with (secret-safe), so a plan can say what changes.
+    public var fields: [SpecField]?
+    public var instances: [LiveInstance]?
+
+    public init(revision: String, version: String? = nil, replicas: Int, ready: Int, fields: [SpecField]? = nil, instances: [LiveInstance]? = nil) {
+        self.revision = revision
+        self.version = version
+        self.replicas = replicas
+        self.ready = ready
+        self.fields = fields
+        self.instances = instances
+    }
+}
+
+public struct LiveServer: Codable, Hashable, Sendable {
+    public var name: String
+    public var tenant: String?
+    /// Only objects mcpfleet owns are ever pruned.
+    public var managed: Bool
+    public var revisions: [LiveRevision]
+    public var phase: RolloutPhase
+    /// The revision a rollout in progress is heading to.
+    public var targetRevision: String?
+    public var lastGoodRevision: String?
+    /// Set by `mcpfleet rollback`: this revision is held until released.
+    public var pinnedRevision: String?
+    /// Revisions that failed a rollout; not retried until the manifests change the revision again.
+    public var failedRevisions: [String]
+    public var paused: Bool
+
+    public init(name: String, tenant: String? = nil, managed: Bool = true, revisions: [LiveRevision], phase: RolloutPhase = .stable,
+                targetRevision: String? = nil, lastGoodRevision: String? = nil, pinnedRevision: String? = nil, failedRevisions: [String] = [], paused: Bool = false) {
+        self.name = name
+        self.tenant = tenant
+        self.managed = managed
+        self.revisions = revisions
+        self.phase = phase
+        self.targetRevision = targetRevision
+        self.lastGoodRevision = lastGoodRevision
+        self.pinnedRevision = pinnedRevision
+        self.failedRevisions = failedRevisions
+        self.paused = paused
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, tenant, managed, revisions, phase, targetRevision, lastGoodRevision, pinnedRevision, failedRevisions, paused
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        tenant = try c.decodeIfPresent(String.self, forKey: .tenant)
+        managed = try c.decodeIfPresent(Bool.self, forKey: .managed) ?? true
+        revisions = try c.decodeIfPresent([LiveRevision].self, forKey: .revisions) ?? []
+        phase = try c.decodeIfPresent(RolloutPhase.self, forKey: .phase) ?? .stable
+        targetRevision = try c.decodeIfPresent(String.self, forKey: .targetRevision)
+        lastGoodRevision = try c.decodeIfPresent(String.self, forKey: .lastGoodRevision)
+        pinnedRevision = try c.decodeIfPresent(String.self, forKey: .pinnedRevision)
+        failedRevisions = try c.decodeIfPresent([String].self, forKey: .failedRevisions) ?? []
+        paused = try c.decodeIfPresent(Bool.self, forKey: .paused) ?? false
+    }
+
+    public var totalReplicas: Int { revisions.reduce(0) { $0 + $1.replicas } }
+    public var readyReplicas: Int { revisions.reduce(0) { $0 + $1.ready } }
+
+    /// The revision serving now: the pin, else the one with most replicas (ties go to the last good one).
+    public var servingRevision: LiveRevision? {
+        if let pin = pinnedRevision, let r = revisions.first(where: { $0.revision == pin }) { return r }
+        return revisions.max { a, b in
+            a.replicas != b.replicas ? a.replicas < b.replicas : (b.revision == lastGoodRevision && a.revision != lastGoodRevision)
+        }
+    }
+}
+
+public struct LiveTenant: Codable, Hashable, Sendable {
+    public var name: String
+    public var managed: Bool
+    public var fields: [SpecField]?
+
+    public init(name: String, managed: Bool = true, fields: [SpecField]? = nil) {
+        self.name = name
+        self.managed = managed
+        self.fields = fields
+    }
+
+    enum CodingKeys: String, CodingKey { case name, managed, fields }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        managed = try c.decodeIfPresent(Bool.self, forKey: .managed) ?? true
+        fields = try c.decodeIfPresent([SpecField].self, forKey: .fields)
+    }
+}

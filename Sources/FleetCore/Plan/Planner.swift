@@ -1,0 +1,128 @@
+/// Diffs desired against live state. Pure and level-based: the same inputs always give the same plan.
+public enum Planner {
+    public static func plan(desired: DesiredState, live: LiveState, verdicts: [String: PolicyVerdict] = [:], baseline: String) -> Plan {
+        var changes: [Change] = []
+        var holds: [Hold] = []
+        var summary = PlanSummary()
+        let liveServers = Dictionary(live.servers.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        let liveTenants = Dictionary(live.tenants.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        let desiredNames = Set(desired.servers.map(\.name))
+        let desiredTenantNames = Set(desired.tenants.map(\.name))
+
+        // Tenants first: namespaces, slices and quotas must exist before servers land in them.
+        for t in desired.tenants.sorted(by: { $0.name < $1.name }) {
+            guard let l = liveTenants[t.name] else {
+                changes.append(Change(action: .create, kind: .tenant, name: t.name,
+                                      fields: t.fields.map { FieldChange(path: $0.path, old: nil, new: $0.display) },
+                                      reason: "tenant `\(t.name)` does not exist yet"))
+                continue
+            }
+            if let lf = l.fields {
+                let diff = fieldChanges(old: lf, new: t.fields)
+                if !diff.isEmpty {
+                    changes.append(Change(action: .update, kind: .tenant, name: t.name, fields: diff,
+                                          reason: "tenant settings changed: " + diff.map(\.path).joined(separator: ", ")))
+                }
+            }
+        }
+
+        var verdictsUsed: [PolicyVerdict] = []
+        for d in desired.servers.sorted(by: { $0.name < $1.name }) {
+            let verdict = verdicts[d.name]
+            let blocked = verdict?.decision == .blocked
+            guard let l = liveServers[d.name] else {
+                changes.append(Change(action: .create, kind: .server, name: d.name, tenant: d.tenant, toRevision: d.revision, toReplicas: d.replicas,
+                                      fields: d.fields.map { FieldChange(path: $0.path, old: nil, new: $0.display) },
+                                      reason: "server `\(d.name)` is not running here yet", blocked: blocked))
+                if let verdict { verdictsUsed.append(verdict) }
+                continue
+            }
+            let serving = l.servingRevision
+            if let pin = l.pinnedRevision {
+                holds.append(Hold(server: d.name, reason: "pinned to revision \(pin) by a manual rollback; desired revision \(d.revision) waits until the pin is released (`mcpfleet resume \(d.name)`)", revision: pin))
+                summary.unchanged += 1
+                continue
+            }
+            if l.paused {
+                holds.append(Hold(server: d.name, reason: "paused (`mcpfleet resume \(d.name)` continues)", revision: serving?.revision))
+                summary.unchanged += 1
+                continue
+            }
+            let atDesired = serving?.revision == d.revision || l.targetRevision == d.revision
+            if !atDesired, l.failedRevisions.contains(d.revision) {
+                holds.append(Hold(server: d.name, reason: "revision \(d.revision) failed its rollout and was rolled back; it is not retried until the manifests change it again", revision: d.revision))
+                summary.unchanged += 1
+                continue
+            }
+            if atDesired {
+                let current = l.revisions.first { $0.revision == d.revision }?.replicas ?? 0
+                let others = l.revisions.filter { $0.revision != d.revision }.reduce(0) { $0 + $1.replicas }
+                if l.targetRevision == d.revision, others > 0 || l.phase == .progressing {
+                    holds.append(Hold(server: d.name, reason: "rollout to \(d.revision) in progress (\(current)/\(d.replicas) replicas on it)", revision: d.revision))
+                    summary.unchanged += 1
+                } else if current != d.replicas || others > 0 {
+                    changes.append(Change(action: .scale, kind: .server, name: d.name, tenant: d.tenant, fromRevision: d.revision, toRevision: d.revision,
+                                          fromReplicas: l.totalReplicas, toReplicas: d.replicas,
+                                          fields: [FieldChange(path: "replicas", old: String(l.totalReplicas), new: String(d.replicas))],
+                                          reason: "replicas \(l.totalReplicas) → \(d.replicas)"))
+                } else {
+                    summary.unchanged += 1
+                }
+                continue
+            }
+            var diff = serving?.fields.map { fieldChanges(old: $0, new: d.fields) } ?? []
+            if l.totalReplicas != d.replicas {
+                diff.append(FieldChange(path: "replicas", old: String(l.totalReplicas), new: String(d.replicas)))
+            }
+            let what = diff.isEmpty ? "revision \(serving?.revision ?? "none") → \(d.revision)" : diff.map(\.path).joined(separator: ", ")
+            changes.append(Change(action: .rollout, kind: .server, name: d.name, tenant: d.tenant, fromRevision: serving?.revision, toRevision: d.revision,
+                                  fromReplicas: l.totalReplicas, toReplicas: d.replicas, fields: diff,
+                                  reason: "new revision (\(what)) rolled out by \(d.rollout.strategy.rawValue) strategy", blocked: blocked))
+            if let verdict { verdictsUsed.append(verdict) }
+        }
+
+        // Deletions last: servers, then tenants left empty. Only what mcpfleet owns is pruned.
+        for l in live.servers.sorted(by: { $0.name < $1.name }) where !desiredNames.contains(l.name) {
+            guard l.managed else { continue }
+            changes.append(Change(action: .delete, kind: .server, name: l.name, tenant: l.tenant, fromRevision: l.servingRevision?.revision,
+                                  fromReplicas: l.totalReplicas, reason: "no longer in the catalog for this environment"))
+        }
+        for t in live.tenants.sorted(by: { $0.name < $1.name }) where !desiredTenantNames.contains(t.name) && t.managed {
+            changes.append(Change(action: .delete, kind: .tenant, name: t.name, reason: "no server of this environment belongs to tenant `\(t.name)` any more"))
+        }
+
+        for c in changes {
+            switch c.action {
+            case .create: summary.create += 1
+            case .rollout: summary.rollout += 1
+            case .scale: summary.scale += 1
+            case .update: summary.update += 1
+            case .delete: summary.delete += 1
+            }
+            if c.blocked { summary.blocked += 1 }
+        }
+        // Verdicts for servers whose revision is not changing are still reported (verify shows all).
+        let reported = Set(verdictsUsed.map(\.server))
+        let allVerdicts = verdictsUsed + verdicts.values.filter { !reported.contains($0.server) && desiredNames.contains($0.server) }
+        return Plan(environment: desired.environment, driver: desired.driver, baseline: baseline, liveFingerprint: live.fingerprint,
+                    changes: changes, holds: holds, verdicts: allVerdicts.sorted { $0.server < $1.server }, summary: summary, desired: desired)
+    }
+
+    /// Field-level differences, in the new field order, then removed fields.
+    static func fieldChanges(old: [SpecField], new: [SpecField]) -> [FieldChange] {
+        let oldByPath = Dictionary(old.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
+        let newPaths = Set(new.map(\.path))
+        var out: [FieldChange] = []
+        for f in new {
+            if let o = oldByPath[f.path] {
+                if o.canonical != f.canonical { out.append(FieldChange(path: f.path, old: o.display, new: f.display)) }
+            } else {
+                out.append(FieldChange(path: f.path, old: nil, new: f.display))
+            }
+        }
+        for o in old where !newPaths.contains(o.path) {
+            out.append(FieldChange(path: o.path, old: o.display, new: nil))
+        }
+        return out
+    }
+}

@@ -1,0 +1,162 @@
+import ArgumentParser
+import FleetCore
+import FleetYAML
+import Foundation
+
+struct PlanCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plan",
+        abstract: "Show what applying the catalog would change (a dry run; secret-safe).",
+        discussion: """
+        Plans against a saved live-state snapshot (--live FILE) or against the catalog as it was at a git \
+        revision (--against REF: the change a pull request makes, no cluster or host credentials needed).
+
+        Exit status (as kubectl diff / flux diff): 0 in sync, 1 changes pending, 2 error, \
+        3 changes include servers blocked by supply-chain policy.
+        """
+    )
+
+    @Argument(help: "The manifest directory.")
+    var path: String
+
+    @Option(name: .long, help: "Environment to plan for; may be omitted when the catalog has exactly one.")
+    var env: String?
+
+    @Option(name: .long, help: "Plan against this live-state JSON snapshot (Schemas/live-state.schema.json).")
+    var live: String?
+
+    @Option(name: .long, help: "Plan against the manifests as they were at this git revision (branch, tag or commit).")
+    var against: String?
+
+    @Option(name: .shortAndLong, help: "Output format: text, json or markdown.")
+    var output: OutputFormat = .text
+
+    @Flag(name: .long, help: "Never colour the output.")
+    var noColor = false
+
+    @Option(name: .long, help: "Also save the plan as JSON to this file, for a later `mcpfleet apply`.")
+    var out: String?
+
+    func validate() throws {
+        if live != nil && against != nil { throw ValidationError("--live and --against are alternatives; pass one") }
+    }
+
+    func run() throws {
+        let loaded = LoadedCatalog.load(path: path)
+        if loaded.diagnostics.hasErrors || loaded.hasIOErrors {
+            writeStderr(loaded.renderDiagnostics(color: OutputOptions.stderrColor(noColor)))
+            throw CommandFailure(message: "the catalog in \(path) is invalid; nothing was planned")
+        }
+        let environment = try PlanCommand.selectEnvironment(loaded.catalog, env)
+        let desired = Renderer.desiredState(loaded.catalog, environment: environment)
+
+        let liveState: LiveState
+        let baseline: String
+        if let live {
+            liveState = try PlanCommand.readLiveState(live)
+            baseline = "live state \(live)"
+        } else if let against {
+            let oldSet: ManifestSet
+            do { oldSet = try GitSource.load(directory: path, ref: against) } catch {
+                throw CommandFailure(message: "\(error)")
+            }
+            let old = LoadedCatalog.from(set: oldSet, baseDirectory: path) { _ in true }
+            if old.diagnostics.hasErrors {
+                writeStderr(old.renderDiagnostics(color: false))
+                throw CommandFailure(message: "the catalog at \(against) is invalid, so it cannot serve as the baseline")
+            }
+            if let oldEnv = old.catalog.environment(environment.name) {
+                liveState = LiveState.converged(Renderer.desiredState(old.catalog, environment: oldEnv))
+            } else {
+                liveState = LiveState(environment: environment.name, driver: environment.driver.rawValue)
+            }
+            baseline = "git \(against)"
+        } else {
+            throw CommandFailure(message: "no live state to plan against: pass --live FILE (a snapshot from `mcpfleet status -o json`) or --against GIT-REF")
+        }
+
+        let verdicts = SupplyChainWiring.verdicts(for: desired, catalog: loaded.catalog, environment: environment, baseDirectory: loaded.baseDirectory)
+        let plan = Planner.plan(desired: desired, live: liveState, verdicts: verdicts, baseline: baseline)
+
+        if let out {
+            do {
+                try AtomicFile.write(Data(try encodeJSON(plan).utf8), to: out)
+            } catch {
+                throw CommandFailure(message: "cannot write the plan to \(out): \(error)")
+            }
+        }
+        switch output {
+        case .json: writeStdout(try encodeJSON(plan))
+        case .markdown: writeStdout(PlanFormatter(color: false).markdown(plan))
+        case .text:
+            let color = !noColor && ProcessInfo.processInfo.environment["NO_COLOR"] == nil && isatty(STDOUT_FILENO) == 1
+            writeStdout(PlanFormatter(color: color).text(plan))
+        }
+        if plan.exitCode != 0 { throw ExitCode(plan.exitCode) }
+    }
+
+    static func selectEnvironment(_ catalog: Catalog, _ name: String?) throws -> Environment {
+        if let name {
+            guard let e = catalog.environment(name) else {
+                throw CommandFailure(message: "no environment `\(name)` in the catalog (defined: \(catalog.environments.map(\.name).joined(separator: ", ")))")
+            }
+            return e
+        }
+        guard catalog.environments.count == 1, let only = catalog.environments.first else {
+            let names = catalog.environments.map(\.name).joined(separator: ", ")
+            throw CommandFailure(message: catalog.environments.isEmpty
+                ? "the catalog defines no Environment"
+                : "the catalog defines several environments (\(names)); choose one with --env")
+        }
+        return only
+    }
+
+    static func readLiveState(_ file: String) throws -> LiveState {
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw CommandFailure(message: "cannot read live state \(file)")
+        }
+        do {
+            return try JSONDecoder().decode(LiveState.self, from: data)
+        } catch let DecodingError.dataCorrupted(ctx) {
+            throw CommandFailure(message: "\(file): not valid JSON: \(ctx.debugDescription)")
+        } catch let DecodingError.keyNotFound(key, ctx) {
+            throw CommandFailure(message: "\(file): missing `\(key.stringValue)` at \(ctx.codingPath.map(\.stringValue).joined(separator: "."))")
+        } catch let DecodingError.typeMismatch(_, ctx) {
+            throw CommandFailure(message: "\(file): wrong type at \(ctx.codingPath.map(\.stringValue).joined(separator: ".")): \(ctx.debugDescription)")
+        } catch {
+            throw CommandFailure(message: "\(file): \(error)")
+        }
+    }
+}
+
+extension OutputOptions {
+    static func stderrColor(_ noColor: Bool) -> Bool {
+        !noColor && ProcessInfo.processInfo.environment["NO_COLOR"] == nil && isatty(STDERR_FILENO) == 1
+    }
+}
+
+/// Write-then-rename so a crash never leaves a half-written file behind.
+enum AtomicFile {
+    static func write(_ data: Data, to path: String, mode: mode_t = 0o644) throws {
+        let directory = (path as NSString).deletingLastPathComponent
+        let temp = (directory.isEmpty ? "." : directory) + "/.\((path as NSString).lastPathComponent).tmp-\(getpid())"
+        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        var ok = data.withUnsafeBytes { buf -> Bool in
+            var offset = 0
+            while offset < buf.count {
+                let n = Foundation.write(fd, buf.baseAddress! + offset, buf.count - offset)
+                if n <= 0 { return false }
+                offset += n
+            }
+            return true
+        }
+        ok = ok && fsync(fd) == 0
+        close(fd)
+        guard ok, rename(temp, path) == 0 else {
+            let code = errno
+            unlink(temp)
+            throw POSIXError(POSIXErrorCode(rawValue: code) ?? .EIO)
+        }
+    }
+}
