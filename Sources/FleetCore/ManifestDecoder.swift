@@ -118,7 +118,7 @@ public enum ManifestDecoder {
         let supplyChain = f.value("supplyChain").flatMap { supplyChainSpec($0, source: source, r) }
         let environments = r.nameList(f, "environments")
 
-        if let t = transport, t.type != .stdio, t.port == nil, let tnode = f.value("transport") {
+        if let t = transport, t.type != .stdio, t.port == nil, let tnode = f.value("transport"), tnode["port"].map({ $0.isNull }) ?? true {
             r.error("missing-field", "missing required field `spec.transport.port` (required unless the transport is stdio)", at: tnode.mapping?.first?.key.location ?? tnode.location)
         }
         guard let meta, let version, let tenant, let artifact, let transport else { return nil }
@@ -247,6 +247,10 @@ public enum ManifestDecoder {
                     r.error("secret-inline", "`\(path)` (\(name ?? "?")) is marked isSecret but carries an inline value; secrets must come from a secretRef, never from the manifest", at: e.keyLocation("value") ?? v.location)
                 } else if let text = r.string(v, path: "\(path).value"), checkSafe(text, path: "\(path).value", at: v.location, r) {
                     source = .value(text)
+                    if let name, PlanSafety.looksSensitive(name) {
+                        r.diagnostics.append(.warning("possible-secret", "`\(path)` (\(name)) has a secret-looking name but an inline value; plans mask it, but a real secret belongs in a secretRef", at: e.keyLocation("value") ?? v.location,
+                                                      hint: "use `secretRef: {name: …, key: …}` and `isSecret: true`"))
+                    }
                 }
             } else if let ref = e.value("secretRef") {
                 if let rf = r.mapping(ref, path: "\(path).secretRef", allowed: ["name", "key"], required: ["name", "key"]),

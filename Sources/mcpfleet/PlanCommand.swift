@@ -60,7 +60,7 @@ struct PlanCommand: ParsableCommand {
             do { oldSet = try GitSource.load(directory: path, ref: against) } catch {
                 throw CommandFailure(message: "\(error)")
             }
-            let old = LoadedCatalog.from(set: oldSet, baseDirectory: path) { _ in true }
+            let old = CatalogLoader.from(set: oldSet, baseDirectory: path) { _ in true }
             if old.diagnostics.hasErrors {
                 writeStderr(old.renderDiagnostics(color: false))
                 throw CommandFailure(message: "the catalog at \(against) is invalid, so it cannot serve as the baseline")

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FleetCore
+import FleetYAML
 import Foundation
 
 struct ValidateCommand: ParsableCommand {

@@ -154,6 +154,8 @@ public struct PlanSummary: Codable, Hashable, Sendable {
     public var delete = 0
     public var blocked = 0
     public var unchanged = 0
+    /// Servers deliberately left as they are (pinned, paused, failed revision, rollout in progress).
+    public var held = 0
 
     public init() {}
 }

@@ -18,7 +18,8 @@ public struct PlanFormatter: Sendable {
     public func text(_ plan: Plan) -> String {
         var out = "mcpfleet plan: environment \(plan.environment) (driver \(plan.driver.rawValue)), against \(plan.baseline)\n\n"
         if plan.changes.isEmpty {
-            out += "No changes. The environment matches the catalog (\(plan.summary.unchanged) servers in sync).\n"
+            let held = plan.summary.held > 0 ? ", \(plan.summary.held) held back" : ""
+            out += "No changes. The environment matches the catalog (\(plan.summary.unchanged) servers in sync\(held)).\n\n"
         }
         for c in plan.changes {
             let sym = paint(c.action.symbol, "1;" + actionColor(c.action))

@@ -39,27 +39,27 @@ public enum Planner {
             }
             let serving = l.servingRevision
             if let pin = l.pinnedRevision {
+                summary.held += 1
                 holds.append(Hold(server: d.name, reason: "pinned to revision \(pin) by a manual rollback; desired revision \(d.revision) waits until the pin is released (`mcpfleet resume \(d.name)`)", revision: pin))
-                summary.unchanged += 1
                 continue
             }
             if l.paused {
+                summary.held += 1
                 holds.append(Hold(server: d.name, reason: "paused (`mcpfleet resume \(d.name)` continues)", revision: serving?.revision))
-                summary.unchanged += 1
                 continue
             }
             let atDesired = serving?.revision == d.revision || l.targetRevision == d.revision
             if !atDesired, l.failedRevisions.contains(d.revision) {
+                summary.held += 1
                 holds.append(Hold(server: d.name, reason: "revision \(d.revision) failed its rollout and was rolled back; it is not retried until the manifests change it again", revision: d.revision))
-                summary.unchanged += 1
                 continue
             }
             if atDesired {
                 let current = l.revisions.first { $0.revision == d.revision }?.replicas ?? 0
                 let others = l.revisions.filter { $0.revision != d.revision }.reduce(0) { $0 + $1.replicas }
                 if l.targetRevision == d.revision, others > 0 || l.phase == .progressing {
+                    summary.held += 1
                     holds.append(Hold(server: d.name, reason: "rollout to \(d.revision) in progress (\(current)/\(d.replicas) replicas on it)", revision: d.revision))
-                    summary.unchanged += 1
                 } else if current != d.replicas || others > 0 {
                     changes.append(Change(action: .scale, kind: .server, name: d.name, tenant: d.tenant, fromRevision: d.revision, toRevision: d.revision,
                                           fromReplicas: l.totalReplicas, toReplicas: d.replicas,

@@ -1,0 +1,44 @@
+public import FleetCore
+import Foundation
+
+/// A manifest directory loaded, decoded and validated, with the texts needed to render diagnostics.
+public struct LoadedCatalog: Sendable {
+    public var root: String
+    /// The directory that relative paths in the catalog resolve against (the root, or a file's directory).
+    public var baseDirectory: String
+    public var set: ManifestSet
+    public var catalog: Catalog
+    public var diagnostics: Diagnostics
+
+    public var hasIOErrors: Bool { diagnostics.items.contains { $0.code == "io" } }
+
+    public func sourceText(_ file: String) -> String? { set.files.first { $0.path == file }?.text }
+
+    public func renderDiagnostics(color: Bool) -> String {
+        DiagnosticFormatter(color: color).format(diagnostics, source: sourceText)
+    }
+}
+
+public enum CatalogLoader {
+    /// Loads `path` (a directory or one file), decodes every document and runs every validation rule.
+    public static func load(path: String, limits: YAMLLimits = .default) -> LoadedCatalog {
+        let set = ManifestLoader.load(path: path, limits: limits)
+        var isDir: ObjCBool = false
+        let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDir)
+        var base = exists && !isDir.boolValue ? (path as NSString).deletingLastPathComponent : path
+        if base.isEmpty { base = "." }
+        return from(set: set, baseDirectory: base) { relative in
+            FileManager.default.fileExists(atPath: base + "/" + relative)
+        }
+    }
+
+    /// Decodes and validates an already loaded set (from disk or from git).
+    public static func from(set: ManifestSet, baseDirectory: String, fileExists: (String) -> Bool) -> LoadedCatalog {
+        var diagnostics = Diagnostics(set.diagnostics)
+        let inputs = set.files.map { ManifestFileInput(file: $0.path, relativePath: $0.relativePath, documents: $0.documents) }
+        let (catalog, decodeDiagnostics) = ManifestDecoder.decode(inputs)
+        diagnostics.append(contentsOf: decodeDiagnostics)
+        diagnostics.append(contentsOf: CatalogValidator.validate(catalog, fileExists: fileExists))
+        return LoadedCatalog(root: set.root, baseDirectory: baseDirectory, set: set, catalog: catalog, diagnostics: diagnostics)
+    }
+}

@@ -1,0 +1,81 @@
+import FleetCore
+import Testing
+
+@Suite struct SyntaxTests {
+    @Test(arguments: [
+        ("400ms", 400), ("30s", 30_000), ("5m", 300_000), ("1h30m", 5_400_000), ("1m30s", 90_000), ("0s", 0),
+    ] as [(String, Int64)])
+    func durationsParse(text: String, millis: Int64) {
+        #expect(Syntax.duration(text) == .milliseconds(millis))
+    }
+
+    @Test(arguments: ["", "5", "5 m", "-5s", "1.5s", "5d", "ms", "5mm", "s5", "5m30", "99999999999s"])
+    func durationsRejected(text: String) {
+        #expect(Syntax.duration(text) == nil)
+    }
+
+    @Test(arguments: [("500m", 500), ("2", 2000), ("0.5", 500), ("1.25", 1250), ("100m", 100)] as [(String, Int)])
+    func cpuQuantities(text: String, millis: Int) {
+        #expect(Syntax.cpuMillis(text) == millis)
+    }
+
+    @Test(arguments: ["", "m", "1.2345", "-1", "1e3", "500 m", "abc", "0.5m"])
+    func cpuRejected(text: String) {
+        #expect(Syntax.cpuMillis(text) == nil)
+    }
+
+    @Test(arguments: [("256Mi", Int64(256) << 20), ("1Gi", Int64(1) << 30), ("500M", 500_000_000), ("1024", 1024), ("1k", 1000)] as [(String, Int64)])
+    func memoryQuantities(text: String, bytes: Int64) {
+        #expect(Syntax.memoryBytes(text) == bytes)
+    }
+
+    @Test(arguments: ["", "Mi", "1.5Gi", "256mi", "-1Gi", "1 Gi", "99999999999999Ti"])
+    func memoryRejected(text: String) {
+        #expect(Syntax.memoryBytes(text) == nil)
+    }
+
+    @Test func versions() {
+        #expect(Syntax.versionProblem("1.10") == nil)
+        #expect(Syntax.versionProblem("2.0.0-rc.1+build.5") == nil)
+        #expect(Syntax.versionProblem("v1.2.3") == nil)
+        #expect(Syntax.versionProblem("latest") == .latest)
+        #expect(Syntax.versionProblem("LATEST") == .latest)
+        #expect(Syntax.versionProblem("^1.2") == .range)
+        #expect(Syntax.versionProblem(">=1.0 <2.0") == .range)
+        #expect(Syntax.versionProblem("1.x") == .range)
+        #expect(Syntax.versionProblem("1.*") == .range)
+        #expect(Syntax.versionProblem("-1") == .malformed)
+        #expect(Syntax.versionProblem("") == .malformed)
+    }
+
+    @Test(arguments: [("ok", true), ("a-b-1", true), (String(repeating: "a", count: 63), true),
+                      (String(repeating: "a", count: 64), false), ("-a", false), ("a-", false), ("A", false),
+                      ("../etc", false), ("a/b", false), ("a\nb", false), ("", false), ("a.b", false)] as [(String, Bool)])
+    func dnsLabels(name: String, valid: Bool) {
+        #expect(Syntax.isDNSLabel(name) == valid)
+    }
+
+    @Test func controlCharacters() {
+        #expect(Syntax.hasControlCharacter("a\nb"))
+        #expect(Syntax.hasControlCharacter("a\u{0}b"))
+        #expect(Syntax.hasControlCharacter("a\u{2028}b"))
+        #expect(!Syntax.hasControlCharacter("100% safe ünïcode"))
+    }
+
+    @Test func substitutions() {
+        #expect(Syntax.substitutions(in: "--port=${PORT}/${REPLICA}") == ["PORT", "REPLICA"])
+        #expect(Syntax.substitutions(in: "${OOPS") == nil)
+        #expect(Syntax.substitutions(in: "$PORT") == [])
+    }
+
+    @Test func didYouMean() {
+        #expect(Syntax.closest(to: "replica", in: ["replicas", "resources", "rollout"]) == "replicas")
+        #expect(Syntax.closest(to: "zzzzzz", in: ["replicas"]) == nil)
+    }
+
+    @Test func durationFormatting() {
+        #expect(Syntax.format(.milliseconds(400)) == "400ms")
+        #expect(Syntax.format(.seconds(90)) == "1m30s")
+        #expect(Syntax.format(.seconds(3600)) == "1h")
+    }
+}
