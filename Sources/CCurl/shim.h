@@ -17,4 +17,57 @@ static inline CURLcode mcpf_easy_getinfo_long(CURL *h, CURLINFO i, long *v) { re
 static inline CURLcode mcpf_easy_getinfo_double(CURL *h, CURLINFO i, double *v) { return curl_easy_getinfo(h, i, v); }
 static inline CURLcode mcpf_easy_getinfo_string(CURL *h, CURLINFO i, char **v) { return curl_easy_getinfo(h, i, v); }
 static inline CURLcode mcpf_easy_getinfo_off(CURL *h, CURLINFO i, curl_off_t *v) { return curl_easy_getinfo(h, i, v); }
+
+/* ---- Additions for FleetHTTP ---------------------------------------------------------------- */
+#include <pthread.h>
+#include <stdlib.h>
+
+/* Macro constants that Swift cannot import reliably. */
+static const long mcpf_global_all = CURL_GLOBAL_ALL;
+static const size_t mcpf_writefunc_pause = CURL_WRITEFUNC_PAUSE;
+static const int mcpf_pause_cont = CURLPAUSE_CONT;
+static const unsigned int mcpf_blob_copy = CURL_BLOB_COPY;
+static const int mcpf_error_size = CURL_ERROR_SIZE;
+static const unsigned int mcpf_url_default_port = CURLU_DEFAULT_PORT;
+
+/* A CURLSH share (DNS cache + TLS session cache) with pthread locks, usable from many threads. */
+typedef struct mcpf_share {
+    CURLSH *share;
+    pthread_mutex_t locks[CURL_LOCK_DATA_LAST];
+} mcpf_share;
+
+static inline void mcpf_share_lock_cb(CURL *h, curl_lock_data d, curl_lock_access a, void *u) {
+    (void)h; (void)a;
+    mcpf_share *s = (mcpf_share *)u;
+    if (d >= 0 && d < CURL_LOCK_DATA_LAST) pthread_mutex_lock(&s->locks[d]);
+}
+static inline void mcpf_share_unlock_cb(CURL *h, curl_lock_data d, void *u) {
+    (void)h;
+    mcpf_share *s = (mcpf_share *)u;
+    if (d >= 0 && d < CURL_LOCK_DATA_LAST) pthread_mutex_unlock(&s->locks[d]);
+}
+/* Returns NULL on failure. */
+static inline mcpf_share *mcpf_share_new(void) {
+    mcpf_share *s = (mcpf_share *)calloc(1, sizeof(mcpf_share));
+    if (!s) return NULL;
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++) pthread_mutex_init(&s->locks[i], NULL);
+    s->share = curl_share_init();
+    if (!s->share) { free(s); return NULL; }
+    curl_share_setopt(s->share, CURLSHOPT_LOCKFUNC, mcpf_share_lock_cb);
+    curl_share_setopt(s->share, CURLSHOPT_UNLOCKFUNC, mcpf_share_unlock_cb);
+    curl_share_setopt(s->share, CURLSHOPT_USERDATA, (void *)s);
+    curl_share_setopt(s->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    curl_share_setopt(s->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+    return s;
+}
+/* Call only once no easy handle uses the share any more. */
+static inline void mcpf_share_free(mcpf_share *s) {
+    if (!s) return;
+    curl_share_cleanup(s->share);
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++) pthread_mutex_destroy(&s->locks[i]);
+    free(s);
+}
+static inline CURLcode mcpf_easy_setopt_share(CURL *h, mcpf_share *s) {
+    return curl_easy_setopt(h, CURLOPT_SHARE, s ? s->share : NULL);
+}
 #endif
