@@ -123,8 +123,11 @@ public struct HTTPResponse: Sendable {
 ///
 /// `body` ends when the server finishes the response and throws an `HTTPError` if the transfer fails
 /// (for example the connection is closed mid-body). Cancelling the Task that iterates `body`, or dropping
-/// the stream without consuming it, aborts the transfer and closes the connection. The body can be
-/// iterated once.
+/// the stream without consuming it, aborts the transfer and closes the connection; as with any
+/// `AsyncThrowingStream`, the cancelled iteration then either throws `HTTPError.cancelled` or simply ends,
+/// so a consumer that must tell "server closed" from "I was cancelled" checks `Task.isCancelled`.
+/// A slow consumer applies backpressure: the transfer pauses while about 1 MiB is buffered.
+/// The body can be iterated once.
 public struct HTTPStreamingResponse: Sendable {
     public var status: Int
     public var headers: HTTPHeaders

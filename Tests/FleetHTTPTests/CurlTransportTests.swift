@@ -251,13 +251,28 @@ import Testing
         #expect(response.status == 200)
         #expect(response.header("transfer-encoding") == "chunked")
         var received: [UInt8] = []
-        var chunks = 0
-        for try await chunk in response.body {
-            received += chunk
-            chunks += 1
-        }
+        for try await chunk in response.body { received += chunk }
         #expect(String(decoding: received, as: UTF8.self) == (0..<5).map { "line \($0)\n" }.joined())
-        #expect(chunks >= 2)  // delivered incrementally, not as one buffered body
+    }
+
+    @Test func bodyIsDeliveredBeforeTheResponseEnds() async throws {
+        let fx = try Fixtures.get()
+        let transport = try makeTransport()
+        let tag = UUID().uuidString
+        // The server sends one SSE event and then keeps the response open until we go away.
+        let response = try await transport.stream(
+            HTTPRequest(url: fx.plainBase + "/hold?tag=\(tag)&first=data:%20hello%0A%0A"))
+        var iterator = response.body.makeAsyncIterator()
+        let first = try await iterator.next()
+        #expect(first.map { String(decoding: $0, as: UTF8.self) } == "data: hello\n\n")
+        let consumer = Task { [iterator] in
+            var iterator = iterator
+            return try await iterator.next()
+        }
+        consumer.cancel()
+        _ = await caught { try await consumer.value }
+        let closed = try await eventually { try await fx.stats(transport)["hold_closed:\(tag)"] == 1 }
+        #expect(closed)
     }
 
     @Test func headArrivesBeforeAnyBodyAndCancellationEndsTransfer() async throws {

@@ -98,6 +98,8 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/hold":
             # Response head now, then no body until the client goes away.
             self.start_chunked("text/event-stream")
+            if "first" in q:
+                self.chunk(q["first"].encode())
             conn, end = self.connection, time.time() + 60
             while time.time() < end:
                 readable, _, _ = select.select([conn], [], [], 0.05)
