@@ -1,0 +1,210 @@
+import ArgumentParser
+import FleetCore
+import FleetYAML
+import Foundation
+
+/// `mcpfleet bench`: measures the manifest pipeline on a directory (see `Benchmarks/`).
+///
+/// Each subcommand prints one JSON line on stdout, so `Benchmarks/run.sh` can collect the figures.
+/// This is a benchmark, not a test: nothing here asserts a time.
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure loading and validating a manifest directory (prints one JSON line).",
+        discussion: """
+            `bench load` times what `mcpfleet validate` does (read + YAML parse, decode, cross-document \
+            validation) and `bench raw-parse` times libyaml's bare event parse of the same files, the \
+            floor any loader built on libyaml can reach. Generate large catalogs with \
+            `Benchmarks/gen_catalog.py` and compare them with `Benchmarks/run.sh`.
+            """,
+        subcommands: [Load.self, RawParse.self]
+    )
+
+    struct Common: ParsableArguments {
+        @Argument(help: "A manifest directory (read recursively) or a single manifest file.")
+        var path: String
+
+        @Option(name: .long, help: "Timed iterations (the median is reported).")
+        var iterations: Int = 5
+
+        @Option(name: .long, help: "Untimed iterations run first.")
+        var warmup: Int = 1
+
+        func validate() throws {
+            guard iterations >= 1 else { throw ValidationError("--iterations must be at least 1") }
+            guard warmup >= 0 else { throw ValidationError("--warmup must not be negative") }
+        }
+    }
+
+    struct Load: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "load",
+            abstract: "Time load (read + parse) + decode + validate, as `mcpfleet validate` does.")
+
+        @OptionGroup var common: Common
+
+        /// As `LoadedCatalog.load`: the directory itself, or a single file's directory.
+        var baseDirectory: String {
+            var isDir: ObjCBool = false
+            let base = FileManager.default.fileExists(atPath: common.path, isDirectory: &isDir) && !isDir.boolValue
+                ? (common.path as NSString).deletingLastPathComponent : common.path
+            return base.isEmpty ? "." : base
+        }
+
+        func run() throws {
+            var total: [Double] = [], parse: [Double] = [], decode: [Double] = [], validate: [Double] = []
+            var servers = 0, documents = 0, files = 0, bytes = 0, errors = 0
+            for i in 0..<(common.warmup + common.iterations) {
+                let t0 = BenchClock.now()
+                let set = ManifestLoader.load(path: common.path)
+                let t1 = BenchClock.now()
+                let inputs = set.files.map { ManifestFileInput(file: $0.path, relativePath: $0.relativePath, documents: $0.documents) }
+                let (catalog, decodeDiagnostics) = ManifestDecoder.decode(inputs)
+                let t2 = BenchClock.now()
+                // Evidence files are stat()ed as `validate` does (LoadedCatalog.load).
+                let base = baseDirectory
+                let validation = CatalogValidator.validate(catalog) { FileManager.default.fileExists(atPath: base + "/" + $0) }
+                let t3 = BenchClock.now()
+                if i >= common.warmup {
+                    total.append(t3 - t0)
+                    parse.append(t1 - t0)
+                    decode.append(t2 - t1)
+                    validate.append(t3 - t2)
+                }
+                if i == 0 {
+                    var all = Diagnostics(set.diagnostics)
+                    all.append(contentsOf: decodeDiagnostics)
+                    all.append(contentsOf: validation)
+                    errors = all.errorCount
+                    servers = catalog.servers.count
+                    documents = set.files.reduce(0) { $0 + $1.documents.count }
+                    files = set.files.count
+                    bytes = set.files.reduce(0) { $0 + $1.text.utf8.count }
+                }
+            }
+            if files == 0 {
+                throw CommandFailure(message: "bench load: nothing loaded from '\(common.path)'")
+            }
+            let median = total.median
+            var out = BenchJSON()
+            out["bench"] = .string("load")
+            out["servers"] = .int(servers)
+            out["documents"] = .int(documents)
+            out["files"] = .int(files)
+            out["bytes"] = .int(bytes)
+            out["errors"] = .int(errors)
+            out["iterations"] = .int(common.iterations)
+            out["median_ms"] = .double(median)
+            out["min_ms"] = .double(total.min() ?? 0)
+            out["max_ms"] = .double(total.max() ?? 0)
+            out["parse_median_ms"] = .double(parse.median)
+            out["decode_median_ms"] = .double(decode.median)
+            out["validate_median_ms"] = .double(validate.median)
+            out["documents_per_s"] = .double(median > 0 ? Double(documents) / (median / 1000) : 0)
+            out["peak_rss_kib"] = .int(peakRSSKiB())
+            writeStdout(out.line)
+            if errors > 0 {
+                writeStderr("bench load: the catalog has \(errors) errors (run `mcpfleet validate \(common.path)`); figures are not representative\n")
+                throw ExitCode(1)
+            }
+        }
+    }
+
+    struct RawParse: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "raw-parse",
+            abstract: "Time libyaml's raw event parse of the same files (read first; only parsing is timed).")
+
+        @OptionGroup var common: Common
+
+        func run() throws {
+            // The same file selection as `load` (hidden entries, .mcpfleetignore), read up front.
+            let contents = ManifestLoader.load(path: common.path).files.map { Array($0.text.utf8) }
+            guard !contents.isEmpty else { throw CommandFailure(message: "bench raw-parse: no manifest files under '\(common.path)'") }
+            var times: [Double] = []
+            var events = 0
+            for i in 0..<(common.warmup + common.iterations) {
+                let t0 = BenchClock.now()
+                var count = 0
+                for bytes in contents { count += YAMLLoader.rawEventCount(bytes) }
+                let t1 = BenchClock.now()
+                if i >= common.warmup { times.append(t1 - t0) }
+                events = count
+            }
+            let bytes = contents.reduce(0) { $0 + $1.count }
+            let median = times.median
+            var out = BenchJSON()
+            out["bench"] = .string("raw-parse")
+            out["files"] = .int(contents.count)
+            out["bytes"] = .int(bytes)
+            out["events"] = .int(events)
+            out["iterations"] = .int(common.iterations)
+            out["median_ms"] = .double(median)
+            out["min_ms"] = .double(times.min() ?? 0)
+            out["max_ms"] = .double(times.max() ?? 0)
+            out["mib_per_s"] = .double(median > 0 ? Double(bytes) / 1_048_576 / (median / 1000) : 0)
+            out["peak_rss_kib"] = .int(peakRSSKiB())
+            writeStdout(out.line)
+        }
+    }
+}
+
+/// Monotonic milliseconds.
+enum BenchClock {
+    static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) * 1000 + Double(ts.tv_nsec) / 1_000_000
+    }
+}
+
+/// Peak resident set size of this process in KiB (`ru_maxrss`, the same figure as `VmHWM` in
+/// /proc/self/status and `%M` of /usr/bin/time), 0 where unavailable.
+func peakRSSKiB() -> Int {
+    var usage = rusage()
+    #if canImport(Darwin)
+    guard getrusage(RUSAGE_SELF, &usage) == 0 else { return 0 }
+    return Int(usage.ru_maxrss) / 1024  // bytes on Darwin
+    #else
+    guard getrusage(RUSAGE_SELF.rawValue, &usage) == 0 else { return 0 }
+    return Int(usage.ru_maxrss)
+    #endif
+}
+
+/// A flat JSON object whose keys keep their insertion order (the harness reads it with a JSON parser).
+struct BenchJSON {
+    enum Value {
+        case string(String), int(Int), double(Double)
+    }
+
+    private var fields: [(String, Value)] = []
+
+    subscript(key: String) -> Value? {
+        get { fields.first { $0.0 == key }?.1 }
+        set {
+            fields.removeAll { $0.0 == key }
+            if let newValue { fields.append((key, newValue)) }
+        }
+    }
+
+    var line: String {
+        let body = fields.map { key, value -> String in
+            let rendered: String
+            switch value {
+            case .string(let s): rendered = "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+            case .int(let n): rendered = String(n)
+            case .double(let d): rendered = d.isFinite ? String(format: "%.3f", d) : "null"
+            }
+            return "\"\(key)\":\(rendered)"
+        }
+        return "{" + body.joined(separator: ",") + "}\n"
+    }
+}
+
+extension Array where Element == Double {
+    var median: Double {
+        guard !isEmpty else { return 0 }
+        let s = sorted()
+        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+    }
+}
