@@ -15,6 +15,12 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        // The official MCP Swift SDK: its `mcp-everything-server` is the real MCP server the example fleet and the tests run.
+        .package(url: "https://github.com/modelcontextprotocol/swift-sdk.git", from: "0.12.1"),
     ],
     targets: [
         // System libraries (Debian: libyaml-dev, libcurl4-openssl-dev, libsqlite3-dev).
@@ -30,11 +36,33 @@ let package = Package(
             dependencies: ["FleetCore", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict),
         .target(name: "FleetHTTP", dependencies: ["CCurl"], swiftSettings: strict),
+        // Durable rollout state and revision history for host drivers (system SQLite, WAL).
+        .target(name: "FleetState", dependencies: ["FleetCore", "CSQLite"], swiftSettings: strict),
+        // Drivers.
+        .target(name: "FleetLocal", dependencies: ["FleetCore", "FleetState"], swiftSettings: strict),
+        .target(name: "FleetSystemd", dependencies: ["FleetCore", "FleetState"], swiftSettings: strict),
+        .target(name: "FleetKubernetes", dependencies: ["FleetCore", "FleetHTTP", "FleetYAML"], swiftSettings: strict),
+        // The reconcile loop; it knows drivers only through `RuntimeDriver`.
+        .target(
+            name: "FleetController",
+            dependencies: [
+                "FleetCore", "FleetHTTP",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict),
+        // Test doubles shared by test targets: in-memory driver and store, manual clock, sandboxes.
+        .target(name: "FleetTesting", dependencies: ["FleetCore"], swiftSettings: strict),
         .executableTarget(
             name: "mcpfleet",
             dependencies: [
-                "FleetCore", "FleetYAML", "FleetSupplyChain",
+                "FleetCore", "FleetYAML", "FleetSupplyChain", "FleetHTTP", "FleetState", "FleetLocal", "FleetSystemd",
+                "FleetKubernetes", "FleetController",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict),
 
@@ -42,6 +70,11 @@ let package = Package(
         .testTarget(name: "FleetYAMLTests", dependencies: ["FleetYAML", "FleetCore"]),
         .testTarget(name: "FleetSupplyChainTests", dependencies: ["FleetSupplyChain", "FleetCore"]),
         .testTarget(name: "FleetHTTPTests", dependencies: ["FleetHTTP"]),
+        .testTarget(name: "FleetStateTests", dependencies: ["FleetState", "FleetCore"]),
+        .testTarget(name: "FleetLocalTests", dependencies: ["FleetLocal", "FleetState", "FleetCore", "FleetTesting"]),
+        .testTarget(name: "FleetSystemdTests", dependencies: ["FleetSystemd", "FleetState", "FleetCore", "FleetTesting"]),
+        .testTarget(name: "FleetKubernetesTests", dependencies: ["FleetKubernetes", "FleetHTTP", "FleetCore", "FleetYAML", "FleetTesting"]),
+        .testTarget(name: "FleetControllerTests", dependencies: ["FleetController", "FleetCore", "FleetHTTP", "FleetTesting"]),
         .testTarget(name: "MCPFleetCLITests", dependencies: ["FleetCore"]),
     ]
 )
