@@ -75,7 +75,12 @@ struct PlanCommand: ParsableCommand {
             throw CommandFailure(message: "no live state to plan against: pass --live FILE (a snapshot from `mcpfleet status -o json`) or --against GIT-REF")
         }
 
-        let verdicts = SupplyChainWiring.verdicts(for: desired, catalog: loaded.catalog, environment: environment, baseDirectory: loaded.baseDirectory)
+        let verdicts: [String: PolicyVerdict]
+        do {
+            verdicts = try SupplyChainWiring(catalog: loaded.catalog, baseDirectory: loaded.baseDirectory).verdicts(for: desired, environment: environment)
+        } catch {
+            throw CommandFailure(message: "\(error)")
+        }
         let plan = Planner.plan(desired: desired, live: liveState, verdicts: verdicts, baseline: baseline)
 
         if let out {

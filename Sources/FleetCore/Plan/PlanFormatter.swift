@@ -62,7 +62,7 @@ public struct PlanFormatter: Sendable {
         return out
     }
 
-    func verdictLine(_ v: PolicyVerdict) -> String {
+    public func verdictLine(_ v: PolicyVerdict) -> String {
         switch v.decision {
         case .admitted:
             var evidence: [String] = []
