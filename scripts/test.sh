@@ -1,14 +1,36 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: one build of everything, the Swift tests, then the schema and
-# end-to-end checks in Python against the same built binary.
+# Runs the whole test suite: one build of everything (plus the official Swift SDK's
+# mcp-everything-server, the real MCP server the driver and controller tests run), the Swift tests,
+# then the Python suites (schemas, the Kubernetes test API server against real kubectl) against the
+# same built binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-swift build --build-tests 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\] (Compiling|Emitting|Write|Linking|Applying)' || true
-swift build --build-tests >/dev/null   # fail here, with the compiler's output above, if the build broke
-bin="$(swift build --show-bin-path)/mcpfleet"
-export MCPFLEET_BIN="$bin"
+log=$(mktemp)
+build() {
+  if ! swift build "$@" >"$log" 2>&1; then
+    grep -E "error:|warning: unre" "$log" | head -50 || true
+    tail -20 "$log"
+    echo "test.sh: swift build $* failed" >&2
+    exit 2
+  fi
+  tail -1 "$log"
+}
+build --build-tests
+build --product mcp-everything-server
+bin="$(swift build --show-bin-path)"
+export MCPFLEET_BIN="$bin/mcpfleet"
+export MCP_EVERYTHING_SERVER="$bin/mcp-everything-server"
 status=0
-swift test --skip-build --parallel 2>&1 | tee /tmp/mcpfleet-swift-test.log || status=$?
-python3 -m pytest -q Tests/schemas || status=$?
+# Per-test "started"/"passed" lines are left out of the console (they are in the log); failures,
+# issues and the closing summary are shown.
+set +e
+swift test --skip-build > /tmp/mcpfleet-swift-test.log 2>&1
+swift_status=$?
+set -e
+grep -vE '^(◇|↳)|^✔ (Test|Suite) [^r]|^Test Case .* (started|passed)|^Test Suite .* (started|passed)' /tmp/mcpfleet-swift-test.log || true
+[ "$swift_status" -eq 0 ] || status=$swift_status
+suites=(Tests/schemas)
+[ -d Tests/KubeAPIServer ] && suites+=(Tests/KubeAPIServer)
+python3 -m pytest -q "${suites[@]}" || status=$?
 exit $status
