@@ -51,7 +51,16 @@ public enum SupplyChainBenchmark {
             try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
             for i in 0..<servers {
                 let name = "bench-\(i)"
-                let bytes = (0..<artifactBytes).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                var bytes = [UInt8](repeating: 0, count: artifactBytes)
+                bytes.withUnsafeMutableBytes { buf in
+                    var i = 0
+                    while i < buf.count {
+                        var word = rng.next()
+                        let n = min(8, buf.count - i)
+                        withUnsafeBytes(of: &word) { w in for j in 0..<n { buf[i + j] = w[j] } }
+                        i += n
+                    }
+                }
                 let digest = SHA256.hash(data: bytes)
                 let dhex = hex(digest)
                 let sig = try key.signature(for: digest)

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 
+import FleetCore
 import FleetSupplyChain
 
 @Suite("Gate: modes, policies, digests, globs")
@@ -159,5 +160,24 @@ struct GateTests {
         for i in bytes.indices { bytes[i] = UInt8(truncatingIfNeeded: i &* 31 &+ i >> 9) }
         let p = try box.write("big.bin", Data(bytes))
         #expect(try ArtifactDigest.sha256(ofFile: p) == "sha256:" + (try box.sha256Hex(p)))
+    }
+}
+
+@Suite("Gate diagnostics")
+struct GateDiagnosticsTests {
+    @Test func findingsBecomeDiagnostics() throws {
+        let box = try Sandbox()
+        var fx = try Fixture(box: box)
+        fx.evidence.sbomPath = nil
+        fx.evidence.provenancePath = nil
+        var warn = fx.policy("next", mode: .warn)
+        warn.requireSBOM = false
+        let v = SupplyChainGate(policies: [fx.policy(), warn]).evaluate(fx.evidence)
+        let loc = SourceLocation(file: "servers/time.yaml", line: 3, column: 1)
+        let d = v.diagnostics(at: loc)
+        #expect(d.items.map(\.code) == ["supply-chain-sbom", "supply-chain-provenance", "supply-chain-provenance"])
+        #expect(d.errorCount == 2)
+        #expect(d.warningCount == 1)
+        #expect(d.items[0].description == "servers/time.yaml:3:1: error: server time: no SBOM (spec.supplyChain.sbom), which policy baseline requires")
     }
 }
