@@ -15,7 +15,7 @@ fi
 if [ "${MCPFLEET_SKIP_PIP:-0}" != 1 ]; then
   python3 - <<'PY' || python3 -m pip install -q --disable-pip-version-check -r "$(dirname "$0")/../Tests/requirements.txt"
 import importlib, sys
-for m in ("jsonschema", "yaml", "pytest", "mcp", "cyclonedx", "kubernetes_validate"):
+for m in ("jsonschema", "yaml", "pytest", "mcp", "kubernetes_validate"):
     try:
         importlib.import_module(m)
     except Exception:
