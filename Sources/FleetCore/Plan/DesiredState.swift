@@ -34,6 +34,14 @@ public struct DesiredCanaryStep: Codable, Hashable, Sendable {
     public var pauseMs: Int64?
     public var untilPromoted: Bool
     public var analysis: Bool
+
+    public init(weight: Int? = nil, replicas: Int? = nil, pauseMs: Int64? = nil, untilPromoted: Bool = false, analysis: Bool = false) {
+        self.weight = weight
+        self.replicas = replicas
+        self.pauseMs = pauseMs
+        self.untilPromoted = untilPromoted
+        self.analysis = analysis
+    }
 }
 
 public struct DesiredRollout: Codable, Hashable, Sendable {
@@ -43,6 +51,16 @@ public struct DesiredRollout: Codable, Hashable, Sendable {
     public var steps: [DesiredCanaryStep]
     public var autoRollback: Bool
     public var progressDeadlineMs: Int64
+
+    public init(strategy: RolloutStrategy = .rolling, maxSurge: Int = 1, maxUnavailable: Int = 0, steps: [DesiredCanaryStep] = [],
+                autoRollback: Bool = true, progressDeadlineMs: Int64 = 600_000) {
+        self.strategy = strategy
+        self.maxSurge = maxSurge
+        self.maxUnavailable = maxUnavailable
+        self.steps = steps
+        self.autoRollback = autoRollback
+        self.progressDeadlineMs = progressDeadlineMs
+    }
 }
 
 public struct DesiredHealth: Codable, Hashable, Sendable {
@@ -52,6 +70,16 @@ public struct DesiredHealth: Codable, Hashable, Sendable {
     public var timeoutMs: Int64
     public var failureThreshold: Int
     public var requireTools: [String]
+
+    public init(probe: ProbeKind = .mcp, path: String? = nil, intervalMs: Int64 = 10_000, timeoutMs: Int64 = 2_000, failureThreshold: Int = 3,
+                requireTools: [String] = []) {
+        self.probe = probe
+        self.path = path
+        self.intervalMs = intervalMs
+        self.timeoutMs = timeoutMs
+        self.failureThreshold = failureThreshold
+        self.requireTools = requireTools
+    }
 }
 
 public struct DesiredSLO: Codable, Hashable, Sendable {
@@ -65,6 +93,21 @@ public struct DesiredSLO: Codable, Hashable, Sendable {
     public var prometheusAddress: String?
     public var successRateQuery: String?
     public var latencyP95Query: String?
+
+    public init(name: String, successRate: Double? = nil, latencyP95Ms: Int64? = nil, provider: AnalysisProviderKind = .probe,
+                intervalMs: Int64 = 60_000, count: Int = 5, failureLimit: Int = 1, prometheusAddress: String? = nil,
+                successRateQuery: String? = nil, latencyP95Query: String? = nil) {
+        self.name = name
+        self.successRate = successRate
+        self.latencyP95Ms = latencyP95Ms
+        self.provider = provider
+        self.intervalMs = intervalMs
+        self.count = count
+        self.failureLimit = failureLimit
+        self.prometheusAddress = prometheusAddress
+        self.successRateQuery = successRateQuery
+        self.latencyP95Query = latencyP95Query
+    }
 }
 
 /// Everything a driver needs to run one server in one environment, with its revision: a content hash
@@ -95,6 +138,8 @@ public struct DesiredServer: Codable, Hashable, Sendable {
     public var manifestDirectory: String
     /// The fields the revision hashes, in display order.
     public var fields: [SpecField]
+
+    /// A server with the given essentials; `revision` defaults to a hash of `version` and `command`.
 }
 
 public struct DesiredTenant: Codable, Hashable, Sendable {
