@@ -1007,8 +1007,7 @@ class Store:
         h = pod_template_hash(tmpl)
         want = d.get("spec", {}).get("replicas", 1)
         ready = d.get("status", {}).get("readyReplicas", 0) >= want
-        mine = [p for p in self.list(PODS, ns) if any(r.get("uid") == d["metadata"]["uid"] for r in
-                                                      p["metadata"].get("ownerReferences", []))]
+        mine = [p for p in self.list(PODS, ns) if owned_pod(name, p)]
         keep = [p for p in mine if p["metadata"]["labels"].get("pod-template-hash") == h][:want]
         for p in mine:
             if p not in keep:
@@ -1028,11 +1027,17 @@ class Store:
     def cascade(self, kind, ns, obj):
         if kind is DEPLOYMENTS:
             for p in self.list(PODS, ns):
-                if any(r.get("uid") == obj["metadata"]["uid"] for r in p["metadata"].get("ownerReferences", [])):
+                if owned_pod(obj["metadata"]["name"], p):
                     self.remove(PODS, ns, p["metadata"]["name"])
 
 
 KIND_BY_KEY = {k.key: k for k in KINDS}
+
+
+def owned_pod(deployment, pod):
+    h = pod["metadata"].get("labels", {}).get("pod-template-hash")
+    return h is not None and any(r.get("kind") == "ReplicaSet" and r.get("name") == f"{deployment}-{h}"
+                                 for r in pod["metadata"].get("ownerReferences", []))
 
 
 def rand_suffix(n=5):
@@ -1261,25 +1266,24 @@ def update_managed_fields(new, old, kind, manager, sub, scale=False):
     if scale:
         changed = {p for p in changed if p == ("f:spec", "f:replicas")}
     me = (manager, "Update", "scale" if scale else sub)
-    out, mine = [], None
+    out, found = [], False
     for e in entries:
         paths = from_trie(e.get("fieldsV1")) & alln
         if entry_id(e) == me:
+            found = True
             mine = paths | changed
+            if mine == from_trie(e.get("fieldsV1")):
+                out.append(e)
+            elif mine:
+                out.append(make_entry(manager, "Update", kind, mine, "scale" if scale else sub))
             continue
         paths -= changed
         if paths:
             if paths != from_trie(e.get("fieldsV1")):
                 e["fieldsV1"] = to_trie(paths)
             out.append(e)
-    if mine is None and changed:
-        mine = changed
-    if mine:
-        prev = next((e for e in entries if entry_id(e) == me), None)
-        if prev and from_trie(prev.get("fieldsV1")) == mine:
-            out.append(prev)
-        else:
-            out.append(make_entry(manager, "Update", kind, mine, "scale" if scale else sub))
+    if not found and changed:
+        out.append(make_entry(manager, "Update", kind, changed, "scale" if scale else sub))
     set_managed(new, out)
 
 
@@ -1306,11 +1310,13 @@ def server_side_apply(kind, live, cfg, manager, force, sub):
     """Returns the new object (or raises a 409 apply conflict)."""
     errors = []
     fa = fieldset(tracked(kind, cfg, sub), kind.schema, (), None, errors)
-    if errors:
-        raise ApiError(400, "BadRequest", f"failed to create typed patch object ({kind.kind}): " + "; ".join(
-            e if e.startswith("unknown") else e for e in errors).replace('unknown field ', '.').replace('"', '') +
-            (": field not declared in schema" if any(e.startswith("unknown") for e in errors) else ""))
     name = cfg["metadata"]["name"]
+    if errors:
+        ns = cfg["metadata"].get("namespace")
+        msgs = [f'.{e[len("unknown field "):].strip(chr(34))}: field not declared in schema' if e.startswith("unknown")
+                else "." + e for e in errors]
+        raise bad_request(f"failed to create typed patch object ({ns + '/' if ns else ''}{name}; {kind.api_version}, "
+                          f"Kind={kind.kind}): " + "; ".join(msgs))
     me = (manager, "Apply", sub)
     if live is None:
         return cfg, [make_entry(manager, "Apply", kind, fa, sub)] if fa else []
@@ -1326,7 +1332,8 @@ def server_side_apply(kind, live, cfg, manager, force, sub):
                 conflicts.append((e, p))
     if conflicts and not force:
         causes = [{"type": "FieldManagerConflict", "message": f'conflict with "{e["manager"]}"'
-                   + (f' using {e.get("apiVersion")}' if e.get("operation") == "Apply" or True else ""),
+                   + (f' with subresource "{e["subresource"]}"' if e.get("subresource") else "")
+                   + f' using {e.get("apiVersion")}',
                    "field": fmt_path(p)} for e, p in conflicts]
         lines = "\n".join(f'- {c["message"]}: {c["field"]}' for c in causes)
         n = len(causes)
@@ -1357,12 +1364,22 @@ def server_side_apply(kind, live, cfg, manager, force, sub):
             del target
     merged = apply_merge({k: v for k, v in new.items()}, strip_server_meta(cfg, sub, kind), kind.schema)
     prev_entry = next((e for e in entries if entry_id(e) == me), None)
+    mine = None
     if fa:
-        if prev_entry and prev_mine == fa:
-            out.append(prev_entry)
-        else:
-            out.append(make_entry(manager, "Apply", kind, fa, sub))
-    return merged, out
+        mine = prev_entry if prev_entry and prev_mine == fa else make_entry(manager, "Apply", kind, fa, sub)
+    # Keep the entries' order stable so a repeated apply is a true no-op.
+    kept = {id(e) for e in out}
+    ordered = []
+    for e in entries:
+        if entry_id(e) == me:
+            if mine:
+                ordered.append(mine)
+                mine = None
+        elif id(e) in kept:
+            ordered.append(e)
+    if mine:
+        ordered.append(mine)
+    return merged, ordered
 
 
 def strip_server_meta(cfg, sub, kind):
@@ -1613,9 +1630,14 @@ def openapi_gv(group, version):
         gvk = [{"group": k.group, "version": k.version, "kind": k.kind}]
         ref = {"$ref": "#/components/schemas/" + sname}
         body = {"content": {"application/json": {"schema": ref}}}
+        patch_body = {"content": {t: {"schema": {"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.Patch"}}
+                                  for t in ("application/apply-patch+yaml", "application/json-patch+json",
+                                            "application/merge-patch+json", "application/strategic-merge-patch+json")}}
         resp = {"200": {"description": "OK", "content": {"application/json": {"schema": ref}}}}
 
         def op(action, verb, params=(), with_body=False, kgvk=gvk, kresp=resp, kbody=body, kind=k):
+            if action == "patch":
+                kbody = patch_body
             o = {"tags": [kind.group or "core"], "operationId": f"{verb}{kind.kind}",
                  "parameters": [{"name": p, "in": "query", "description": QUERY_PARAMS[p], "schema": {
                      "type": "boolean" if p == "force" else "string", "uniqueItems": True}} for p in params],
@@ -1655,6 +1677,7 @@ def openapi_gv(group, version):
                             sresp, sbody),
                 "parameters": pparams}
     schemas = {n: openapi_schema(n) for n in sorted(schema_closure(names))}
+    schemas["io.k8s.apimachinery.pkg.apis.meta.v1.Patch"] = {"type": "object"}
     return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": K8S_VERSION["gitVersion"]},
             "paths": paths, "components": {"schemas": schemas}}
 
@@ -1800,7 +1823,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 entry["status"] = self.status_code
 
     def inject_faults(self, url):
-        target = url.path + ("?" + url.query if url.query else "")
+        target = url.path
         is_watch = self.query.get("watch") in ("1", "true") or "/watch/" in url.path
         latency = 0
         fail = None
@@ -2246,7 +2269,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if kind.status_sub and kind is not NAMESPACES and kind.resource != "services":
                 new.pop("status", None)
         validate(kind, new, old)
-        new = reorder(new)
+        new = reorder(omit_empty(new, kind.schema))
         if old is not None and strip_times(new) == strip_times(old):
             return self.send(200, old)  # no-op: nothing stored, resourceVersion unchanged
         if dry:
@@ -2527,6 +2550,25 @@ def to_scale(d):
         "resourceVersion": md["resourceVersion"], "creationTimestamp": md["creationTimestamp"]},
         "spec": {"replicas": (d.get("spec") or {}).get("replicas", 0)},
         "status": {"replicas": (d.get("status") or {}).get("replicas", 0), "selector": sel_string(sel)}}
+
+
+def omit_empty(value, schema):
+    """What Go's `omitempty` does on the way out: empty maps and lists, and nulls, disappear."""
+    s = resolve(schema)
+    sh = shape(s)
+    if isinstance(value, dict) and sh in ("struct", "map"):
+        out = {}
+        for k, v in value.items():
+            sub = s["properties"].get(k, {}) if sh == "struct" else s["additionalProperties"]
+            if v is None and k != "creationTimestamp" and sh == "struct":
+                continue
+            if v == [] or (v == {} and shape(sub) == "map"):
+                continue
+            out[k] = omit_empty(v, sub)
+        return out
+    if isinstance(value, list) and sh == "list":
+        return [omit_empty(v, s.get("items", {})) for v in value]
+    return value
 
 
 def prune_unknown(value, schema):
