@@ -45,3 +45,12 @@ extension DesiredTenant {
         self.fields = fields
     }
 }
+
+extension DesiredState {
+    public init(environment: String, driver: DriverKind, servers: [DesiredServer], tenants: [DesiredTenant] = []) {
+        self.environment = environment
+        self.driver = driver
+        self.tenants = tenants
+        self.servers = servers
+    }
+}

@@ -1,0 +1,485 @@
+/// What the controller asks of the world after one machine step.
+public enum RolloutAction: Hashable, Sendable, CustomStringConvertible {
+    /// Make exactly `replicas` instances of `revision` exist.
+    case scale(revision: String, replicas: Int)
+    /// Remove a revision group (instances and definition).
+    case removeRevision(String)
+    /// Record how a revision ended (or that it began) in the revision history.
+    case recordRevision(revision: String, outcome: RevisionOutcome, reason: String)
+    case audit(action: String, revision: String?, reason: String)
+    /// Make sure an analysis run of `revision` at `step`, started no earlier than `notBefore`, is under way.
+    case runAnalysis(revision: String, step: Int, notBefore: Int64)
+
+    public var description: String {
+        switch self {
+        case .scale(let r, let n): return "scale \(r) to \(n)"
+        case .removeRevision(let r): return "remove revision \(r)"
+        case .recordRevision(let r, let o, _): return "record \(r) as \(o.rawValue)"
+        case .audit(let a, let r, _): return "audit \(a) \(r ?? "")"
+        case .runAnalysis(let r, let s, _): return "analyse \(r) at step \(s)"
+        }
+    }
+}
+
+/// The state of the analysis run for a revision, as the controller's analysis runner reports it.
+public struct AnalysisStatus: Hashable, Sendable {
+    public var revision: String
+    public var step: Int
+    /// Unix epoch milliseconds when the run started; results of runs older than the current step are ignored.
+    public var startedAt: Int64
+    public var verdict: AnalysisVerdict
+    public var measurements: [SLOMeasurement]
+
+    public init(revision: String, step: Int, startedAt: Int64, verdict: AnalysisVerdict, measurements: [SLOMeasurement] = []) {
+        self.revision = revision
+        self.step = step
+        self.startedAt = startedAt
+        self.verdict = verdict
+        self.measurements = measurements
+    }
+}
+
+/// What the controller's own probes say about a revision's instances.
+public struct RevisionHealth: Hashable, Sendable {
+    /// Instances whose recent probes pass.
+    public var healthy: Int
+    /// Instances probed at least once.
+    public var probed: Int
+
+    public init(healthy: Int, probed: Int) {
+        self.healthy = healthy
+        self.probed = probed
+    }
+}
+
+public struct RolloutInput: Sendable {
+    public var desired: DesiredServer
+    public var record: RolloutRecord?
+    public var live: LiveServer?
+    public var analysis: AnalysisStatus?
+    /// Per revision; when present, a revision's ready count is at most its healthy count.
+    public var health: [String: RevisionHealth]
+    /// Set when policy blocks the desired revision: it is never rolled out.
+    public var blockedReason: String?
+    /// Unix epoch milliseconds.
+    public var now: Int64
+
+    public init(desired: DesiredServer, record: RolloutRecord?, live: LiveServer?, analysis: AnalysisStatus? = nil,
+                health: [String: RevisionHealth] = [:], blockedReason: String? = nil, now: Int64) {
+        self.desired = desired
+        self.record = record
+        self.live = live
+        self.analysis = analysis
+        self.health = health
+        self.blockedReason = blockedReason
+        self.now = now
+    }
+}
+
+public struct RolloutStepResult: Hashable, Sendable {
+    public var record: RolloutRecord
+    public var actions: [RolloutAction]
+    /// True when nothing is in motion: the next step is due only when something changes (or at resync).
+    public var settled: Bool
+    /// Epoch ms of the next time-based event (pause end, progress deadline), if any.
+    public var wakeAt: Int64?
+    /// True when the machine moved to a new phase without acting: step again at once.
+    public var again: Bool
+}
+
+/// The rollout state machine: pure, one step per call, resumable from the persisted record alone
+/// (as gitops-engine's sync). Availability rules hold at every step: never fewer than
+/// `replicas − maxUnavailable` ready instances (counting only what is ready now), never more than
+/// `replicas + maxSurge` instances in existence.
+public enum RolloutMachine {
+    /// At most this many failed revisions are remembered.
+    public static let failedRevisionLimit = 16
+
+    struct Stage: Equatable {
+        var goal: Int
+        var analysis: Bool
+        var pauseMs: Int64?
+        var untilPromoted: Bool
+    }
+
+    static func stages(_ d: DesiredServer) -> [Stage] {
+        let n = d.replicas
+        let final = Stage(goal: n, analysis: d.slo != nil && d.rollout.strategy != .canary, pauseMs: nil, untilPromoted: false)
+        guard d.rollout.strategy == .canary, !d.rollout.steps.isEmpty else { return [final] }
+        var out = d.rollout.steps.map { step -> Stage in
+            var goal = step.replicas ?? Int((Double(step.weight ?? 100) * Double(n) / 100).rounded(.up))
+            goal = n == 0 ? 0 : min(n, max(1, goal))
+            return Stage(goal: goal, analysis: step.analysis && d.slo != nil, pauseMs: step.pauseMs, untilPromoted: step.untilPromoted)
+        }
+        out.append(Stage(goal: n, analysis: false, pauseMs: nil, untilPromoted: false))
+        return out
+    }
+
+    struct Group {
+        var revision: String
+        var replicas: Int
+        var ready: Int
+    }
+
+    public static func step(_ input: RolloutInput) -> RolloutStepResult {
+        var m = Run(input: input)
+        m.run()
+        var record = m.record
+        record.updatedAt = input.now
+        return RolloutStepResult(record: record, actions: m.actions, settled: m.settled, wakeAt: m.wakeAt, again: m.again)
+    }
+
+    struct Run {
+        let input: RolloutInput
+        let d: DesiredServer
+        let now: Int64
+        var record: RolloutRecord
+        var groups: [Group]
+        var actions: [RolloutAction] = []
+        var settled = false
+        var wakeAt: Int64?
+        var again = false
+
+        init(input: RolloutInput) {
+            self.input = input
+            d = input.desired
+            now = input.now
+            groups = (input.live?.revisions ?? []).map { r in
+                var ready = min(r.ready, r.replicas)
+                if let h = input.health[r.revision] { ready = min(ready, h.healthy) }
+                return Group(revision: r.revision, replicas: r.replicas, ready: ready)
+            }
+            if let r = input.record {
+                record = r
+            } else {
+                // No bookkeeping (first sight, or state lost): adopt what serves now as the stable revision.
+                let serving = input.live?.servingRevision
+                record = RolloutRecord(server: input.desired.name, stableRevision: (serving?.replicas ?? 0) > 0 ? serving?.revision : nil,
+                                       stepStartedAt: input.now, updatedAt: input.now)
+            }
+        }
+
+        func group(_ rev: String?) -> Group? { rev.flatMap { r in groups.first { $0.revision == r } } }
+
+        mutating func run() {
+            if record.paused {
+                record.message = record.message ?? "paused"
+                settled = true
+                return
+            }
+            if let pin = record.pinnedRevision {
+                holdOn(pin, pinned: true)
+                return
+            }
+            if let t = record.targetRevision, t != d.revision {
+                actions.append(.recordRevision(revision: t, outcome: .superseded, reason: "the desired revision changed to \(d.revision) before the rollout finished"))
+                actions.append(.audit(action: "rollout-superseded", revision: t, reason: "superseded by \(d.revision)"))
+                record.targetRevision = nil
+                resetStep()
+            }
+            if record.targetRevision == nil {
+                if d.revision == record.stableRevision || (record.stableRevision == nil && isOnlyRevision(d.revision)) {
+                    record.stableRevision = d.revision
+                    if record.phase != .stable { record.phase = .stable; record.message = nil }
+                    holdOn(d.revision, pinned: false)
+                    return
+                }
+                if let reason = input.blockedReason {
+                    hold(message: "revision \(d.revision) is blocked by policy: \(reason)")
+                    return
+                }
+                if record.failedRevisions.contains(d.revision) {
+                    hold(message: "revision \(d.revision) failed its rollout and was rolled back; it is not retried until the manifests change it again")
+                    return
+                }
+                begin()
+            } else if let reason = input.blockedReason {
+                rollback(reason: "revision \(d.revision) became blocked by policy: \(reason)")
+                return
+            }
+            advance()
+        }
+
+        func isOnlyRevision(_ rev: String) -> Bool {
+            groups.contains { $0.revision == rev && $0.replicas > 0 } && !groups.contains { $0.revision != rev && $0.replicas > 0 }
+        }
+
+        mutating func resetStep() {
+            record.step = 0
+            record.stepStartedAt = now
+            record.promoted = false
+            record.measurements = []
+        }
+
+        /// Stays on the stable revision (or nothing) while the desired one may not be rolled out.
+        mutating func hold(message: String) {
+            if let stable = record.stableRevision {
+                holdOn(stable, pinned: false)
+            } else {
+                settled = true
+            }
+            record.message = message
+        }
+
+        /// Converges on one revision at full count (pins, steady state, after a rollback), then tidies:
+        /// failed revision groups are removed, other groups are kept at zero for a quick rollback.
+        mutating func holdOn(_ rev: String, pinned: Bool) {
+            if pinned, let t = record.targetRevision, t != rev {
+                // A manual rollback ends the rollout in progress; its revision is not retried until the manifests change.
+                remember(failed: t)
+                actions.append(.recordRevision(revision: t, outcome: .rolledBack, reason: "rolled back by an operator to \(rev)"))
+                actions.append(.audit(action: "rollback", revision: t, reason: "pinned to \(rev) by an operator"))
+                record.targetRevision = nil
+                resetStep()
+            }
+            let reached = converge(to: rev, goal: d.replicas)
+            if pinned {
+                record.message = "pinned to revision \(rev) (`mcpfleet resume \(d.name)` releases it)"
+                record.phase = reached ? .stable : .progressing
+                if reached { record.stableRevision = rev }
+            } else if record.phase != .rolledBack && record.phase != .failed {
+                record.phase = .stable
+                record.message = nil
+            }
+            if reached {
+                for g in groups where g.revision != rev && g.replicas == 0 && record.failedRevisions.contains(g.revision) {
+                    actions.append(.removeRevision(g.revision))
+                }
+                settled = actions.isEmpty
+            }
+        }
+
+        mutating func begin() {
+            let from = record.stableRevision
+            record.targetRevision = d.revision
+            record.phase = .progressing
+            record.message = nil
+            resetStep()
+            let stageList = RolloutMachine.stages(d)
+            // A first deployment (nothing serving) goes straight to full count: there is no traffic to protect.
+            let initial = from == nil || group(from).map { $0.replicas == 0 } ?? true
+            if initial { record.step = stageList.count - 1 }
+            let reason = from.map { "rollout from \($0) to \(d.revision) by \(d.rollout.strategy.rawValue) strategy" } ?? "first deployment of revision \(d.revision)"
+            actions.append(.recordRevision(revision: d.revision, outcome: .pending, reason: reason))
+            actions.append(.audit(action: "rollout-start", revision: d.revision, reason: reason))
+        }
+
+        mutating func advance() {
+            let t = d.revision
+            let stageList = RolloutMachine.stages(d)
+            let index = min(max(0, record.step), stageList.count - 1)
+            let stage = stageList[index]
+            let isFinal = index == stageList.count - 1
+            switch record.phase {
+            case .analyzing:
+                guard stage.analysis else { return stageDone(stage, isFinal: isFinal) }
+                guard let a = input.analysis, a.revision == t, a.step == index, a.startedAt >= record.stepStartedAt else {
+                    actions.append(.runAnalysis(revision: t, step: index, notBefore: record.stepStartedAt))
+                    return
+                }
+                record.measurements = a.measurements.filter { $0.result != .inconclusive }.map { $0.result == .pass }
+                switch a.verdict {
+                case .running:
+                    actions.append(.runAnalysis(revision: t, step: index, notBefore: record.stepStartedAt))
+                case .fail:
+                    let last = a.measurements.last { $0.result == .fail }?.detail ?? "failure limit exceeded"
+                    rollback(reason: "analysis of revision \(t) failed at step \(index + 1): \(last)")
+                case .inconclusive:
+                    if record.promoted {
+                        actions.append(.audit(action: "analysis-overridden", revision: t, reason: "inconclusive analysis promoted by an operator"))
+                        record.promoted = false
+                        pauseOrNext(stage, isFinal: isFinal)
+                    } else {
+                        // Too little data to promote on: hold for a person (promote continues, rollback ends it).
+                        record.paused = true
+                        record.message = "analysis of revision \(t) was inconclusive at step \(index + 1); `mcpfleet promote \(d.name)` continues, `mcpfleet rollback \(d.name)` ends it"
+                        actions.append(.audit(action: "analysis-inconclusive", revision: t, reason: record.message ?? ""))
+                        settled = true
+                    }
+                case .pass:
+                    actions.append(.audit(action: "analysis-passed", revision: t, reason: "step \(index + 1) of \(stageList.count)"))
+                    pauseOrNext(stage, isFinal: isFinal)
+                }
+            case .paused:
+                if stage.untilPromoted && !record.promoted {
+                    record.message = "waiting at step \(index + 1) of \(stageList.count) for `mcpfleet promote \(d.name)`"
+                    settled = true
+                    return
+                }
+                if let ms = stage.pauseMs, !record.promoted, now < record.stepStartedAt + ms {
+                    wakeAt = record.stepStartedAt + ms
+                    record.message = "pausing at step \(index + 1) of \(stageList.count)"
+                    return
+                }
+                next(isFinal: isFinal)
+            case .failed:
+                // Rollback disabled (or nothing to go back to): an operator decides.
+                settled = true
+            default:
+                record.phase = .progressing
+                let before = group(t)?.replicas ?? 0
+                let reached = converge(to: t, goal: stage.goal)
+                if reached {
+                    record.message = nil
+                    stageDone(stage, isFinal: isFinal)
+                    return
+                }
+                if scaledTo(t, default: before) > before {
+                    // Progress made: the deadline counts from the latest batch.
+                    record.stepStartedAt = now
+                } else if now >= record.stepStartedAt + d.rollout.progressDeadlineMs {
+                    actions = []
+                    let ready = group(t)?.ready ?? 0
+                    rollback(reason: "revision \(t) did not become healthy within the progress deadline (\(ready)/\(stage.goal) ready)")
+                    return
+                }
+                record.message = "step \(index + 1) of \(stageList.count): \(group(t)?.ready ?? 0)/\(stage.goal) ready on \(t)"
+                wakeAt = record.stepStartedAt + d.rollout.progressDeadlineMs
+            }
+        }
+
+        func scaledTo(_ rev: String, default value: Int) -> Int {
+            for case .scale(let r, let n) in actions.reversed() where r == rev { return n }
+            return value
+        }
+
+        mutating func stageDone(_ stage: Stage, isFinal: Bool) {
+            if stage.analysis && record.phase != .analyzing {
+                record.phase = .analyzing
+                record.stepStartedAt = now
+                record.measurements = []
+                actions.append(.runAnalysis(revision: d.revision, step: min(record.step, RolloutMachine.stages(d).count - 1), notBefore: now))
+                actions.append(.audit(action: "analysis-start", revision: d.revision, reason: "step \(record.step + 1)"))
+                return
+            }
+            pauseOrNext(stage, isFinal: isFinal)
+        }
+
+        mutating func pauseOrNext(_ stage: Stage, isFinal: Bool) {
+            if (stage.pauseMs != nil || stage.untilPromoted) && record.phase != .paused && !isFinal {
+                record.phase = .paused
+                record.stepStartedAt = now
+                again = true
+                return
+            }
+            next(isFinal: isFinal)
+        }
+
+        mutating func next(isFinal: Bool) {
+            if isFinal { return complete() }
+            record.step += 1
+            record.phase = .progressing
+            record.stepStartedAt = now
+            record.promoted = false
+            record.measurements = []
+            record.message = nil
+            again = true
+        }
+
+        mutating func complete() {
+            let t = d.revision
+            let previous = record.stableRevision
+            for g in groups where g.revision != t && g.revision != previous {
+                actions.append(.removeRevision(g.revision))
+            }
+            if let previous, previous != t {
+                actions.append(.recordRevision(revision: previous, outcome: .superseded, reason: "replaced by \(t)"))
+            }
+            actions.append(.recordRevision(revision: t, outcome: .promoted, reason: "rolled out to \(d.replicas) replica(s)"))
+            actions.append(.audit(action: "rollout-complete", revision: t, reason: previous.map { "replaced \($0)" } ?? "first deployment"))
+            record.stableRevision = t
+            record.targetRevision = nil
+            record.phase = .stable
+            record.message = nil
+            resetStep()
+        }
+
+        mutating func rollback(reason: String) {
+            let t = record.targetRevision ?? d.revision
+            actions.append(.audit(action: d.rollout.autoRollback && record.stableRevision != nil ? "rollback" : "rollout-failed", revision: t, reason: reason))
+            guard d.rollout.autoRollback, let stable = record.stableRevision else {
+                // Nothing to go back to (a first deployment) or rollback disabled: stop here, keep what runs.
+                record.phase = .failed
+                record.message = reason
+                if record.stableRevision == nil {
+                    remember(failed: t)
+                    record.targetRevision = nil
+                }
+                settled = true
+                return
+            }
+            remember(failed: t)
+            actions.append(.recordRevision(revision: t, outcome: .rolledBack, reason: reason))
+            record.targetRevision = nil
+            record.phase = .rolledBack
+            record.message = reason
+            resetStep()
+            actions.append(.audit(action: "rollback-start", revision: stable, reason: "back to the last good revision \(stable)"))
+            again = true
+        }
+
+        mutating func remember(failed rev: String) {
+            if !record.failedRevisions.contains(rev) { record.failedRevisions.append(rev) }
+            if record.failedRevisions.count > RolloutMachine.failedRevisionLimit {
+                record.failedRevisions.removeFirst(record.failedRevisions.count - RolloutMachine.failedRevisionLimit)
+            }
+        }
+
+        /// One bounded move towards `goal` instances of `rev` and `replicas − goal` of the others
+        /// (the stable revision kept, others drained first). Returns whether the observed state is
+        /// already there (with every instance of `rev` ready).
+        mutating func converge(to rev: String, goal: Int) -> Bool {
+            let n = d.replicas
+            let surge = d.rollout.maxSurge
+            let unavailable = d.rollout.maxUnavailable
+            let maxTotal = n + surge
+            let minReady = max(0, n - unavailable)
+            let existing = groups.reduce(0) { $0 + $1.replicas }
+            let totalReady = groups.reduce(0) { $0 + $1.ready }
+            let cur = group(rev) ?? Group(revision: rev, replicas: 0, ready: 0)
+            let oldGoal = max(0, n - goal)
+            let stable = record.stableRevision
+            // Drain order: anything that is neither the target nor the stable revision first, failed ones first of all.
+            let olds = groups.filter { $0.revision != rev && $0.replicas > 0 }.sorted { a, b in
+                func rank(_ g: Group) -> Int { record.failedRevisions.contains(g.revision) ? 0 : g.revision == stable ? 2 : 1 }
+                return rank(a) != rank(b) ? rank(a) < rank(b) : a.revision < b.revision
+            }
+            let oldTotal = olds.reduce(0) { $0 + $1.replicas }
+            let reached = cur.replicas == goal && cur.ready >= goal && oldTotal == oldGoal
+            if reached { return true }
+
+            var total = existing
+            if cur.replicas < goal {
+                let room = maxTotal - existing
+                if room > 0 {
+                    let to = min(goal, cur.replicas + room)
+                    actions.append(.scale(revision: rev, replicas: to))
+                    total += to - cur.replicas
+                }
+            } else if cur.replicas > goal {
+                actions.append(.scale(revision: rev, replicas: goal))
+                total -= cur.replicas - goal
+            }
+            if oldTotal > oldGoal {
+                var excess = oldTotal - oldGoal
+                // Ready instances we may lose and still have `minReady` ready. Instances that are not
+                // ready can go freely only when their whole group is unready (a driver may stop any instance).
+                var removable = max(0, totalReady - minReady)
+                for g in olds where excess > 0 {
+                    let drop = min(excess, g.ready == 0 ? g.replicas : min(g.replicas, removable))
+                    guard drop > 0 else { continue }
+                    actions.append(.scale(revision: g.revision, replicas: g.replicas - drop))
+                    excess -= drop
+                    if g.ready > 0 { removable -= drop }
+                }
+            } else if oldTotal < oldGoal, let s = stable, s != rev, group(s) != nil {
+                // A canary step smaller than the last one (or lost instances): the stable revision makes up the rest.
+                let room = maxTotal - total
+                if room > 0, let g = group(s) {
+                    actions.append(.scale(revision: s, replicas: g.replicas + min(room, oldGoal - oldTotal)))
+                }
+            }
+            return false
+        }
+    }
+}

@@ -1,0 +1,154 @@
+import FleetCore
+
+/// A `RuntimeDriver` in memory, for controller tests: instances become ready after a configurable
+/// number of `observe` calls; faults are injected per revision (never ready, failing calls).
+/// Every state change is recorded in `trace`, so tests can check availability invariants over a run.
+public actor InMemoryDriver: RuntimeDriver {
+    public struct Instance: Sendable, Hashable {
+        public var id: String
+        public var observed: Int
+    }
+
+    struct Group {
+        var spec: DesiredServer
+        var instances: [Instance]
+    }
+
+    struct ServerState {
+        var tenant: String
+        var groups: [String: Group]
+    }
+
+    /// One sample of a server's state after a change: revision → (replicas, ready).
+    public struct Sample: Sendable, Hashable {
+        public var server: String
+        public var revisions: [String: Int]
+        public var ready: [String: Int]
+        public var total: Int { revisions.values.reduce(0, +) }
+        public var totalReady: Int { ready.values.reduce(0, +) }
+    }
+
+    public nonisolated let kind: DriverKind
+    private var servers: [String: ServerState] = [:]
+    private var tenants: [String: DesiredTenant] = [:]
+    private var counter = 0
+    /// Observe calls after which a new instance counts as ready.
+    public var readyAfterObserves: Int
+    /// Revisions whose instances never become ready (a server that exits at once or fails its probe).
+    public var neverReady: Set<String> = []
+    /// Calls to these operations throw (`scale`, `observe`, ...), to test retries.
+    public var failingOperations: Set<String> = []
+    public private(set) var calls: [String] = []
+    public private(set) var trace: [Sample] = []
+    /// Endpoints to hand out per revision (empty: none, probes are skipped).
+    public var endpointsByRevision: [String: [Endpoint]] = [:]
+
+    public init(kind: DriverKind = .local, readyAfterObserves: Int = 1) {
+        self.kind = kind
+        self.readyAfterObserves = readyAfterObserves
+    }
+
+    public func setNeverReady(_ revisions: Set<String>) { neverReady = revisions }
+    public func setReadyAfterObserves(_ n: Int) { readyAfterObserves = n }
+    public func setFailing(_ operations: Set<String>) { failingOperations = operations }
+    public func setEndpoints(_ endpoints: [Endpoint], revision: String) { endpointsByRevision[revision] = endpoints }
+
+    private func check(_ op: String, _ resource: String) throws {
+        calls.append("\(op) \(resource)")
+        if failingOperations.contains(op) { throw DriverError(resource, "injected failure of \(op)") }
+    }
+
+    private func isReady(_ i: Instance, revision: String) -> Bool {
+        !neverReady.contains(revision) && i.observed >= readyAfterObserves
+    }
+
+    private func sample(_ name: String) {
+        guard let s = servers[name] else { return }
+        var revs: [String: Int] = [:], ready: [String: Int] = [:]
+        for (rev, g) in s.groups {
+            revs[rev] = g.instances.count
+            ready[rev] = g.instances.filter { isReady($0, revision: rev) }.count
+        }
+        trace.append(Sample(server: name, revisions: revs, ready: ready))
+    }
+
+    public func observe() async throws -> LiveState {
+        try check("observe", "runtime")
+        for name in servers.keys {
+            for rev in servers[name]!.groups.keys {
+                for i in servers[name]!.groups[rev]!.instances.indices { servers[name]!.groups[rev]!.instances[i].observed += 1 }
+            }
+            sample(name)
+        }
+        return snapshot()
+    }
+
+    /// The state as `observe` would report it, without ageing instances.
+    public func snapshot() -> LiveState {
+        let live = servers.keys.sorted().map { name -> LiveServer in
+            let s = servers[name]!
+            let revs = s.groups.keys.sorted().map { rev -> LiveRevision in
+                let g = s.groups[rev]!
+                let instances = g.instances.map { i in
+                    LiveInstance(id: i.id, revision: rev, state: isReady(i, revision: rev) ? .running : .starting, healthy: isReady(i, revision: rev))
+                }
+                return LiveRevision(revision: rev, version: g.spec.version, replicas: g.instances.count,
+                                    ready: instances.filter(\.healthy).count, fields: g.spec.fields, instances: instances)
+            }
+            return LiveServer(name: name, tenant: s.tenant, revisions: revs)
+        }
+        let liveTenants = tenants.values.sorted { $0.name < $1.name }.map { LiveTenant(name: $0.name, fields: $0.fields) }
+        return LiveState(driver: kind.rawValue, servers: live, tenants: liveTenants)
+    }
+
+    public func ensureTenant(_ tenant: DesiredTenant) async throws {
+        try check("ensureTenant", "tenant/\(tenant.name)")
+        tenants[tenant.name] = tenant
+    }
+
+    public func removeTenant(named name: String) async throws {
+        try check("removeTenant", "tenant/\(name)")
+        tenants[name] = nil
+    }
+
+    public func scale(_ server: DesiredServer, replicas: Int) async throws {
+        try check("scale", "server/\(server.name)@\(server.revision)=\(replicas)")
+        var s = servers[server.name] ?? ServerState(tenant: server.tenant, groups: [:])
+        var g = s.groups[server.revision] ?? Group(spec: server, instances: [])
+        while g.instances.count < replicas {
+            counter += 1
+            g.instances.append(Instance(id: "\(server.name)-\(server.revision)-\(counter)", observed: 0))
+        }
+        if g.instances.count > replicas {
+            // Stop instances that are not ready first, then the newest (as Kubernetes' ReplicaSet does).
+            let rev = server.revision
+            let ordered = g.instances.enumerated().sorted { a, b in
+                let ra = isReady(a.element, revision: rev), rb = isReady(b.element, revision: rev)
+                return ra != rb ? !ra : a.offset > b.offset
+            }
+            let drop = Set(ordered.prefix(g.instances.count - replicas).map(\.element.id))
+            g.instances.removeAll { drop.contains($0.id) }
+        }
+        s.groups[server.revision] = g
+        servers[server.name] = s
+        sample(server.name)
+    }
+
+    public func removeRevision(server: String, revision: String) async throws {
+        try check("removeRevision", "server/\(server)@\(revision)")
+        servers[server]?.groups[revision] = nil
+        sample(server)
+    }
+
+    public func removeServer(named name: String) async throws {
+        try check("removeServer", "server/\(name)")
+        servers[name] = nil
+    }
+
+    public func endpoints(server: String, revision: String) async throws -> [Endpoint] {
+        endpointsByRevision[revision] ?? []
+    }
+
+    /// The spec a revision group was created with (what the controller passed to `scale`).
+    public func spec(server: String, revision: String) -> DesiredServer? { servers[server]?.groups[revision]?.spec }
+}

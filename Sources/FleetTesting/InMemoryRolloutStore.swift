@@ -1,0 +1,48 @@
+import FleetCore
+
+/// A `RolloutStore` in memory, for tests.
+public actor InMemoryRolloutStore: RolloutStore {
+    private var recordsByServer: [String: RolloutRecord] = [:]
+    private var revisionsByServer: [String: [RevisionRecord]] = [:]
+    private var auditLog: [AuditEntry] = []
+    /// Every record saved, in order (tests check that bookkeeping was persisted before acting).
+    public private(set) var saves: [RolloutRecord] = []
+
+    public init() {}
+
+    public func record(server: String) -> RolloutRecord? { recordsByServer[server] }
+    public func records() -> [RolloutRecord] { recordsByServer.values.sorted { $0.server < $1.server } }
+
+    public func save(_ record: RolloutRecord) {
+        recordsByServer[record.server] = record
+        saves.append(record)
+    }
+
+    public func removeRecord(server: String) { recordsByServer[server] = nil }
+
+    public func revisions(server: String) -> [RevisionRecord] { revisionsByServer[server] ?? [] }
+
+    public func saveRevision(_ revision: RevisionRecord) {
+        var list = revisionsByServer[revision.server] ?? []
+        if let i = list.firstIndex(where: { $0.revision == revision.revision }) {
+            list[i] = revision
+        } else {
+            list.append(revision)
+        }
+        revisionsByServer[revision.server] = list
+    }
+
+    public func appendAudit(_ entry: AuditEntry) { auditLog.append(entry) }
+
+    public func audit(server: String?, limit: Int) -> [AuditEntry] {
+        let matching = auditLog.filter { server == nil || $0.server == server }
+        return Array(matching.suffix(limit))
+    }
+
+    /// Lets a test edit a record as the CLI would (pin, pause, promote).
+    public func update(server: String, _ change: @Sendable (inout RolloutRecord) -> Void) {
+        var r = recordsByServer[server] ?? RolloutRecord(server: server)
+        change(&r)
+        recordsByServer[server] = r
+    }
+}
