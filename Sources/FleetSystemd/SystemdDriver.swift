@@ -319,8 +319,9 @@ public actor SystemdDriver: RuntimeDriver {
             reason = "stopping"
         case ("failed", _):
             state = .failed
-            reason = result == "start-limit-hit"
-                ? "start-limit-hit: crashed \(Self.startLimitBurst) times in \(SystemdRenderer.startLimitIntervalSec)s, systemd stopped restarting it (exit status \(status))"
+            // systemd 252 keeps Result=exit-code when the restart is refused; NRestarts tells it apart.
+            reason = result == "start-limit-hit" || restarts >= Self.startLimitBurst
+                ? "start-limit-hit: restarted \(restarts) times within \(SystemdRenderer.startLimitIntervalSec)s, systemd gave up (result \(result), exit status \(status))"
                 : "failed: result \(result), exit status \(status)"
         default:
             state = .stopped
