@@ -1,0 +1,113 @@
+import FleetCore
+import FleetState
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A fresh directory under the system temp dir, removed by the caller.
+func makeTemporaryDirectory(_ label: String) throws -> String {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fleetstate-\(label)-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    return dir
+}
+
+/// Checks `condition` every 50 ms until it holds or `deadline` passes.
+func waitUntil(deadline: Duration, _ condition: () async throws -> Bool) async throws -> Bool {
+    let clock = ContinuousClock()
+    let end = clock.now.advanced(by: deadline)
+    while clock.now < end {
+        if try await condition() { return true }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    return try await condition()
+}
+
+/// Removes a test's directory; a failure to clean up is not the test's failure.
+func removeTree(_ path: String) {
+    do { try FileManager.default.removeItem(atPath: path) } catch {}
+}
+
+func mode(_ path: String) throws -> Int {
+    let attrs = try FileManager.default.attributesOfItem(atPath: path)
+    return (attrs[.posixPermissions] as? NSNumber)?.intValue ?? -1
+}
+
+@Suite struct SQLiteDatabaseTests {
+    @Test func opensInWALWithPrivateFilesAndDirectories() throws {
+        let root = try makeTemporaryDirectory("open")
+        defer { removeTree(root) }
+        let path = root + "/a/b/state.db"
+        let db = try SQLiteDatabase(path: path)
+        #expect(try db.query("PRAGMA journal_mode").first?[0].string == "wal")
+        #expect(try db.query("PRAGMA synchronous").first?[0].int == 2) // FULL
+        #expect(try db.query("PRAGMA foreign_keys").first?[0].int == 1)
+        #expect(try mode(path) == 0o600)
+        #expect(try mode(root + "/a") == 0o700)
+        #expect(try mode(root + "/a/b") == 0o700)
+    }
+
+    @Test func parametersAreBoundNeverInterpreted() throws {
+        let root = try makeTemporaryDirectory("bind")
+        defer { removeTree(root) }
+        let db = try SQLiteDatabase(path: root + "/t.db")
+        try db.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v TEXT, n INTEGER, b BLOB)")
+        let hostile = "x'); DROP TABLE t; -- \"quoted\" ; ünïcode"
+        try db.execute("INSERT INTO t (k, v, n, b) VALUES (?, ?, ?, ?)", [.text(hostile), .text(hostile), .integer(42), .blob([0, 1, 2, 255])])
+        let rows = try db.query("SELECT k, v, n, b FROM t WHERE k = ?", [.text(hostile)])
+        #expect(rows.count == 1)
+        #expect(rows[0]["v"] == .text(hostile))
+        #expect(rows[0]["n"] == .integer(42))
+        #expect(rows[0]["b"] == .blob([0, 1, 2, 255]))
+        #expect(throws: SQLiteError.self) { try db.execute("SELECT ?", []) }
+    }
+
+    struct Boom: Error {}
+
+    @Test func transactionRollsBackWhenTheBodyThrows() throws {
+        let root = try makeTemporaryDirectory("tx")
+        defer { removeTree(root) }
+        let db = try SQLiteDatabase(path: root + "/t.db")
+        try db.execute("CREATE TABLE t (v INTEGER)")
+        try db.transaction { conn in try conn.execute("INSERT INTO t VALUES (1)") }
+        #expect(throws: Boom.self) {
+            try db.transaction { conn in
+                try conn.execute("INSERT INTO t VALUES (2)")
+                throw Boom()
+            }
+        }
+        #expect(try db.query("SELECT v FROM t").map { $0[0] } == [.integer(1)])
+        // The connection is usable again after a rollback.
+        try db.transaction { conn in try conn.execute("INSERT INTO t VALUES (3)") }
+        #expect(try db.query("SELECT count(*) FROM t").first?[0].int == 2)
+    }
+
+    @Test func migrationsRunOnceAndRefuseNewerSchemas() throws {
+        let root = try makeTemporaryDirectory("migrate")
+        defer { removeTree(root) }
+        let path = root + "/t.db"
+        let v1 = ["CREATE TABLE a (x INTEGER); INSERT INTO a VALUES (1);"]
+        let v2 = v1 + ["ALTER TABLE a ADD COLUMN y TEXT; CREATE TABLE b (z INTEGER);"]
+        do {
+            let db = try SQLiteDatabase(path: path)
+            try db.migrate(v1)
+            try db.migrate(v1)
+            #expect(try db.userVersion() == 1)
+            #expect(try db.query("SELECT count(*) FROM a").first?[0].int == 1)
+            try db.migrate(v2)
+            #expect(try db.userVersion() == 2)
+            #expect(try db.query("SELECT count(*) FROM b").first?[0].int == 0)
+            // A component's tables are versioned apart from user_version.
+            try db.migrate(component: "systemd", steps: ["CREATE TABLE systemd_units (name TEXT PRIMARY KEY);"])
+            try db.migrate(component: "systemd", steps: ["CREATE TABLE systemd_units (name TEXT PRIMARY KEY);"])
+            #expect(try db.userVersion() == 2)
+        }
+        let reopened = try SQLiteDatabase(path: path)
+        #expect(throws: SQLiteError.self) { try reopened.migrate(v1) }
+        // A failed migration step leaves the version where it was.
+        #expect(throws: SQLiteError.self) { try reopened.migrate(v2 + ["CREATE TABLE a (x INTEGER);"]) }
+        #expect(try reopened.userVersion() == 2)
+    }
+}
