@@ -40,8 +40,9 @@ public actor InMemoryDriver: RuntimeDriver {
     public var failingOperations: Set<String> = []
     public private(set) var calls: [String] = []
     public private(set) var trace: [Sample] = []
-    /// Endpoints to hand out per revision (empty: none, probes are skipped).
-    public var endpointsByRevision: [String: [Endpoint]] = [:]
+    /// Ports of real servers standing in for a revision's instances (instance i answers on port i mod count);
+    /// none: no endpoints, probes are skipped.
+    public var portsByRevision: [String: [Int]] = [:]
 
     public init(kind: DriverKind = .local, readyAfterObserves: Int = 1) {
         self.kind = kind
@@ -51,7 +52,7 @@ public actor InMemoryDriver: RuntimeDriver {
     public func setNeverReady(_ revisions: Set<String>) { neverReady = revisions }
     public func setReadyAfterObserves(_ n: Int) { readyAfterObserves = n }
     public func setFailing(_ operations: Set<String>) { failingOperations = operations }
-    public func setEndpoints(_ endpoints: [Endpoint], revision: String) { endpointsByRevision[revision] = endpoints }
+    public func setPorts(_ ports: [Int], revision: String) { portsByRevision[revision] = ports }
 
     private func check(_ op: String, _ resource: String) throws {
         calls.append("\(op) \(resource)")
@@ -146,7 +147,10 @@ public actor InMemoryDriver: RuntimeDriver {
     }
 
     public func endpoints(server: String, revision: String) async throws -> [Endpoint] {
-        endpointsByRevision[revision] ?? []
+        guard let ports = portsByRevision[revision], !ports.isEmpty, let g = servers[server]?.groups[revision] else { return [] }
+        return g.instances.enumerated().map { i, instance in
+            Endpoint(instance: instance.id, host: "127.0.0.1", port: ports[i % ports.count], path: g.spec.path)
+        }
     }
 
     /// The spec a revision group was created with (what the controller passed to `scale`).

@@ -1,5 +1,6 @@
 import FleetController
 import FleetCore
+import FleetHTTP
 import FleetTesting
 import Foundation
 import Logging
@@ -191,9 +192,15 @@ struct Harness {
         // Pin back to rev-1 (what `mcpfleet rollback` does), then release it (what `resume` does).
         await h.store.update(server: "time") { $0.pinnedRevision = "rev-1" }
         await h.controller.queue.add(.server("time"))
-        try await waitUntil("pinned", timeout: .seconds(20)) { await h.replicas("rev-1", "rev-2") == [2, 0] }
-        await h.store.update(server: "time") { $0.pinnedRevision = nil; $0.promoted = true }
-        await h.controller.queue.add(.server("time"))
+        try await waitUntil("pinned", timeout: .seconds(20)) {
+            let counts = await h.replicas("rev-1", "rev-2")
+            let stable = await h.isStable("rev-1")
+            return counts == [2, 0] && stable
+        }
+        await h.store.update(server: "time") { $0.pinnedRevision = nil }
+        // Released: rev-2 rolls out again from the pin, and waits at its step for promotion again.
+        try await waitUntil("waiting for promotion again", timeout: .seconds(20)) { await h.record()?.phase == .paused }
+        await h.store.update(server: "time") { $0.promoted = true }
         try await waitUntil("back on rev-2", timeout: .seconds(20)) { await h.replicas("rev-2", "rev-1") == [2, 0] }
         // Removing the server from the catalog removes it from the runtime.
         await h.source.set([])
@@ -258,5 +265,66 @@ struct Harness {
         #expect(await q.depth == 0)
         clock.advance(byMs: 5)
         try await waitUntil("key due") { await q.depth == 1 }
+    }
+}
+
+/// The controller with real probes: instances stand in for revisions by pointing at real MCP servers.
+@Suite(.serialized) struct ControllerProbeTests {
+    func mcpServer(_ version: String, requireTools: [String], deadline: Int64 = 2_000) -> DesiredServer {
+        DesiredServer(name: "time", version: version, revision: "rev-\(version)", replicas: 2, command: ["/bin/true"],
+                      health: DesiredHealth(probe: .mcp, intervalMs: 100, timeoutMs: 2_000, failureThreshold: 2, requireTools: requireTools),
+                      rollout: DesiredRollout(strategy: .rolling, maxSurge: 1, maxUnavailable: 0, autoRollback: true, progressDeadlineMs: deadline))
+    }
+
+    @Test func probesGateTheRolloutAndRequireToolsFailureRollsBack() async throws {
+        let timePort = TestEnvironment.freePort()
+        let time = try await TestEnvironment.startMCPServer("time", port: timePort)
+        defer { time.signal(SIGKILL) }
+        let everythingPort = TestEnvironment.freePort()
+        let everything = try await TestEnvironment.startMCPServer("everything", port: everythingPort)
+        defer { everything.signal(SIGKILL) }
+
+        let source = SourceBox([mcpServer("1", requireTools: ["now", "convert"])])
+        let driver = InMemoryDriver(readyAfterObserves: 1)
+        await driver.setPorts([timePort], revision: "rev-1")
+        await driver.setPorts([timePort], revision: "rev-2")
+        await driver.setPorts([everythingPort], revision: "rev-3")
+        let store = InMemoryRolloutStore()
+        let controller = Controller(source: { await source.snapshot() }, driver: driver, store: store, clock: SystemClock(),
+                                    logger: quietLogger(), configuration: fastConfiguration(),
+                                    transport: try CurlTransport(CurlTransportConfiguration(proxy: .none)))
+        let task = Task { try await controller.run() }
+        defer { task.cancel() }
+        func record() async -> RolloutRecord? { await store.record(server: "time") }
+        try await waitUntil("rev-1 healthy", timeout: .seconds(20)) {
+            let r = await record()
+            return r?.stableRevision == "rev-1" && r?.phase == .stable
+        }
+        // A good version (the time server offers both tools): promoted.
+        await source.set([mcpServer("2", requireTools: ["now"])])
+        try await waitUntil("rev-2 promoted", timeout: .seconds(20)) {
+            let r = await record()
+            return r?.stableRevision == "rev-2" && r?.phase == .stable
+        }
+        // A bad one: the everything server lacks `convert`, so its instances never pass the probe.
+        let before = await driver.trace.count
+        await source.set([mcpServer("3", requireTools: ["now", "convert"])])
+        try await waitUntil("rev-3 rolled back", timeout: .seconds(20)) {
+            let r = await record()
+            let revs = await driver.snapshot().server("time")?.revisions.filter { $0.replicas > 0 }.map(\.revision)
+            return r?.phase == .rolledBack && revs == ["rev-2"]
+        }
+        task.cancel()
+        _ = await task.result
+        #expect(await record()?.failedRevisions == ["rev-3"])
+        let rolledBack = await store.revisions(server: "time").first { $0.revision == "rev-3" }
+        #expect(rolledBack?.outcome == .rolledBack)
+        #expect(rolledBack?.reason?.contains("progress deadline") == true)
+        // The driver's instances of rev-3 were "ready", yet never counted: ready stayed at 2 throughout.
+        for s in await driver.trace.dropFirst(before) where s.server == "time" {
+            #expect(s.total <= 3)
+        }
+        let exposition = controller.metrics.exposition()
+        #expect(exposition.contains("mcpfleet_probe_duration_seconds_bucket"))
     }
 }
