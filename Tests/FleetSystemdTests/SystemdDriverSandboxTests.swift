@@ -130,8 +130,12 @@ struct SystemdDriverSandboxTests {
             #expect(live.tenants.isEmpty)
             let files = try FileManager.default.contentsOfDirectory(atPath: sandbox.root + "/run/systemd/system").filter { $0.hasPrefix("mcp-") }
             #expect(files.isEmpty)
-            try await waitUntil("slice unloaded", timeout: .seconds(5)) {
-                try await sandbox.run(["systemctl", "show", slice, "-p", "LoadState,ActiveState"]).stdout == "LoadState=not-found\nActiveState=inactive\n"
+            // systemd synthesises any *.slice on demand (`show` says loaded), so: no file behind it, not listed.
+            let fragment = try await sandbox.run(["systemctl", "show", slice, "-p", "FragmentPath,ActiveState"]).stdout
+            #expect(!fragment.contains("FragmentPath=/"))
+            #expect(fragment.contains("ActiveState=inactive"))
+            try await waitUntil("slice gone from list-units", timeout: .seconds(5)) {
+                try await sandbox.run(["systemctl", "list-units", "--all", "--plain", "--no-legend", slice]).stdout.isEmpty
             }
         }
     }
