@@ -1,17 +1,36 @@
 import FleetCore
+import FleetKubernetes
 import FleetLocal
 import FleetState
+import FleetSystemd
+import Foundation
 
 /// The composition root's choice of driver and rollout store for an environment.
-/// (Local driver only so far; systemd and Kubernetes wiring to follow.)
 enum DriverFactory {
-    static func make(environment: Environment, manifestRoot: String) throws -> (driver: any RuntimeDriver, store: any RolloutStore) {
+    static func make(environment: Environment, manifestRoot root: String) throws -> (driver: any RuntimeDriver, store: any RolloutStore) {
+        // Drivers write the root into units and command lines: always hand them an absolute path.
+        let manifestRoot = URL(fileURLWithPath: root, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath)).standardizedFileURL.path
         switch environment.driver {
         case .local:
             let driver = try LocalDriver(environment: environment, manifestRoot: manifestRoot)
             return (driver, try driver.rolloutStore())
-        default:
-            throw CommandFailure(message: "environment \(environment.name): the \(environment.driver.rawValue) driver is not wired into this build yet")
+        case .systemd:
+            // Units live in the runtime; the rollout bookkeeping in SQLite beside the driver's own files.
+            let stateDirectory = environment.effectiveStateDir
+            let driver = try SystemdDriver(environment: environment, manifestRoot: manifestRoot, stateDirectory: stateDirectory)
+            return (driver, try SQLiteRolloutStore(path: stateDirectory + "/state.db"))
+        case .kubernetes:
+            let config: ClusterConfig
+            do {
+                config = try ClusterConfig.resolve(settings: environment.kubernetes, kubeconfig: ProcessInfo.processInfo.environment["MCPFLEET_KUBECONFIG"])
+            } catch {
+                throw CommandFailure(message: "environment \(environment.name): \(error)")
+            }
+            var options = KubernetesDriverOptions()
+            if let ns = ProcessInfo.processInfo.environment["MCPFLEET_NAMESPACE"], !ns.isEmpty { options.controllerNamespace = ns }
+            let driver = try KubernetesDriver(environment: environment, config: config, options: options)
+            // The bookkeeping lives in the cluster too, so any controller replica (after a leader hand-over) sees it.
+            return (driver, KubernetesRolloutStore(client: driver.client, namespace: options.controllerNamespace))
         }
     }
 }

@@ -3,13 +3,14 @@ import FleetCore
 import FleetYAML
 import Foundation
 
-struct PlanCommand: ParsableCommand {
+struct PlanCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "plan",
         abstract: "Show what applying the catalog would change (a dry run; secret-safe).",
         discussion: """
-        Plans against a saved live-state snapshot (--live FILE) or against the catalog as it was at a git \
-        revision (--against REF: the change a pull request makes, no cluster or host credentials needed).
+        Plans against the environment's runtime (its driver observes what runs), a saved live-state \
+        snapshot (--live FILE), or the catalog as it was at a git revision (--against REF: the change a \
+        pull request makes, no cluster or host credentials needed).
 
         Exit status (as kubectl diff / flux diff): 0 in sync, 1 changes pending, 2 error, \
         3 changes include servers blocked by supply-chain policy.
@@ -41,7 +42,7 @@ struct PlanCommand: ParsableCommand {
         if live != nil && against != nil { throw ValidationError("--live and --against are alternatives; pass one") }
     }
 
-    func run() throws {
+    func run() async throws {
         let loaded = LoadedCatalog.load(path: path)
         if loaded.diagnostics.hasErrors || loaded.hasIOErrors {
             writeStderr(loaded.renderDiagnostics(color: OutputOptions.stderrColor(noColor)))
@@ -72,7 +73,16 @@ struct PlanCommand: ParsableCommand {
             }
             baseline = "git \(against)"
         } else {
-            throw CommandFailure(message: "no live state to plan against: pass --live FILE (a snapshot from `mcpfleet status -o json`) or --against GIT-REF")
+            let (driver, store) = try DriverFactory.make(environment: environment, manifestRoot: loaded.root)
+            do {
+                var observed = try await driver.observe()
+                observed.environment = environment.name
+                observed.driver = environment.driver.rawValue
+                liveState = observed.merging(try await store.records())
+            } catch {
+                throw CommandFailure(message: "cannot observe environment \(environment.name) (\(environment.driver.rawValue)): \(error); pass --live FILE or --against GIT-REF to plan without it")
+            }
+            baseline = "\(environment.driver.rawValue) runtime of environment \(environment.name)"
         }
 
         let verdicts: [String: PolicyVerdict]

@@ -82,10 +82,18 @@ import Testing
         #expect(try mcpfleet("plan", Self.fixtures + "/in-sync/manifests", "--live", live, "-o", "json").stdout == saved)
     }
 
+    @Test func withoutABaselineThePlanObservesTheRuntime() throws {
+        let dir = try repository()
+        // The fixture's environment uses the local driver, whose state lives under the working directory.
+        let r = try mcpfleet("plan", "catalog", cwd: dir)
+        #expect(r.status == 1, "\(r.all)")
+        #expect(r.stdout.contains("against local runtime of environment dev"))
+        #expect(r.stdout.contains("Plan: 3 to create."))
+    }
+
     @Test func errorsExitTwo() throws {
         let dir = try repository()
         #expect(try mcpfleet("plan", dir + "/catalog", "--against", "no-such-ref").status == 2)
-        #expect(try mcpfleet("plan", dir + "/catalog").status == 2)
         #expect(try mcpfleet("plan", packageRoot + "/Manifests", "--live", "/nonexistent.json").status == 2)
         #expect(try mcpfleet("plan", packageRoot + "/Manifests", "--live", dir + "/catalog/tenants.yaml").status == 2)
         // Several environments and none chosen.
