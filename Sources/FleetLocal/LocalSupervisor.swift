@@ -1,0 +1,572 @@
+import FleetCore
+import FleetState
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Paths and limits the driver works with, resolved once.
+struct LocalConfiguration: Sendable {
+    var environmentName: String
+    var manifestRoot: String
+    var stateDirectory: String
+    var logDirectory: String
+    var secretsDirectory: String
+    var bridgeScript: String
+    var maxLogBytes: Int
+    var keptLogs = 3
+    var maxBackoff: Duration
+    /// Restarts after a run at least this long start again from the shortest backoff.
+    var stableRun: Duration = .seconds(10)
+    var tickInterval: Duration = .milliseconds(200)
+    /// PATH, HOME and LANG of the controller: all an instance inherits.
+    var inherited: [String: String]
+}
+
+/// Everything needed to start one instance.
+struct LaunchPlan {
+    var executable: String
+    var argv: [String]
+    var environment: [String]
+    var workingDirectory: String
+    var logPath: String
+}
+
+/// Owns the instances: starts, watches, restarts and stops them, and keeps the state database in step
+/// so that a controller killed at any moment leaves no process it cannot find again.
+actor LocalSupervisor {
+    struct Key: Hashable, Sendable, Comparable {
+        var server: String
+        var slot: Int
+        static func < (a: Key, b: Key) -> Bool { (a.server, a.slot) < (b.server, b.slot) }
+    }
+
+    enum Phase: Sendable {
+        case running
+        case backoff(reason: String, until: ContinuousClock.Instant)
+        case stopping
+    }
+
+    struct Instance: Sendable {
+        var row: LocalStateTables.InstanceRow
+        var phase: Phase
+        var launchedAt: ContinuousClock.Instant?
+        /// Runs in a row that ended sooner than `stableRun`: the backoff exponent.
+        var failures = 0
+        var id: String { "\(row.server)-\(row.revision)-\(row.slot)" }
+    }
+
+    let configuration: LocalConfiguration
+    let tables: LocalStateTables
+    let driverID: String
+    static let markerVariable = "MCPFLEET_INSTANCE"
+    private let clock = ContinuousClock()
+
+    private var revisions: [String: [String: DesiredServer]] = [:]
+    private var instances: [Key: Instance] = [:]
+    private var tenants: [String: DesiredTenant] = [:]
+    private var loop: Task<Void, Never>?
+    private var lockFD: Int32 = -1
+    private(set) var supervising = false
+
+    init(configuration: LocalConfiguration, tables: LocalStateTables) throws {
+        self.configuration = configuration
+        self.tables = tables
+        self.driverID = try tables.driverID()
+        let (revisions, instances, tenants) = try Self.load(tables, clock: ContinuousClock())
+        self.revisions = revisions
+        self.instances = instances
+        self.tenants = tenants
+    }
+
+    /// Reads the recorded state; an instance counts as running only when its pid is alive and started
+    /// when recorded (so a recycled pid is never taken for ours).
+    private static func load(_ tables: LocalStateTables, clock: ContinuousClock) throws
+        -> ([String: [String: DesiredServer]], [Key: Instance], [String: DesiredTenant]) {
+        var revisions: [String: [String: DesiredServer]] = [:]
+        for spec in try tables.revisions() { revisions[spec.name, default: [:]][spec.revision] = spec }
+        var instances: [Key: Instance] = [:]
+        for row in try tables.instances() {
+            var row = row
+            let alive = row.pid.flatMap { pid in row.startTime.map { ProcessControl.isAlive(pid, startTime: $0) } } ?? false
+            if !alive {
+                row.pid = nil
+                row.startTime = nil
+            }
+            let phase: Phase = row.intent == "stop" ? .stopping : alive ? .running : .backoff(reason: "not running", until: clock.now)
+            instances[Key(server: row.server, slot: row.slot)] = Instance(row: row, phase: phase)
+        }
+        let tenants = Dictionary(try tables.tenants().map { ($0.name, $0) }, uniquingKeysWith: { _, b in b })
+        return (revisions, instances, tenants)
+    }
+
+    // MARK: Supervision
+
+    /// Takes the state directory's lock, adopts or stops what a previous controller left, and starts watching.
+    func start() async throws {
+        guard !supervising else { return }
+        let lockPath = configuration.stateDirectory + "/supervisor.lock"
+        let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw DriverError(configuration.stateDirectory, "cannot open \(lockPath): \(ProcessControl.errorText())") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            throw DriverError(configuration.stateDirectory, "another mcpfleet process is supervising this state directory")
+        }
+        lockFD = fd
+        supervising = true
+        do {
+            (revisions, instances, tenants) = try Self.load(tables, clock: clock)
+            try await recover()
+        } catch {
+            supervising = false
+            close(fd)
+            lockFD = -1
+            throw error
+        }
+        loop = Task { [configuration] in
+            while !Task.isCancelled {
+                await self.tick()
+                do { try await Task.sleep(for: configuration.tickInterval) } catch { break }
+            }
+        }
+    }
+
+    /// Finds instances started just before a previous controller died (pid not yet recorded) by the
+    /// marker in their environment; adopts those the database expects and stops the rest.
+    private func recover() async throws {
+        var strays: [(pid_t, Int64)] = []
+        for found in ProcessControl.findMarked(variable: Self.markerVariable, prefix: driverID + "/") {
+            let parts = found.value.split(separator: "/", omittingEmptySubsequences: false)
+            guard parts.count == 3, let slot = Int(parts[2]) else { continue }
+            let key = Key(server: String(parts[0]), slot: slot)
+            guard var inst = instances[key], inst.row.revision == parts[1], inst.row.intent == "run" else {
+                strays.append((found.pid, found.startTime))
+                continue
+            }
+            if inst.row.pid == found.pid { continue }
+            if inst.row.pid != nil {
+                strays.append((found.pid, found.startTime)) // a duplicate of a live, recorded instance
+                continue
+            }
+            inst.row.pid = found.pid
+            inst.row.startTime = found.startTime
+            inst.phase = .running
+            try tables.updateProcess(server: key.server, slot: key.slot, pid: found.pid, startTime: found.startTime, restarts: inst.row.restarts)
+            instances[key] = inst
+        }
+        if !strays.isEmpty { await terminate(strays) }
+        let stopping = instances.filter { if case .stopping = $0.value.phase { return true } else { return false } }.map(\.key)
+        if !stopping.isEmpty { try await stopAndForget(stopping) }
+    }
+
+    func shutdown(stopInstances: Bool) async {
+        loop?.cancel()
+        await loop?.value
+        loop = nil
+        if stopInstances {
+            let running = instances.filter { $0.value.row.pid != nil }
+            await terminate(running.values.compactMap { i in i.row.pid.map { ($0, i.row.startTime ?? -1) } })
+            for key in running.keys {
+                guard var inst = instances[key] else { continue }
+                inst.row.pid = nil
+                inst.row.startTime = nil
+                inst.phase = .backoff(reason: "stopped with the controller", until: clock.now)
+                instances[key] = inst
+                // Kept with intent "run": the next controller on this state directory starts it again.
+                do { try tables.updateProcess(server: key.server, slot: key.slot, pid: nil, startTime: nil, restarts: inst.row.restarts) } catch {}
+            }
+        }
+        if lockFD >= 0 {
+            close(lockFD)
+            lockFD = -1
+        }
+        supervising = false
+    }
+
+    func tick() async {
+        let now = clock.now
+        for key in instances.keys.sorted() {
+            guard let inst = instances[key] else { continue }
+            switch inst.phase {
+            case .running:
+                if let status = exitStatus(inst) {
+                    handleExit(key, status)
+                } else {
+                    rotateLogIfNeeded(logPath(inst.row))
+                }
+            case .backoff(_, let until):
+                if inst.row.intent == "run" && now >= until { launch(key, countRestart: true) }
+            case .stopping:
+                break
+            }
+        }
+    }
+
+    /// The process's end, if it ended; nil while it runs. Our children are reaped with waitpid; adopted
+    /// processes (not our children) are watched through kill(pid, 0) and their /proc start time.
+    private func exitStatus(_ inst: Instance) -> ExitStatus? {
+        guard let pid = inst.row.pid else { return .vanished }
+        switch ProcessControl.reap(pid) {
+        case .running:
+            return nil
+        case .exited(let status):
+            // Anything the leader left in its group (a bridged stdio server) goes with it.
+            ProcessControl.signalGroup(pid, SIGKILL)
+            return status
+        case .notOurChild:
+            return ProcessControl.isAlive(pid, startTime: inst.row.startTime ?? -1) ? nil : .vanished
+        }
+    }
+
+    private func handleExit(_ key: Key, _ status: ExitStatus) {
+        guard var inst = instances[key] else { return }
+        let now = clock.now
+        let ranLong = inst.launchedAt.map { now - $0 >= configuration.stableRun } ?? true
+        inst.failures = ranLong ? 1 : inst.failures + 1
+        let delay = backoff(afterFailures: inst.failures)
+        inst.phase = .backoff(reason: status.description, until: now.advanced(by: delay))
+        inst.row.pid = nil
+        inst.row.startTime = nil
+        instances[key] = inst
+        appendLog(inst.row, "mcpfleet: \(inst.id) \(status); restarting in \(delay)")
+        do { try tables.updateProcess(server: key.server, slot: key.slot, pid: nil, startTime: nil, restarts: inst.row.restarts) } catch {}
+    }
+
+    /// 1 s doubling up to the configured maximum.
+    private func backoff(afterFailures failures: Int) -> Duration {
+        let seconds = 1 << min(max(failures - 1, 0), 20)
+        return min(.seconds(seconds), configuration.maxBackoff)
+    }
+
+    /// Starts (or restarts) an instance whose row is already in the database.
+    private func launch(_ key: Key, countRestart: Bool) {
+        guard var inst = instances[key] else { return }
+        let now = clock.now
+        guard let spec = revisions[key.server]?[inst.row.revision] else {
+            inst.phase = .backoff(reason: "revision \(inst.row.revision) is not recorded", until: now.advanced(by: configuration.maxBackoff))
+            instances[key] = inst
+            return
+        }
+        if countRestart { inst.row.restarts += 1 }
+        do {
+            let plan = try self.plan(spec, slot: inst.row.slot, port: inst.row.port)
+            rotateLogIfNeeded(plan.logPath)
+            appendLog(inst.row, "mcpfleet: starting \(inst.id) on port \(inst.row.port)" + (inst.row.restarts > 0 ? " (restart \(inst.row.restarts))" : ""))
+            let pid = try ProcessControl.spawn(executable: plan.executable, argv: plan.argv, environment: plan.environment,
+                                               workingDirectory: plan.workingDirectory, logPath: plan.logPath)
+            inst.row.pid = pid
+            // Set at fork and kept across exec; the child is ours and unreaped, so /proc/<pid> exists.
+            inst.row.startTime = ProcessControl.stat(pid)?.startTime ?? -1
+            inst.phase = .running
+            inst.launchedAt = now
+            instances[key] = inst
+            try tables.updateProcess(server: key.server, slot: key.slot, pid: pid, startTime: inst.row.startTime, restarts: inst.row.restarts)
+        } catch {
+            inst.failures += 1
+            let reason = (error as? DriverError)?.message ?? String(describing: error)
+            if inst.row.pid == nil {
+                inst.phase = .backoff(reason: reason, until: now.advanced(by: backoff(afterFailures: inst.failures)))
+            }
+            instances[key] = inst
+        }
+    }
+
+    /// SIGTERM to each process group, up to 5 s for them to exit, then SIGKILL; children are reaped.
+    private func terminate(_ processes: [(pid: pid_t, startTime: Int64)]) async {
+        var waiting = processes.filter { p in
+            if case .running = ProcessControl.reap(p.pid) { return true }
+            return ProcessControl.isAlive(p.pid, startTime: p.startTime)
+        }
+        for p in waiting { ProcessControl.signalGroup(p.pid, SIGTERM) }
+        let deadline = clock.now.advanced(by: .seconds(5))
+        var killed = false
+        while !waiting.isEmpty {
+            waiting.removeAll { p in
+                switch ProcessControl.reap(p.pid) {
+                case .exited:
+                    ProcessControl.signalGroup(p.pid, SIGKILL)
+                    return true
+                case .running: return false
+                case .notOurChild: return !ProcessControl.isAlive(p.pid, startTime: p.startTime)
+                }
+            }
+            if waiting.isEmpty { break }
+            if !killed && clock.now >= deadline {
+                for p in waiting { ProcessControl.signalGroup(p.pid, SIGKILL) }
+                killed = true
+            } else if killed && clock.now >= deadline.advanced(by: .seconds(5)) {
+                break
+            }
+            do { try await Task.sleep(for: .milliseconds(25)) } catch {}
+        }
+    }
+
+    /// Stops instances (already marked "stop" in the database) and forgets them.
+    private func stopAndForget(_ keys: [Key]) async throws {
+        var processes: [(pid_t, Int64)] = []
+        for key in keys {
+            guard var inst = instances[key] else { continue }
+            inst.phase = .stopping
+            inst.row.intent = "stop"
+            instances[key] = inst
+            if let pid = inst.row.pid { processes.append((pid, inst.row.startTime ?? -1)) }
+        }
+        await terminate(processes)
+        for key in keys {
+            if let inst = instances[key] { appendLog(inst.row, "mcpfleet: stopped \(inst.id)") }
+            try tables.deleteInstance(server: key.server, slot: key.slot)
+            instances[key] = nil
+        }
+    }
+
+    // MARK: Driver operations
+
+    func scale(_ spec: DesiredServer, replicas: Int) async throws {
+        let resource = "server/\(spec.name)"
+        guard replicas >= 0 else { throw DriverError(resource, "replicas must not be negative (got \(replicas))", terminal: true) }
+        guard let basePort = spec.port else {
+            throw DriverError(resource, "has no transport.port; the local driver places instances on ports from it", terminal: true)
+        }
+        if replicas > 0 { _ = try plan(spec, slot: 0, port: basePort) } // fail before recording anything
+        try await start()
+        try tables.saveRevision(spec, now: Int64(Date().timeIntervalSince1970 * 1000))
+        revisions[spec.name, default: [:]][spec.revision] = spec
+        let current = instances.filter { $0.key.server == spec.name && $0.value.row.revision == spec.revision && $0.value.row.intent == "run" }
+            .keys.sorted()
+        if current.count < replicas {
+            var used = Set(instances.keys.filter { $0.server == spec.name }.map(\.slot))
+            var rows: [LocalStateTables.InstanceRow] = []
+            for _ in current.count..<replicas {
+                var slot = 0
+                while used.contains(slot) { slot += 1 }
+                used.insert(slot)
+                rows.append(.init(server: spec.name, slot: slot, revision: spec.revision, port: basePort + slot, tenant: spec.tenant,
+                                  pid: nil, startTime: nil, restarts: 0, intent: "run"))
+            }
+            // Recorded before spawning: a controller killed in between finds the rows (and, by marker, the processes).
+            try tables.insert(rows)
+            for row in rows {
+                let key = Key(server: row.server, slot: row.slot)
+                instances[key] = Instance(row: row, phase: .backoff(reason: "starting", until: clock.now))
+                launch(key, countRestart: false)
+            }
+        } else if current.count > replicas {
+            let victims = Array(current.suffix(current.count - replicas))
+            try tables.markStopping(server: spec.name, slots: victims.map(\.slot))
+            try await stopAndForget(victims)
+        }
+    }
+
+    func removeRevision(server: String, revision: String) async throws {
+        let victims = instances.filter { $0.key.server == server && $0.value.row.revision == revision }.keys.sorted()
+        if !victims.isEmpty {
+            try await start()
+            try tables.markStopping(server: server, slots: victims.map(\.slot))
+            try await stopAndForget(victims)
+        }
+        try tables.deleteRevision(server: server, revision: revision)
+        revisions[server]?[revision] = nil
+        if revisions[server]?.isEmpty == true { revisions[server] = nil }
+    }
+
+    func removeServer(named name: String) async throws {
+        let known = Set((revisions[name] ?? [:]).keys).union(instances.values.filter { $0.row.server == name }.map(\.row.revision))
+        for revision in known.sorted() { try await removeRevision(server: name, revision: revision) }
+    }
+
+    func ensureTenant(_ tenant: DesiredTenant) throws {
+        try tables.saveTenant(tenant)
+        tenants[tenant.name] = tenant
+    }
+
+    func removeTenant(named name: String) throws {
+        try tables.deleteTenant(name)
+        tenants[name] = nil
+    }
+
+    func observe() throws -> LiveState {
+        if !supervising { (revisions, instances, tenants) = try Self.load(tables, clock: clock) }
+        var servers: [LiveServer] = []
+        for name in Set(revisions.keys).union(instances.keys.map(\.server)).sorted() {
+            let specs = revisions[name] ?? [:]
+            let mine = instances.filter { $0.key.server == name }.values.sorted { $0.row.slot < $1.row.slot }
+            var live: [LiveRevision] = []
+            for revision in Set(specs.keys).union(mine.map(\.row.revision)).sorted() {
+                let group = mine.filter { $0.row.revision == revision && $0.row.intent == "run" }
+                let reported = mine.filter { $0.row.revision == revision }.map(liveInstance)
+                live.append(LiveRevision(revision: revision, version: specs[revision]?.version, replicas: group.count,
+                                         ready: reported.filter { $0.state == .running && $0.healthy }.count,
+                                         fields: specs[revision]?.fields, instances: reported))
+            }
+            let tenant = specs.values.first?.tenant ?? mine.first?.row.tenant
+            servers.append(LiveServer(name: name, tenant: tenant, revisions: live))
+        }
+        return LiveState(environment: configuration.environmentName, driver: DriverKind.local.rawValue, servers: servers,
+                         tenants: tenants.values.sorted { $0.name < $1.name }.map { LiveTenant(name: $0.name, fields: $0.fields) })
+    }
+
+    private func liveInstance(_ inst: Instance) -> LiveInstance {
+        let row = inst.row
+        switch inst.phase {
+        case .stopping:
+            return LiveInstance(id: inst.id, revision: row.revision, slot: row.slot, port: row.port, pid: row.pid.map(Int.init), state: .stopping,
+                                healthy: false, restarts: row.restarts)
+        case .backoff(let reason, let until):
+            let wait = until - clock.now
+            let detail = supervising ? (wait > .zero ? "\(reason); restarting in \(wait.formatted(.units(allowed: [.seconds], width: .narrow)))" : reason)
+                                     : "\(reason) (no controller is supervising)"
+            return LiveInstance(id: inst.id, revision: row.revision, slot: row.slot, port: row.port, state: .failed, healthy: false,
+                                reason: detail, restarts: row.restarts)
+        case .running:
+            let listening = ProcessControl.isListening(port: row.port)
+            return LiveInstance(id: inst.id, revision: row.revision, slot: row.slot, port: row.port, pid: row.pid.map(Int.init),
+                                state: listening ? .running : .starting, healthy: listening,
+                                reason: listening ? nil : "not yet accepting connections on port \(row.port)", restarts: row.restarts)
+        }
+    }
+
+    func endpoints(server: String, revision: String) throws -> [Endpoint] {
+        if !supervising { (revisions, instances, tenants) = try Self.load(tables, clock: clock) }
+        let path = revisions[server]?[revision]?.path ?? "/mcp"
+        return instances.values.filter { $0.row.server == server && $0.row.revision == revision && $0.row.intent == "run" }
+            .filter { if case .running = $0.phase { return true } else { return false } }
+            .sorted { $0.row.slot < $1.row.slot }
+            .map { Endpoint(instance: $0.id, host: "127.0.0.1", port: $0.row.port, path: path) }
+    }
+
+    // MARK: Launch plans, logs
+
+    private func logPath(_ row: LocalStateTables.InstanceRow) -> String {
+        "\(configuration.logDirectory)/\(row.server)/\(row.server)-\(row.revision)-\(row.slot).log"
+    }
+
+    /// argv, environment and directory of one instance. Errors name the server and, for secrets, the
+    /// reference — never a value.
+    func plan(_ spec: DesiredServer, slot: Int, port: Int) throws -> LaunchPlan {
+        let resource = "server/\(spec.name)"
+        guard let command = spec.command, let program = command.first, !program.isEmpty else {
+            throw DriverError(resource, "has no artifact.command; the local driver runs commands", terminal: true)
+        }
+        let manifestDir = Self.join(configuration.manifestRoot, spec.manifestDirectory == "." ? "" : spec.manifestDirectory)
+        func substitute(_ s: String) -> String {
+            s.replacingOccurrences(of: "${PORT}", with: String(port))
+                .replacingOccurrences(of: "${REPLICA}", with: String(slot))
+                .replacingOccurrences(of: "${MANIFEST_DIR}", with: manifestDir)
+        }
+        let workingDirectory = spec.workingDirectory.map { Self.absolute(substitute($0), against: manifestDir) } ?? manifestDir
+        guard ProcessControl.isDirectory(workingDirectory) else {
+            throw DriverError(resource, "working directory \(workingDirectory) does not exist", terminal: true)
+        }
+
+        var env: [(String, String)] = []
+        let searchPath = configuration.inherited["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        env.append(("PATH", searchPath))
+        for name in ["HOME", "LANG"] { if let v = configuration.inherited[name] { env.append((name, v)) } }
+        for variable in spec.env {
+            if let ref = variable.secretRef {
+                env.append((variable.name, try readSecret(ref, resource: resource, variable: variable.name)))
+            } else if let value = variable.value {
+                env.append((variable.name, value))
+            }
+        }
+        env.append(("PORT", String(port)))
+        env.append(("MCP_PORT", String(port)))
+        env.append((Self.markerVariable, "\(driverID)/\(spec.name)/\(spec.revision)/\(slot)"))
+        // Later entries win, as in a shell: the driver's own variables cannot be overridden by accident.
+        var seen = Set<String>()
+        let environment = env.reversed().filter { seen.insert($0.0).inserted }.reversed().map { "\($0.0)=\($0.1)" }
+
+        let args = command.map(substitute)
+        let resolved: String
+        if args[0].contains("/") {
+            resolved = Self.absolute(args[0], against: workingDirectory)
+            guard access(resolved, X_OK) == 0 else { throw DriverError(resource, "command \(resolved) is not an executable file", terminal: true) }
+        } else {
+            guard let found = ProcessControl.which(args[0], searchPath: searchPath) else {
+                throw DriverError(resource, "command \(args[0]) not found on PATH", terminal: true)
+            }
+            resolved = found
+        }
+        var executable = resolved
+        var argv = [args[0]] + args.dropFirst()
+        if spec.transport == .stdio {
+            guard let python = ProcessControl.which("python3", searchPath: searchPath) else {
+                throw DriverError(resource, "a stdio server needs python3 on PATH for the mcpfleet stdio bridge", terminal: true)
+            }
+            executable = python
+            argv = ["python3", configuration.bridgeScript, "--host", "127.0.0.1", "--port", String(port), "--path", spec.path, "--", resolved] + args.dropFirst()
+        }
+        let logDir = "\(configuration.logDirectory)/\(spec.name)"
+        do { try SQLiteDatabase.makeDirectories(logDir) } catch {
+            throw DriverError(resource, "cannot create log directory \(logDir)")
+        }
+        return LaunchPlan(executable: executable, argv: argv, environment: environment, workingDirectory: workingDirectory,
+                          logPath: "\(logDir)/\(spec.name)-\(spec.revision)-\(slot).log")
+    }
+
+    private func readSecret(_ ref: SecretReference, resource: String, variable: String) throws -> String {
+        let safe = { (s: String) in !s.isEmpty && !s.contains("/") && s != "." && s != ".." }
+        guard safe(ref.name), safe(ref.key) else {
+            throw DriverError(resource, "env \(variable): \(ref) is not a valid secret reference", terminal: true)
+        }
+        let path = "\(configuration.secretsDirectory)/\(ref.name)/\(ref.key)"
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw DriverError(resource, "env \(variable): \(ref) not found (no readable file \(path))")
+        }
+        var value = String(decoding: data, as: UTF8.self)
+        // Files written with `echo` end in a newline that is not part of the secret.
+        if value.hasSuffix("\n") { value.removeLast() }
+        return value
+    }
+
+    private func appendLog(_ row: LocalStateTables.InstanceRow, _ line: String) {
+        let path = logPath(row)
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        let bytes = Array((line + "\n").utf8)
+        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    }
+
+    /// Copies the log aside and truncates it in place (as logrotate's copytruncate): the instance keeps
+    /// writing to the descriptor it has, which may outlive this controller, so the file cannot be swapped.
+    func rotateLogIfNeeded(_ path: String) {
+        guard let size = ProcessControl.fileSize(path), size >= configuration.maxLogBytes else { return }
+        let keep = configuration.keptLogs
+        _ = unlink("\(path).\(keep)")
+        if keep > 1 {
+            for i in stride(from: keep - 1, through: 1, by: -1) { _ = rename("\(path).\(i)", "\(path).\(i + 1)") }
+        }
+        guard copyFile(path, "\(path).1") else { return }
+        _ = truncate(path, 0)
+    }
+
+    private func copyFile(_ from: String, _ to: String) -> Bool {
+        let input = open(from, O_RDONLY | O_CLOEXEC)
+        guard input >= 0 else { return false }
+        defer { close(input) }
+        let output = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard output >= 0 else { return false }
+        defer { close(output) }
+        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return n == 0 }
+            let written = buffer.withUnsafeBytes { write(output, $0.baseAddress, n) }
+            guard written == n else { return false }
+        }
+    }
+
+    static func absolute(_ path: String, against base: String) -> String {
+        path.hasPrefix("/") ? path : join(base, path)
+    }
+
+    static func join(_ a: String, _ b: String) -> String {
+        if b.isEmpty { return a }
+        return a.hasSuffix("/") ? a + b : a + "/" + b
+    }
+}
