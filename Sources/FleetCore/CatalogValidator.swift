@@ -5,22 +5,35 @@ public enum CatalogValidator {
         var d = Diagnostics()
         duplicates(catalog, &d)
         references(catalog, &d)
-        for environment in catalog.environments where environment.driver.isHost {
-            ports(catalog, environment, &d)
+        // Each environment's servers, as indices in load order, computed once for ports and quotas.
+        let order = loadOrder(catalog.servers.map(\.source))
+        let selections = catalog.environments.map { env in order.filter { env.selects(catalog.servers[$0]) } }
+        for (environment, selected) in zip(catalog.environments, selections) where environment.driver.isHost {
+            ports(catalog, environment, selected, &d)
         }
-        quotas(catalog, &d)
+        quotas(catalog, catalog.environments.isEmpty ? [order] : selections, &d)
         files(catalog, fileExists, &d)
         return d
     }
 
-    private static func loadOrder<T>(_ items: [T], _ source: (T) -> DocumentSource) -> [T] {
-        items.sorted { (source($0).file, source($0).index) < (source($1).file, source($1).index) }
+    /// Indices of `sources` in load order: by file, then by document within the file. Sorting integer
+    /// ranks rather than whole objects keyed by strings (files are ranked once).
+    static func loadOrder(_ sources: [DocumentSource]) -> [Int] {
+        let files = Set(sources.map(\.file)).sorted()
+        var rank: [String: Int] = [:]
+        rank.reserveCapacity(files.count)
+        for (i, f) in files.enumerated() { rank[f] = i }
+        let keys = sources.map { (rank[$0.file] ?? 0, $0.index) }
+        // (file, index) identifies a document and a document holds one object: the keys are distinct.
+        return sources.indices.sorted { keys[$0] < keys[$1] }
     }
 
     static func duplicates(_ c: Catalog, _ d: inout Diagnostics) {
         func check<T>(_ items: [T], kind: Kind, name: (T) -> String, source: (T) -> DocumentSource, locations: (T) -> FieldLocations) {
             var seen: [String: DocumentSource] = [:]
-            for item in loadOrder(items, source) {
+            seen.reserveCapacity(items.count)
+            for i in loadOrder(items.map(source)) {
+                let item = items[i]
                 if let first = seen[name(item)] {
                     d.error("duplicate-name", "\(kind.rawValue) `\(name(item))` is defined twice (first in \(first.file))", at: locations(item)["metadata.name"],
                             hint: "names are unique per kind across the whole catalog")
@@ -57,31 +70,50 @@ public enum CatalogValidator {
         }
     }
 
-    static func ports(_ c: Catalog, _ env: Environment, _ d: inout Diagnostics) {
-        var taken: [(range: Range<Int>, server: String)] = []
-        for s in loadOrder(c.servers(in: env), \.source) {
+    /// `selected`: the environment's servers in load order. Each server's block is checked against the
+    /// port range and against the blocks of servers loaded before it.
+    static func ports(_ c: Catalog, _ env: Environment, _ selected: [Int], _ d: inout Diagnostics) {
+        var blocks: [(range: Range<Int>, server: Int)] = []
+        blocks.reserveCapacity(selected.count)
+        for i in selected {
+            let s = c.servers[i]
             guard let port = s.transport.port, s.transport.type != .stdio else { continue }
-            let block = port..<(port + s.portBlockSize)
-            let location = s.locations["spec.transport.port"]
+            blocks.append((port..<(port + s.portBlockSize), i))
+        }
+        // Blocks rarely overlap: find out with one sort, and only then look for which earlier block each
+        // overlapping one meets first (the quadratic search below names the first in load order).
+        let byLower = blocks.map(\.range).sorted { $0.lowerBound < $1.lowerBound }
+        var reach = Int.min
+        var anyOverlap = false
+        for r in byLower {
+            if r.lowerBound < reach { anyOverlap = true; break }
+            reach = max(reach, r.upperBound)
+        }
+        for (k, (block, i)) in blocks.enumerated() {
+            let s = c.servers[i]
             if let range = env.portRange, !range.contains(block) {
-                d.error("port-collision", "server `\(s.name)` needs ports \(block.lowerBound)-\(block.upperBound - 1) (replicas + rollout surge), outside environment `\(env.name)`'s portRange \(range)", at: location)
+                d.error("port-collision", "server `\(s.name)` needs ports \(block.lowerBound)-\(block.upperBound - 1) (replicas + rollout surge), outside environment `\(env.name)`'s portRange \(range)", at: s.locations["spec.transport.port"])
             }
-            if let other = taken.first(where: { $0.range.overlaps(block) }) {
-                d.error("port-collision", "server `\(s.name)` needs ports \(block.lowerBound)-\(block.upperBound - 1), which overlap server `\(other.server)`'s ports \(other.range.lowerBound)-\(other.range.upperBound - 1) in environment `\(env.name)`", at: location,
+            guard anyOverlap else { continue }
+            if let other = blocks[..<k].first(where: { $0.range.overlaps(block) }) {
+                d.error("port-collision", "server `\(s.name)` needs ports \(block.lowerBound)-\(block.upperBound - 1), which overlap server `\(c.servers[other.server].name)`'s ports \(other.range.lowerBound)-\(other.range.upperBound - 1) in environment `\(env.name)`", at: s.locations["spec.transport.port"],
                         hint: "each replica slot of a host driver listens on port + slot; give the servers blocks at least replicas + surge apart")
             }
-            taken.append((block, s.name))
         }
     }
 
-    static func quotas(_ c: Catalog, _ d: inout Diagnostics) {
-        // Quotas hold per environment; a catalog without environments is checked as one.
-        let scopes: [[Server]] = c.environments.isEmpty ? [c.servers] : c.environments.map { c.servers(in: $0) }
+    /// `scopes`: per environment (or the whole catalog when it has none), its servers in load order.
+    static func quotas(_ c: Catalog, _ scopes: [[Int]], _ d: inout Diagnostics) {
         var reported = Set<SourceLocation>()
-        for servers in scopes {
+        guard c.tenants.contains(where: { !$0.quota.isEmpty }) else { return }
+        for scope in scopes {
+            // One pass groups the scope's servers by tenant, keeping load order within each tenant.
+            var byTenant: [String: [Int]] = [:]
+            for i in scope { byTenant[c.servers[i].tenant, default: []].append(i) }
             for tenant in c.tenants where !tenant.quota.isEmpty {
                 var cpu = 0, memory: Int64 = 0, count = 0, replicas = 0
-                for s in loadOrder(servers.filter { $0.tenant == tenant.name }, \.source) {
+                for i in byTenant[tenant.name] ?? [] {
+                    let s = c.servers[i]
                     count += 1
                     replicas += s.replicas
                     cpu += (s.resources?.cpuMillis ?? 0) * s.replicas

@@ -1,5 +1,10 @@
 /// Reads typed values out of positioned nodes, recording every problem as a diagnostic instead of
-/// stopping. One reader per document; `locations` collects where each field came from.
+/// stopping. One reader per document.
+///
+/// This runs for every field of every document, so the path that finds no problem builds no strings:
+/// paths for messages are autoclosures or `FieldPath`s, rendered only when a message is written, and
+/// `Fields` finds keys by scanning the mapping's few entries rather than building a dictionary.
+/// `locations` holds only the positions cross-document rules point at (`record`), not every field's.
 final class FieldReader {
     var diagnostics: Diagnostics
     var locations: FieldLocations
@@ -13,26 +18,35 @@ final class FieldReader {
         diagnostics.error(code, message, at: location, hint: hint)
     }
 
-    /// A mapping's entries by key, after checking the node is a mapping, that every key is known and that
+    /// Remembers where a field's value is, for rules that run after decoding (`CatalogValidator`).
+    func record(_ path: String, _ entry: MappingEntry?) {
+        if let entry { locations.fields[path] = entry.value.location }
+    }
+
+    /// Remembers where each item of a list is, by its index as written (`spec.environments[1]`).
+    func recordItems(_ f: Fields, _ key: String) {
+        guard let items = f.value(key)?.sequence else { return }
+        for (i, item) in items.enumerated() { locations.fields[FieldPath(f.path.child(key), index: i).description] = item.location }
+    }
+
+    /// A mapping's entries, after checking the node is a mapping, that every key is known and that
     /// required keys are present. Returns nil (with a diagnostic) when the node is not a mapping.
-    func mapping(_ node: Node, path: String, allowed: [String], required: [String] = []) -> Fields? {
+    /// `allowed` and `required` should be static arrays: they are only read.
+    func mapping(_ node: Node, path: FieldPath, allowed: [String], required: [String] = []) -> Fields? {
         guard let entries = node.mapping else {
             error("type-mismatch", "expected a mapping for `\(path)`, found \(node.kindDescription)", at: node.location)
             return nil
         }
-        var fields = Fields(path: path, node: node)
         for entry in entries {
             guard let key = entry.keyText else { continue } // the YAML loader already rejected complex keys
-            if allowed.contains(key) {
-                fields.entries[key] = entry
-                locations.fields[fields.child(key)] = entry.value.location
-            } else {
+            if !allowed.contains(key) {
                 let hint = Syntax.closest(to: key, in: allowed).map { "did you mean `\($0)`?" }
                     ?? "expected one of: \(allowed.joined(separator: ", "))"
                 error("unknown-field", "unknown field `\(key)` in `\(path)`", at: entry.key.location, hint: hint)
             }
         }
-        for key in required where fields.entries[key].map({ $0.value.isNull }) ?? true {
+        let fields = Fields(path: path, node: node, entries: entries, allowed: allowed)
+        for key in required where fields.entry(key).map({ $0.value.isNull }) ?? true {
             error("missing-field", "missing required field `\(fields.child(key))`", at: entries.first?.key.location ?? node.location)
         }
         return fields
@@ -45,9 +59,9 @@ final class FieldReader {
         return string(node, path: f.child(key))
     }
 
-    func string(_ node: Node, path: String) -> String? {
+    func string(_ node: Node, path: @autoclosure () -> String) -> String? {
         guard let s = node.scalar, !s.isNull else {
-            error("type-mismatch", "expected a string for `\(path)`, found \(node.kindDescription)", at: node.location)
+            error("type-mismatch", "expected a string for `\(path())`, found \(node.kindDescription)", at: node.location)
             return nil
         }
         return s.text
@@ -58,14 +72,14 @@ final class FieldReader {
         return int(node, path: f.child(key), range: range)
     }
 
-    func int(_ node: Node, path: String, range: ClosedRange<Int>) -> Int? {
+    func int(_ node: Node, path: @autoclosure () -> String, range: ClosedRange<Int>) -> Int? {
         guard let s = node.scalar, s.style == .plain, !s.isNull, let v = Int(s.text), s.text.first != "+" else {
             let found = node.scalar.map { $0.isNull ? "null" : "`\($0.text)`" } ?? node.kindDescription
-            error("type-mismatch", "expected an integer for `\(path)`, found \(found)", at: node.location)
+            error("type-mismatch", "expected an integer for `\(path())`, found \(found)", at: node.location)
             return nil
         }
         guard range.contains(v) else {
-            error("invalid-value", "`\(path)` must be between \(range.lowerBound) and \(range.upperBound), found \(v)", at: node.location)
+            error("invalid-value", "`\(path())` must be between \(range.lowerBound) and \(range.upperBound), found \(v)", at: node.location)
             return nil
         }
         return v
@@ -73,7 +87,6 @@ final class FieldReader {
 
     func bool(_ f: Fields, _ key: String) -> Bool? {
         guard let node = f.value(key) else { return nil }
-        let path = f.child(key)
         if let s = node.scalar, s.style == .plain {
             switch s.text {
             case "true", "True", "TRUE": return true
@@ -82,7 +95,7 @@ final class FieldReader {
             }
         }
         let found = node.scalar.map { "`\($0.text)`" } ?? node.kindDescription
-        error("type-mismatch", "expected true or false for `\(path)`, found \(found)", at: node.location,
+        error("type-mismatch", "expected true or false for `\(f.child(key))`, found \(found)", at: node.location,
               hint: node.scalar.map { ["yes", "no", "on", "off", "y", "n"].contains($0.text.lowercased()) } == true
                 ? "YAML 1.1 booleans such as yes/no/on/off are not booleans here; write true or false" : nil)
         return nil
@@ -102,12 +115,12 @@ final class FieldReader {
         return checkName(text, path: f.child(key), at: node.location)
     }
 
-    func checkName(_ text: String, path: String, at location: SourceLocation) -> String? {
+    func checkName(_ text: String, path: @autoclosure () -> String, at location: SourceLocation) -> String? {
         guard Syntax.isDNSLabel(text) else {
             let why = text.contains("/") || text.contains("..") ? " (it must not contain `/` or `..`)"
                 : Syntax.hasControlCharacter(text) ? " (it contains a control character)"
                 : text.count > 63 ? " (longer than 63 characters)" : ""
-            error("invalid-name", "`\(path)` must be a DNS-1123 label: lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters; found `\(Self.printable(text))`\(why)", at: location)
+            error("invalid-name", "`\(path())` must be a DNS-1123 label: lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters; found `\(Self.printable(text))`\(why)", at: location)
             return nil
         }
         return text
@@ -151,7 +164,6 @@ final class FieldReader {
             error("type-mismatch", "expected a list for `\(f.child(key))`, found \(node.kindDescription)", at: node.location)
             return nil
         }
-        for (i, item) in items.enumerated() { locations.fields["\(f.child(key))[\(i)]"] = item.location }
         return items
     }
 
@@ -194,20 +206,64 @@ final class FieldReader {
     }
 }
 
-/// A checked mapping: its known entries by key, and its path for messages.
-struct Fields {
-    var path: String
-    var node: Node
-    var entries: [String: MappingEntry] = [:]
+/// A field path for messages (`spec.env[3].secretRef`), kept in parts so that nothing is rendered
+/// unless a message needs it. The parts are usually literals, which cost no allocation.
+struct FieldPath: CustomStringConvertible, ExpressibleByStringLiteral {
+    var prefix: String
+    var index: Int
+    var suffix: String
 
-    func child(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
+    init(_ prefix: String, index: Int = -1, suffix: String = "") {
+        self.prefix = prefix
+        self.index = index
+        self.suffix = suffix
+    }
+
+    init(stringLiteral value: String) { self.init(value) }
+
+    var description: String {
+        var out = prefix
+        if index >= 0 { out += "[\(index)]" }
+        if !suffix.isEmpty { out += "." + suffix }
+        return out
+    }
+
+    /// This path with `.key` appended; a path in its own right.
+    func child(_ key: String) -> String {
+        let p = description
+        return p.isEmpty ? key : "\(p).\(key)"
+    }
+
+    /// `prefix[index].key`, without rendering anything yet.
+    func appending(_ key: String) -> FieldPath {
+        suffix.isEmpty ? FieldPath(prefix, index: index, suffix: key) : FieldPath(description + "." + key)
+    }
+}
+
+/// A checked mapping: its entries (looked up by known keys only) and its path for messages.
+/// Lookups scan the entries: manifest mappings have at most a dozen keys, and the YAML loader has
+/// already removed duplicate keys, so the first match is the only one.
+struct Fields {
+    var path: FieldPath
+    var node: Node
+    var entries: [MappingEntry]
+    /// The known keys; lookups of other keys are a programming error (checked in debug builds).
+    var allowed: [String]
+
+    func child(_ key: String) -> String { path.child(key) }
+
+    func entry(_ key: String) -> MappingEntry? {
+        assert(allowed.contains(key), "`\(key)` is not an allowed key of `\(path)`")
+        for e in entries where e.keyText == key { return e }
+        return nil
+    }
 
     /// The value for a key, or nil when absent or explicitly null (null means "unset", as in Kubernetes).
     func value(_ key: String) -> Node? {
-        guard let v = entries[key]?.value, !v.isNull else { return nil }
+        guard let v = entry(key)?.value, !v.isNull else { return nil }
         return v
     }
 
     func has(_ key: String) -> Bool { value(key) != nil }
-    func keyLocation(_ key: String) -> SourceLocation? { entries[key]?.key.location }
+    func keyLocation(_ key: String) -> SourceLocation? { entry(key)?.key.location }
 }

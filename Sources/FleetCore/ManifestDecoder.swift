@@ -13,6 +13,41 @@ public struct ManifestFileInput: Sendable {
 
 /// Turns positioned YAML documents into the typed `Catalog`, collecting every problem.
 public enum ManifestDecoder {
+    /// Known and required keys per mapping, built once (an array literal in a call is built on every call).
+    enum Keys {
+        static let document = ["apiVersion", "kind", "metadata", "spec"]
+        static let documentRequired = ["apiVersion", "kind", "metadata"]
+        static let metadata = ["name", "labels", "annotations"]
+        static let metadataRequired = ["name"]
+        static let server = ["description", "version", "tenant", "artifact", "transport", "env", "replicas", "resources", "health", "rollout", "slo", "supplyChain", "environments"]
+        static let serverRequired = ["version", "tenant", "artifact", "transport"]
+        static let artifact = ["image", "command", "workingDirectory", "digest"]
+        static let transport = ["type", "port", "path"]
+        static let transportRequired = ["type"]
+        static let env = ["name", "value", "secretRef", "isSecret", "description"]
+        static let envRequired = ["name"]
+        static let secretRef = ["name", "key"]
+        static let secretRefRequired = ["name", "key"]
+        static let resources = ["cpu", "memory"]
+        static let health = ["probe", "path", "interval", "timeout", "failureThreshold", "requireTools"]
+        static let rollout = ["strategy", "maxSurge", "maxUnavailable", "steps", "autoRollback", "progressDeadline"]
+        static let canaryStep = ["weight", "replicas", "pause", "analysis"]
+        static let supplyChain = ["artifact", "signature", "sbom", "scan", "provenance"]
+        static let policy = ["mode", "environments", "requireSignature", "trustedKeys", "requireSBOM", "maxSeverity", "requireScan", "requireProvenance", "requireDigest", "allowedRegistries", "allowedCommands"]
+        static let trustedKey = ["name", "publicKey", "file"]
+        static let trustedKeyRequired = ["name"]
+        static let slo = ["successRate", "latencyP95", "analysis"]
+        static let analysis = ["provider", "interval", "count", "failureLimit", "prometheus"]
+        static let prometheus = ["address", "successRateQuery", "latencyP95Query"]
+        static let prometheusRequired = ["address"]
+        static let tenant = ["displayName", "isolation", "namespace", "quota"]
+        static let quota = ["cpu", "memory", "maxServers", "maxReplicas", "tasks"]
+        static let environment = ["driver", "description", "portRange", "stateDir", "secretsDir", "serverSelector", "local", "systemd", "kubernetes"]
+        static let environmentRequired = ["driver"]
+        static let local = ["logDir", "maxLogBytes", "restartBackoff"]
+        static let systemd = ["unitDir", "unitPrefix", "relax"]
+        static let kubernetes = ["context", "kubeconfig", "inCluster", "namespacePrefix", "fieldManager", "imagePullSecrets"]
+    }
     public static func decode(_ files: [ManifestFileInput]) -> (catalog: Catalog, diagnostics: Diagnostics) {
         var catalog = Catalog()
         var diagnostics = Diagnostics()
@@ -44,7 +79,7 @@ public enum ManifestDecoder {
                     hint: "list the file in .mcpfleetignore at the manifest root if it is not part of the catalog")
             return
         }
-        guard let top = r.mapping(root, path: "", allowed: ["apiVersion", "kind", "metadata", "spec"], required: ["apiVersion", "kind", "metadata"]) else { return }
+        guard let top = r.mapping(root, path: "", allowed: Keys.document, required: Keys.documentRequired) else { return }
         _ = r.string(top, "apiVersion")
         guard let kindNode = top.value("kind"), let kindText = r.string(kindNode, path: "kind") else { return }
         guard let kind = Kind(rawValue: kindText) else {
@@ -70,7 +105,8 @@ public enum ManifestDecoder {
 
     static func metadata(_ top: Fields, _ r: FieldReader) -> ObjectMeta? {
         guard let node = top.value("metadata"),
-              let m = r.mapping(node, path: "metadata", allowed: ["name", "labels", "annotations"], required: ["name"]) else { return nil }
+              let m = r.mapping(node, path: "metadata", allowed: Keys.metadata, required: Keys.metadataRequired) else { return nil }
+        r.record("metadata.name", m.entry("name"))
         let name = r.name(m, "name")
         var meta = ObjectMeta(name: name ?? "")
         for entry in r.stringMap(m, "labels") ?? [] {
@@ -91,10 +127,11 @@ public enum ManifestDecoder {
     static let allowedSubstitutions = ["PORT", "REPLICA", "MANIFEST_DIR"]
 
     static func server(_ node: Node, _ meta: ObjectMeta?, _ source: DocumentSource, _ r: FieldReader) -> Server? {
-        guard let f = r.mapping(node, path: "spec", allowed: [
-            "description", "version", "tenant", "artifact", "transport", "env", "replicas", "resources",
-            "health", "rollout", "slo", "supplyChain", "environments",
-        ], required: ["version", "tenant", "artifact", "transport"]) else { return nil }
+        guard let f = r.mapping(node, path: "spec", allowed: Keys.server, required: Keys.serverRequired) else { return nil }
+        // The positions CatalogValidator points at (see FieldReader.record).
+        r.record("spec.tenant", f.entry("tenant"))
+        r.record("spec.slo", f.entry("slo"))
+        r.recordItems(f, "environments")
 
         let description = r.string(f, "description")
         var version: String?
@@ -137,7 +174,7 @@ public enum ManifestDecoder {
     }
 
     static func artifactSpec(_ node: Node, _ r: FieldReader) -> Artifact? {
-        guard let f = r.mapping(node, path: "spec.artifact", allowed: ["image", "command", "workingDirectory", "digest"]) else { return nil }
+        guard let f = r.mapping(node, path: "spec.artifact", allowed: Keys.artifact) else { return nil }
         var a = Artifact()
         if let n = f.value("image"), let image = r.string(n, path: "spec.artifact.image") {
             if image.isEmpty || image.contains(where: { $0.isWhitespace }) || Syntax.hasControlCharacter(image) {
@@ -154,9 +191,9 @@ public enum ManifestDecoder {
             }
             var argv: [String] = []
             for (i, item) in items.enumerated() {
-                let path = "spec.artifact.command[\(i)]"
-                guard let arg = r.string(item, path: path) else { continue }
-                guard checkSafe(arg, path: path, at: item.location, r) else { continue }
+                let path = FieldPath("spec.artifact.command", index: i)
+                guard let arg = r.string(item, path: "\(path)") else { continue }
+                guard checkSafe(arg, path: "\(path)", at: item.location, r) else { continue }
                 if i == 0 {
                     let ok = arg.hasPrefix("/") || arg.hasPrefix("${MANIFEST_DIR}/") || (!arg.isEmpty && !arg.contains("/") && !arg.contains("$"))
                     if !ok {
@@ -189,24 +226,25 @@ public enum ManifestDecoder {
     /// Rejects control characters and unknown `${…}` substitutions in values that reach a command line,
     /// unit file or environment.
     @discardableResult
-    static func checkSafe(_ value: String, path: String, at location: SourceLocation, _ r: FieldReader) -> Bool {
+    static func checkSafe(_ value: String, path: @autoclosure () -> String, at location: SourceLocation, _ r: FieldReader) -> Bool {
         if Syntax.hasControlCharacter(value) {
-            r.error("unsafe-value", "`\(path)` contains a control character (`\(FieldReader.printable(value))`); newlines and NUL cannot be written safely into a unit or command line", at: location)
+            r.error("unsafe-value", "`\(path())` contains a control character (`\(FieldReader.printable(value))`); newlines and NUL cannot be written safely into a unit or command line", at: location)
             return false
         }
         guard let subs = Syntax.substitutions(in: value) else {
-            r.error("unsafe-value", "`\(path)` has an unterminated `${`", at: location)
+            r.error("unsafe-value", "`\(path())` has an unterminated `${`", at: location)
             return false
         }
         if let bad = subs.first(where: { !allowedSubstitutions.contains($0) }) {
-            r.error("unsafe-value", "`\(path)` refers to `${\(FieldReader.printable(bad))}`; only \(allowedSubstitutions.map { "${\($0)}" }.joined(separator: ", ")) are substituted", at: location)
+            r.error("unsafe-value", "`\(path())` refers to `${\(FieldReader.printable(bad))}`; only \(allowedSubstitutions.map { "${\($0)}" }.joined(separator: ", ")) are substituted", at: location)
             return false
         }
         return true
     }
 
     static func transportSpec(_ node: Node, _ r: FieldReader) -> Transport? {
-        guard let f = r.mapping(node, path: "spec.transport", allowed: ["type", "port", "path"], required: ["type"]) else { return nil }
+        guard let f = r.mapping(node, path: "spec.transport", allowed: Keys.transport, required: Keys.transportRequired) else { return nil }
+        r.record("spec.transport.port", f.entry("port"))
         let type = r.enumValue(f, "type", TransportType.self)
         let port = r.port(f, "port")
         var path: String?
@@ -223,8 +261,8 @@ public enum ManifestDecoder {
         var out: [EnvVar] = []
         var seen: [String: SourceLocation] = [:]
         for (i, item) in items.enumerated() {
-            let path = "spec.env[\(i)]"
-            guard let e = r.mapping(item, path: path, allowed: ["name", "value", "secretRef", "isSecret", "description"], required: ["name"]) else { continue }
+            let path = FieldPath("spec.env", index: i)
+            guard let e = r.mapping(item, path: path, allowed: Keys.env, required: Keys.envRequired) else { continue }
             var name: String?
             if let n = e.value("name"), let text = r.string(n, path: "\(path).name") {
                 if !Syntax.isEnvName(text) {
@@ -253,7 +291,7 @@ public enum ManifestDecoder {
                     }
                 }
             } else if let ref = e.value("secretRef") {
-                if let rf = r.mapping(ref, path: "\(path).secretRef", allowed: ["name", "key"], required: ["name", "key"]),
+                if let rf = r.mapping(ref, path: path.appending("secretRef"), allowed: Keys.secretRef, required: Keys.secretRefRequired),
                    let sname = r.name(rf, "name"), let kn = rf.value("key"), let key = r.string(kn, path: "\(path).secretRef.key") {
                     if key.isEmpty || !key.unicodeScalars.allSatisfy({ $0.properties.isAlphabetic && $0.isASCII || ("0"..."9").contains($0) || "-._".unicodeScalars.contains($0) }) {
                         r.error("invalid-value", "`\(path).secretRef.key` must match [-._a-zA-Z0-9]+, found `\(FieldReader.printable(key))`", at: kn.location)
@@ -269,8 +307,8 @@ public enum ManifestDecoder {
         return out
     }
 
-    static func resourcesSpec(_ node: Node, path: String, _ r: FieldReader) -> Resources? {
-        guard let f = r.mapping(node, path: path, allowed: ["cpu", "memory"]) else { return nil }
+    static func resourcesSpec(_ node: Node, path: FieldPath, _ r: FieldReader) -> Resources? {
+        guard let f = r.mapping(node, path: path, allowed: Keys.resources) else { return nil }
         var res = Resources()
         if let n = f.value("cpu"), let text = n.scalar?.text {
             if let m = Syntax.cpuMillis(text), m > 0 { res.cpu = text; res.cpuMillis = m }
@@ -284,7 +322,7 @@ public enum ManifestDecoder {
     }
 
     static func healthSpec(_ node: Node, _ r: FieldReader) -> HealthCheck? {
-        guard let f = r.mapping(node, path: "spec.health", allowed: ["probe", "path", "interval", "timeout", "failureThreshold", "requireTools"]) else { return nil }
+        guard let f = r.mapping(node, path: "spec.health", allowed: Keys.health) else { return nil }
         var h = HealthCheck()
         if let p = r.enumValue(f, "probe", ProbeKind.self) { h.probe = p }
         if let n = f.value("path"), let p = r.string(n, path: "spec.health.path") {
@@ -299,7 +337,7 @@ public enum ManifestDecoder {
     }
 
     static func rolloutSpec(_ node: Node, _ r: FieldReader) -> RolloutSpec? {
-        guard let f = r.mapping(node, path: "spec.rollout", allowed: ["strategy", "maxSurge", "maxUnavailable", "steps", "autoRollback", "progressDeadline"]) else { return nil }
+        guard let f = r.mapping(node, path: "spec.rollout", allowed: Keys.rollout) else { return nil }
         var ro = RolloutSpec()
         if let s = r.enumValue(f, "strategy", RolloutStrategy.self) { ro.strategy = s }
         if let v = r.intOrPercent(f, "maxSurge") { ro.maxSurge = v }
@@ -313,8 +351,8 @@ public enum ManifestDecoder {
                 r.error("invalid-value", "`spec.rollout.steps` must have at least one step", at: f.value("steps")?.location ?? node.location)
             }
             for (i, item) in items.enumerated() {
-                let path = "spec.rollout.steps[\(i)]"
-                guard let s = r.mapping(item, path: path, allowed: ["weight", "replicas", "pause", "analysis"]) else { continue }
+                let path = FieldPath("spec.rollout.steps", index: i)
+                guard let s = r.mapping(item, path: path, allowed: Keys.canaryStep) else { continue }
                 var size: CanaryStep.Size?
                 if s.has("weight"), s.has("replicas") {
                     let second = [s.keyLocation("weight"), s.keyLocation("replicas")].compactMap { $0 }.max() ?? item.location
@@ -359,7 +397,12 @@ public enum ManifestDecoder {
     }
 
     static func supplyChainSpec(_ node: Node, source: DocumentSource, _ r: FieldReader) -> SupplyChainSpec? {
-        guard let f = r.mapping(node, path: "spec.supplyChain", allowed: ["artifact", "signature", "sbom", "scan", "provenance"]) else { return nil }
+        guard let f = r.mapping(node, path: "spec.supplyChain", allowed: Keys.supplyChain) else { return nil }
+        r.record("spec.supplyChain.artifact", f.entry("artifact"))
+        r.record("spec.supplyChain.signature", f.entry("signature"))
+        r.record("spec.supplyChain.sbom", f.entry("sbom"))
+        r.record("spec.supplyChain.scan", f.entry("scan"))
+        r.record("spec.supplyChain.provenance", f.entry("provenance"))
         func path(_ key: String) -> String? {
             guard let n = f.value(key), let text = r.string(n, path: "spec.supplyChain.\(key)") else { return nil }
             guard checkSafe(text, path: "spec.supplyChain.\(key)", at: n.location, r) else { return nil }
@@ -375,10 +418,9 @@ public enum ManifestDecoder {
     // MARK: Policy
 
     static func policy(_ node: Node, _ meta: ObjectMeta?, _ source: DocumentSource, _ r: FieldReader) -> Policy? {
-        guard let f = r.mapping(node, path: "spec", allowed: [
-            "mode", "environments", "requireSignature", "trustedKeys", "requireSBOM", "maxSeverity", "requireScan",
-            "requireProvenance", "requireDigest", "allowedRegistries", "allowedCommands",
-        ]) else { return nil }
+        guard let f = r.mapping(node, path: "spec", allowed: Keys.policy) else { return nil }
+        r.recordItems(f, "environments")
+        r.recordItems(f, "trustedKeys")
         guard let meta else { return nil }
         var p = Policy(metadata: meta, source: source, locations: r.locations)
         if let m = r.enumValue(f, "mode", PolicyMode.self) { p.mode = m }
@@ -393,8 +435,8 @@ public enum ManifestDecoder {
         p.allowedCommands = r.stringList(f, "allowedCommands") ?? []
         var keyNames: [String: SourceLocation] = [:]
         for (i, item) in (r.list(f, "trustedKeys") ?? []).enumerated() {
-            let path = "spec.trustedKeys[\(i)]"
-            guard let k = r.mapping(item, path: path, allowed: ["name", "publicKey", "file"], required: ["name"]) else { continue }
+            let path = FieldPath("spec.trustedKeys", index: i)
+            guard let k = r.mapping(item, path: path, allowed: Keys.trustedKey, required: Keys.trustedKeyRequired) else { continue }
             let name = r.name(k, "name")
             if let name, let first = keyNames[name] {
                 r.error("duplicate-name", "trusted key `\(name)` is listed twice (first at line \(first.line))", at: k.value("name")?.location ?? item.location)
@@ -426,7 +468,7 @@ public enum ManifestDecoder {
     // MARK: SLO
 
     static func slo(_ node: Node, _ meta: ObjectMeta?, _ source: DocumentSource, _ r: FieldReader) -> SLO? {
-        guard let f = r.mapping(node, path: "spec", allowed: ["successRate", "latencyP95", "analysis"]) else { return nil }
+        guard let f = r.mapping(node, path: "spec", allowed: Keys.slo) else { return nil }
         guard let meta else { return nil }
         var s = SLO(metadata: meta, source: source, locations: r.locations)
         if let n = f.value("successRate"), let text = r.string(n, path: "spec.successRate") {
@@ -437,7 +479,7 @@ public enum ManifestDecoder {
         if !f.has("successRate"), !f.has("latencyP95") {
             r.error("missing-field", "an SLO needs `spec.successRate`, `spec.latencyP95` or both", at: node.mapping?.first?.key.location ?? node.location)
         }
-        if let an = f.value("analysis"), let a = r.mapping(an, path: "spec.analysis", allowed: ["provider", "interval", "count", "failureLimit", "prometheus"]) {
+        if let an = f.value("analysis"), let a = r.mapping(an, path: "spec.analysis", allowed: Keys.analysis) {
             if let p = r.enumValue(a, "provider", AnalysisProviderKind.self) { s.analysis.provider = p }
             if let d = r.duration(a, "interval") { s.analysis.interval = d }
             if let c = r.int(a, "count", range: 1...100) { s.analysis.count = c }
@@ -446,7 +488,7 @@ public enum ManifestDecoder {
                     r.error("invalid-value", "`spec.analysis.failureLimit` (\(l)) must be less than `spec.analysis.count` (\(s.analysis.count))", at: a.value("failureLimit")?.location ?? an.location)
                 } else { s.analysis.failureLimit = l }
             }
-            if let pn = a.value("prometheus"), let pf = r.mapping(pn, path: "spec.analysis.prometheus", allowed: ["address", "successRateQuery", "latencyP95Query"], required: ["address"]),
+            if let pn = a.value("prometheus"), let pf = r.mapping(pn, path: "spec.analysis.prometheus", allowed: Keys.prometheus, required: Keys.prometheusRequired),
                let addrNode = pf.value("address"), let addr = r.string(addrNode, path: "spec.analysis.prometheus.address") {
                 if (addr.hasPrefix("http://") || addr.hasPrefix("https://")), !Syntax.hasControlCharacter(addr), !addr.contains(" ") {
                     s.analysis.prometheus = PrometheusAnalysis(address: addr, successRateQuery: r.string(pf, "successRateQuery"), latencyP95Query: r.string(pf, "latencyP95Query"))
@@ -465,13 +507,13 @@ public enum ManifestDecoder {
     // MARK: Tenant
 
     static func tenant(_ node: Node, _ meta: ObjectMeta?, _ source: DocumentSource, _ r: FieldReader) -> Tenant? {
-        guard let f = r.mapping(node, path: "spec", allowed: ["displayName", "isolation", "namespace", "quota"]) else { return nil }
+        guard let f = r.mapping(node, path: "spec", allowed: Keys.tenant) else { return nil }
         guard let meta else { return nil }
         var t = Tenant(metadata: meta, source: source, locations: r.locations)
         t.displayName = r.string(f, "displayName")
         if let i = r.enumValue(f, "isolation", Isolation.self) { t.isolation = i }
         t.namespace = r.name(f, "namespace")
-        if let qn = f.value("quota"), let q = r.mapping(qn, path: "spec.quota", allowed: ["cpu", "memory", "maxServers", "maxReplicas", "tasks"]) {
+        if let qn = f.value("quota"), let q = r.mapping(qn, path: "spec.quota", allowed: Keys.quota) {
             if let res = resourcesSpec(Node(.mapping(qn.mapping?.filter { $0.keyText == "cpu" || $0.keyText == "memory" } ?? []), at: qn.location), path: "spec.quota", r) {
                 t.quota.cpu = res.cpu; t.quota.cpuMillis = res.cpuMillis
                 t.quota.memory = res.memory; t.quota.memoryBytes = res.memoryBytes
@@ -487,9 +529,7 @@ public enum ManifestDecoder {
     // MARK: Environment
 
     static func environment(_ node: Node, _ meta: ObjectMeta?, _ source: DocumentSource, _ r: FieldReader) -> Environment? {
-        guard let f = r.mapping(node, path: "spec", allowed: [
-            "driver", "description", "portRange", "stateDir", "secretsDir", "serverSelector", "local", "systemd", "kubernetes",
-        ], required: ["driver"]) else { return nil }
+        guard let f = r.mapping(node, path: "spec", allowed: Keys.environment, required: Keys.environmentRequired) else { return nil }
         let driver = r.enumValue(f, "driver", DriverKind.self)
         guard let meta, let driver else { return nil }
         var e = Environment(metadata: meta, driver: driver, source: source, locations: r.locations)
@@ -513,14 +553,14 @@ public enum ManifestDecoder {
         for section in sections where section != driver.rawValue {
             r.error("conflicting-fields", "`spec.\(section)` does not match `spec.driver: \(driver.rawValue)`", at: f.keyLocation(section) ?? node.location)
         }
-        if let n = f.value("local"), let l = r.mapping(n, path: "spec.local", allowed: ["logDir", "maxLogBytes", "restartBackoff"]) {
+        if let n = f.value("local"), let l = r.mapping(n, path: "spec.local", allowed: Keys.local) {
             var s = LocalSettings()
             s.logDir = r.string(l, "logDir")
             s.maxLogBytes = r.int(l, "maxLogBytes", range: 1024...(1 << 40))
             s.restartBackoff = r.duration(l, "restartBackoff")
             e.local = s
         }
-        if let n = f.value("systemd"), let sd = r.mapping(n, path: "spec.systemd", allowed: ["unitDir", "unitPrefix", "relax"]) {
+        if let n = f.value("systemd"), let sd = r.mapping(n, path: "spec.systemd", allowed: Keys.systemd) {
             var s = SystemdSettings()
             if let dn = sd.value("unitDir"), let d = r.string(dn, path: "spec.systemd.unitDir"), checkSafe(d, path: "spec.systemd.unitDir", at: dn.location, r) {
                 if d.hasPrefix("/") { s.unitDir = d } else { r.error("invalid-path", "`spec.systemd.unitDir` must be absolute", at: dn.location) }
@@ -529,7 +569,7 @@ public enum ManifestDecoder {
             s.relax = r.stringList(sd, "relax") ?? []
             e.systemd = s
         }
-        if let n = f.value("kubernetes"), let k = r.mapping(n, path: "spec.kubernetes", allowed: ["context", "kubeconfig", "inCluster", "namespacePrefix", "fieldManager", "imagePullSecrets"]) {
+        if let n = f.value("kubernetes"), let k = r.mapping(n, path: "spec.kubernetes", allowed: Keys.kubernetes) {
             var s = KubernetesSettings()
             s.context = r.string(k, "context")
             s.kubeconfig = r.string(k, "kubeconfig")

@@ -80,6 +80,7 @@ public struct Scalar: Sendable, Hashable {
 
     public var isNull: Bool {
         guard style == .plain, tag == nil || tag == "tag:yaml.org,2002:null" else { return false }
+        guard text.utf8.count <= 4 else { return false } // asked of every field: skip the comparisons
         return text.isEmpty || text == "~" || text == "null" || text == "Null" || text == "NULL"
     }
 }

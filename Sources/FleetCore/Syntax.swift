@@ -2,20 +2,25 @@
 public enum Syntax {
     /// DNS-1123 label: lowercase alphanumerics and '-', starting and ending alphanumeric, 1–63 characters.
     public static func isDNSLabel(_ s: String) -> Bool {
-        let u = Array(s.utf8)
-        guard (1...63).contains(u.count) else { return false }
+        // Byte views, never `Array(s.utf8)`: these checks run for every name of every document.
+        let u = s.utf8
+        guard (1...63).contains(u.count), let first = u.first, let last = u.last else { return false }
         func alnum(_ c: UInt8) -> Bool { (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) }
-        guard alnum(u[0]), alnum(u[u.count - 1]) else { return false }
+        guard alnum(first), alnum(last) else { return false }
         return u.allSatisfy { alnum($0) || $0 == 0x2d }
     }
 
     /// `400ms`, `5m`, `1h30m`, `10s`. Units ms, s, m, h; at least one component; no sign, no fraction.
     public static func duration(_ s: String) -> Duration? {
+        var s = s
+        return s.withUTF8 { duration(bytes: $0) }
+    }
+
+    private static func duration(bytes u: UnsafeBufferPointer<UInt8>) -> Duration? {
         var total: Int64 = 0 // milliseconds
         var digits: Int64 = 0
         var haveDigits = false
         var components = 0
-        let u = Array(s.utf8)
         var i = 0
         while i < u.count {
             let c = u[i]
@@ -64,11 +69,13 @@ public enum Syntax {
     }
 
     /// Memory quantity in bytes: `256Mi`, `1Gi`, `500M`, `1024`.
+    private static let memorySuffixes: [(String, Int64)] = [
+        ("Ki", 1 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30), ("Ti", 1 << 40),
+        ("k", 1000), ("M", 1_000_000), ("G", 1_000_000_000), ("T", 1_000_000_000_000),
+    ]
+
     public static func memoryBytes(_ s: String) -> Int64? {
-        let suffixes: [(String, Int64)] = [
-            ("Ki", 1 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30), ("Ti", 1 << 40),
-            ("k", 1000), ("M", 1_000_000), ("G", 1_000_000_000), ("T", 1_000_000_000_000),
-        ]
+        let suffixes = memorySuffixes
         var number = Substring(s)
         var factor: Int64 = 1
         for (suffix, f) in suffixes where s.hasSuffix(suffix) {
@@ -104,6 +111,7 @@ public enum Syntax {
 
     /// A version is a concrete string: not `latest`, not a range, `^[A-Za-z0-9][A-Za-z0-9._+-]*$`.
     public static func versionProblem(_ s: String) -> VersionProblem? {
+        if let problem = asciiVersionProblem(s) { return problem }
         let lower = s.lowercased()
         if lower == "latest" || lower == "stable" || lower == "head" { return .latest }
         if s.contains(where: { "^~<>*|= ".contains($0) }) || lower == "x" || lower.hasSuffix(".x") || lower.contains(".x.") { return .range }
@@ -114,15 +122,48 @@ public enum Syntax {
         return nil
     }
 
+    /// The common case of `versionProblem` without allocating: a name made only of
+    /// `[A-Za-z0-9._+-]`, at most 128 bytes. `.some(nil)` is "no problem"; nil means "not that case".
+    private static func asciiVersionProblem(_ s: String) -> VersionProblem?? {
+        let u = s.utf8
+        guard let first = u.first, u.count <= 128 else { return nil }
+        func alnum(_ c: UInt8) -> Bool { (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) }
+        guard u.allSatisfy({ alnum($0) || $0 == 0x2e || $0 == 0x5f || $0 == 0x2b || $0 == 0x2d }) else { return nil }
+        func lower(_ c: UInt8) -> UInt8 { c >= 0x41 && c <= 0x5a ? c + 0x20 : c }
+        func lowerEquals(_ word: String) -> Bool { u.count == word.utf8.count && zip(u, word.utf8).allSatisfy { lower($0) == $1 } }
+        if lowerEquals("latest") || lowerEquals("stable") || lowerEquals("head") { return .some(.latest) }
+        // No character of `^~<>*|= ` can occur here; the other range forms are `x`, `*.x` and `*.x.*`.
+        if lowerEquals("x") { return .some(.range) }
+        var previous2: UInt8 = 0, previous: UInt8 = 0
+        for c in u {
+            let l = lower(c)
+            if previous2 == 0x2e, previous == 0x78, l == 0x2e { return .some(.range) } // ".x."
+            previous2 = previous
+            previous = l
+        }
+        if u.count >= 2, previous2 == 0x2e, previous == 0x78 { return .some(.range) } // ends in ".x"
+        return .some(alnum(first) ? nil : .malformed)
+    }
+
     /// Environment variable names: `^[A-Za-z_][A-Za-z0-9_]*$`.
     public static func isEnvName(_ s: String) -> Bool {
-        let u = Array(s.utf8)
+        let u = s.utf8
         guard let f = u.first, f == 0x5f || (f >= 0x41 && f <= 0x5a) || (f >= 0x61 && f <= 0x7a) else { return false }
         return u.allSatisfy { $0 == 0x5f || ($0 >= 0x41 && $0 <= 0x5a) || ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) }
     }
 
     /// Label keys as Kubernetes: optional DNS-subdomain prefix and '/', then a name of ≤ 63 characters.
     public static func isLabelKey(_ s: String) -> Bool {
+        // ASCII keys (the usual case): bytes are characters, so the prefix and name can be split and
+        // checked on the UTF-8 view without walking grapheme clusters.
+        let u = s.utf8
+        if u.allSatisfy({ $0 < 0x80 }) {
+            guard let slash = u.firstIndex(of: 0x2f) else { return isLabelValue(u) && !u.isEmpty }
+            let prefix = u[..<slash], name = u[u.index(after: slash)...]
+            guard !prefix.isEmpty, prefix.count <= 253,
+                  prefix.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2d || $0 == 0x2e }) else { return false }
+            return isLabelValue(name) && !name.isEmpty
+        }
         var name = Substring(s)
         if let slash = s.firstIndex(of: "/") {
             let prefix = s[..<slash]
@@ -130,16 +171,17 @@ public enum Syntax {
                   prefix.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2d || $0 == 0x2e }) else { return false }
             name = s[s.index(after: slash)...]
         }
-        return isLabelValue(String(name)) && !name.isEmpty
+        return isLabelValue(name.utf8) && !name.isEmpty
     }
 
     /// Label values: empty, or ≤ 63 of `[A-Za-z0-9_.-]` starting and ending alphanumeric.
-    public static func isLabelValue(_ s: String) -> Bool {
-        let u = Array(s.utf8)
-        if u.isEmpty { return true }
+    public static func isLabelValue(_ s: String) -> Bool { isLabelValue(s.utf8) }
+
+    private static func isLabelValue<C: BidirectionalCollection>(_ u: C) -> Bool where C.Element == UInt8 {
+        guard let first = u.first, let last = u.last else { return true }
         guard u.count <= 63 else { return false }
         func alnum(_ c: UInt8) -> Bool { (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) }
-        guard alnum(u[0]), alnum(u[u.count - 1]) else { return false }
+        guard alnum(first), alnum(last) else { return false }
         return u.allSatisfy { alnum($0) || $0 == 0x2d || $0 == 0x5f || $0 == 0x2e }
     }
 
@@ -152,11 +194,19 @@ public enum Syntax {
     /// True when the string contains a control character (newline, NUL, DEL, …) that must never reach a
     /// command line, unit file or environment file.
     public static func hasControlCharacter(_ s: String) -> Bool {
-        s.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7f || (0x80...0x9f).contains($0.value) || $0 == "\u{2028}" || $0 == "\u{2029}" }
+        // ASCII text (the usual case) only needs a byte scan; anything else is checked by scalar.
+        var ascii = true
+        for c in s.utf8 {
+            if c < 0x20 || c == 0x7f { return true }
+            if c >= 0x80 { ascii = false; break }
+        }
+        if ascii { return false }
+        return s.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7f || (0x80...0x9f).contains($0.value) || $0 == "\u{2028}" || $0 == "\u{2029}" }
     }
 
     /// `${NAME}` references in a string, or nil when a `${` is unterminated.
     public static func substitutions(in s: String) -> [String]? {
+        guard s.utf8.contains(0x24) else { return [] } // no `$`, nothing to substitute
         var names: [String] = []
         let u = Array(s.utf8)
         var i = 0
@@ -203,12 +253,13 @@ public enum Syntax {
     /// Formats a duration as manifests write it: `400ms`, `30s`, `5m`, `1h30m`.
     public static func format(_ d: Duration) -> String {
         let ms = d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
-        if ms % 1000 != 0 { return "\(ms)ms" }
+        // Concatenation rather than interpolation: this runs twice per rendered server.
+        if ms % 1000 != 0 { return String(ms) + "ms" }
         var s = ms / 1000
         var out = ""
-        if s >= 3600 { out += "\(s / 3600)h"; s %= 3600 }
-        if s >= 60 { out += "\(s / 60)m"; s %= 60 }
-        if s > 0 || out.isEmpty { out += "\(s)s" }
+        if s >= 3600 { out += String(s / 3600) + "h"; s %= 3600 }
+        if s >= 60 { out += String(s / 60) + "m"; s %= 60 }
+        if s > 0 || out.isEmpty { out += String(s) + "s" }
         return out
     }
 }
