@@ -1,0 +1,365 @@
+public import FleetCore
+import Foundation
+
+/// Settings the rendering depends on besides the desired state.
+public struct KubernetesRenderOptions: Sendable, Hashable {
+    /// Where the mcpfleet controller runs: the only other namespace allowed into strict tenants.
+    public var controllerNamespace: String
+    /// Recorded on Deployments (`mcpfleet.io/manifest-commit`) so `observe` can say where a revision came from.
+    public var manifestCommit: String?
+    /// `spec.kubernetes.namespacePrefix`: prepended to a tenant's namespace unless it already starts with it.
+    public var namespacePrefix: String?
+    public var imagePullSecrets: [String]
+
+    public init(controllerNamespace: String = "mcpfleet-system", manifestCommit: String? = nil, namespacePrefix: String? = nil, imagePullSecrets: [String] = []) {
+        self.controllerNamespace = controllerNamespace
+        self.manifestCommit = manifestCommit
+        self.namespacePrefix = namespacePrefix
+        self.imagePullSecrets = imagePullSecrets
+    }
+
+    public init(environment: Environment, controllerNamespace: String = "mcpfleet-system", manifestCommit: String? = nil) {
+        self.init(controllerNamespace: controllerNamespace, manifestCommit: manifestCommit,
+                  namespacePrefix: environment.kubernetes?.namespacePrefix, imagePullSecrets: environment.kubernetes?.imagePullSecrets ?? [])
+    }
+}
+
+/// A server that cannot run on Kubernetes as written (no image, image not pinned, stdio transport...).
+public struct KubernetesRenderError: Error, Sendable, CustomStringConvertible, Equatable {
+    public var server: String
+    public var message: String
+
+    public var description: String { "server \(server): \(message)" }
+    public var driverError: DriverError { DriverError("server \(server)", message, terminal: true) }
+}
+
+/// Pure rendering of desired state into Kubernetes objects (no I/O): per tenant a Namespace,
+/// ResourceQuota, LimitRange and, for strict isolation, a NetworkPolicy; per server one Deployment per
+/// revision (`<server>-<revision>`) and one Service selecting every revision, so a canary is simply the
+/// new revision's Deployment running beside the old one behind the same Service.
+public enum KubernetesRenderer {
+    public static let managedBy = "mcpfleet"
+    public static let labelName = "app.kubernetes.io/name"
+    public static let labelInstance = "app.kubernetes.io/instance"
+    public static let labelVersion = "app.kubernetes.io/version"
+    public static let labelPartOf = "app.kubernetes.io/part-of"
+    public static let labelManagedBy = "app.kubernetes.io/managed-by"
+    public static let labelTenant = "mcpfleet.io/tenant"
+    public static let labelRevision = "mcpfleet.io/revision"
+    public static let annotationRevision = "mcpfleet.io/revision"
+    public static let annotationCommit = "mcpfleet.io/manifest-commit"
+    public static let annotationFields = "mcpfleet.io/fields"
+    public static let annotationVersion = "mcpfleet.io/version"
+    public static let annotationPath = "mcpfleet.io/path"
+    public static let annotationIsolation = "mcpfleet.io/isolation"
+    public static let networkPolicyName = "mcpfleet-tenant-isolation"
+    public static let quotaName = "mcpfleet-tenant-quota"
+    public static let limitRangeName = "mcpfleet-defaults"
+    /// Port used when a server gives none (Kubernetes pods have their own network namespace).
+    public static let defaultPort = 8080
+    public static var managedSelector: String { "\(labelManagedBy)=\(managedBy)" }
+
+    // MARK: Whole state
+
+    /// Every object of a desired state, each Deployment at its desired replica count; tenants first.
+    public static func render(_ state: DesiredState, options: KubernetesRenderOptions = KubernetesRenderOptions()) throws(KubernetesRenderError) -> [KubeObject] {
+        var out: [KubeObject] = []
+        var namespaces: [String: String] = [:]
+        for tenant in state.tenants {
+            namespaces[tenant.name] = namespace(for: tenant, options: options)
+            out += tenantObjects(tenant, options: options)
+        }
+        for server in state.servers {
+            guard let ns = namespaces[server.tenant] else {
+                throw KubernetesRenderError(server: server.name, message: "tenant \(server.tenant) is not part of the desired state")
+            }
+            out.append(try service(server, namespace: ns))
+            out.append(try deployment(server, namespace: ns, replicas: server.replicas, options: options))
+        }
+        return out
+    }
+
+    /// A YAML stream (`---`-separated; each document is JSON, which is YAML) that `kubectl apply -f` reads.
+    public static func yamlStream(_ objects: [KubeObject]) -> String {
+        objects.map { "---\n" + $0.json.prettyPrinted() }.joined()
+    }
+
+    // MARK: Tenants
+
+    public static func namespace(for tenant: DesiredTenant, options: KubernetesRenderOptions) -> String {
+        guard let prefix = options.namespacePrefix, !prefix.isEmpty, !tenant.namespace.hasPrefix(prefix) else { return tenant.namespace }
+        return prefix + tenant.namespace
+    }
+
+    static func field(_ tenant: DesiredTenant, _ path: String) -> SpecField? { tenant.fields.first { $0.path == path } }
+
+    /// A quantity as written when Kubernetes reads it the same way, else mcpfleet's canonical form.
+    static func quantity(_ f: SpecField) -> String {
+        isKubernetesQuantity(f.display) ? f.display : f.canonical
+    }
+
+    static func isKubernetesQuantity(_ s: String) -> Bool {
+        let suffixes = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "m", "k", "M", "G", "T", "P", "E", ""]
+        for suffix in suffixes where s.hasSuffix(suffix) {
+            let number = s.dropLast(suffix.count)
+            let parts = number.split(separator: ".", omittingEmptySubsequences: false)
+            if !number.isEmpty, parts.count <= 2, parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }) { return true }
+        }
+        return false
+    }
+
+    static func baseLabels(tenant: String) -> [String: String] {
+        [labelPartOf: "mcpfleet", labelManagedBy: managedBy, labelTenant: tenant]
+    }
+
+    static func meta(name: String, namespace: String?, labels: [String: String], annotations: [String: String] = [:]) -> JSONValue {
+        .obj(["name": .string(name), "namespace": namespace.map(JSONValue.string), "labels": .strings(labels),
+              "annotations": annotations.isEmpty ? nil : .strings(annotations)])
+    }
+
+    static func fieldsJSON(_ fields: [SpecField]) -> String {
+        JSONValue.array(fields.map { .obj(["path": .string($0.path), "display": .string($0.display), "canonical": .string($0.canonical)]) }).jsonText
+    }
+
+    /// Reads the `mcpfleet.io/fields` annotation back.
+    public static func decodeFields(_ text: String?) -> [SpecField]? {
+        guard let text, let items = (try? JSONValue.parse(text))?.array else { return nil }
+        return items.compactMap { item in
+            guard let path = item["path"]?.string, let display = item["display"]?.string else { return nil }
+            return SpecField(path: path, display: display, canonical: item["canonical"]?.string)
+        }
+    }
+
+    /// Namespace, ResourceQuota (when the tenant has a quota), LimitRange and, for strict isolation, a NetworkPolicy.
+    public static func tenantObjects(_ tenant: DesiredTenant, options: KubernetesRenderOptions) -> [KubeObject] {
+        let ns = namespace(for: tenant, options: options)
+        let labels = baseLabels(tenant: tenant.name)
+        var out: [KubeObject] = []
+        var nsLabels = labels
+        // Every pod mcpfleet renders satisfies the "restricted" Pod Security Standard; enforce it.
+        nsLabels["pod-security.kubernetes.io/enforce"] = "restricted"
+        nsLabels["pod-security.kubernetes.io/enforce-version"] = "latest"
+        out.append(KubeObject(.obj([
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": meta(name: ns, namespace: nil, labels: nsLabels,
+                             annotations: [annotationFields: fieldsJSON(tenant.fields), annotationIsolation: tenant.isolation.rawValue]),
+        ])))
+
+        let cpu = field(tenant, "quota.cpu")
+        let memory = field(tenant, "quota.memory")
+        let replicas = field(tenant, "quota.maxReplicas")
+        var hard: [JSONMember] = []
+        if let cpu { hard += [JSONMember("requests.cpu", .string(quantity(cpu))), JSONMember("limits.cpu", .string(quantity(cpu)))] }
+        if let memory { hard += [JSONMember("requests.memory", .string(quantity(memory))), JSONMember("limits.memory", .string(quantity(memory)))] }
+        if let replicas { hard.append(JSONMember("pods", .string(replicas.display))) }
+        if !hard.isEmpty {
+            out.append(KubeObject(.obj([
+                "apiVersion": "v1", "kind": "ResourceQuota",
+                "metadata": meta(name: quotaName, namespace: ns, labels: labels),
+                "spec": .obj(["hard": .object(hard)]),
+            ])))
+        }
+
+        // Defaults for containers that declare no resources (a quota on cpu/memory rejects those
+        // otherwise), clamped so one default container always fits the quota.
+        let cpuQuota = cpu.flatMap { Int($0.canonical.dropLast()) }  // canonical "2000m"
+        let memQuota = memory.flatMap { Int64($0.canonical) }
+        func cpuValue(_ millis: Int) -> JSONValue { .string("\(min(millis, cpuQuota ?? millis))m") }
+        func memValue(_ bytes: Int64) -> JSONValue {
+            let v = min(bytes, memQuota ?? bytes)
+            return .string(v % (1 << 20) == 0 ? "\(v >> 20)Mi" : String(v))
+        }
+        out.append(KubeObject(.obj([
+            "apiVersion": "v1", "kind": "LimitRange",
+            "metadata": meta(name: limitRangeName, namespace: ns, labels: labels),
+            "spec": .obj(["limits": [.obj([
+                "type": "Container",
+                "defaultRequest": .obj(["cpu": cpuValue(100), "memory": memValue(64 << 20)]),
+                "default": .obj(["cpu": cpuValue(500), "memory": memValue(256 << 20)]),
+            ])]]),
+        ])))
+
+        if tenant.isolation == .strict {
+            out.append(networkPolicy(namespace: ns, labels: labels, controllerNamespace: options.controllerNamespace))
+        }
+        return out
+    }
+
+    /// Strict isolation: pods accept traffic only from their own namespace and from the controller's
+    /// (probes); they may reach their own namespace, DNS anywhere, and addresses outside the private
+    /// ranges (external APIs), but not other tenants' pods or the link-local metadata service.
+    static func networkPolicy(namespace ns: String, labels: [String: String], controllerNamespace: String) -> KubeObject {
+        let privateV4 = ["10.0.0.0/8", "100.64.0.0/10", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16"]
+        return KubeObject(.obj([
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": meta(name: networkPolicyName, namespace: ns, labels: labels),
+            "spec": .obj([
+                "podSelector": .object([]),
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": [.obj(["from": [
+                    .obj(["podSelector": .object([])]),
+                    .obj(["namespaceSelector": .obj(["matchLabels": .strings(["kubernetes.io/metadata.name": controllerNamespace])])]),
+                ]])],
+                "egress": [
+                    .obj(["to": [.obj(["podSelector": .object([])])]]),
+                    .obj(["ports": [.obj(["protocol": "UDP", "port": 53]), .obj(["protocol": "TCP", "port": 53])]]),
+                    .obj(["to": [
+                        .obj(["ipBlock": .obj(["cidr": "0.0.0.0/0", "except": .array(privateV4.map(JSONValue.string))])]),
+                        .obj(["ipBlock": .obj(["cidr": "::/0", "except": ["fc00::/7", "fe80::/10"]])]),
+                    ]]),
+                ],
+            ]),
+        ]))
+    }
+
+    // MARK: Servers
+
+    public static func deploymentName(server: String, revision: String) -> String { "\(server)-\(revision)" }
+
+    /// A label value Kubernetes accepts: invalid characters become `_`, at most 63, alphanumeric ends.
+    static func labelValue(_ s: String) -> String {
+        var chars = s.map { c -> Character in c.isASCII && (c.isLetter || c.isNumber || c == "-" || c == "_" || c == ".") ? c : "_" }
+        if chars.count > 63 { chars = Array(chars.prefix(63)) }
+        while let f = chars.first, !(f.isLetter || f.isNumber) { chars.removeFirst() }
+        while let l = chars.last, !(l.isLetter || l.isNumber) { chars.removeLast() }
+        return String(chars)
+    }
+
+    public static func serverLabels(_ server: DesiredServer) -> [String: String] {
+        var labels = baseLabels(tenant: server.tenant)
+        labels[labelName] = server.name
+        labels[labelInstance] = server.name
+        labels[labelVersion] = labelValue(server.version)
+        labels[labelRevision] = server.revision
+        return labels
+    }
+
+    /// The image reference the pods run: pinned by digest. An image with `@sha256:` is used as is; an
+    /// image with only a tag gets `spec.artifact.digest` appended; otherwise rendering fails, because a
+    /// tag can move under a running revision and a revision must mean one exact artifact.
+    public static func pinnedImage(_ server: DesiredServer) throws(KubernetesRenderError) -> String {
+        guard let image = server.image, !image.isEmpty else {
+            throw KubernetesRenderError(server: server.name, message: "has no artifact.image; a Kubernetes environment runs images only")
+        }
+        if image.contains("@sha256:") { return image }
+        if let digest = server.digest, digest.hasPrefix("sha256:") { return "\(image)@\(digest)" }
+        throw KubernetesRenderError(server: server.name, message: "image \(image) is not pinned by digest; write it as image@sha256:... or set artifact.digest")
+    }
+
+    /// The environment of the container: the manifest's variables (secrets by reference), plus `PORT`
+    /// (the container port) unless the manifest sets it. `command` is not used: it says how to run
+    /// the artifact on a host (`python3 ${MANIFEST_DIR}/server.py --port ${PORT}`), while in an image
+    /// the image's own ENTRYPOINT and CMD run, and `PORT` tells it where to listen.
+    public static func containerEnv(_ server: DesiredServer, port: Int) -> [JSONValue] {
+        var env: [JSONValue] = server.env.map { e in
+            if let ref = e.secretRef {
+                return .obj(["name": .string(e.name), "valueFrom": .obj(["secretKeyRef": .obj(["name": .string(ref.name), "key": .string(ref.key)])])])
+            }
+            return .obj(["name": .string(e.name), "value": .string(e.value ?? "")])
+        }
+        if !server.env.contains(where: { $0.name == "PORT" }) { env.append(.obj(["name": "PORT", "value": .string(String(port))])) }
+        return env
+    }
+
+    static func port(_ server: DesiredServer) throws(KubernetesRenderError) -> Int {
+        guard server.transport != .stdio else {
+            throw KubernetesRenderError(server: server.name, message: "uses the stdio transport; on Kubernetes a server must listen on a port (streamable-http or sse), e.g. behind mcp-proxy")
+        }
+        return server.port ?? defaultPort
+    }
+
+    static func seconds(_ ms: Int64) -> Int { max(1, Int((ms + 999) / 1000)) }
+
+    /// The Deployment of one revision at `replicas`. Its pod template depends only on the revision's
+    /// content, so scaling never restarts pods and a new revision never mutates an old Deployment.
+    public static func deployment(_ server: DesiredServer, namespace: String, replicas: Int, options: KubernetesRenderOptions = KubernetesRenderOptions()) throws(KubernetesRenderError) -> KubeObject {
+        guard server.name.first?.isLetter == true else {
+            throw KubernetesRenderError(server: server.name, message: "name must start with a letter to name a Kubernetes Service")
+        }
+        let image = try pinnedImage(server)
+        let port = try port(server)
+        let labels = serverLabels(server)
+        var metaLabels = labels
+        for (k, v) in server.labels where metaLabels[k] == nil && Syntax.isLabelKey(k) && Syntax.isLabelValue(v) { metaLabels[k] = v }
+        var annotations = [annotationRevision: server.revision, annotationVersion: server.version, annotationFields: fieldsJSON(server.fields)]
+        if let commit = options.manifestCommit { annotations[annotationCommit] = commit }
+        let selector: [String: String] = [labelInstance: server.name, labelRevision: server.revision]
+
+        let env = containerEnv(server, port: port)
+        // Requests equal limits: a server gets what it asked for and no more (Guaranteed QoS when both are set).
+        var resources: [JSONMember] = []
+        var amounts: [JSONMember] = []
+        if let cpu = server.cpu { amounts.append(JSONMember("cpu", .string(isKubernetesQuantity(cpu) ? cpu : "\(server.cpuMillis ?? 0)m"))) }
+        if let memory = server.memory { amounts.append(JSONMember("memory", .string(isKubernetesQuantity(memory) ? memory : String(server.memoryBytes ?? 0)))) }
+        if !amounts.isEmpty { resources = [JSONMember("requests", .object(amounts)), JSONMember("limits", .object(amounts))] }
+
+        let h = server.health
+        var probe: [JSONMember]
+        switch h.probe {
+        case .http: probe = [JSONMember("httpGet", .obj(["path": .string(h.path ?? "/healthz"), "port": "mcp"]))]
+        // An MCP endpoint answers plain GETs with 4xx, so the kubelet checks the socket and the
+        // controller runs the real MCP `initialize` probe against the pod.
+        case .mcp, .tcp: probe = [JSONMember("tcpSocket", .obj(["port": "mcp"]))]
+        }
+        probe += [JSONMember("periodSeconds", .int(Int64(seconds(h.intervalMs)))), JSONMember("timeoutSeconds", .int(Int64(seconds(h.timeoutMs)))),
+                  JSONMember("failureThreshold", .int(Int64(max(1, h.failureThreshold))))]
+
+        let container = JSONValue.obj([
+            "name": "mcp",
+            "image": .string(image),
+            "imagePullPolicy": "IfNotPresent",
+            "ports": [.obj(["name": "mcp", "containerPort": .int(Int64(port)), "protocol": "TCP"])],
+            "env": .array(env),
+            "resources": resources.isEmpty ? nil : .object(resources),
+            "readinessProbe": .object(probe),
+            "securityContext": .obj([
+                "allowPrivilegeEscalation": false,
+                "readOnlyRootFilesystem": true,
+                "runAsNonRoot": true,
+                "capabilities": .obj(["drop": ["ALL"]]),
+                "seccompProfile": .obj(["type": "RuntimeDefault"]),
+            ]),
+            "volumeMounts": [.obj(["name": "tmp", "mountPath": "/tmp"])],
+        ])
+        let podSpec = JSONValue.obj([
+            // MCP servers do not talk to the API server; no token in their pods.
+            "automountServiceAccountToken": false,
+            "enableServiceLinks": false,
+            "securityContext": .obj(["runAsNonRoot": true, "seccompProfile": .obj(["type": "RuntimeDefault"])]),
+            "imagePullSecrets": options.imagePullSecrets.isEmpty ? nil : .array(options.imagePullSecrets.map { .obj(["name": .string($0)]) }),
+            "containers": [container],
+            "volumes": [.obj(["name": "tmp", "emptyDir": .obj(["sizeLimit": "64Mi"])])],
+        ])
+        return KubeObject(.obj([
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": meta(name: deploymentName(server: server.name, revision: server.revision), namespace: namespace, labels: metaLabels, annotations: annotations),
+            "spec": .obj([
+                "replicas": .int(Int64(max(0, replicas))),
+                "revisionHistoryLimit": 1,
+                "progressDeadlineSeconds": .int(Int64(seconds(server.rollout.progressDeadlineMs))),
+                "selector": .obj(["matchLabels": .strings(selector)]),
+                "template": .obj([
+                    "metadata": .obj(["labels": .strings(labels), "annotations": .strings([annotationPath: server.path, annotationRevision: server.revision])]),
+                    "spec": podSpec,
+                ]),
+            ]),
+        ]))
+    }
+
+    /// One Service per server selecting every revision's pods, so traffic follows replica counts.
+    public static func service(_ server: DesiredServer, namespace: String) throws(KubernetesRenderError) -> KubeObject {
+        let port = try port(server)
+        var labels = baseLabels(tenant: server.tenant)
+        labels[labelName] = server.name
+        labels[labelInstance] = server.name
+        return KubeObject(.obj([
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": meta(name: server.name, namespace: namespace, labels: labels, annotations: [annotationPath: server.path]),
+            "spec": .obj([
+                "type": "ClusterIP",
+                "selector": .strings([labelInstance: server.name, labelManagedBy: managedBy]),
+                "ports": [.obj(["name": "mcp", "port": .int(Int64(port)), "targetPort": "mcp", "protocol": "TCP"])],
+            ]),
+        ]))
+    }
+}
