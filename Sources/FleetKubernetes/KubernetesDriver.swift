@@ -1,0 +1,342 @@
+public import FleetCore
+public import FleetHTTP
+import Foundation
+
+public struct KubernetesDriverOptions: Sendable, Hashable {
+    /// The controller's namespace: strict tenants admit probes from it; the rollout store lives there.
+    public var controllerNamespace: String
+    /// Recorded on every Deployment the driver applies.
+    public var manifestCommit: String?
+    public var qps: Double
+    public var burst: Int
+    public var retry: RetryPolicy
+    /// Take ownership of fields another field manager owns (`force=true`); off by default so that a
+    /// hand edit (`kubectl scale`, `kubectl edit`) is reported as a conflict instead of overwritten.
+    public var forceConflicts: Bool
+    /// Every write is sent with `dryRun=All`: validated and admitted by the API server, persisted nowhere.
+    public var dryRun: Bool
+    /// Requests in flight for bulk operations (`applyAll`, observe's per-namespace lists).
+    public var concurrency: Int
+
+    public init(controllerNamespace: String = "mcpfleet-system", manifestCommit: String? = nil, qps: Double = 50, burst: Int = 100,
+                retry: RetryPolicy = .default, forceConflicts: Bool = false, dryRun: Bool = false, concurrency: Int = 16) {
+        self.controllerNamespace = controllerNamespace
+        self.manifestCommit = manifestCommit
+        self.qps = qps
+        self.burst = burst
+        self.retry = retry
+        self.forceConflicts = forceConflicts
+        self.dryRun = dryRun
+        self.concurrency = concurrency
+    }
+}
+
+/// What a Deployment's status says, read the way `kubectl rollout status` reads it.
+public struct DeploymentStatus: Sendable, Hashable {
+    public struct Condition: Sendable, Hashable {
+        public var type: String
+        public var status: String
+        public var reason: String?
+        public var message: String?
+    }
+
+    public var replicas: Int
+    public var readyReplicas: Int
+    public var updatedReplicas: Int
+    public var availableReplicas: Int
+    /// False while the Deployment controller has not yet seen the latest spec: counts may be stale.
+    public var observed: Bool
+    public var conditions: [Condition]
+
+    public init(_ deployment: KubeObject) {
+        let json = deployment.json
+        replicas = json[["spec", "replicas"]]?.int ?? 1
+        readyReplicas = json[["status", "readyReplicas"]]?.int ?? 0
+        updatedReplicas = json[["status", "updatedReplicas"]]?.int ?? 0
+        availableReplicas = json[["status", "availableReplicas"]]?.int ?? 0
+        let observedGeneration = json[["status", "observedGeneration"]]?.int ?? 0
+        observed = observedGeneration >= (deployment.generation ?? 0)
+        conditions = (json[["status", "conditions"]]?.array ?? []).map {
+            Condition(type: $0["type"]?.string ?? "", status: $0["status"]?.string ?? "", reason: $0["reason"]?.string, message: $0["message"]?.string)
+        }
+    }
+
+    /// Pods of this revision that count as ready: never more than desired, and only pods of the
+    /// current template once the controller has observed the spec.
+    public var ready: Int {
+        var r = min(readyReplicas, replicas)
+        if observed { r = min(r, updatedReplicas) }
+        return max(0, r)
+    }
+
+    /// `Progressing=False` with `ProgressDeadlineExceeded`, or `ReplicaFailure=True` (quota, admission).
+    public var failureReason: String? {
+        if let c = conditions.first(where: { $0.type == "ReplicaFailure" && $0.status == "True" }) { return c.message ?? c.reason ?? "ReplicaFailure" }
+        if let c = conditions.first(where: { $0.type == "Progressing" && $0.status == "False" }) { return c.message ?? c.reason ?? "not progressing" }
+        return nil
+    }
+}
+
+/// The Kubernetes runtime: one namespace per tenant, one Deployment per server revision, one Service
+/// per server, all written by server-side apply as field manager `spec.kubernetes.fieldManager`.
+public final class KubernetesDriver: RuntimeDriver {
+    public let kind: DriverKind = .kubernetes
+    public let environment: Environment
+    public let client: KubeClient
+    public let options: KubernetesDriverOptions
+    public let renderOptions: KubernetesRenderOptions
+    private let cache = DriverCache()
+
+    public init(environment: Environment, config: ClusterConfig, transport: (any HTTPTransport)? = nil, options: KubernetesDriverOptions = KubernetesDriverOptions()) throws {
+        self.environment = environment
+        self.options = options
+        client = try KubeClient(config: config, transport: transport, fieldManager: environment.kubernetes?.fieldManager ?? "mcpfleet",
+                                qps: options.qps, burst: options.burst, retry: options.retry)
+        renderOptions = KubernetesRenderOptions(environment: environment, controllerNamespace: options.controllerNamespace, manifestCommit: options.manifestCommit)
+    }
+
+    // MARK: Tenants
+
+    public func ensureTenant(_ tenant: DesiredTenant) async throws {
+        let ns = KubernetesRenderer.namespace(for: tenant, options: renderOptions)
+        var objects = KubernetesRenderer.tenantObjects(tenant, options: renderOptions)
+        let existing = try await call { try await self.client.getIfPresent(.namespace, namespace: nil, name: ns) }
+        // A namespace mcpfleet did not create is used but never claimed (and so never deleted).
+        let adopted = existing.map { $0.labels[KubernetesRenderer.labelManagedBy] != KubernetesRenderer.managedBy } ?? false
+        if adopted { objects.removeAll { $0.kind == "Namespace" } } else if let first = objects.first {
+            _ = try await apply(first)
+            objects.removeFirst()
+        }
+        for object in objects { _ = try await apply(object) }
+        let kinds = Set(objects.map(\.kind))
+        // Isolation relaxed or quota dropped: remove what no longer applies.
+        if !kinds.contains("NetworkPolicy") { try await delete(.networkPolicy, ns, KubernetesRenderer.networkPolicyName) }
+        if !kinds.contains("ResourceQuota") { try await delete(.resourceQuota, ns, KubernetesRenderer.quotaName) }
+        await cache.setTenant(tenant.name, namespace: ns, adopted: adopted)
+    }
+
+    public func removeTenant(named name: String) async throws {
+        let selector = "\(KubernetesRenderer.labelTenant)=\(name),\(KubernetesRenderer.managedSelector)"
+        let owned = try await call { try await self.client.list(.namespace, labelSelector: selector) }.items
+        for ns in owned { try await delete(.namespace, nil, ns.name) }
+        if let known = await cache.tenant(name), known.adopted {
+            for (type, object) in [(ResourceType.networkPolicy, KubernetesRenderer.networkPolicyName), (.resourceQuota, KubernetesRenderer.quotaName),
+                                   (.limitRange, KubernetesRenderer.limitRangeName)] {
+                try await delete(type, known.namespace, object)
+            }
+        }
+        await cache.removeTenant(name)
+    }
+
+    /// The namespace of a tenant: remembered from `ensureTenant`, else found by its label.
+    func namespace(ofTenant tenant: String) async throws -> String {
+        if let known = await cache.tenant(tenant) { return known.namespace }
+        let selector = "\(KubernetesRenderer.labelTenant)=\(tenant)"
+        let found = try await call { try await self.client.list(.namespace, labelSelector: selector) }.items
+        if let ns = found.first {
+            await cache.setTenant(tenant, namespace: ns.name, adopted: ns.labels[KubernetesRenderer.labelManagedBy] != KubernetesRenderer.managedBy)
+            return ns.name
+        }
+        // An adopted namespace carries no tenant label itself; its LimitRange does.
+        let limits = try await call { try await self.client.list(.limitRange, labelSelector: "\(selector),\(KubernetesRenderer.managedSelector)") }.items
+        if let ns = limits.first?.namespace {
+            await cache.setTenant(tenant, namespace: ns, adopted: true)
+            return ns
+        }
+        throw DriverError("tenant \(tenant)", "has no namespace yet (ensureTenant has not run)")
+    }
+
+    // MARK: Servers
+
+    public func scale(_ server: DesiredServer, replicas: Int) async throws {
+        let ns = try await namespace(ofTenant: server.tenant)
+        let deployment: KubeObject
+        let service: KubeObject
+        do {
+            deployment = try KubernetesRenderer.deployment(server, namespace: ns, replicas: replicas, options: renderOptions)
+            service = try KubernetesRenderer.service(server, namespace: ns)
+        } catch {
+            throw error.driverError
+        }
+        // The Service is the same for every revision; apply it once per content, not on every scale.
+        if await !cache.serviceIsCurrent(service) {
+            _ = try await apply(service)
+            if !options.dryRun { await cache.markService(service) }
+        }
+        _ = try await apply(deployment)
+    }
+
+    public func removeRevision(server: String, revision: String) async throws {
+        for ns in try await namespaces(ofServer: server) {
+            try await delete(.deployment, ns, KubernetesRenderer.deploymentName(server: server, revision: revision))
+        }
+    }
+
+    public func removeServer(named name: String) async throws {
+        let deployments = try await managedDeployments(ofServer: name)
+        var namespaces = Set(deployments.compactMap(\.namespace))
+        for d in deployments { try await delete(.deployment, d.namespace, d.name) }
+        if let known = await cache.serverNamespace(name) { namespaces.insert(known) }
+        for ns in namespaces.sorted() {
+            // Only a Service mcpfleet labelled as its own is deleted.
+            let service = try await call { try await self.client.getIfPresent(.service, namespace: ns, name: name) }
+            if let service, service.labels[KubernetesRenderer.labelManagedBy] == KubernetesRenderer.managedBy {
+                try await delete(.service, ns, name)
+            }
+        }
+        await cache.forgetServer(name)
+    }
+
+    func managedDeployments(ofServer server: String) async throws -> [KubeObject] {
+        let selector = "\(KubernetesRenderer.labelInstance)=\(server),\(KubernetesRenderer.managedSelector)"
+        return try await call { try await self.client.list(.deployment, labelSelector: selector) }.items
+    }
+
+    func namespaces(ofServer server: String) async throws -> [String] {
+        if let known = await cache.serverNamespace(server) { return [known] }
+        return Array(Set(try await managedDeployments(ofServer: server).compactMap(\.namespace))).sorted()
+    }
+
+    /// Pod IPs of the revision's running pods with the container port and the MCP path. Pod IPs are
+    /// reachable from inside the cluster (where the controller runs); a controller outside the cluster
+    /// gets addresses it may not be able to reach and should probe through the Service instead.
+    public func endpoints(server: String, revision: String) async throws -> [Endpoint] {
+        let selector = "\(KubernetesRenderer.labelInstance)=\(server),\(KubernetesRenderer.labelRevision)=\(revision),\(KubernetesRenderer.managedSelector)"
+        let pods = try await call { try await self.client.list(.pod, labelSelector: selector) }.items
+        return pods.compactMap { pod -> Endpoint? in
+            let json = pod.json
+            guard json[["status", "phase"]]?.string == "Running", json[["metadata", "deletionTimestamp"]] == nil,
+                  let ip = json[["status", "podIP"]]?.string, !ip.isEmpty else { return nil }
+            let container = json[["spec", "containers"]]?.array?.first { $0["name"]?.string == "mcp" } ?? json[["spec", "containers"]]?.array?.first
+            let port = container?["ports"]?.array?.first?["containerPort"]?.int ?? KubernetesRenderer.defaultPort
+            let path = pod.annotations[KubernetesRenderer.annotationPath] ?? "/mcp"
+            return Endpoint(instance: pod.name, host: ip, port: port, path: path)
+        }.sorted { $0.instance < $1.instance }
+    }
+
+    // MARK: Observe
+
+    public func observe() async throws -> LiveState {
+        let managed = KubernetesRenderer.managedSelector
+        // Each observe starts a fresh pass: Services are re-applied once, in case someone deleted one.
+        await cache.resetServices()
+        async let namespaceList = call { try await self.client.list(.namespace, labelSelector: managed) }
+        async let deploymentList = call { try await self.client.list(.deployment, labelSelector: managed) }
+        async let podList = call { try await self.client.list(.pod, labelSelector: managed) }
+        let namespaces = try await namespaceList.items
+        let deployments = try await deploymentList.items
+        let pods = try await podList.items
+
+        var tenants: [LiveTenant] = []
+        for ns in namespaces {
+            guard let tenant = ns.labels[KubernetesRenderer.labelTenant] else { continue }
+            tenants.append(LiveTenant(name: tenant, managed: true, fields: KubernetesRenderer.decodeFields(ns.annotations[KubernetesRenderer.annotationFields])))
+            await cache.setTenant(tenant, namespace: ns.name, adopted: false)
+        }
+
+        var podsByRevision: [String: [LiveInstance]] = [:]
+        for pod in pods {
+            guard let server = pod.labels[KubernetesRenderer.labelInstance], let revision = pod.labels[KubernetesRenderer.labelRevision] else { continue }
+            podsByRevision["\(server)/\(revision)", default: []].append(Self.instance(pod, revision: revision))
+        }
+
+        var servers: [String: LiveServer] = [:]
+        for d in deployments {
+            guard let name = d.labels[KubernetesRenderer.labelInstance], let revision = d.labels[KubernetesRenderer.labelRevision] else { continue }
+            let status = DeploymentStatus(d)
+            let instances = podsByRevision["\(name)/\(revision)"]?.sorted { $0.id < $1.id }
+            let live = LiveRevision(revision: revision, version: d.annotations[KubernetesRenderer.annotationVersion], replicas: status.replicas,
+                                    ready: status.ready, fields: KubernetesRenderer.decodeFields(d.annotations[KubernetesRenderer.annotationFields]),
+                                    instances: instances)
+            servers[name, default: LiveServer(name: name, tenant: d.labels[KubernetesRenderer.labelTenant], revisions: [])].revisions.append(live)
+            if let ns = d.namespace { await cache.setServerNamespace(name, ns) }
+        }
+
+        // Deployments in tenant namespaces that mcpfleet does not manage are reported as unmanaged,
+        // so a plan can say a name is taken and pruning never touches them.
+        let unmanagedSelector = "\(KubernetesRenderer.labelManagedBy)!=\(KubernetesRenderer.managedBy)"
+        for ns in namespaces {
+            let foreign = try await call { try await self.client.list(.deployment, namespace: ns.name, labelSelector: unmanagedSelector) }.items
+            for d in foreign {
+                let name = d.labels[KubernetesRenderer.labelInstance] ?? d.name
+                guard servers[name] == nil else { continue }
+                let status = DeploymentStatus(d)
+                servers[name] = LiveServer(name: name, tenant: ns.labels[KubernetesRenderer.labelTenant], managed: false,
+                                           revisions: [LiveRevision(revision: d.name, replicas: status.replicas, ready: status.ready)])
+            }
+        }
+        var list = Array(servers.values)
+        for i in list.indices { list[i].revisions.sort { $0.revision < $1.revision } }
+        return LiveState(environment: environment.name, driver: DriverKind.kubernetes.rawValue,
+                         servers: list.sorted { $0.name < $1.name }, tenants: tenants.sorted { $0.name < $1.name })
+    }
+
+    static func instance(_ pod: KubeObject, revision: String) -> LiveInstance {
+        let json = pod.json
+        let phase = json[["status", "phase"]]?.string ?? "Pending"
+        let ready = (json[["status", "conditions"]]?.array ?? []).contains { $0["type"]?.string == "Ready" && $0["status"]?.string == "True" }
+        let statuses = json[["status", "containerStatuses"]]?.array ?? []
+        let restarts = statuses.reduce(0) { $0 + ($1["restartCount"]?.int ?? 0) }
+        let waiting = statuses.compactMap { $0[["state", "waiting", "reason"]]?.string }.first
+        var state: LiveInstance.State
+        switch phase {
+        case "Running": state = .running
+        case "Succeeded": state = .stopped
+        case "Failed": state = .failed
+        default: state = .starting
+        }
+        if json[["metadata", "deletionTimestamp"]] != nil { state = .stopping }
+        if waiting == "CrashLoopBackOff" || waiting == "ImagePullBackOff" || waiting == "ErrImagePull" { state = .failed }
+        let port = json[["spec", "containers"]]?.array?.first?["ports"]?.array?.first?["containerPort"]?.int
+        return LiveInstance(id: pod.name, revision: revision, port: port, state: state, healthy: ready, reason: waiting, restarts: restarts)
+    }
+
+    // MARK: Plumbing
+
+    func apply(_ object: KubeObject) async throws -> KubeObject {
+        try await call { try await self.client.apply(object, force: self.options.forceConflicts, dryRun: self.options.dryRun) }
+    }
+
+    func delete(_ type: ResourceType, _ namespace: String?, _ name: String) async throws {
+        try await call { _ = try await self.client.delete(type, namespace: namespace, name: name, propagation: .background, dryRun: self.options.dryRun) }
+    }
+
+    /// Runs an API call, turning `KubeError` into the `DriverError` the controller understands.
+    func call<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as KubeError {
+            throw error.driverError
+        }
+    }
+}
+
+/// What the driver remembers between calls; everything here can be rebuilt from the cluster.
+actor DriverCache {
+    struct TenantInfo { var namespace: String; var adopted: Bool }
+
+    private var tenants: [String: TenantInfo] = [:]
+    private var serverNamespaces: [String: String] = [:]
+    private var services: [String: JSONValue] = [:]
+
+    func tenant(_ name: String) -> TenantInfo? { tenants[name] }
+    func setTenant(_ name: String, namespace: String, adopted: Bool) {
+        if let known = tenants[name], known.namespace == namespace, known.adopted { return }
+        tenants[name] = TenantInfo(namespace: namespace, adopted: adopted)
+    }
+    func removeTenant(_ name: String) { tenants[name] = nil }
+
+    func serverNamespace(_ server: String) -> String? { serverNamespaces[server] }
+    func setServerNamespace(_ server: String, _ ns: String) { serverNamespaces[server] = ns }
+
+    func serviceIsCurrent(_ service: KubeObject) -> Bool { services["\(service.namespace ?? "")/\(service.name)"] == service.json }
+    func markService(_ service: KubeObject) {
+        services["\(service.namespace ?? "")/\(service.name)"] = service.json
+        if let ns = service.namespace { serverNamespaces[service.name] = ns }
+    }
+    func resetServices() { services = [:] }
+    func forgetServer(_ server: String) {
+        serverNamespaces[server] = nil
+        services = services.filter { !$0.key.hasSuffix("/\(server)") }
+    }
+}
