@@ -19,7 +19,7 @@ public struct PlanFormatter: Sendable {
         var out = "mcpfleet plan: environment \(plan.environment) (driver \(plan.driver.rawValue)), against \(plan.baseline)\n\n"
         if plan.changes.isEmpty {
             let held = plan.summary.held > 0 ? ", \(plan.summary.held) held back" : ""
-            out += "No changes. The environment matches the catalog (\(plan.summary.unchanged) servers in sync\(held)).\n\n"
+            out += "No changes. The environment matches the catalog (\(plan.summary.unchanged) server\(plan.summary.unchanged == 1 ? "" : "s") in sync\(held)).\n\n"
         }
         for c in plan.changes {
             let sym = paint(c.action.symbol, "1;" + actionColor(c.action))
@@ -53,13 +53,20 @@ public struct PlanFormatter: Sendable {
             for h in plan.holds { out += "  ! server \(h.server): \(h.reason)\n" }
             out += "\n"
         }
-        if !plan.verdicts.isEmpty {
+        let verdicts = relevantVerdicts(plan)
+        if !verdicts.isEmpty {
             out += "Supply chain:\n"
-            for v in plan.verdicts { out += verdictLine(v) }
+            for v in verdicts { out += verdictLine(v) }
             out += "\n"
         }
         out += summaryLine(plan) + "\n"
         return out
+    }
+
+    /// Verdicts for the revisions this plan would roll out; the JSON form keeps every verdict.
+    func relevantVerdicts(_ plan: Plan) -> [PolicyVerdict] {
+        let rolling = Set(plan.changes.filter { $0.kind == .server && ($0.action == .create || $0.action == .rollout) }.map(\.name))
+        return plan.verdicts.filter { rolling.contains($0.server) }
     }
 
     public func verdictLine(_ v: PolicyVerdict) -> String {
@@ -129,9 +136,10 @@ public struct PlanFormatter: Sendable {
             out += "\n**Held back**\n\n"
             for h in plan.holds { out += "- `server/\(h.server)`: \(cell(h.reason))\n" }
         }
-        if !plan.verdicts.isEmpty {
+        let verdicts = relevantVerdicts(plan)
+        if !verdicts.isEmpty {
             out += "\n**Supply chain**\n\n| server | revision | verdict | reasons |\n|---|---|---|---|\n"
-            for v in plan.verdicts {
+            for v in verdicts {
                 let mark = v.decision == .admitted ? "✅ admitted" : v.decision == .warned ? "⚠️ warned" : "⛔ blocked"
                 let reasons = v.reasons.isEmpty ? (v.evidence?.signedBy.map { "signed by \($0)" } ?? "") : v.reasons.map(cell).joined(separator: "<br>")
                 out += "| `\(v.server)` | `\(v.revision)` | \(mark) | \(reasons) |\n"
