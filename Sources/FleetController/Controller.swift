@@ -292,6 +292,8 @@ public final class Controller: Service, Sendable {
                                                          "message": "\(out.record.message ?? "")"])
                 }
             }
+            log.debug("step", metadata: ["server": "\(name)", "actions": "\(out.actions.map(\.description))", "settled": "\(out.settled)",
+                                         "health": "\(health.map { "\($0.key)=\($0.value.healthy)/\($0.value.probed)" })", "message": "\(out.record.message ?? "")"])
             record = out.record
             try await perform(out.actions, desired: desired, live: currentLive, snap: snap, correlation: correlation)
             settled = out.settled
@@ -323,6 +325,21 @@ public final class Controller: Service, Sendable {
             out[r.revision] = RevisionHealth(healthy: 0, probed: 0)
         }
         return out
+    }
+
+    /// The health check a revision was deployed with: from the spec rendered in this process, else from the
+    /// revision's recorded fields (so an older revision is never probed against the new requirements).
+    func probeHealth(for revision: String, desired: DesiredServer, live: LiveServer) async -> DesiredHealth {
+        if revision == desired.revision { return desired.health }
+        if let cached = await state.spec(server: desired.name, revision: revision) { return cached.health }
+        guard let fields = live.revisions.first(where: { $0.revision == revision })?.fields else { return desired.health }
+        var h = desired.health
+        let byPath = Dictionary(fields.map { ($0.path, $0.display) }, uniquingKeysWith: { a, _ in a })
+        if let kind = byPath["health.probe"].flatMap(ProbeKind.init(rawValue:)) { h.probe = kind }
+        h.path = byPath["health.path"]
+        let tools = byPath["health.requireTools"].map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "[]")) } ?? ""
+        h.requireTools = tools.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        return h
     }
 
     func spec(for revision: String, desired: DesiredServer, live: LiveServer?) async -> DesiredServer {
@@ -400,21 +417,25 @@ public final class Controller: Service, Sendable {
                 for d in snap.desired.servers where d.transport != .stdio {
                     guard let l = live.server(d.name) else { continue }
                     var known: [String: Set<String>] = [:]
+                    let previous = await state.known(d.name)
                     for r in l.revisions where r.replicas > 0 {
                         let endpoints: [Endpoint]
                         do { endpoints = try await driver.endpoints(server: d.name, revision: r.revision) } catch {
-                            logger.debug("no endpoints", metadata: ["server": "\(d.name)", "revision": "\(r.revision)", "error": "\(error)"])
+                            // Keep what was known; a revision never seen falls back on the driver's own readiness.
+                            logger.warning("cannot list endpoints", metadata: ["server": "\(d.name)", "revision": "\(r.revision)", "error": "\(error)"])
+                            known[r.revision] = previous[r.revision] ?? []
                             continue
                         }
                         known[r.revision] = Set(endpoints.map(\.instance))
+                        let health = endpoints.isEmpty ? d.health : await probeHealth(for: r.revision, desired: d, live: l)
                         for e in endpoints {
                             let last = await tracker.lastProbe(server: d.name, instance: e.instance)
                             let now = clock.nowMs()
-                            guard last == nil || now - last! >= d.health.intervalMs else { continue }
+                            guard last == nil || now - last! >= health.intervalMs else { continue }
                             guard await state.beginProbe(d.name + "/" + e.instance, limit: configuration.probeConcurrency) else { continue }
                             let revision = r.revision
                             Task {
-                                let result = await prober.probe(e, health: d.health, path: d.path)
+                                let result = await prober.probe(e, health: health, path: d.path)
                                 self.metrics.probe(server: d.name, revision: revision, result: result)
                                 let flipped = await self.tracker.record(server: d.name, revision: revision, instance: e.instance, result: result,
                                                                         threshold: d.health.failureThreshold, now: self.clock.nowMs())

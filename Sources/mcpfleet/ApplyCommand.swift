@@ -71,6 +71,9 @@ struct ApplyCommand: AsyncParsableCommand {
         let controller = Controller(source: snapshotSource, driver: driver, store: store, clock: SystemClock(), logger: logger,
                                     configuration: configuration, transport: try CurlTransport(CurlTransportConfiguration(connectTimeout: .seconds(2), proxy: .none)))
         let timeoutMs = try DurationArgument.ms(timeout, option: "--timeout")
+        if let local = driver as? LocalDriver {
+            do { try await local.start() } catch { throw CommandFailure(message: "\(error)") }
+        }
         let task = Task { try await controller.run() }
         let start = ContinuousClock.now
         var settled = false

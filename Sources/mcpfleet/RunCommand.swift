@@ -129,6 +129,10 @@ struct RunCommand: AsyncParsableCommand {
             sourceFingerprint: { DirectoryFingerprint.compute(path) },
             driver: driver, store: store, clock: SystemClock(), logger: logger, configuration: configuration, transport: transport)
 
+        // Supervision (adoption of running instances, restarts) lasts as long as the controller runs.
+        if let local = driver as? LocalDriver {
+            do { try await local.start() } catch { throw CommandFailure(message: "environment \(environmentName): \(error)") }
+        }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: controller)]
         if !metricsAddress.isEmpty {
             let server = try HealthServer(address: metricsAddress, logger: logger) { route in

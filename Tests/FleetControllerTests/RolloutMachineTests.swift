@@ -48,6 +48,7 @@ struct Transition: CustomTestStringConvertible, Sendable {
     var paused: Bool? = nil
     var step: Int? = nil
     var analyses: Int? = nil
+    var health: [String: RevisionHealth] = [:]
 
     var testDescription: String { name }
 }
@@ -184,13 +185,22 @@ let transitions: [Transition] = [
     Transition(name: "blocked mid-rollout: roll back", desired: server("2"), record: rec(phase: .progressing, target: "2"),
                live: live(("1", 2, 2), ("2", 1, 1)), blocked: "scan over ceiling",
                scales: [:], phase: .rolledBack, failed: ["rev-2"], outcomes: [.rolledBack]),
+    Transition(name: "after a controller restart, unprobed old instances are not dropped", desired: server("2"),
+               record: rec(phase: .progressing, target: "2"), live: live(("1", 2, 2), ("2", 1, 0)),
+               scales: [:], phase: .progressing, health: ["rev-1": RevisionHealth(healthy: 0, probed: 0), "rev-2": RevisionHealth(healthy: 0, probed: 0)]),
+    Transition(name: "probes hold a driver-ready new instance back", desired: server("2"),
+               record: rec(phase: .progressing, target: "2"), live: live(("1", 2, 2), ("2", 1, 1)),
+               scales: [:], phase: .progressing, health: ["rev-2": RevisionHealth(healthy: 0, probed: 1)]),
+    Transition(name: "after a rollback, probe-failing instances drain although the driver calls them ready", desired: server("2"),
+               record: rec(phase: .rolledBack, failed: ["2"]), live: live(("1", 2, 2), ("2", 1, 1)),
+               scales: ["2": 0], phase: .rolledBack, health: ["rev-1": RevisionHealth(healthy: 2, probed: 2), "rev-2": RevisionHealth(healthy: 0, probed: 1)]),
     Transition(name: "desired changes mid-rollout: superseded, new rollout", desired: server("3"), record: rec(phase: .progressing, target: "2"),
                live: live(("1", 2, 2), ("2", 1, 1)), scales: ["2": 0], phase: .progressing, target: "rev-3", outcomes: [.superseded, .pending]),
 ]
 
 @Test(arguments: transitions)
 func rolloutTransition(_ t: Transition) {
-    let out = RolloutMachine.step(RolloutInput(desired: t.desired, record: t.record, live: t.live, analysis: t.analysis, blockedReason: t.blocked, now: t.now))
+    let out = RolloutMachine.step(RolloutInput(desired: t.desired, record: t.record, live: t.live, analysis: t.analysis, health: t.health, blockedReason: t.blocked, now: t.now))
     var scales: [String: Int] = [:]
     var removes: [String] = []
     var outcomes: [RevisionOutcome] = []

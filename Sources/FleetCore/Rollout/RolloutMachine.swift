@@ -118,7 +118,15 @@ public enum RolloutMachine {
     struct Group {
         var revision: String
         var replicas: Int
+        /// Ready as far as rollouts go: the driver's count, capped by the controller's probes.
         var ready: Int
+        /// Ready as the driver reports it (probes not yet run do not make an instance unready here).
+        var driverReady: Int
+        /// Every instance has been probed (or the controller does not probe this revision).
+        var fullyProbed: Bool
+
+        /// Every instance is known to be down: stopping any of them costs no availability.
+        var allDown: Bool { ready == 0 && (driverReady == 0 || fullyProbed) }
     }
 
     public static func step(_ input: RolloutInput) -> RolloutStepResult {
@@ -145,9 +153,11 @@ public enum RolloutMachine {
             d = input.desired
             now = input.now
             groups = (input.live?.revisions ?? []).map { r in
-                var ready = min(r.ready, r.replicas)
+                let driverReady = min(r.ready, r.replicas)
+                var ready = driverReady
                 if let h = input.health[r.revision] { ready = min(ready, h.healthy) }
-                return Group(revision: r.revision, replicas: r.replicas, ready: ready)
+                let probed = input.health[r.revision].map { $0.probed >= r.replicas } ?? true
+                return Group(revision: r.revision, replicas: r.replicas, ready: ready, driverReady: driverReady, fullyProbed: probed)
             }
             if let r = input.record {
                 record = r
@@ -436,7 +446,7 @@ public enum RolloutMachine {
             let minReady = max(0, n - unavailable)
             let existing = groups.reduce(0) { $0 + $1.replicas }
             let totalReady = groups.reduce(0) { $0 + $1.ready }
-            let cur = group(rev) ?? Group(revision: rev, replicas: 0, ready: 0)
+            let cur = group(rev) ?? Group(revision: rev, replicas: 0, ready: 0, driverReady: 0, fullyProbed: true)
             let oldGoal = max(0, n - goal)
             let stable = record.stableRevision
             // Drain order: anything that is neither the target nor the stable revision first, failed ones first of all.
@@ -463,14 +473,15 @@ public enum RolloutMachine {
             if oldTotal > oldGoal {
                 var excess = oldTotal - oldGoal
                 // Ready instances we may lose and still have `minReady` ready. Instances that are not
-                // ready can go freely only when their whole group is unready (a driver may stop any instance).
+                // ready can go freely only when their whole group is known to be down (a driver may stop any
+                // instance; and "not probed yet", after a restart, must never count as "down").
                 var removable = max(0, totalReady - minReady)
                 for g in olds where excess > 0 {
-                    let drop = min(excess, g.ready == 0 ? g.replicas : min(g.replicas, removable))
+                    let drop = min(excess, g.allDown ? g.replicas : min(g.replicas, removable))
                     guard drop > 0 else { continue }
                     actions.append(.scale(revision: g.revision, replicas: g.replicas - drop))
                     excess -= drop
-                    if g.ready > 0 { removable -= drop }
+                    if !g.allDown { removable -= drop }
                 }
             } else if oldTotal < oldGoal, let s = stable, s != rev, group(s) != nil {
                 // A canary step smaller than the last one (or lost instances): the stable revision makes up the rest.
