@@ -9,7 +9,7 @@ swapped for odd ones or for values of the same key elsewhere in the catalog, whi
 names, port collisions and quota overruns likely), it runs both binaries and compares, byte for byte:
 
 - `validate DIR -o json` (every diagnostic: code, message, hint, position) and its exit status;
-- for catalogs that validate, `plan DIR --env E --live L -o json` for every environment E, against an
+- for catalogs that validate, `plan DIR --env E --live L -o json` (and `-o text`) for every environment E, against an
   empty live state and against a converged snapshot (built from the old binary's desired state) with
   random drift (changed fields and revisions, replica counts, pins, pauses, failed revisions, extra
   servers and tenants).
@@ -145,7 +145,7 @@ def drifted_live(desired, rng):
     return {"environment": desired.get("environment"), "driver": desired.get("driver"), "servers": servers, "tenants": tenants}
 
 
-def compare(old, new, directory, work, rng, report):
+def compare(old, new, directory, work, rng, report, formats):
     """Runs both binaries on one catalog; returns the number of comparisons made."""
     n = 0
     a = run([old, "validate", directory, "-o", "json"])
@@ -184,7 +184,7 @@ def compare(old, new, directory, work, rng, report):
         live = os.path.join(work, "live.json")
         with open(live, "w") as fh:
             json.dump(drifted_live(desired, rng), fh)
-        for fmt in ["json", "text"]:
+        for fmt in formats:
             a = run([old, "plan", directory, "--env", env, "--live", live, "-o", fmt, "--no-color"])
             b = run([new, "plan", directory, "--env", env, "--live", live, "-o", fmt, "--no-color"])
             n += 1
@@ -200,8 +200,11 @@ def main():
     ap.add_argument("--mutants", type=int, default=300)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", help="keep the work directory here")
+    ap.add_argument("--plan-formats", default="json,text",
+                    help="plan outputs to compare (json,text); drop text when the formatter itself changed in between")
     args = ap.parse_args()
     rng = random.Random(args.seed)
+    formats = [f for f in args.plan_formats.split(",") if f]
     work = args.keep or tempfile.mkdtemp(prefix="mcpfleet-diff-")
     os.makedirs(work, exist_ok=True)
 
@@ -220,10 +223,10 @@ def main():
     report = []
     count = 0
     for b in bases:
-        count += compare(args.old, args.new, b, work, rng, report)
+        count += compare(args.old, args.new, b, work, rng, report, formats)
     for f in sorted(os.listdir(os.path.join(ROOT, "Manifests", "invalid"))):
         if f.endswith(".yaml"):
-            count += compare(args.old, args.new, os.path.join(ROOT, "Manifests", "invalid", f), work, rng, report)
+            count += compare(args.old, args.new, os.path.join(ROOT, "Manifests", "invalid", f), work, rng, report, formats)
 
     pools = {b: value_pool(b) for b in bases}
     for i in range(args.mutants):
@@ -239,7 +242,7 @@ def main():
                 lines = fh.read().split("\n")
             with open(f, "w", encoding="utf-8") as fh:
                 fh.write("\n".join(mutate(lines, rng, pools[base])))
-        count += compare(args.old, args.new, target, work, rng, report)
+        count += compare(args.old, args.new, target, work, rng, report, formats)
         if not args.keep:
             shutil.rmtree(target, ignore_errors=True)
         if (i + 1) % 50 == 0:

@@ -98,6 +98,27 @@ def main():
             out.append(f"| {n:,} | {ms(load['parse_median_ms'])} | {ms(load['decode_median_ms'])} "
                        f"| {ms(load['validate_median_ms'])} | {load['documents_per_s']:,.0f} | {load['iterations']} |")
     out.append("")
+    plans = [(n, rows[n].get("plan-noop"), rows[n].get("plan-drift")) for n in sorted(rows)]
+    if any(p or q for _, p, q in plans):
+        out.append("Plan against a live snapshot (`mcpfleet bench plan`; median ms; render = desired state with revisions, "
+                   "plan = diff against the snapshot; targets: render + plan ≤ 50 ms at 10k servers, peak RSS ≤ 32 MiB per 1,000 servers):")
+        out.append("")
+        out.append("| servers | load (CatalogLoader.load) | no-op: render + plan | no-op: render / plan | 1 % drift: render + plan "
+                   "| rollouts planned | peak RSS (budget) |")
+        out.append("|---:|---:|---:|---:|---:|---:|---:|")
+        for n, p, q in plans:
+            if not p:
+                continue
+            budget = 32 * n / 1000
+            ok_noop = "✅" if p["render_plan_median_ms"] <= 50 else "❌"
+            drift = f"{ms(q['render_plan_median_ms'])} {'✅' if q['render_plan_median_ms'] <= 50 else '❌'}" if q else "n/a"
+            rollouts = f"{q['rollouts']:,}" if q else "n/a"
+            rss = max(p["peak_rss_kib"], q["peak_rss_kib"] if q else 0)
+            ok_mem = "✅" if rss / 1024 <= budget else "❌"
+            out.append(f"| {n:,} | {ms(p['load_median_ms'])} | {ms(p['render_plan_median_ms'])} {ok_noop} "
+                       f"| {ms(p['render_median_ms'])} / {ms(p['plan_median_ms'])} | {drift} | {rollouts} "
+                       f"| {mib(rss)} ({budget:,.0f} MiB) {ok_mem} |")
+        out.append("")
     swift = sh("swift", "--version").splitlines()
     libyaml = next((r["libyaml"] for v in rows.values() for r in v.values() if r.get("libyaml")), "unknown")
     pyyaml = next((r["pyyaml"] for v in rows.values() for r in v.values() if r.get("pyyaml")), "unknown")

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Benchmark mcpfleet's manifest loading against PyYAML's C loader and libyaml's raw event parse.
+# Benchmark mcpfleet's manifest loading against PyYAML's C loader and libyaml's raw event parse,
+# and planning against a live snapshot (no-op and 1 % drift).
 #
 #   Benchmarks/run.sh [--release | --debug] [--sizes "1000 10000"] [--no-build]
 #
@@ -66,6 +67,9 @@ for N in $SIZES; do
     record "$("$BIN" bench load "$DIR" --iterations "$IT")" "{\"servers\":$N}"
     echo "[$L] mcpfleet bench raw-parse…" >&2
     record "$("$BIN" bench raw-parse "$DIR" --iterations "$IT")" "{\"servers\":$N}"
+    echo "[$L] mcpfleet bench plan (no-op, then 1 % drift)…" >&2
+    record "$("$BIN" bench plan "$DIR" --env local --iterations "$IT")" "{\"servers\":$N,\"bench\":\"plan-noop\"}"
+    record "$("$BIN" bench plan "$DIR" --env local --iterations "$IT" --drift 1)" "{\"servers\":$N,\"bench\":\"plan-drift\"}"
     echo "[$L] PyYAML CSafeLoader…" >&2
     record "$(python3 Benchmarks/pyyaml_parse.py "$DIR" --iterations "$PY_IT" --warmup "$PY_WARM")" "{\"servers\":$N}"
 done

@@ -242,7 +242,8 @@ struct FieldPath: CustomStringConvertible, ExpressibleByStringLiteral {
 
 /// A checked mapping: its entries (looked up by known keys only) and its path for messages.
 /// Lookups scan the entries: manifest mappings have at most a dozen keys, and the YAML loader has
-/// already removed duplicate keys, so the first match is the only one.
+/// already removed duplicate keys, so the first match is the only one. (Measured: cheaper than a
+/// dictionary per mapping, and than a slot table filled while checking the keys.)
 struct Fields {
     var path: FieldPath
     var node: Node

@@ -14,10 +14,11 @@ struct BenchCommand: ParsableCommand {
         discussion: """
             `bench load` times what `mcpfleet validate` does (read + YAML parse, decode, cross-document \
             validation) and `bench raw-parse` times libyaml's bare event parse of the same files, the \
-            floor any loader built on libyaml can reach. Generate large catalogs with \
-            `Benchmarks/gen_catalog.py` and compare them with `Benchmarks/run.sh`.
+            floor any loader built on libyaml can reach. `bench plan` times rendering the desired state \
+            and planning it against a live snapshot (converged, optionally with drift). Generate large \
+            catalogs with `Benchmarks/gen_catalog.py` and compare them with `Benchmarks/run.sh`.
             """,
-        subcommands: [Load.self, RawParse.self]
+        subcommands: [Load.self, RawParse.self, PlanBench.self]
     )
 
     struct Common: ParsableArguments {
@@ -145,6 +146,115 @@ struct BenchCommand: ParsableCommand {
             out["mib_per_s"] = .double(median > 0 ? Double(bytes) / 1_048_576 / (median / 1000) : 0)
             out["peak_rss_kib"] = .int(peakRSSKiB())
             writeStdout(out.line)
+        }
+    }
+}
+
+extension BenchCommand {
+    struct PlanBench: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "plan",
+            abstract: "Time load, render and plan against a live snapshot (converged, with --drift percent of servers behind).",
+            discussion: """
+                The live snapshot is `LiveState.converged` of the catalog's own desired state; with --drift P, \
+                P % of the servers (evenly spread) run an older version in it (another revision and \
+                `version` field), so the plan rolls them out. Supply-chain verdicts are not computed \
+                (`mcpfleet plan` adds them when the catalog has policies with evidence).
+                """)
+
+        @OptionGroup var common: Common
+
+        @Option(name: .long, help: "The environment to plan for.")
+        var env: String
+
+        @Option(name: .long, help: "Percentage of servers whose live version differs (0-100).")
+        var drift: Double = 0
+
+        func validate() throws {
+            guard (0...100).contains(drift) else { throw ValidationError("--drift must be between 0 and 100") }
+        }
+
+        func run() throws {
+            let (live, drifted) = try snapshot()
+
+            var load: [Double] = [], render: [Double] = [], plan: [Double] = [], format: [Double] = []
+            var servers = 0, summary = PlanSummary()
+            for i in 0..<(common.warmup + common.iterations) {
+                let t0 = BenchClock.now()
+                let loaded = CatalogLoader.load(path: common.path)
+                let t1 = BenchClock.now()
+                guard let e = loaded.catalog.environment(env) else { throw CommandFailure(message: "bench plan: environment `\(env)` vanished") }
+                let desired = Renderer.desiredState(loaded.catalog, environment: e)
+                let t2 = BenchClock.now()
+                let result = Planner.plan(desired: desired, live: live, baseline: "bench")
+                let t3 = BenchClock.now()
+                let text = PlanFormatter(color: false).text(result)
+                let t4 = BenchClock.now()
+                if i >= common.warmup {
+                    load.append(t1 - t0)
+                    render.append(t2 - t1)
+                    plan.append(t3 - t2)
+                    format.append(t4 - t3)
+                }
+                servers = desired.servers.count
+                summary = result.summary
+                _ = text.utf8.count
+            }
+            let renderPlan = zip(render, plan).map { $0 + $1 }
+            var out = BenchJSON()
+            out["bench"] = .string("plan")
+            out["environment"] = .string(env)
+            out["servers"] = .int(servers)
+            out["drift_percent"] = .double(drift)
+            out["drifted_servers"] = .int(drifted)
+            out["rollouts"] = .int(summary.rollout)
+            out["unchanged"] = .int(summary.unchanged)
+            out["iterations"] = .int(common.iterations)
+            out["load_median_ms"] = .double(load.median)
+            out["render_median_ms"] = .double(render.median)
+            out["plan_median_ms"] = .double(plan.median)
+            out["render_plan_median_ms"] = .double(renderPlan.median)
+            out["render_plan_min_ms"] = .double(renderPlan.min() ?? 0)
+            out["format_text_median_ms"] = .double(format.median)
+            out["peak_rss_kib"] = .int(peakRSSKiB())
+            writeStdout(out.line)
+        }
+
+        /// The live snapshot, built once from an untimed load and shared by every iteration. A function of
+        /// its own so that the catalog it came from is freed before the timed runs (peak RSS).
+        func snapshot() throws -> (LiveState, Int) {
+            let first = CatalogLoader.load(path: common.path)
+            guard !first.diagnostics.hasErrors else {
+                throw CommandFailure(message: "bench plan: the catalog has \(first.diagnostics.errorCount) errors (run `mcpfleet validate \(common.path)`)")
+            }
+            guard let environment = first.catalog.environment(env) else {
+                throw CommandFailure(message: "bench plan: no environment `\(env)` in \(common.path)")
+            }
+            var live = LiveState.converged(Renderer.desiredState(first.catalog, environment: environment))
+            let drifted = Self.applyDrift(percent: drift, to: &live)
+            return (live, drifted)
+        }
+
+        /// Moves `percent` % of the servers (evenly spread) to an older version in the snapshot: another
+        /// revision and another `version` field, as if the catalog had been bumped since. Returns how many.
+        static func applyDrift(percent: Double, to live: inout LiveState) -> Int {
+            let n = live.servers.count
+            let count = min(n, Int((Double(n) * percent / 100).rounded()))
+            guard count > 0 else { return 0 }
+            for k in 0..<count {
+                let i = k * n / count
+                for r in live.servers[i].revisions.indices {
+                    let old = live.servers[i].revisions[r].revision
+                    let drifted = "d" + old.dropFirst()
+                    live.servers[i].revisions[r].revision = drifted == old ? "e" + old.dropFirst() : drifted
+                    live.servers[i].revisions[r].version = "0.0.0-drift"
+                    if let f = live.servers[i].revisions[r].fields?.firstIndex(where: { $0.path == "version" }) {
+                        live.servers[i].revisions[r].fields?[f] = SpecField(path: "version", display: "\"0.0.0-drift\"")
+                    }
+                }
+                live.servers[i].lastGoodRevision = live.servers[i].revisions.first?.revision
+            }
+            return count
         }
     }
 }

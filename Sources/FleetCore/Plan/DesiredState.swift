@@ -162,7 +162,12 @@ public struct DesiredState: Codable, Hashable, Sendable {
 public enum Renderer {
     /// Renders the servers an environment selects, each with its revision.
     public static func desiredState(_ catalog: Catalog, environment: Environment) -> DesiredState {
-        let servers = catalog.servers(in: environment).map { desiredServer($0, catalog: catalog) }
+        // Not `catalog.servers(in:)`: that copies every selected Server first.
+        var servers: [DesiredServer] = []
+        servers.reserveCapacity(catalog.servers.count)
+        for i in catalog.servers.indices where environment.selects(catalog.servers[i]) {
+            servers.append(desiredServer(catalog.servers[i], catalog: catalog))
+        }
         let tenantNames = Set(servers.map(\.tenant))
         let tenants = catalog.tenants.filter { tenantNames.contains($0.name) }.map(desiredTenant)
         return DesiredState(environment: environment.name, driver: environment.driver, tenants: tenants, servers: servers)
@@ -218,6 +223,9 @@ public enum Renderer {
 
     /// Quoted for display so that `1.10` and `"1.10"` read as what they are: strings.
     static func quote(_ s: String) -> String {
+        // Most values need no escaping (no `"`, `\\` or control byte; UTF-8 never uses bytes below 0x80
+        // inside a multi-byte character): one concatenation instead of a scalar-by-scalar copy.
+        if !s.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5c }) { return "\"" + s + "\"" }
         var out = "\""
         for u in s.unicodeScalars {
             switch u {
@@ -232,6 +240,7 @@ public enum Renderer {
 
     static func specFields(_ s: Server, env: [DesiredEnvVar], health: DesiredHealth) -> [SpecField] {
         var f: [SpecField] = []
+        f.reserveCapacity(18 + env.count)
         f.append(SpecField(path: "version", display: quote(s.version)))
         f.append(SpecField(path: "tenant", display: s.tenant))
         if let v = s.artifact.image { f.append(SpecField(path: "artifact.image", display: v)) }
@@ -243,20 +252,20 @@ public enum Renderer {
         f.append(SpecField(path: "transport.path", display: s.transport.path))
         for e in env {
             if let ref = e.secretRef {
-                f.append(SpecField(path: "env.\(e.name)", display: "secretRef(\(ref.name)/\(ref.key))"))
+                f.append(SpecField(path: "env." + e.name, display: "secretRef(" + ref.name + "/" + ref.key + ")"))
             } else if let v = e.value {
                 // Defence in depth: a plain value under a secret-looking name is shown masked, hashed all the same.
                 let sensitive = PlanSafety.looksSensitive(e.name)
-                f.append(SpecField(path: "env.\(e.name)", display: sensitive ? "(sensitive value)" : quote(v),
+                f.append(SpecField(path: "env." + e.name, display: sensitive ? "(sensitive value)" : quote(v),
                                    canonical: sensitive ? "sha256:" + hexPrefix(SHA256.hash(data: Array(v.utf8)), 64) : "value:" + v))
             }
         }
-        if let c = s.resources?.cpu { f.append(SpecField(path: "resources.cpu", display: c, canonical: "\(s.resources?.cpuMillis ?? 0)m")) }
+        if let c = s.resources?.cpu { f.append(SpecField(path: "resources.cpu", display: c, canonical: String(s.resources?.cpuMillis ?? 0) + "m")) }
         if let m = s.resources?.memory { f.append(SpecField(path: "resources.memory", display: m, canonical: String(s.resources?.memoryBytes ?? 0))) }
         f.append(SpecField(path: "health.probe", display: health.probe.rawValue))
         if let p = health.path { f.append(SpecField(path: "health.path", display: p)) }
-        f.append(SpecField(path: "health.interval", display: Syntax.format(.milliseconds(health.intervalMs)), canonical: "\(health.intervalMs)ms"))
-        f.append(SpecField(path: "health.timeout", display: Syntax.format(.milliseconds(health.timeoutMs)), canonical: "\(health.timeoutMs)ms"))
+        f.append(SpecField(path: "health.interval", display: Syntax.format(.milliseconds(health.intervalMs)), canonical: String(health.intervalMs) + "ms"))
+        f.append(SpecField(path: "health.timeout", display: Syntax.format(.milliseconds(health.timeoutMs)), canonical: String(health.timeoutMs) + "ms"))
         f.append(SpecField(path: "health.failureThreshold", display: String(health.failureThreshold)))
         if !health.requireTools.isEmpty { f.append(SpecField(path: "health.requireTools", display: "[" + health.requireTools.joined(separator: ", ") + "]")) }
         return f
@@ -265,19 +274,26 @@ public enum Renderer {
     /// First 12 hex digits of SHA-256 over the canonical field list (as Kubernetes' pod-template-hash,
     /// short enough to read, long enough not to collide within one server's history).
     public static func revision(of fields: [SpecField]) -> String {
-        var hasher = SHA256()
-        for field in fields.sorted(by: { $0.path < $1.path }) {
-            hasher.update(data: Array(field.path.utf8))
-            hasher.update(data: [0])
-            hasher.update(data: Array(field.canonical.utf8))
-            hasher.update(data: [0x0a])
+        // `path NUL canonical LF` per field in path order, hashed as one buffer (the same digest as
+        // feeding the pieces one by one, without an array per piece).
+        let sorted = fields.sorted(by: { $0.path < $1.path })
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(sorted.reduce(0) { $0 + $1.path.utf8.count + $1.canonical.utf8.count + 2 })
+        for field in sorted {
+            bytes.append(contentsOf: field.path.utf8)
+            bytes.append(0)
+            bytes.append(contentsOf: field.canonical.utf8)
+            bytes.append(0x0a)
         }
-        return hexPrefix(hasher.finalize(), 12)
+        return hexPrefix(SHA256.hash(data: bytes), 12)
     }
 
+    private static let hexDigits = Array("0123456789abcdef".utf8)
+
     static func hexPrefix<D: Sequence>(_ digest: D, _ count: Int) -> String where D.Element == UInt8 {
-        let hex = Array("0123456789abcdef".utf8)
+        let hex = hexDigits
         var out: [UInt8] = []
+        out.reserveCapacity(count + 1)
         for byte in digest {
             out.append(hex[Int(byte >> 4)])
             out.append(hex[Int(byte & 0x0f)])
@@ -301,8 +317,37 @@ public enum Renderer {
 public enum PlanSafety {
     static let sensitiveMarkers = ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "API_KEY", "APIKEY", "PRIVATE", "CREDENTIAL", "AUTH"]
 
+    static let sensitiveMarkerBytes = sensitiveMarkers.map { Array($0.utf8) }
+
     public static func looksSensitive(_ name: String) -> Bool {
+        // Environment names are ASCII (Syntax.isEnvName); compare bytes, case-insensitively, instead of
+        // uppercasing a copy and searching through Foundation. Other names take the general path, where
+        // Unicode uppercasing can turn a non-ASCII letter into a marker's (`ſ` → `S`).
+        if let ascii = asciiLooksSensitive(name) { return ascii }
         let upper = name.uppercased()
         return sensitiveMarkers.contains { upper.contains($0) }
+    }
+
+    /// nil when the name is not pure ASCII.
+    private static func asciiLooksSensitive(_ name: String) -> Bool? {
+        var name = name
+        return name.withUTF8 { u -> Bool? in
+            for c in u where c >= 0x80 { return nil }
+            for marker in sensitiveMarkerBytes where marker.count <= u.count {
+                var start = 0
+                while start + marker.count <= u.count {
+                    var k = 0
+                    while k < marker.count {
+                        var c = u[start + k]
+                        if c >= 0x61 && c <= 0x7a { c -= 0x20 }
+                        if c != marker[k] { break }
+                        k += 1
+                    }
+                    if k == marker.count { return true }
+                    start += 1
+                }
+            }
+            return false
+        }
     }
 }

@@ -1,3 +1,5 @@
+import Crypto
+
 /// What a driver reports about one environment: per server, the revisions running with their replica
 /// counts and health, the rollout phase and the controller's bookkeeping (last good revision, pins,
 /// revisions marked failed). Serialisable (`Schemas/live-state.schema.json`) so CI can plan against a
@@ -43,15 +45,47 @@ public struct LiveState: Codable, Hashable, Sendable {
     /// A fingerprint of what a plan depends on (revisions, replica counts, pins, pauses, tenants), so a
     /// saved plan can refuse to apply when the live state has moved. Health and pids are left out.
     public var fingerprint: String {
-        var lines: [String] = []
-        for s in servers.sorted(by: { $0.name < $1.name }) {
-            let revs = s.revisions.sorted { $0.revision < $1.revision }.map { "\($0.revision)x\($0.replicas)" }.joined(separator: ",")
-            lines.append("s \(s.name) \(s.tenant ?? "") \(s.managed) \(revs) pin=\(s.pinnedRevision ?? "") paused=\(s.paused) failed=\(s.failedRevisions.sorted().joined(separator: ","))")
+        // Numbered lines, one per server then per tenant (each by name), hashed as `Renderer.revision`
+        // hashes fields whose paths are the line numbers — so in the order of the numbers as strings
+        // ("10" before "2"). Written as bytes into one buffer: this runs on every plan, over every server.
+        var text: [UInt8] = []
+        text.reserveCapacity(servers.count * 96 + tenants.count * 128)
+        var ends: [Int] = []
+        ends.reserveCapacity(servers.count + tenants.count)
+        func add(_ s: String) { text.append(contentsOf: s.utf8) }
+        for i in servers.indices.sorted(by: { servers[$0].name < servers[$1].name }) {
+            let s = servers[i]
+            add("s "); add(s.name); add(" "); add(s.tenant ?? ""); add(s.managed ? " true " : " false ")
+            let revisions = s.revisions.count > 1 ? s.revisions.sorted { $0.revision < $1.revision } : s.revisions
+            for (k, r) in revisions.enumerated() {
+                if k > 0 { add(",") }
+                add(r.revision); add("x"); add(String(r.replicas))
+            }
+            add(" pin="); add(s.pinnedRevision ?? ""); add(s.paused ? " paused=true failed=" : " paused=false failed=")
+            for (k, f) in s.failedRevisions.sorted().enumerated() {
+                if k > 0 { add(",") }
+                add(f)
+            }
+            ends.append(text.count)
         }
         for t in tenants.sorted(by: { $0.name < $1.name }) {
-            lines.append("t \(t.name) \(t.managed) " + (t.fields ?? []).map { "\($0.path)=\($0.canonical)" }.joined(separator: ";"))
+            add("t "); add(t.name); add(t.managed ? " true " : " false ")
+            for (k, f) in (t.fields ?? []).enumerated() {
+                if k > 0 { add(";") }
+                add(f.path); add("="); add(f.canonical)
+            }
+            ends.append(text.count)
         }
-        return Renderer.revision(of: lines.enumerated().map { SpecField(path: String($0.offset), display: $0.element) })
+        let numbers = ends.indices.map { String($0) }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(text.count + ends.count * 8)
+        for n in ends.indices.sorted(by: { numbers[$0] < numbers[$1] }) {
+            bytes.append(contentsOf: numbers[n].utf8)
+            bytes.append(0)
+            bytes.append(contentsOf: text[(n == 0 ? 0 : ends[n - 1])..<ends[n]])
+            bytes.append(0x0a)
+        }
+        return Renderer.hexPrefix(SHA256.hash(data: bytes), 12)
     }
 }
 

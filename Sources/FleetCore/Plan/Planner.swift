@@ -4,7 +4,10 @@ public enum Planner {
         var changes: [Change] = []
         var holds: [Hold] = []
         var summary = PlanSummary()
-        let liveServers = Dictionary(live.servers.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        // Indices, not copies, of the live servers by name (the first of a name wins).
+        var liveServerIndex: [String: Int] = [:]
+        liveServerIndex.reserveCapacity(live.servers.count)
+        for (i, s) in live.servers.enumerated() where liveServerIndex[s.name] == nil { liveServerIndex[s.name] = i }
         let liveTenants = Dictionary(live.tenants.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         let desiredNames = Set(desired.servers.map(\.name))
         let desiredTenantNames = Set(desired.tenants.map(\.name))
@@ -27,16 +30,19 @@ public enum Planner {
         }
 
         var verdictsUsed: [PolicyVerdict] = []
-        for d in desired.servers.sorted(by: { $0.name < $1.name }) {
-            let verdict = verdicts[d.name]
+        // Usually already in name order; sorting indices keeps the (stable) order without copying servers.
+        for di in desired.servers.indices.sorted(by: { desired.servers[$0].name < desired.servers[$1].name }) {
+            let d = desired.servers[di]
+            let verdict = verdicts.isEmpty ? nil : verdicts[d.name]
             let blocked = verdict?.decision == .blocked
-            guard let l = liveServers[d.name] else {
+            guard let li = liveServerIndex[d.name] else {
                 changes.append(Change(action: .create, kind: .server, name: d.name, tenant: d.tenant, toRevision: d.revision, toReplicas: d.replicas,
                                       fields: d.fields.map { FieldChange(path: $0.path, old: nil, new: $0.display) },
                                       reason: "server `\(d.name)` is not running here yet", blocked: blocked))
                 if let verdict { verdictsUsed.append(verdict) }
                 continue
             }
+            let l = live.servers[li]
             let serving = l.servingRevision
             if let pin = l.pinnedRevision {
                 summary.held += 1
@@ -82,7 +88,7 @@ public enum Planner {
         }
 
         // Deletions last: servers, then tenants left empty. Only what mcpfleet owns is pruned.
-        for l in live.servers.sorted(by: { $0.name < $1.name }) where !desiredNames.contains(l.name) {
+        for l in live.servers.filter({ !desiredNames.contains($0.name) }).sorted(by: { $0.name < $1.name }) {
             guard l.managed else { continue }
             changes.append(Change(action: .delete, kind: .server, name: l.name, tenant: l.tenant, fromRevision: l.servingRevision?.revision,
                                   fromReplicas: l.totalReplicas, reason: "no longer in the catalog for this environment"))
