@@ -22,10 +22,12 @@ bin="$(swift build --show-bin-path)"
 export MCPFLEET_BIN="$bin/mcpfleet"
 export MCP_EVERYTHING_SERVER="$bin/mcp-everything-server"
 status=0
+# Suites run one after another: on 2 cores, end-to-end suites (real systemd, real MCP servers, kill -9
+# trials) in parallel starve each other and turn timing into flakiness.
 # Per-test "started"/"passed" lines are left out of the console (they are in the log); failures,
 # issues and the closing summary are shown.
 set +e
-swift test --skip-build > /tmp/mcpfleet-swift-test.log 2>&1
+swift test --skip-build --no-parallel > /tmp/mcpfleet-swift-test.log 2>&1
 swift_status=$?
 set -e
 grep -vE '^(◇|↳)|^✔ (Test|Suite) [^r]|^Test Case .* (started|passed)|^Test Suite .* (started|passed)' /tmp/mcpfleet-swift-test.log || true

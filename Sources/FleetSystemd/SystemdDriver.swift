@@ -201,8 +201,10 @@ public actor SystemdDriver: RuntimeDriver {
             try await systemctl(["reset-failed"] + toResetFailed, resource: "environment/\(environmentName)", tolerateFailure: true)
         }
         let restart = toRestart.filter { !toStop.contains($0) }
-        if !restart.isEmpty { try await systemctl(["restart"] + restart, resource: "environment/\(environmentName)") }
-        if !toStart.isEmpty { try await systemctl(["start"] + toStart, resource: "environment/\(environmentName)") }
+        // Enqueue and return: whether an instance comes up is observed, not waited for (a process that
+        // exits at once would otherwise fail the whole batch, depending on timing).
+        if !restart.isEmpty { try await systemctl(["restart", "--no-block"] + restart, resource: "environment/\(environmentName)") }
+        if !toStart.isEmpty { try await systemctl(["start", "--no-block"] + toStart, resource: "environment/\(environmentName)") }
     }
 
     private func removeRevisionFiles(base: String, server: String, listed: inout [ListedInstance], toStop: inout [String], toStart: inout [String],
