@@ -93,8 +93,20 @@ public final class KubernetesRolloutStore: RolloutStore {
 
     // MARK: Plumbing
 
+    /// ConfigMap names are DNS subdomains: audit subjects such as `tenant/team` become `tenant.team`.
     static func name(_ kind: String, _ server: String) -> String {
-        server.isEmpty ? "mcpfleet-\(kind)" : "mcpfleet-\(kind)-\(server)"
+        server.isEmpty ? "mcpfleet-\(kind)" : "mcpfleet-\(kind)-\(subdomainSafe(server))"
+    }
+
+    static func subdomainSafe(_ s: String) -> String {
+        String(s.lowercased().map { c -> Character in
+            c == "/" ? "." : (c.isASCII && (c.isLetter || c.isNumber || c == "-" || c == ".")) ? c : "-"
+        }.prefix(200))
+    }
+
+    /// Label values allow `[A-Za-z0-9_.-]`, at most 63 characters.
+    static func labelSafe(_ s: String) -> String {
+        String(s.map { c -> Character in c == "/" ? "." : (c.isASCII && (c.isLetter || c.isNumber || "-_.".contains(c))) ? c : "-" }.prefix(63))
     }
 
     func read(name: String, key: String) async throws -> String? {
@@ -109,7 +121,7 @@ public final class KubernetesRolloutStore: RolloutStore {
             let current = try await call { try await self.client.getIfPresent(.configMap, namespace: self.namespace, name: name) }
             let value = try transform(current?.json[["data", key]]?.string)
             var labels = [Self.storeLabel: kind, KubernetesRenderer.labelManagedBy: KubernetesRenderer.managedBy, KubernetesRenderer.labelPartOf: "mcpfleet"]
-            if !server.isEmpty { labels[Self.serverLabel] = server }
+            if !server.isEmpty { labels[Self.serverLabel] = Self.labelSafe(server) }
             var metadata = KubernetesRenderer.meta(name: name, namespace: namespace, labels: labels)
             if let rv = current?.resourceVersion { metadata["resourceVersion"] = .string(rv) }
             let object = KubeObject(.obj(["apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": .obj([key: .string(value)])]))

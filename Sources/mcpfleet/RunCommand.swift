@@ -1,6 +1,7 @@
 import ArgumentParser
 import FleetController
 import FleetCore
+import FleetKubernetes
 import FleetHTTP
 import FleetLocal
 import FleetYAML
@@ -101,6 +102,12 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String?
 
+    @Flag(inversion: .prefixedNo, help: "Act only while holding a coordination.k8s.io Lease, so several replicas can run and one acts (default: on for the Kubernetes driver).")
+    var leaderElect: Bool?
+
+    @Option(name: .customLong("lease-name"), help: "Name of the leader-election Lease (in the controller namespace, $MCPFLEET_NAMESPACE or mcpfleet-system).")
+    var leaseName: String = "mcpfleet-controller"
+
     @Option(name: .long, help: "Keys reconciled concurrently.")
     var workers: Int = 4
 
@@ -134,6 +141,14 @@ struct RunCommand: AsyncParsableCommand {
             do { try await local.start() } catch { throw CommandFailure(message: "environment \(environmentName): \(error)") }
         }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: controller)]
+        if leaderElect ?? (target.environment.driver == .kubernetes) {
+            guard let kube = driver as? KubernetesDriver else {
+                throw CommandFailure(message: "--leader-elect needs the Kubernetes driver (environment \(environmentName) uses \(target.environment.driver.rawValue))")
+            }
+            let identity = ProcessInfo.processInfo.environment["POD_NAME"].flatMap { $0.isEmpty ? nil : $0 }
+            let elector = LeaderElector(client: kube.client, namespace: kube.options.controllerNamespace, name: leaseName, identity: identity)
+            services = [.init(service: LeaderElectedService(elector: elector, inner: controller, logger: logger))]
+        }
         if !metricsAddress.isEmpty {
             let server = try HealthServer(address: metricsAddress, logger: logger) { route in
                 Self.route(route, controller: controller)
