@@ -141,17 +141,24 @@ struct RunCommand: AsyncParsableCommand {
             do { try await local.start() } catch { throw CommandFailure(message: "environment \(environmentName): \(error)") }
         }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: controller)]
+        var elector: LeaderElector?
         if leaderElect ?? (target.environment.driver == .kubernetes) {
             guard let kube = driver as? KubernetesDriver else {
                 throw CommandFailure(message: "--leader-elect needs the Kubernetes driver (environment \(environmentName) uses \(target.environment.driver.rawValue))")
             }
             let identity = ProcessInfo.processInfo.environment["POD_NAME"].flatMap { $0.isEmpty ? nil : $0 }
-            let elector = LeaderElector(client: kube.client, namespace: kube.options.controllerNamespace, name: leaseName, identity: identity)
-            services = [.init(service: LeaderElectedService(elector: elector, inner: controller, logger: logger))]
+            let e = LeaderElector(client: kube.client, namespace: kube.options.controllerNamespace, name: leaseName, identity: identity)
+            services = [.init(service: LeaderElectedService(elector: e, inner: controller, logger: logger))]
+            elector = e
         }
+        let leaderElector = elector
         if !metricsAddress.isEmpty {
             let server = try HealthServer(address: metricsAddress, logger: logger) { route in
-                Self.route(route, controller: controller)
+                // A standby replica (not holding the Lease) is healthy and ready: it is waiting, not failing.
+                Self.route(route, controller: controller, standby: {
+                    guard let elector = leaderElector else { return false }
+                    return await !elector.isLeader
+                })
             }
             do { try server.start() } catch { throw CommandFailure(message: "\(error)") }
             services.append(.init(service: server))
@@ -201,14 +208,17 @@ struct RunCommand: AsyncParsableCommand {
         }
     }
 
-    static func route(_ path: String, controller: Controller) -> HealthServer.Response {
+    static func route(_ path: String, controller: Controller, standby: @escaping @Sendable () async -> Bool = { false }) -> HealthServer.Response {
         switch path {
         case "/metrics":
             return HealthServer.Response(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: controller.metrics.exposition())
         case "/healthz":
             return HealthServer.Response(status: 200, body: "ok\n")
         case "/readyz":
-            let ready = blockingWait { await controller.isReady() }
+            let ready = blockingWait {
+                if await controller.isReady() { return true }
+                return await standby()
+            }
             return HealthServer.Response(status: ready ? 200 : 503, body: ready ? "ready\n" : "not ready: first sync not done\n")
         default:
             return HealthServer.Response(status: 404, body: "not found\n")
