@@ -48,10 +48,11 @@ import Glibc
             // kill -9 one replica: the supervisor counts a restart and brings it back on the same port.
             let victim = try #require(two[1].pid)
             kill(pid_t(victim), SIGKILL)
+            var seen: [LiveInstance] = []
             #expect(try await waitUntil(deadline: .seconds(20)) {
-                let now = instances(try await driver.observe(), "everything")
-                return now.count == 2 && now[1].restarts == 1 && now[1].pid != victim && now.allSatisfy { $0.state == .running }
-            })
+                seen = instances(try await driver.observe(), "everything")
+                return seen.count == 2 && (seen[1].restarts ?? 0) >= 1 && seen[1].pid != victim && seen.allSatisfy { $0.state == .running }
+            }, "after kill -9 of \(victim): \(seen)")
             #expect(try await mcpInitialize(port: 21001).isEmpty == false)
 
             // A second revision takes the next free slots, never those of the first.
@@ -153,7 +154,10 @@ import Glibc
         var status: Int32 = 0
         _ = waitpid(pid_t(original), &status, 0)
 
-        // An unrelated process now holds the recorded pid (as after pid reuse); its start time differs.
+        // An unrelated process now holds the recorded pid (as after pid reuse). Start times count in clock
+        // ticks (10 ms): let one pass, so the stranger's start time differs from the recorded one as a reused pid's would.
+        let recorded = try #require(try first.database.query("SELECT start_time FROM local_instances WHERE server = 'recycled'").first?[0].int64)
+        #expect(try await waitUntil(deadline: .seconds(5)) { uptimeTicks() > recorded + 1 })
         let stranger = Process()
         stranger.executableURL = URL(fileURLWithPath: "/bin/sleep")
         stranger.arguments = ["120"]

@@ -110,7 +110,11 @@ func mcpInitialize(port: Int, path: String = "/mcp") async throws -> String {
     request.httpBody = Data("""
     {"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"fleetlocal-tests","version":"1"}}}
     """.utf8)
-    let (data, response) = try await URLSession.shared.data(for: request)
+    // A session of its own, closed by the client right after: a pooled connection that the server's end
+    // closes first (when a test kills it) would hold its port in TIME_WAIT and block the restart's bind.
+    let session = URLSession(configuration: .ephemeral)
+    defer { session.invalidateAndCancel() }
+    let (data, response) = try await session.data(for: request)
     guard let http = response as? HTTPURLResponse, http.statusCode == 200 else {
         throw TestFailure("initialize on port \(port): HTTP \((response as? HTTPURLResponse)?.statusCode ?? -1)")
     }
@@ -149,4 +153,11 @@ func realPython() throws -> String {
     let path = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     guard process.terminationStatus == 0, path.hasPrefix("/") else { throw TestFailure("cannot find the python3 interpreter") }
     return path
+}
+
+/// Clock ticks (1/100 s) since boot, the unit of a process's start time in /proc/<pid>/stat.
+func uptimeTicks() -> Int64 {
+    let text = String(decoding: FileManager.default.contents(atPath: "/proc/uptime") ?? Data(), as: UTF8.self)
+    let seconds = Double(text.split(separator: " ").first ?? "0") ?? 0
+    return Int64(seconds * 100)
 }
