@@ -1,19 +1,98 @@
+import Foundation
+
 /// A position in a manifest file. Lines and columns are 1-based, columns count Unicode scalars.
+///
+/// Every YAML node carries one, so it is kept small and free of reference counting: the file name is
+/// an index into a process-wide table of interned names (copying a location retains nothing), and
+/// line and column are stored in 32 bits. `file`, `line` and `column` read and write as before.
 public struct SourceLocation: Sendable, Hashable, Codable, Comparable, CustomStringConvertible {
-    public var file: String
-    public var line: Int
-    public var column: Int
+    /// An interned file name: equal names have equal ids within a process.
+    public struct FileID: Sendable, Hashable {
+        fileprivate let index: UInt32
+
+        public init(_ file: String) { index = InternedStrings.files.intern(file) }
+
+        public var name: String { InternedStrings.files.string(at: index) }
+    }
+
+    public var fileID: FileID
+    private var line32: Int32
+    private var column32: Int32
+
+    public var file: String {
+        get { fileID.name }
+        set { fileID = FileID(newValue) }
+    }
+
+    public var line: Int {
+        get { Int(line32) }
+        set { line32 = Int32(clamping: newValue) }
+    }
+
+    public var column: Int {
+        get { Int(column32) }
+        set { column32 = Int32(clamping: newValue) }
+    }
 
     public init(file: String, line: Int, column: Int) {
-        self.file = file
-        self.line = line
-        self.column = column
+        self.init(fileID: FileID(file), line: line, column: column)
+    }
+
+    /// For producers of many locations in one file: intern the name once, not per location.
+    public init(fileID: FileID, line: Int, column: Int) {
+        self.fileID = fileID
+        self.line32 = Int32(clamping: line)
+        self.column32 = Int32(clamping: column)
     }
 
     public var description: String { "\(file):\(line):\(column)" }
 
     public static func < (a: SourceLocation, b: SourceLocation) -> Bool {
-        (a.file, a.line, a.column) < (b.file, b.line, b.column)
+        if a.fileID != b.fileID { return a.file < b.file }
+        return (a.line32, a.column32) < (b.line32, b.column32)
+    }
+
+    private enum CodingKeys: String, CodingKey { case file, line, column }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(file: try c.decode(String.self, forKey: .file), line: try c.decode(Int.self, forKey: .line),
+                  column: try c.decode(Int.self, forKey: .column))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(file, forKey: .file)
+        try c.encode(line, forKey: .line)
+        try c.encode(column, forKey: .column)
+    }
+}
+
+/// Append-only tables of interned strings (file names, YAML tags): few distinct values, referred to
+/// by millions of nodes. Index 0 is reserved so that 0 can mean "none".
+final class InternedStrings: @unchecked Sendable {
+    static let files = InternedStrings()
+    static let tags = InternedStrings()
+
+    // Guarded by `lock`.
+    private var strings: [String] = [""]
+    private var indices: [String: UInt32] = [:]
+    private let lock = NSLock()
+
+    func intern(_ s: String) -> UInt32 {
+        lock.lock()
+        defer { lock.unlock() }
+        if let i = indices[s] { return i }
+        let i = UInt32(strings.count)
+        strings.append(s)
+        indices[s] = i
+        return i
+    }
+
+    func string(at index: UInt32) -> String {
+        lock.lock()
+        defer { lock.unlock() }
+        return strings[Int(index)]
     }
 }
 

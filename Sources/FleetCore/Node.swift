@@ -69,17 +69,24 @@ public struct Scalar: Sendable, Hashable {
 
     public var text: String
     public var style: Style
+    /// Interned (`InternedStrings.tags`); 0 when untagged. Tags are rare: keeping them out of line
+    /// keeps every `Node` small.
+    private var tagIndex: UInt32
+
     /// An explicit tag such as `!!str`, expanded (`tag:yaml.org,2002:str`); nil when untagged.
-    public var tag: String?
+    public var tag: String? {
+        get { tagIndex == 0 ? nil : InternedStrings.tags.string(at: tagIndex) }
+        set { tagIndex = newValue.map { InternedStrings.tags.intern($0) } ?? 0 }
+    }
 
     public init(_ text: String, style: Style = .plain, tag: String? = nil) {
         self.text = text
         self.style = style
-        self.tag = tag
+        self.tagIndex = tag.map { InternedStrings.tags.intern($0) } ?? 0
     }
 
     public var isNull: Bool {
-        guard style == .plain, tag == nil || tag == "tag:yaml.org,2002:null" else { return false }
+        guard style == .plain, tagIndex == 0 || tag == "tag:yaml.org,2002:null" else { return false }
         guard text.utf8.count <= 4 else { return false } // asked of every field: skip the comparisons
         return text.isEmpty || text == "~" || text == "null" || text == "Null" || text == "NULL"
     }

@@ -26,6 +26,8 @@ struct DocumentBuilder: ~Copyable {
     }
 
     let file: String
+    /// Interned once: every node's location refers to it without copying the name.
+    let fileID: SourceLocation.FileID
     let limits: YAMLLimits
     private(set) var documents: [SourceDocument] = []
     private(set) var diagnostics: [Diagnostic] = []
@@ -44,8 +46,10 @@ struct DocumentBuilder: ~Copyable {
 
     init(file: String, limits: YAMLLimits) {
         self.file = file
+        let id = SourceLocation.FileID(file)
+        self.fileID = id
         self.limits = limits
-        self.documentLocation = SourceLocation(file: file, line: 1, column: 1)
+        self.documentLocation = SourceLocation(fileID: id, line: 1, column: 1)
     }
 
     // MARK: - Driving libyaml
@@ -482,10 +486,10 @@ struct DocumentBuilder: ~Copyable {
     }
 
     private func location(_ mark: yaml_mark_t) -> SourceLocation {
-        SourceLocation(file: file, line: Int(mark.line) + 1, column: Int(mark.column) + 1)
+        SourceLocation(fileID: fileID, line: Int(mark.line) + 1, column: Int(mark.column) + 1)
     }
 
     private func location(line: Int, column: Int) -> SourceLocation {
-        SourceLocation(file: file, line: line, column: column)
+        SourceLocation(fileID: fileID, line: line, column: column)
     }
 }

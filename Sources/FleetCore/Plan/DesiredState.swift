@@ -114,32 +114,183 @@ public struct DesiredSLO: Codable, Hashable, Sendable {
 /// of every field that changes what runs. Replicas are not part of it (scaling is not a rollout).
 public struct DesiredServer: Codable, Hashable, Sendable {
     public var name: String
-    public var tenant: String
-    public var version: String
+    public var tenant: String { willSet { pinFields() } }
+    public var version: String { willSet { pinFields() } }
     public var revision: String
     public var replicas: Int
-    public var image: String?
-    public var command: [String]?
-    public var workingDirectory: String?
-    public var digest: String?
-    public var transport: TransportType
-    public var port: Int?
-    public var path: String
-    public var env: [DesiredEnvVar]
-    public var cpu: String?
-    public var memory: String?
-    public var cpuMillis: Int?
-    public var memoryBytes: Int64?
-    public var health: DesiredHealth
+    public var image: String? { willSet { pinFields() } }
+    public var command: [String]? { willSet { pinFields() } }
+    public var workingDirectory: String? { willSet { pinFields() } }
+    public var digest: String? { willSet { pinFields() } }
+    public var transport: TransportType { willSet { pinFields() } }
+    public var port: Int? { willSet { pinFields() } }
+    public var path: String { willSet { pinFields() } }
+    public var env: [DesiredEnvVar] { willSet { pinFields() } }
+    public var cpu: String? { willSet { pinFields() } }
+    public var memory: String? { willSet { pinFields() } }
+    public var cpuMillis: Int? { willSet { pinFields() } }
+    public var memoryBytes: Int64? { willSet { pinFields() } }
+    public var health: DesiredHealth { willSet { pinFields() } }
     public var rollout: DesiredRollout
     public var slo: DesiredSLO?
     public var labels: [String: String]
     /// The manifest's directory relative to the manifest root, for `${MANIFEST_DIR}`.
     public var manifestDirectory: String
-    /// The fields the revision hashes, in display order.
-    public var fields: [SpecField]
+    /// Fields set explicitly (decoded, or assigned); nil for a rendered server, whose fields are derived
+    /// from the properties above only when read — most plans never show them, and building every display
+    /// string was most of the render time.
+    var explicitFields: [SpecField]? = nil
 
-    /// A server with the given essentials; `revision` defaults to a hash of `version` and `command`.
+    /// The fields the revision hashes, in display order.
+    public var fields: [SpecField] {
+        get { explicitFields ?? Renderer.specFields(self) }
+        set { explicitFields = newValue }
+    }
+
+    /// Before a derived server's inputs change, its fields are frozen as they were rendered (the fields
+    /// describe the revision, which does not change with them either).
+    private mutating func pinFields() {
+        if explicitFields == nil { explicitFields = Renderer.specFields(self) }
+    }
+
+    /// The renderer's: fields derived on demand. (Spelled out: property observers hide some parameters
+    /// of the memberwise initialiser.)
+    init(name: String, tenant: String, version: String, revision: String, replicas: Int, image: String?, command: [String]?, workingDirectory: String?, digest: String?, transport: TransportType, port: Int?, path: String, env: [DesiredEnvVar], cpu: String?, memory: String?, cpuMillis: Int?, memoryBytes: Int64?, health: DesiredHealth, rollout: DesiredRollout, slo: DesiredSLO?, labels: [String: String], manifestDirectory: String) {
+        self.name = name
+        self.tenant = tenant
+        self.version = version
+        self.revision = revision
+        self.replicas = replicas
+        self.image = image
+        self.command = command
+        self.workingDirectory = workingDirectory
+        self.digest = digest
+        self.transport = transport
+        self.port = port
+        self.path = path
+        self.env = env
+        self.cpu = cpu
+        self.memory = memory
+        self.cpuMillis = cpuMillis
+        self.memoryBytes = memoryBytes
+        self.health = health
+        self.rollout = rollout
+        self.slo = slo
+        self.labels = labels
+        self.manifestDirectory = manifestDirectory
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case name, tenant, version, revision, replicas, image, command, workingDirectory, digest, transport, port, path, env, cpu, memory, cpuMillis, memoryBytes, health, rollout, slo, labels, manifestDirectory, fields
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        tenant = try c.decode(String.self, forKey: .tenant)
+        version = try c.decode(String.self, forKey: .version)
+        revision = try c.decode(String.self, forKey: .revision)
+        replicas = try c.decode(Int.self, forKey: .replicas)
+        image = try c.decodeIfPresent(String.self, forKey: .image)
+        command = try c.decodeIfPresent([String].self, forKey: .command)
+        workingDirectory = try c.decodeIfPresent(String.self, forKey: .workingDirectory)
+        digest = try c.decodeIfPresent(String.self, forKey: .digest)
+        transport = try c.decode(TransportType.self, forKey: .transport)
+        port = try c.decodeIfPresent(Int.self, forKey: .port)
+        path = try c.decode(String.self, forKey: .path)
+        env = try c.decode([DesiredEnvVar].self, forKey: .env)
+        cpu = try c.decodeIfPresent(String.self, forKey: .cpu)
+        memory = try c.decodeIfPresent(String.self, forKey: .memory)
+        cpuMillis = try c.decodeIfPresent(Int.self, forKey: .cpuMillis)
+        memoryBytes = try c.decodeIfPresent(Int64.self, forKey: .memoryBytes)
+        health = try c.decode(DesiredHealth.self, forKey: .health)
+        rollout = try c.decode(DesiredRollout.self, forKey: .rollout)
+        slo = try c.decodeIfPresent(DesiredSLO.self, forKey: .slo)
+        labels = try c.decode([String: String].self, forKey: .labels)
+        manifestDirectory = try c.decode(String.self, forKey: .manifestDirectory)
+        explicitFields = try c.decode([SpecField].self, forKey: .fields)
+    }
+
+    // Same keys, order and presence as the synthesised conformance this replaces.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(tenant, forKey: .tenant)
+        try c.encode(version, forKey: .version)
+        try c.encode(revision, forKey: .revision)
+        try c.encode(replicas, forKey: .replicas)
+        try c.encodeIfPresent(image, forKey: .image)
+        try c.encodeIfPresent(command, forKey: .command)
+        try c.encodeIfPresent(workingDirectory, forKey: .workingDirectory)
+        try c.encodeIfPresent(digest, forKey: .digest)
+        try c.encode(transport, forKey: .transport)
+        try c.encodeIfPresent(port, forKey: .port)
+        try c.encode(path, forKey: .path)
+        try c.encode(env, forKey: .env)
+        try c.encodeIfPresent(cpu, forKey: .cpu)
+        try c.encodeIfPresent(memory, forKey: .memory)
+        try c.encodeIfPresent(cpuMillis, forKey: .cpuMillis)
+        try c.encodeIfPresent(memoryBytes, forKey: .memoryBytes)
+        try c.encode(health, forKey: .health)
+        try c.encode(rollout, forKey: .rollout)
+        try c.encodeIfPresent(slo, forKey: .slo)
+        try c.encode(labels, forKey: .labels)
+        try c.encode(manifestDirectory, forKey: .manifestDirectory)
+        try c.encode(fields, forKey: .fields)
+    }
+
+    public static func == (a: DesiredServer, b: DesiredServer) -> Bool {
+        guard a.name == b.name
+            && a.tenant == b.tenant
+            && a.version == b.version
+            && a.revision == b.revision
+            && a.replicas == b.replicas
+            && a.image == b.image
+            && a.command == b.command
+            && a.workingDirectory == b.workingDirectory
+            && a.digest == b.digest
+            && a.transport == b.transport
+            && a.port == b.port
+            && a.path == b.path
+            && a.env == b.env
+            && a.cpu == b.cpu
+            && a.memory == b.memory
+            && a.cpuMillis == b.cpuMillis
+            && a.memoryBytes == b.memoryBytes
+            && a.health == b.health
+            && a.rollout == b.rollout
+            && a.slo == b.slo
+            && a.labels == b.labels
+            && a.manifestDirectory == b.manifestDirectory else { return false }
+        // Two derived servers with equal inputs have equal fields.
+        return (a.explicitFields == nil && b.explicitFields == nil) || a.fields == b.fields
+    }
+
+    // `fields` is left out: equal servers still hash alike, and hashing it would derive it.
+    public func hash(into h: inout Hasher) {
+        h.combine(name)
+        h.combine(tenant)
+        h.combine(version)
+        h.combine(revision)
+        h.combine(replicas)
+        h.combine(image)
+        h.combine(command)
+        h.combine(workingDirectory)
+        h.combine(digest)
+        h.combine(transport)
+        h.combine(port)
+        h.combine(path)
+        h.combine(env)
+        h.combine(cpu)
+        h.combine(memory)
+        h.combine(cpuMillis)
+        h.combine(memoryBytes)
+        h.combine(health)
+        h.combine(rollout)
+        h.combine(slo)
+        h.combine(labels)
+        h.combine(manifestDirectory)
+    }
 }
 
 public struct DesiredTenant: Codable, Hashable, Sendable {
@@ -212,13 +363,14 @@ public enum Renderer {
                        prometheusAddress: o.analysis.prometheus?.address, successRateQuery: o.analysis.prometheus?.successRateQuery,
                        latencyP95Query: o.analysis.prometheus?.latencyP95Query)
         }
-        let fields = specFields(s, env: env, health: health)
-        return DesiredServer(
-            name: s.name, tenant: s.tenant, version: s.version, revision: revision(of: fields), replicas: s.replicas,
+        var d = DesiredServer(
+            name: s.name, tenant: s.tenant, version: s.version, revision: "", replicas: s.replicas,
             image: s.artifact.image, command: s.artifact.command, workingDirectory: s.artifact.workingDirectory, digest: s.artifact.digest,
             transport: s.transport.type, port: s.transport.port, path: s.transport.path, env: env,
             cpu: s.resources?.cpu, memory: s.resources?.memory, cpuMillis: s.resources?.cpuMillis, memoryBytes: s.resources?.memoryBytes,
-            health: health, rollout: rollout, slo: slo, labels: s.metadata.labels, manifestDirectory: s.source.relativeDirectory, fields: fields)
+            health: health, rollout: rollout, slo: slo, labels: s.metadata.labels, manifestDirectory: s.source.relativeDirectory)
+        d.revision = revision(of: d)
+        return d
     }
 
     /// Quoted for display so that `1.10` and `"1.10"` read as what they are: strings.
@@ -238,19 +390,21 @@ public enum Renderer {
         return out + "\""
     }
 
-    static func specFields(_ s: Server, env: [DesiredEnvVar], health: DesiredHealth) -> [SpecField] {
+    /// A rendered server's fields, from its own properties (what `revision(of: DesiredServer)` hashes).
+    static func specFields(_ s: DesiredServer) -> [SpecField] {
+        let health = s.health
         var f: [SpecField] = []
-        f.reserveCapacity(18 + env.count)
+        f.reserveCapacity(18 + s.env.count)
         f.append(SpecField(path: "version", display: quote(s.version)))
         f.append(SpecField(path: "tenant", display: s.tenant))
-        if let v = s.artifact.image { f.append(SpecField(path: "artifact.image", display: v)) }
-        if let v = s.artifact.command { f.append(SpecField(path: "artifact.command", display: "[" + v.map(quote).joined(separator: ", ") + "]")) }
-        if let v = s.artifact.workingDirectory { f.append(SpecField(path: "artifact.workingDirectory", display: quote(v))) }
-        if let v = s.artifact.digest { f.append(SpecField(path: "artifact.digest", display: v)) }
-        f.append(SpecField(path: "transport.type", display: s.transport.type.rawValue))
-        if let p = s.transport.port { f.append(SpecField(path: "transport.port", display: String(p))) }
-        f.append(SpecField(path: "transport.path", display: s.transport.path))
-        for e in env {
+        if let v = s.image { f.append(SpecField(path: "artifact.image", display: v)) }
+        if let v = s.command { f.append(SpecField(path: "artifact.command", display: "[" + v.map(quote).joined(separator: ", ") + "]")) }
+        if let v = s.workingDirectory { f.append(SpecField(path: "artifact.workingDirectory", display: quote(v))) }
+        if let v = s.digest { f.append(SpecField(path: "artifact.digest", display: v)) }
+        f.append(SpecField(path: "transport.type", display: s.transport.rawValue))
+        if let p = s.port { f.append(SpecField(path: "transport.port", display: String(p))) }
+        f.append(SpecField(path: "transport.path", display: s.path))
+        for e in s.env {
             if let ref = e.secretRef {
                 f.append(SpecField(path: "env." + e.name, display: "secretRef(" + ref.name + "/" + ref.key + ")"))
             } else if let v = e.value {
@@ -260,8 +414,8 @@ public enum Renderer {
                                    canonical: sensitive ? "sha256:" + hexPrefix(SHA256.hash(data: Array(v.utf8)), 64) : "value:" + v))
             }
         }
-        if let c = s.resources?.cpu { f.append(SpecField(path: "resources.cpu", display: c, canonical: String(s.resources?.cpuMillis ?? 0) + "m")) }
-        if let m = s.resources?.memory { f.append(SpecField(path: "resources.memory", display: m, canonical: String(s.resources?.memoryBytes ?? 0))) }
+        if let c = s.cpu { f.append(SpecField(path: "resources.cpu", display: c, canonical: String(s.cpuMillis ?? 0) + "m")) }
+        if let m = s.memory { f.append(SpecField(path: "resources.memory", display: m, canonical: String(s.memoryBytes ?? 0))) }
         f.append(SpecField(path: "health.probe", display: health.probe.rawValue))
         if let p = health.path { f.append(SpecField(path: "health.path", display: p)) }
         f.append(SpecField(path: "health.interval", display: Syntax.format(.milliseconds(health.intervalMs)), canonical: String(health.intervalMs) + "ms"))
@@ -269,6 +423,82 @@ public enum Renderer {
         f.append(SpecField(path: "health.failureThreshold", display: String(health.failureThreshold)))
         if !health.requireTools.isEmpty { f.append(SpecField(path: "health.requireTools", display: "[" + health.requireTools.joined(separator: ", ") + "]")) }
         return f
+    }
+
+    /// The revision of a rendered server: the same digest as `revision(of: specFields(s))`, with the
+    /// canonical bytes written straight into one buffer, already in path order (no field values, no
+    /// display strings, no sort). Keep in step with `specFields`.
+    static func revision(of s: DesiredServer) -> String {
+        var b: [UInt8] = []
+        b.reserveCapacity(1024)
+        // `path NUL canonical` per field, LF-separated and LF-terminated.
+        func start(_ path: StaticString) {
+            if !b.isEmpty { b.append(0x0a) }
+            b.append(contentsOf: UnsafeBufferPointer(start: path.utf8Start, count: path.utf8CodeUnitCount))
+        }
+        func field(_ path: StaticString) {
+            start(path)
+            b.append(0)
+        }
+        func text(_ v: String) { b.append(contentsOf: v.utf8) }
+        func quoted(_ v: String) {
+            if !v.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5c }) {
+                b.append(0x22); b.append(contentsOf: v.utf8); b.append(0x22)
+            } else {
+                b.append(contentsOf: quote(v).utf8)
+            }
+        }
+        func number<I: BinaryInteger>(_ n: I) { text(String(n)) }
+        let h = s.health
+        // Paths in `String` order, which is byte order for these ASCII paths.
+        if let v = s.command {
+            field("artifact.command")
+            b.append(0x5b)
+            for (i, a) in v.enumerated() {
+                if i > 0 { b.append(0x2c); b.append(0x20) }
+                quoted(a)
+            }
+            b.append(0x5d)
+        }
+        if let v = s.digest { field("artifact.digest"); text(v) }
+        if let v = s.image { field("artifact.image"); text(v) }
+        if let v = s.workingDirectory { field("artifact.workingDirectory"); quoted(v) }
+        // Env is sorted by name, so `env.NAME` paths are in order too.
+        for e in s.env {
+            if let ref = e.secretRef {
+                start("env."); text(e.name); b.append(0)
+                text("secretRef("); text(ref.name); b.append(0x2f); text(ref.key); b.append(0x29)
+            } else if let v = e.value {
+                start("env."); text(e.name); b.append(0)
+                if PlanSafety.looksSensitive(e.name) {
+                    text("sha256:"); text(hexPrefix(SHA256.hash(data: Array(v.utf8)), 64))
+                } else {
+                    text("value:"); text(v)
+                }
+            }
+        }
+        field("health.failureThreshold"); number(h.failureThreshold)
+        field("health.interval"); number(h.intervalMs); text("ms")
+        if let p = h.path { field("health.path"); text(p) }
+        field("health.probe"); text(h.probe.rawValue)
+        if !h.requireTools.isEmpty {
+            field("health.requireTools"); b.append(0x5b)
+            for (i, t) in h.requireTools.enumerated() {
+                if i > 0 { b.append(0x2c); b.append(0x20) }
+                text(t)
+            }
+            b.append(0x5d)
+        }
+        field("health.timeout"); number(h.timeoutMs); text("ms")
+        if s.cpu != nil { field("resources.cpu"); number(s.cpuMillis ?? 0); text("m") }
+        if s.memory != nil { field("resources.memory"); number(s.memoryBytes ?? 0) }
+        field("tenant"); text(s.tenant)
+        field("transport.path"); text(s.path)
+        if let p = s.port { field("transport.port"); number(p) }
+        field("transport.type"); text(s.transport.rawValue)
+        field("version"); quoted(s.version)
+        b.append(0x0a)
+        return hexPrefix(SHA256.hash(data: b), 12)
     }
 
     /// First 12 hex digits of SHA-256 over the canonical field list (as Kubernetes' pod-template-hash,
