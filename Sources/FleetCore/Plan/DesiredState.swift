@@ -316,8 +316,12 @@ public enum Renderer {
         // Not `catalog.servers(in:)`: that copies every selected Server first.
         var servers: [DesiredServer] = []
         servers.reserveCapacity(catalog.servers.count)
-        for i in catalog.servers.indices where environment.selects(catalog.servers[i]) {
-            servers.append(desiredServer(catalog.servers[i], catalog: catalog))
+        // Through a buffer pointer: its subscript lends the element, where `catalog.servers[i]` copied
+        // each Server (retaining every field) for each call.
+        catalog.servers.withUnsafeBufferPointer { all in
+            for i in all.indices where environment.selects(all[i]) {
+                servers.append(desiredServer(all[i], catalog: catalog))
+            }
         }
         let tenantNames = Set(servers.map(\.tenant))
         let tenants = catalog.tenants.filter { tenantNames.contains($0.name) }.map(desiredTenant)
@@ -448,7 +452,13 @@ public enum Renderer {
                 b.append(contentsOf: quote(v).utf8)
             }
         }
-        func number<I: BinaryInteger>(_ n: I) { text(String(n)) }
+        func number<I: BinaryInteger>(_ n: I) {
+            // Small non-negative numbers (all of them, in practice) without a String per number.
+            guard n >= 0, n < 1_000_000_000_000 else { return text(String(n)) }
+            var v = UInt64(n), digits: (UInt64, Int) = (0, 0)
+            repeat { digits.0 = digits.0 &* 16 &+ v % 10; digits.1 += 1; v /= 10 } while v > 0
+            for _ in 0..<digits.1 { b.append(0x30 &+ UInt8(digits.0 & 0xf)); digits.0 >>= 4 }
+        }
         let h = s.health
         // Paths in `String` order, which is byte order for these ASCII paths.
         if let v = s.command {

@@ -7,7 +7,7 @@ public enum Planner {
         // Indices, not copies, of the live servers by name (the first of a name wins).
         var liveServerIndex: [String: Int] = [:]
         liveServerIndex.reserveCapacity(live.servers.count)
-        for (i, s) in live.servers.enumerated() where liveServerIndex[s.name] == nil { liveServerIndex[s.name] = i }
+        for i in live.servers.indices where liveServerIndex[live.servers[i].name] == nil { liveServerIndex[live.servers[i].name] = i }
         let liveTenants = Dictionary(live.tenants.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         let desiredNames = Set(desired.servers.map(\.name))
         let desiredTenantNames = Set(desired.tenants.map(\.name))
@@ -31,60 +31,64 @@ public enum Planner {
 
         var verdictsUsed: [PolicyVerdict] = []
         // Usually already in name order; sorting indices keeps the (stable) order without copying servers.
-        for di in desired.servers.indices.sorted(by: { desired.servers[$0].name < desired.servers[$1].name }) {
-            let d = desired.servers[di]
-            let verdict = verdicts.isEmpty ? nil : verdicts[d.name]
+        // Servers are read in place through buffer pointers, field by field: copying each `DesiredServer`
+        // and `LiveServer` whole retained and released every field of both, per server.
+        desired.servers.withUnsafeBufferPointer { ds in
+        live.servers.withUnsafeBufferPointer { ls in
+        for di in ds.indices.sorted(by: { ds[$0].name < ds[$1].name }) {
+            let verdict = verdicts.isEmpty ? nil : verdicts[ds[di].name]
             let blocked = verdict?.decision == .blocked
-            guard let li = liveServerIndex[d.name] else {
-                changes.append(Change(action: .create, kind: .server, name: d.name, tenant: d.tenant, toRevision: d.revision, toReplicas: d.replicas,
-                                      fields: d.fields.map { FieldChange(path: $0.path, old: nil, new: $0.display) },
-                                      reason: "server `\(d.name)` is not running here yet", blocked: blocked))
+            guard let li = liveServerIndex[ds[di].name] else {
+                changes.append(Change(action: .create, kind: .server, name: ds[di].name, tenant: ds[di].tenant, toRevision: ds[di].revision, toReplicas: ds[di].replicas,
+                                      fields: ds[di].fields.map { FieldChange(path: $0.path, old: nil, new: $0.display) },
+                                      reason: "server `\(ds[di].name)` is not running here yet", blocked: blocked))
                 if let verdict { verdictsUsed.append(verdict) }
                 continue
             }
-            let l = live.servers[li]
-            let serving = l.servingRevision
-            if let pin = l.pinnedRevision {
+            let serving = ls[li].servingRevision
+            if let pin = ls[li].pinnedRevision {
                 summary.held += 1
-                holds.append(Hold(server: d.name, reason: "pinned to revision \(pin) by a manual rollback; desired revision \(d.revision) waits until the pin is released (`mcpfleet resume \(d.name)`)", revision: pin))
+                holds.append(Hold(server: ds[di].name, reason: "pinned to revision \(pin) by a manual rollback; desired revision \(ds[di].revision) waits until the pin is released (`mcpfleet resume \(ds[di].name)`)", revision: pin))
                 continue
             }
-            if l.paused {
+            if ls[li].paused {
                 summary.held += 1
-                holds.append(Hold(server: d.name, reason: "paused (`mcpfleet resume \(d.name)` continues)", revision: serving?.revision))
+                holds.append(Hold(server: ds[di].name, reason: "paused (`mcpfleet resume \(ds[di].name)` continues)", revision: serving?.revision))
                 continue
             }
-            let atDesired = serving?.revision == d.revision || l.targetRevision == d.revision
-            if !atDesired, l.failedRevisions.contains(d.revision) {
+            let atDesired = serving?.revision == ds[di].revision || ls[li].targetRevision == ds[di].revision
+            if !atDesired, ls[li].failedRevisions.contains(ds[di].revision) {
                 summary.held += 1
-                holds.append(Hold(server: d.name, reason: "revision \(d.revision) failed its rollout and was rolled back; it is not retried until the manifests change it again", revision: d.revision))
+                holds.append(Hold(server: ds[di].name, reason: "revision \(ds[di].revision) failed its rollout and was rolled back; it is not retried until the manifests change it again", revision: ds[di].revision))
                 continue
             }
             if atDesired {
-                let current = l.revisions.first { $0.revision == d.revision }?.replicas ?? 0
-                let others = l.revisions.filter { $0.revision != d.revision }.reduce(0) { $0 + $1.replicas }
-                if l.targetRevision == d.revision, others > 0 || l.phase == .progressing {
+                let current = ls[li].revisions.first { $0.revision == ds[di].revision }?.replicas ?? 0
+                let others = ls[li].revisions.filter { $0.revision != ds[di].revision }.reduce(0) { $0 + $1.replicas }
+                if ls[li].targetRevision == ds[di].revision, others > 0 || ls[li].phase == .progressing {
                     summary.held += 1
-                    holds.append(Hold(server: d.name, reason: "rollout to \(d.revision) in progress (\(current)/\(d.replicas) replicas on it)", revision: d.revision))
-                } else if current != d.replicas || others > 0 {
-                    changes.append(Change(action: .scale, kind: .server, name: d.name, tenant: d.tenant, fromRevision: d.revision, toRevision: d.revision,
-                                          fromReplicas: l.totalReplicas, toReplicas: d.replicas,
-                                          fields: [FieldChange(path: "replicas", old: String(l.totalReplicas), new: String(d.replicas))],
-                                          reason: "replicas \(l.totalReplicas) → \(d.replicas)"))
+                    holds.append(Hold(server: ds[di].name, reason: "rollout to \(ds[di].revision) in progress (\(current)/\(ds[di].replicas) replicas on it)", revision: ds[di].revision))
+                } else if current != ds[di].replicas || others > 0 {
+                    changes.append(Change(action: .scale, kind: .server, name: ds[di].name, tenant: ds[di].tenant, fromRevision: ds[di].revision, toRevision: ds[di].revision,
+                                          fromReplicas: ls[li].totalReplicas, toReplicas: ds[di].replicas,
+                                          fields: [FieldChange(path: "replicas", old: String(ls[li].totalReplicas), new: String(ds[di].replicas))],
+                                          reason: "replicas \(ls[li].totalReplicas) → \(ds[di].replicas)"))
                 } else {
                     summary.unchanged += 1
                 }
                 continue
             }
-            var diff = serving?.fields.map { fieldChanges(old: $0, new: d.fields) } ?? []
-            if l.totalReplicas != d.replicas {
-                diff.append(FieldChange(path: "replicas", old: String(l.totalReplicas), new: String(d.replicas)))
+            var diff = serving?.fields.map { fieldChanges(old: $0, new: ds[di].fields) } ?? []
+            if ls[li].totalReplicas != ds[di].replicas {
+                diff.append(FieldChange(path: "replicas", old: String(ls[li].totalReplicas), new: String(ds[di].replicas)))
             }
-            let what = diff.isEmpty ? "revision \(serving?.revision ?? "none") → \(d.revision)" : diff.map(\.path).joined(separator: ", ")
-            changes.append(Change(action: .rollout, kind: .server, name: d.name, tenant: d.tenant, fromRevision: serving?.revision, toRevision: d.revision,
-                                  fromReplicas: l.totalReplicas, toReplicas: d.replicas, fields: diff,
-                                  reason: "new revision (\(what)) rolled out by \(d.rollout.strategy.rawValue) strategy", blocked: blocked))
+            let what = diff.isEmpty ? "revision \(serving?.revision ?? "none") → \(ds[di].revision)" : diff.map(\.path).joined(separator: ", ")
+            changes.append(Change(action: .rollout, kind: .server, name: ds[di].name, tenant: ds[di].tenant, fromRevision: serving?.revision, toRevision: ds[di].revision,
+                                  fromReplicas: ls[li].totalReplicas, toReplicas: ds[di].replicas, fields: diff,
+                                  reason: "new revision (\(what)) rolled out by \(ds[di].rollout.strategy.rawValue) strategy", blocked: blocked))
             if let verdict { verdictsUsed.append(verdict) }
+        }
+        }
         }
 
         // Deletions last: servers, then tenants left empty. Only what mcpfleet owns is pruned.
