@@ -201,10 +201,11 @@ public actor SystemdDriver: RuntimeDriver {
             try await systemctl(["reset-failed"] + toResetFailed, resource: "environment/\(environmentName)", tolerateFailure: true)
         }
         let restart = toRestart.filter { !toStop.contains($0) }
-        // Enqueue and return: whether an instance comes up is observed, not waited for (a process that
-        // exits at once would otherwise fail the whole batch, depending on timing).
-        if !restart.isEmpty { try await systemctl(["restart", "--no-block"] + restart, resource: "environment/\(environmentName)") }
-        if !toStart.isEmpty { try await systemctl(["start", "--no-block"] + toStart, resource: "environment/\(environmentName)") }
+        // Wait for the start jobs (Type=exec: until each process has exec'd), but a unit whose process
+        // exits at once fails its job without failing the batch: the other jobs still run, and the
+        // crash shows in `observe` (failed, with its reason) where the controller acts on it.
+        if !restart.isEmpty { _ = try await systemctl(["restart"] + restart, resource: "environment/\(environmentName)", tolerateFailure: true) }
+        if !toStart.isEmpty { _ = try await systemctl(["start"] + toStart, resource: "environment/\(environmentName)", tolerateFailure: true) }
     }
 
     private func removeRevisionFiles(base: String, server: String, listed: inout [ListedInstance], toStop: inout [String], toStart: inout [String],

@@ -23,6 +23,20 @@ public final class SystemdSandbox: Sendable {
     /// The sandbox's file system as seen from this process (its private /run lives only there).
     public var root: String { "/proc/\(pid)/root" }
 
+    /// Copies a host executable into the sandbox's private /run and returns its path as units see it.
+    /// Hardened units run with `PrivateTmp=`, so a binary under the host's /tmp (a CI checkout may live
+    /// there) would be invisible to them; /run is readable by their dynamic users.
+    public func stage(_ hostPath: String) throws -> String {
+        let directory = "/run/mcpfleet-test-bin"
+        try FileManager.default.createDirectory(atPath: root + directory, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o755])
+        let inside = directory + "/" + (hostPath as NSString).lastPathComponent
+        if FileManager.default.fileExists(atPath: root + inside) { return inside }
+        try FileManager.default.copyItem(atPath: hostPath, toPath: root + inside)
+        chmod(root + inside, 0o755)
+        return inside
+    }
+
     /// Units that would change state shared with the host, or are simply not wanted in a test.
     public static let maskedUnits = [
         "systemd-tmpfiles-setup.service", "systemd-tmpfiles-setup-dev.service", "systemd-tmpfiles-clean.timer", "systemd-tmpfiles-clean.service",

@@ -22,8 +22,9 @@ struct SystemdDriverSandboxTests {
     }
 
     @Test func deployScaleAndEveryInstanceAnswersInitialize() async throws {
-        let binary = try Fixtures.everythingServer()
+        let hostBinary = try Fixtures.everythingServer()
         try await Self.withSandbox { sandbox, driver in
+            let binary = try sandbox.stage(hostBinary)
             let server = try Fixtures.server(name: "everything", command: [binary, "--port", "${PORT}"], port: 22000, replicas: 3)
             try await driver.apply(batch: [.ensureTenant(Fixtures.tenant("platform", cpuMillis: 2000, memoryBytes: 2 << 30, tasks: 512)), .scale(server, replicas: 3)])
             #expect(await driver.reloadCount == 1)
@@ -54,8 +55,9 @@ struct SystemdDriverSandboxTests {
     }
 
     @Test func versionChangeRollsWithinTheUnavailableBudget() async throws {
-        let binary = try Fixtures.everythingServer()
-        try await Self.withSandbox { _, driver in
+        let hostBinary = try Fixtures.everythingServer()
+        try await Self.withSandbox { sandbox, driver in
+            let binary = try sandbox.stage(hostBinary)
             let v1 = try Fixtures.server(name: "roll", version: "1.0.0", command: [binary, "--port", "${PORT}"], port: 22100, replicas: 3)
             let v2 = try Fixtures.server(name: "roll", version: "2.0.0", command: [binary, "--port", "${PORT}"], port: 22100, replicas: 3)
             #expect(v1.revision != v2.revision)
