@@ -76,14 +76,29 @@ public struct LiveState: Codable, Hashable, Sendable {
             }
             ends.append(text.count)
         }
-        let numbers = ends.indices.map { String($0) }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(text.count + ends.count * 8)
-        for n in ends.indices.sorted(by: { numbers[$0] < numbers[$1] }) {
-            bytes.append(contentsOf: numbers[n].utf8)
+        func line(_ n: Int) {
+            bytes.append(contentsOf: String(n).utf8)
             bytes.append(0)
             bytes.append(contentsOf: text[(n == 0 ? 0 : ends[n - 1])..<ends[n]])
             bytes.append(0x0a)
+        }
+        // 0..<count in the order of their decimal strings, generated (a preorder walk of the digit
+        // trie) rather than sorted by string comparison: "0", then 1, 10, 100, …, 11, …, 2, ….
+        if !ends.isEmpty {
+            line(0)
+            let last = ends.count - 1
+            var n = 1
+            for _ in 0..<last {
+                line(n)
+                if n * 10 <= last {
+                    n *= 10
+                } else {
+                    while n % 10 == 9 || n >= last { n /= 10 }
+                    n += 1
+                }
+            }
         }
         return Renderer.hexPrefix(SHA256.hash(data: bytes), 12)
     }
