@@ -316,12 +316,8 @@ public enum Renderer {
         // Not `catalog.servers(in:)`: that copies every selected Server first.
         var servers: [DesiredServer] = []
         servers.reserveCapacity(catalog.servers.count)
-        // Through a buffer pointer: its subscript lends the element, where `catalog.servers[i]` copied
-        // each Server (retaining every field) for each call.
-        catalog.servers.withUnsafeBufferPointer { all in
-            for i in all.indices where environment.selects(all[i]) {
-                servers.append(desiredServer(all[i], catalog: catalog))
-            }
+        for i in catalog.servers.indices where environment.selects(catalog.servers[i]) {
+            servers.append(desiredServer(catalog.servers[i], catalog: catalog))
         }
         let tenantNames = Set(servers.map(\.tenant))
         let tenants = catalog.tenants.filter { tenantNames.contains($0.name) }.map(desiredTenant)
