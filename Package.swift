@@ -75,6 +75,6 @@ let package = Package(
         .testTarget(name: "FleetSystemdTests", dependencies: ["FleetSystemd", "FleetState", "FleetCore", "FleetTesting"]),
         .testTarget(name: "FleetKubernetesTests", dependencies: ["FleetKubernetes", "FleetHTTP", "FleetCore", "FleetYAML", "FleetTesting"]),
         .testTarget(name: "FleetControllerTests", dependencies: ["FleetController", "FleetCore", "FleetHTTP", "FleetTesting"]),
-        .testTarget(name: "MCPFleetCLITests", dependencies: ["FleetCore"]),
+        .testTarget(name: "MCPFleetCLITests", dependencies: ["FleetCore", "FleetTesting"]),
     ]
 )
