@@ -36,13 +36,13 @@ openssl speed -seconds 1 ecdsap256 > "$tmp/openssl-speed.txt" 2>/dev/null
 
 if [ "$BUILD" = 1 ]; then
     echo "building tests ($CONFIG, scratch $SCRATCH)…" >&2
-    swift build -c "$CONFIG" --scratch-path "$SCRATCH" --build-tests >&2
+    swift build -c "$CONFIG" -Xswiftc -enable-testing --scratch-path "$SCRATCH" --build-tests >&2
 fi
 
 echo "gate benchmark, $SERVERS servers…" >&2
 MCPFLEET_BENCH=1 MCPFLEET_BENCH_SERVERS="$SERVERS" MCPFLEET_BENCH_OPENSSL="$tmp/openssl-speed.txt" \
 MCPFLEET_BENCH_OUT="$tmp/result.txt" \
-    swift test -c "$CONFIG" --scratch-path "$SCRATCH" --skip-build --filter benchmark1000Servers >&2
+    swift test -c "$CONFIG" -Xswiftc -enable-testing --scratch-path "$SCRATCH" --skip-build --filter benchmark1000Servers >&2
 
 {
     echo "# Supply-chain gate benchmark"
