@@ -43,12 +43,8 @@ struct PlanCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let loaded = LoadedCatalog.load(path: path)
-        if loaded.diagnostics.hasErrors || loaded.hasIOErrors {
-            writeStderr(loaded.renderDiagnostics(color: OutputOptions.stderrColor(noColor)))
-            throw CommandFailure(message: "the catalog in \(path) is invalid; nothing was planned")
-        }
-        let environment = try PlanCommand.selectEnvironment(loaded.catalog, env)
+        let target = try FleetTarget.load(path: path, env: env)
+        let loaded = target.loaded, environment = target.environment
         let desired = Renderer.desiredState(loaded.catalog, environment: environment)
 
         let liveState: LiveState
@@ -73,14 +69,9 @@ struct PlanCommand: AsyncParsableCommand {
             }
             baseline = "git \(against)"
         } else {
-            let (driver, store) = try DriverFactory.make(environment: environment, manifestRoot: loaded.root)
-            do {
-                var observed = try await driver.observe()
-                observed.environment = environment.name
-                observed.driver = environment.driver.rawValue
-                liveState = observed.merging(try await store.records())
-            } catch {
-                throw CommandFailure(message: "cannot observe environment \(environment.name) (\(environment.driver.rawValue)): \(error); pass --live FILE or --against GIT-REF to plan without it")
+            let (driver, store) = try target.runtime()
+            do { liveState = try await target.observe(driver, store) } catch let failure as CommandFailure {
+                throw CommandFailure(message: failure.message + "; pass --live FILE or --against GIT-REF to plan without it")
             }
             baseline = "\(environment.driver.rawValue) runtime of environment \(environment.name)"
         }

@@ -31,6 +31,18 @@ struct FleetTarget {
 
     var desired: DesiredState { Renderer.desiredState(loaded.catalog, environment: environment) }
 
+    /// What runs, as the driver sees it, with the controller's bookkeeping folded in.
+    func observe(_ driver: any RuntimeDriver, _ store: any RolloutStore) async throws -> LiveState {
+        do {
+            var observed = try await driver.observe()
+            observed.environment = environment.name
+            observed.driver = environment.driver.rawValue
+            return observed.merging(try await store.records())
+        } catch {
+            throw CommandFailure(message: "cannot observe environment \(environment.name) (\(environment.driver.rawValue)): \(error)")
+        }
+    }
+
     /// Renders the catalog as it is on disk now (the controller's source calls this on every change).
     static func snapshot(path: String, environmentName: String) throws -> DesiredStateSnapshot {
         let loaded = LoadedCatalog.load(path: path)
@@ -177,7 +189,7 @@ struct RunCommand: AsyncParsableCommand {
 
         if once {
             // Read back what runs and the final bookkeeping (the controller's last observation may predate its last step).
-            let live = try await driver.observe().merging(try await store.records())
+            let live = try await target.observe(driver, store)
             writeStdout(StatusCommand.table(live, desired: await controller.snapshot()?.desired))
         }
         let stop = stopOnExit ?? (target.environment.driver == .local && !once)

@@ -21,15 +21,7 @@ struct StatusCommand: AsyncParsableCommand {
     func run() async throws {
         let target = try FleetTarget.load(path: path, env: env)
         let (driver, store) = try target.runtime()
-        let live: LiveState
-        do {
-            var observed = try await driver.observe()
-            observed.environment = target.environment.name
-            observed.driver = target.environment.driver.rawValue
-            live = observed.merging(try await store.records())
-        } catch {
-            throw CommandFailure(message: "cannot observe environment \(target.environment.name): \(error)")
-        }
+        let live = try await target.observe(driver, store)
         switch output {
         case .json: writeStdout(try encodeJSON(live))
         default:

@@ -1,5 +1,6 @@
 import FleetCore
 import FleetLocal
+import FleetTesting
 import Foundation
 import Testing
 #if canImport(FoundationNetworking)
@@ -33,23 +34,8 @@ func makeTemporaryDirectory(_ label: String) throws -> String {
 
 let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 
-/// The SDK's `mcp-everything-server`: $MCP_EVERYTHING_SERVER, else beside the test bundle. Missing is a failure.
-func everythingServer() throws -> String {
-    if let path = ProcessInfo.processInfo.environment["MCP_EVERYTHING_SERVER"], !path.isEmpty {
-        guard FileManager.default.isExecutableFile(atPath: path) else { throw TestFailure("MCP_EVERYTHING_SERVER=\(path) is not an executable") }
-        return path
-    }
-    var url = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
-    while url.path != "/" {
-        if url.pathExtension == "xctest" {
-            let candidate = url.deletingLastPathComponent().appendingPathComponent("mcp-everything-server").path
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-            break
-        }
-        url.deleteLastPathComponent()
-    }
-    throw TestFailure("mcp-everything-server not found: set MCP_EVERYTHING_SERVER or run `swift build --product mcp-everything-server`")
-}
+/// The SDK's `mcp-everything-server` (FleetTesting finds it). Missing is a failure.
+func everythingServer() throws -> String { try TestEnvironment.everythingServer() }
 
 func testEnvironment(_ name: String = "test", secretsDir: String? = nil, maxLogBytes: Int? = nil) -> Environment {
     let location = SourceLocation(file: "environment.yaml", line: 1, column: 1)

@@ -74,23 +74,8 @@ enum Fixtures {
         return try JSONDecoder().decode(DesiredState.self, from: JSONSerialization.data(withJSONObject: json))
     }
 
-    /// The official Swift SDK's conformance server: `MCP_EVERYTHING_SERVER`, else beside the test bundle.
-    static func everythingServer() throws -> String {
-        if let p = ProcessInfo.processInfo.environment["MCP_EVERYTHING_SERVER"], !p.isEmpty {
-            guard FileManager.default.isExecutableFile(atPath: p) else { throw FixtureError("MCP_EVERYTHING_SERVER=\(p) is not an executable file") }
-            return p
-        }
-        var url = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
-        while url.path != "/" {
-            if url.pathExtension == "xctest" {
-                let candidate = url.deletingLastPathComponent().appendingPathComponent("mcp-everything-server").path
-                if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-                break
-            }
-            url = url.deletingLastPathComponent()
-        }
-        throw FixtureError("mcp-everything-server not found: set MCP_EVERYTHING_SERVER (scripts/test.sh does) or build it with `swift build --product mcp-everything-server`")
-    }
+    /// The official Swift SDK's conformance server (FleetTesting finds it; missing is a failure).
+    static func everythingServer() throws -> String { try TestEnvironment.everythingServer() }
 }
 
 struct FixtureError: Error, CustomStringConvertible {

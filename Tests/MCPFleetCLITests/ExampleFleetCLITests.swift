@@ -1,3 +1,4 @@
+import FleetTesting
 import Foundation
 import Testing
 
@@ -29,8 +30,7 @@ import Testing
     }
 
     @Test func exampleFleetRunsRollsHealsAndStops() async throws {
-        let server = ProcessInfo.processInfo.environment["MCP_EVERYTHING_SERVER"] ?? (URL(fileURLWithPath: mcpfleetBinary).deletingLastPathComponent().path + "/mcp-everything-server")
-        try #require(FileManager.default.isExecutableFile(atPath: server), "mcp-everything-server not found (scripts/test.sh builds it and sets MCP_EVERYTHING_SERVER)")
+        let server = try TestEnvironment.everythingServer()
         let dir = try makeTempDirectory("example-fleet")
         try FileManager.default.copyItem(atPath: packageRoot + "/Manifests", toPath: dir + "/Manifests")
         let path = (URL(fileURLWithPath: server).deletingLastPathComponent().path) + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")

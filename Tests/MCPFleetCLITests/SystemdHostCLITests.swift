@@ -50,7 +50,7 @@ import Testing
             Issue.record("the systemd sandbox is unavailable: \(why)")
             return
         }
-        let server = ProcessInfo.processInfo.environment["MCP_EVERYTHING_SERVER"] ?? (URL(fileURLWithPath: mcpfleetBinary).deletingLastPathComponent().path + "/mcp-everything-server")
+        let server = try TestEnvironment.everythingServer()
         let sandbox = try await SystemdSandbox.boot()
         defer { sandbox.shutdown() }
         let fleet = try sandbox.stage(mcpfleetBinary)
