@@ -35,8 +35,14 @@ ODD_VALUES = ["", "~", "null", "latest", "1.0", "-1", "0", "abc", "99999", "6553
               "/abs/path", "../escape", "sha256:00", "TOKEN", "\"a\\nb\"", "-", "team-0000", "dev", "local"]
 
 
+THREADS = {}  # binary path -> MCPFLEET_THREADS for its runs (--old-threads / --new-threads)
+
+
 def run(cmd):
-    p = subprocess.run(cmd, capture_output=True, text=True)
+    env = dict(os.environ)
+    if cmd[0] in THREADS:
+        env["MCPFLEET_THREADS"] = str(THREADS[cmd[0]])
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     return p.returncode, p.stdout
 
 
@@ -198,11 +204,24 @@ def main():
     ap.add_argument("old")
     ap.add_argument("new")
     ap.add_argument("--mutants", type=int, default=300)
+    ap.add_argument("--old-threads", type=int, help="MCPFLEET_THREADS for OLD_BIN (e.g. 1: sequential)")
+    ap.add_argument("--new-threads", type=int, help="MCPFLEET_THREADS for NEW_BIN")
+    ap.add_argument("--large", type=int, default=1500,
+                    help="servers in the large generated catalog (big enough for the parallel paths; 0 = none)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", help="keep the work directory here")
     ap.add_argument("--plan-formats", default="json,text",
                     help="plan outputs to compare (json,text); drop text when the formatter itself changed in between")
     args = ap.parse_args()
+    if args.old == args.new:
+        # The same binary twice (e.g. sequential against parallel): runs are told apart by path.
+        alias = os.path.join(tempfile.mkdtemp(prefix="mcpfleet-diff-bin-"), "mcpfleet-new")
+        os.symlink(os.path.abspath(args.new), alias)
+        args.new = alias
+    if args.old_threads:
+        THREADS[args.old] = args.old_threads
+    if args.new_threads:
+        THREADS[args.new] = args.new_threads
     rng = random.Random(args.seed)
     formats = [f for f in args.plan_formats.split(",") if f]
     work = args.keep or tempfile.mkdtemp(prefix="mcpfleet-diff-")
@@ -219,6 +238,12 @@ def main():
     subprocess.run([sys.executable, os.path.join(ROOT, "Benchmarks", "gen_catalog.py"), "120", generated, "--files", "3"],
                    check=True, capture_output=True)
     bases.append(generated)
+    if args.large:
+        # Large enough that loading, decoding and rendering split the work across threads.
+        large = os.path.join(work, "generated-large")
+        subprocess.run([sys.executable, os.path.join(ROOT, "Benchmarks", "gen_catalog.py"), str(args.large), large,
+                        "--files", "24"], check=True, capture_output=True)
+        bases.append(large)
 
     report = []
     count = 0

@@ -53,34 +53,22 @@ struct BenchCommand: ParsableCommand {
         }
 
         func run() throws {
-            var total: [Double] = [], parse: [Double] = [], decode: [Double] = [], validate: [Double] = []
+            var total: [Double] = [], parse: [Double] = [], decode: [Double] = [], validate: [Double] = [], free: [Double] = []
             var servers = 0, documents = 0, files = 0, bytes = 0, errors = 0
             for i in 0..<(common.warmup + common.iterations) {
-                let t0 = BenchClock.now()
-                let set = ManifestLoader.load(path: common.path)
-                let t1 = BenchClock.now()
-                let inputs = set.files.map { ManifestFileInput(file: $0.path, relativePath: $0.relativePath, documents: $0.documents) }
-                let (catalog, decodeDiagnostics) = ManifestDecoder.decode(inputs)
-                let t2 = BenchClock.now()
-                // Evidence files are stat()ed as `validate` does (LoadedCatalog.load).
-                let base = baseDirectory
-                let validation = CatalogValidator.validate(catalog) { FileManager.default.fileExists(atPath: base + "/" + $0) }
-                let t3 = BenchClock.now()
+                // One iteration in a function of its own: everything it built is freed when it returns,
+                // after the last timestamp (Swift may end a value's lifetime at its last use, which would
+                // otherwise put freeing the node trees or the catalog inside a timed phase).
+                let (t0, t1, t2, t3) = iteration(first: i == 0) { stats in
+                    servers = stats.servers; documents = stats.documents; files = stats.files; bytes = stats.bytes; errors = stats.errors
+                }
+                let t4 = BenchClock.now()
                 if i >= common.warmup {
                     total.append(t3 - t0)
                     parse.append(t1 - t0)
                     decode.append(t2 - t1)
                     validate.append(t3 - t2)
-                }
-                if i == 0 {
-                    var all = Diagnostics(set.diagnostics)
-                    all.append(contentsOf: decodeDiagnostics)
-                    all.append(contentsOf: validation)
-                    errors = all.errorCount
-                    servers = catalog.servers.count
-                    documents = set.files.reduce(0) { $0 + $1.documents.count }
-                    files = set.files.count
-                    bytes = set.files.reduce(0) { $0 + $1.text.utf8.count }
+                    free.append(t4 - t3)
                 }
             }
             if files == 0 {
@@ -101,6 +89,8 @@ struct BenchCommand: ParsableCommand {
             out["parse_median_ms"] = .double(parse.median)
             out["decode_median_ms"] = .double(decode.median)
             out["validate_median_ms"] = .double(validate.median)
+            out["free_median_ms"] = .double(free.median)
+            out["threads"] = .int(Parallel.workers)
             out["documents_per_s"] = .double(median > 0 ? Double(documents) / (median / 1000) : 0)
             out["peak_rss_kib"] = .int(peakRSSKiB())
             writeStdout(out.line)
@@ -108,6 +98,32 @@ struct BenchCommand: ParsableCommand {
                 writeStderr("bench load: the catalog has \(errors) errors (run `mcpfleet validate \(common.path)`); figures are not representative\n")
                 throw ExitCode(1)
             }
+        }
+
+        struct Stats { var servers = 0, documents = 0, files = 0, bytes = 0, errors = 0 }
+
+        /// Load, decode and validate once; returns the four timestamps. What was built stays alive until
+        /// after the last one and is freed when this returns (the caller times that separately).
+        func iteration(first: Bool, report: (Stats) -> Void) -> (Double, Double, Double, Double) {
+            let t0 = BenchClock.now()
+            let set = ManifestLoader.load(path: common.path)
+            let t1 = BenchClock.now()
+            let inputs = set.files.map { ManifestFileInput(file: $0.path, relativePath: $0.relativePath, documents: $0.documents) }
+            let (catalog, decodeDiagnostics) = ManifestDecoder.decode(inputs)
+            let t2 = BenchClock.now()
+            // Evidence files are stat()ed as `validate` does (LoadedCatalog.load).
+            let base = baseDirectory
+            let validation = CatalogValidator.validate(catalog) { FileManager.default.fileExists(atPath: base + "/" + $0) }
+            let t3 = BenchClock.now()
+            withExtendedLifetime((set, inputs, catalog, decodeDiagnostics, validation)) {
+                guard first else { return }
+                var all = Diagnostics(set.diagnostics)
+                all.append(contentsOf: decodeDiagnostics)
+                all.append(contentsOf: validation)
+                report(Stats(servers: catalog.servers.count, documents: set.files.reduce(0) { $0 + $1.documents.count },
+                             files: set.files.count, bytes: set.files.reduce(0) { $0 + $1.text.utf8.count }, errors: all.errorCount))
+            }
+            return (t0, t1, t2, t3)
         }
     }
 
@@ -177,28 +193,20 @@ extension BenchCommand {
         func run() throws {
             let (live, drifted) = try snapshot()
 
-            var load: [Double] = [], render: [Double] = [], plan: [Double] = [], format: [Double] = []
+            var load: [Double] = [], render: [Double] = [], plan: [Double] = [], format: [Double] = [], free: [Double] = []
             var servers = 0, summary = PlanSummary()
             for i in 0..<(common.warmup + common.iterations) {
-                let t0 = BenchClock.now()
-                let loaded = CatalogLoader.load(path: common.path)
-                let t1 = BenchClock.now()
-                guard let e = loaded.catalog.environment(env) else { throw CommandFailure(message: "bench plan: environment `\(env)` vanished") }
-                let desired = Renderer.desiredState(loaded.catalog, environment: e)
-                let t2 = BenchClock.now()
-                let result = Planner.plan(desired: desired, live: live, baseline: "bench")
-                let t3 = BenchClock.now()
-                let text = PlanFormatter(color: false).text(result)
-                let t4 = BenchClock.now()
+                // As in `bench load`: one iteration per call, so freeing the catalog, the desired state and
+                // the plan happens after the last timestamp, not inside the render or plan phase.
+                let (t0, t1, t2, t3, t4) = try iteration(live: live) { n, s in servers = n; summary = s }
+                let t5 = BenchClock.now()
                 if i >= common.warmup {
                     load.append(t1 - t0)
                     render.append(t2 - t1)
                     plan.append(t3 - t2)
                     format.append(t4 - t3)
+                    free.append(t5 - t4)
                 }
-                servers = desired.servers.count
-                summary = result.summary
-                _ = text.utf8.count
             }
             let renderPlan = zip(render, plan).map { $0 + $1 }
             var out = BenchJSON()
@@ -216,8 +224,28 @@ extension BenchCommand {
             out["render_plan_median_ms"] = .double(renderPlan.median)
             out["render_plan_min_ms"] = .double(renderPlan.min() ?? 0)
             out["format_text_median_ms"] = .double(format.median)
+            out["free_median_ms"] = .double(free.median)
+            out["threads"] = .int(Parallel.workers)
             out["peak_rss_kib"] = .int(peakRSSKiB())
             writeStdout(out.line)
+        }
+
+        func iteration(live: LiveState, report: (Int, PlanSummary) -> Void) throws -> (Double, Double, Double, Double, Double) {
+            let t0 = BenchClock.now()
+            let loaded = CatalogLoader.load(path: common.path)
+            let t1 = BenchClock.now()
+            guard let e = loaded.catalog.environment(env) else { throw CommandFailure(message: "bench plan: environment `\(env)` vanished") }
+            let desired = Renderer.desiredState(loaded.catalog, environment: e)
+            let t2 = BenchClock.now()
+            let result = Planner.plan(desired: desired, live: live, baseline: "bench")
+            let t3 = BenchClock.now()
+            let text = PlanFormatter(color: false).text(result)
+            let t4 = BenchClock.now()
+            if getenv("XFP") != nil { let a = BenchClock.now(); let fp = live.fingerprint; let b = BenchClock.now(); print("fingerprint", b - a, fp.count) }
+            withExtendedLifetime((loaded, desired, result, text)) {
+                report(desired.servers.count, result.summary)
+            }
+            return (t0, t1, t2, t3, t4)
         }
 
         /// The live snapshot, built once from an untimed load and shared by every iteration. A function of

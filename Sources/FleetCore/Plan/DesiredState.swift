@@ -314,10 +314,21 @@ public enum Renderer {
     /// Renders the servers an environment selects, each with its revision.
     public static func desiredState(_ catalog: Catalog, environment: Environment) -> DesiredState {
         // Not `catalog.servers(in:)`: that copies every selected Server first.
-        var servers: [DesiredServer] = []
-        servers.reserveCapacity(catalog.servers.count)
-        for i in catalog.servers.indices where environment.selects(catalog.servers[i]) {
-            servers.append(desiredServer(catalog.servers[i], catalog: catalog))
+        // Each SLO is rendered once, not once per server that names it.
+        var slos: [String: DesiredSLO] = [:]
+        for o in catalog.slos where slos[o.name] == nil { slos[o.name] = desiredSLO(o) }
+        // Servers are read in place (a buffer, borrowed): copying a `Server` retains and releases its
+        // ~30 references. Each renders on its own; Parallel.map keeps the order and uses every core.
+        // (`pointee` is an addressor: a borrow. A buffer subscript or `catalog.servers[i]` copied.)
+        let servers = catalog.servers.withUnsafeBufferPointer { all -> [DesiredServer] in
+            guard let base = all.baseAddress else { return [] }
+            var selected: [Int] = []
+            selected.reserveCapacity(all.count)
+            for i in 0..<all.count where environment.selects(at: base + i) { selected.append(i) }
+            return Parallel.map(selected.count, minimumChunk: 256) { k in
+                let p = base + selected[k]
+                return desiredServer(at: p, slo: p.pointee.slo.flatMap { slos[$0] })
+            }
         }
         let tenantNames = Set(servers.map(\.tenant))
         let tenants = catalog.tenants.filter { tenantNames.contains($0.name) }.map(desiredTenant)
@@ -329,15 +340,29 @@ public enum Renderer {
     }
 
     public static func desiredServer(_ s: Server, catalog: Catalog) -> DesiredServer {
-        let env = s.env.map { e -> DesiredEnvVar in
+        withUnsafePointer(to: s) { desiredServer(at: $0, slo: s.slo.flatMap { catalog.slo($0) }.map(desiredSLO)) }
+    }
+
+    static func desiredSLO(_ o: SLO) -> DesiredSLO {
+        DesiredSLO(name: o.name, successRate: o.successRate, latencyP95Ms: o.latencyP95.map(ms), provider: o.analysis.provider,
+                   intervalMs: ms(o.analysis.interval), count: o.analysis.count, failureLimit: o.analysis.failureLimit,
+                   prometheusAddress: o.analysis.prometheus?.address, successRateQuery: o.analysis.prometheus?.successRateQuery,
+                   latencyP95Query: o.analysis.prometheus?.latencyP95Query)
+    }
+
+    /// `slo` is the server's SLO, rendered (nil when it names none, or one that does not exist). The server
+    /// is read in place, field by field (`pointee` borrows; a `Server` argument was copied whole).
+    static func desiredServer(at p: UnsafePointer<Server>, slo: DesiredSLO?) -> DesiredServer {
+        var env = p.pointee.env.map { e -> DesiredEnvVar in
             switch e.source {
             case .value(let v): return DesiredEnvVar(name: e.name, value: v)
             case .secret(let ref): return DesiredEnvVar(name: e.name, secretRef: ref)
             }
-        }.sorted { $0.name < $1.name }
-        let h = s.health
+        }
+        env.sort { $0.name < $1.name }
+        let h = p.pointee.health
         let health = DesiredHealth(probe: h.probe, path: h.path, intervalMs: ms(h.interval), timeoutMs: ms(h.timeout), failureThreshold: h.failureThreshold, requireTools: h.requireTools)
-        let r = s.rollout
+        let r = p.pointee.rollout
         let steps = r.steps.map { step -> DesiredCanaryStep in
             var weight: Int?, replicas: Int?
             switch step.size {
@@ -350,25 +375,19 @@ public enum Renderer {
             case .untilPromoted?: until = true
             case nil: break
             }
-            return DesiredCanaryStep(weight: weight, replicas: replicas, pauseMs: pauseMs, untilPromoted: until, analysis: step.analysis ?? (s.slo != nil))
+            return DesiredCanaryStep(weight: weight, replicas: replicas, pauseMs: pauseMs, untilPromoted: until, analysis: step.analysis ?? (p.pointee.slo != nil))
         }
-        var maxUnavailable = r.maxUnavailable.resolve(s.replicas, roundUp: false)
-        var maxSurge = r.maxSurge.resolve(s.replicas, roundUp: true)
+        var maxUnavailable = r.maxUnavailable.resolve(p.pointee.replicas, roundUp: false)
+        var maxSurge = r.maxSurge.resolve(p.pointee.replicas, roundUp: true)
         if maxSurge == 0 && maxUnavailable == 0 { maxSurge = 1 }
-        if r.strategy == .recreate { maxSurge = 0; maxUnavailable = s.replicas }
+        if r.strategy == .recreate { maxSurge = 0; maxUnavailable = p.pointee.replicas }
         let rollout = DesiredRollout(strategy: r.strategy, maxSurge: maxSurge, maxUnavailable: maxUnavailable, steps: steps, autoRollback: r.autoRollback, progressDeadlineMs: ms(r.progressDeadline))
-        let slo = s.slo.flatMap { catalog.slo($0) }.map { o in
-            DesiredSLO(name: o.name, successRate: o.successRate, latencyP95Ms: o.latencyP95.map(ms), provider: o.analysis.provider,
-                       intervalMs: ms(o.analysis.interval), count: o.analysis.count, failureLimit: o.analysis.failureLimit,
-                       prometheusAddress: o.analysis.prometheus?.address, successRateQuery: o.analysis.prometheus?.successRateQuery,
-                       latencyP95Query: o.analysis.prometheus?.latencyP95Query)
-        }
         var d = DesiredServer(
-            name: s.name, tenant: s.tenant, version: s.version, revision: "", replicas: s.replicas,
-            image: s.artifact.image, command: s.artifact.command, workingDirectory: s.artifact.workingDirectory, digest: s.artifact.digest,
-            transport: s.transport.type, port: s.transport.port, path: s.transport.path, env: env,
-            cpu: s.resources?.cpu, memory: s.resources?.memory, cpuMillis: s.resources?.cpuMillis, memoryBytes: s.resources?.memoryBytes,
-            health: health, rollout: rollout, slo: slo, labels: s.metadata.labels, manifestDirectory: s.source.relativeDirectory)
+            name: p.pointee.name, tenant: p.pointee.tenant, version: p.pointee.version, revision: "", replicas: p.pointee.replicas,
+            image: p.pointee.artifact.image, command: p.pointee.artifact.command, workingDirectory: p.pointee.artifact.workingDirectory, digest: p.pointee.artifact.digest,
+            transport: p.pointee.transport.type, port: p.pointee.transport.port, path: p.pointee.transport.path, env: env,
+            cpu: p.pointee.resources?.cpu, memory: p.pointee.resources?.memory, cpuMillis: p.pointee.resources?.cpuMillis, memoryBytes: p.pointee.resources?.memoryBytes,
+            health: health, rollout: rollout, slo: slo, labels: p.pointee.metadata.labels, manifestDirectory: p.pointee.source.relativeDirectory)
         d.revision = revision(of: d)
         return d
     }

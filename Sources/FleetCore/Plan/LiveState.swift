@@ -53,20 +53,31 @@ public struct LiveState: Codable, Hashable, Sendable {
         var ends: [Int] = []
         ends.reserveCapacity(servers.count + tenants.count)
         func add(_ s: String) { text.append(contentsOf: s.utf8) }
-        for i in servers.indices.sorted(by: { servers[$0].name < servers[$1].name }) {
-            let s = servers[i]
-            add("s "); add(s.name); add(" "); add(s.tenant ?? ""); add(s.managed ? " true " : " false ")
-            let revisions = s.revisions.count > 1 ? s.revisions.sorted { $0.revision < $1.revision } : s.revisions
-            for (k, r) in revisions.enumerated() {
-                if k > 0 { add(",") }
-                add(r.revision); add("x"); add(String(r.replicas))
+        servers.withUnsafeBufferPointer { all in
+            guard let base = all.baseAddress else { return }
+            // In place through `pointee` (a borrow): copying each LiveServer retained all its fields.
+            for i in Planner.nameOrder(all.count, { (base + $0).pointee.name }) {
+                let s = base + i
+                add("s "); add(s.pointee.name); add(" "); add(s.pointee.tenant ?? ""); add(s.pointee.managed ? " true " : " false ")
+                func revisionList(_ revisions: [LiveRevision]) {
+                    revisions.withUnsafeBufferPointer { rs in
+                        guard let rb = rs.baseAddress else { return }
+                        for k in 0..<rs.count {
+                            if k > 0 { add(",") }
+                            add((rb + k).pointee.revision); add("x"); add(String((rb + k).pointee.replicas))
+                        }
+                    }
+                }
+                if s.pointee.revisions.count > 1 { revisionList(s.pointee.revisions.sorted { $0.revision < $1.revision }) } else { revisionList(s.pointee.revisions) }
+                add(" pin="); add(s.pointee.pinnedRevision ?? ""); add(s.pointee.paused ? " paused=true failed=" : " paused=false failed=")
+                if !s.pointee.failedRevisions.isEmpty {
+                    for (k, f) in s.pointee.failedRevisions.sorted().enumerated() {
+                        if k > 0 { add(",") }
+                        add(f)
+                    }
+                }
+                ends.append(text.count)
             }
-            add(" pin="); add(s.pinnedRevision ?? ""); add(s.paused ? " paused=true failed=" : " paused=false failed=")
-            for (k, f) in s.failedRevisions.sorted().enumerated() {
-                if k > 0 { add(",") }
-                add(f)
-            }
-            ends.append(text.count)
         }
         for t in tenants.sorted(by: { $0.name < $1.name }) {
             add("t "); add(t.name); add(t.managed ? " true " : " false ")
@@ -211,6 +222,7 @@ public struct LiveServer: Codable, Hashable, Sendable {
     /// The revision serving now: the pin, else the one with most replicas (ties go to the last good one).
     public var servingRevision: LiveRevision? {
         if let pin = pinnedRevision, let r = revisions.first(where: { $0.revision == pin }) { return r }
+        if revisions.count == 1 { return revisions[0] } // the usual case, without `max` copying each element
         return revisions.max { a, b in
             a.replicas != b.replicas ? a.replicas < b.replicas : (b.revision == lastGoodRevision && a.revision != lastGoodRevision)
         }

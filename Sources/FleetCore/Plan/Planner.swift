@@ -7,7 +7,10 @@ public enum Planner {
         // Indices, not copies, of the live servers by name (the first of a name wins).
         var liveServerIndex: [String: Int] = [:]
         liveServerIndex.reserveCapacity(live.servers.count)
-        for i in live.servers.indices where liveServerIndex[live.servers[i].name] == nil { liveServerIndex[live.servers[i].name] = i }
+        live.servers.withUnsafeBufferPointer { ls in
+            guard let base = ls.baseAddress else { return }
+            for i in 0..<ls.count where liveServerIndex[(base + i).pointee.name] == nil { liveServerIndex[(base + i).pointee.name] = i }
+        }
         let liveTenants = Dictionary(live.tenants.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         let desiredNames = Set(desired.servers.map(\.name))
         let desiredTenantNames = Set(desired.tenants.map(\.name))
@@ -35,64 +38,75 @@ public enum Planner {
         // and `LiveServer` whole retained and released every field of both, per server.
         desired.servers.withUnsafeBufferPointer { ds in
         live.servers.withUnsafeBufferPointer { ls in
-        for di in ds.indices.sorted(by: { ds[$0].name < ds[$1].name }) {
-            let verdict = verdicts.isEmpty ? nil : verdicts[ds[di].name]
+        // Through `pointee` (an addressor: a borrow). A buffer subscript copied the whole value to read
+        // one field or call a computed property (`servingRevision`).
+        guard let dbase = ds.baseAddress else { return }
+        let lbase = ls.baseAddress
+        for di in Self.nameOrder(ds.count, { (dbase + $0).pointee.name }) {
+            let dp = dbase + di
+            let verdict = verdicts.isEmpty ? nil : verdicts[dp.pointee.name]
             let blocked = verdict?.decision == .blocked
-            guard let li = liveServerIndex[ds[di].name] else {
-                changes.append(Change(action: .create, kind: .server, name: ds[di].name, tenant: ds[di].tenant, toRevision: ds[di].revision, toReplicas: ds[di].replicas,
-                                      fields: ds[di].fields.map { FieldChange(path: $0.path, old: nil, new: $0.display) },
-                                      reason: "server `\(ds[di].name)` is not running here yet", blocked: blocked))
+            guard let li = liveServerIndex[dp.pointee.name], let lbase else {
+                changes.append(Change(action: .create, kind: .server, name: dp.pointee.name, tenant: dp.pointee.tenant, toRevision: dp.pointee.revision, toReplicas: dp.pointee.replicas,
+                                      fields: dp.pointee.fields.map { FieldChange(path: $0.path, old: nil, new: $0.display) },
+                                      reason: "server `\(dp.pointee.name)` is not running here yet", blocked: blocked))
                 if let verdict { verdictsUsed.append(verdict) }
                 continue
             }
-            let serving = ls[li].servingRevision
-            if let pin = ls[li].pinnedRevision {
+            let lp = lbase + li
+            let serving = lp.pointee.servingRevision
+            if let pin = lp.pointee.pinnedRevision {
                 summary.held += 1
-                holds.append(Hold(server: ds[di].name, reason: "pinned to revision \(pin) by a manual rollback; desired revision \(ds[di].revision) waits until the pin is released (`mcpfleet resume \(ds[di].name)`)", revision: pin))
+                holds.append(Hold(server: dp.pointee.name, reason: "pinned to revision \(pin) by a manual rollback; desired revision \(dp.pointee.revision) waits until the pin is released (`mcpfleet resume \(dp.pointee.name)`)", revision: pin))
                 continue
             }
-            if ls[li].paused {
+            if lp.pointee.paused {
                 summary.held += 1
-                holds.append(Hold(server: ds[di].name, reason: "paused (`mcpfleet resume \(ds[di].name)` continues)", revision: serving?.revision))
+                holds.append(Hold(server: dp.pointee.name, reason: "paused (`mcpfleet resume \(dp.pointee.name)` continues)", revision: serving?.revision))
                 continue
             }
-            let atDesired = serving?.revision == ds[di].revision || ls[li].targetRevision == ds[di].revision
-            if !atDesired, ls[li].failedRevisions.contains(ds[di].revision) {
+            let atDesired = serving?.revision == dp.pointee.revision || lp.pointee.targetRevision == dp.pointee.revision
+            if !atDesired, lp.pointee.failedRevisions.contains(dp.pointee.revision) {
                 summary.held += 1
-                holds.append(Hold(server: ds[di].name, reason: "revision \(ds[di].revision) failed its rollout and was rolled back; it is not retried until the manifests change it again", revision: ds[di].revision))
+                holds.append(Hold(server: dp.pointee.name, reason: "revision \(dp.pointee.revision) failed its rollout and was rolled back; it is not retried until the manifests change it again", revision: dp.pointee.revision))
                 continue
             }
             if atDesired {
-                let current = ls[li].revisions.first { $0.revision == ds[di].revision }?.replicas ?? 0
-                let others = ls[li].revisions.filter { $0.revision != ds[di].revision }.reduce(0) { $0 + $1.replicas }
-                if ls[li].targetRevision == ds[di].revision, others > 0 || ls[li].phase == .progressing {
+                let current = lp.pointee.revisions.first { $0.revision == dp.pointee.revision }?.replicas ?? 0
+                let others = lp.pointee.revisions.filter { $0.revision != dp.pointee.revision }.reduce(0) { $0 + $1.replicas }
+                if lp.pointee.targetRevision == dp.pointee.revision, others > 0 || lp.pointee.phase == .progressing {
                     summary.held += 1
-                    holds.append(Hold(server: ds[di].name, reason: "rollout to \(ds[di].revision) in progress (\(current)/\(ds[di].replicas) replicas on it)", revision: ds[di].revision))
-                } else if current != ds[di].replicas || others > 0 {
-                    changes.append(Change(action: .scale, kind: .server, name: ds[di].name, tenant: ds[di].tenant, fromRevision: ds[di].revision, toRevision: ds[di].revision,
-                                          fromReplicas: ls[li].totalReplicas, toReplicas: ds[di].replicas,
-                                          fields: [FieldChange(path: "replicas", old: String(ls[li].totalReplicas), new: String(ds[di].replicas))],
-                                          reason: "replicas \(ls[li].totalReplicas) → \(ds[di].replicas)"))
+                    holds.append(Hold(server: dp.pointee.name, reason: "rollout to \(dp.pointee.revision) in progress (\(current)/\(dp.pointee.replicas) replicas on it)", revision: dp.pointee.revision))
+                } else if current != dp.pointee.replicas || others > 0 {
+                    changes.append(Change(action: .scale, kind: .server, name: dp.pointee.name, tenant: dp.pointee.tenant, fromRevision: dp.pointee.revision, toRevision: dp.pointee.revision,
+                                          fromReplicas: lp.pointee.totalReplicas, toReplicas: dp.pointee.replicas,
+                                          fields: [FieldChange(path: "replicas", old: String(lp.pointee.totalReplicas), new: String(dp.pointee.replicas))],
+                                          reason: "replicas \(lp.pointee.totalReplicas) → \(dp.pointee.replicas)"))
                 } else {
                     summary.unchanged += 1
                 }
                 continue
             }
-            var diff = serving?.fields.map { fieldChanges(old: $0, new: ds[di].fields) } ?? []
-            if ls[li].totalReplicas != ds[di].replicas {
-                diff.append(FieldChange(path: "replicas", old: String(ls[li].totalReplicas), new: String(ds[di].replicas)))
+            var diff = serving?.fields.map { fieldChanges(old: $0, new: dp.pointee.fields) } ?? []
+            if lp.pointee.totalReplicas != dp.pointee.replicas {
+                diff.append(FieldChange(path: "replicas", old: String(lp.pointee.totalReplicas), new: String(dp.pointee.replicas)))
             }
-            let what = diff.isEmpty ? "revision \(serving?.revision ?? "none") → \(ds[di].revision)" : diff.map(\.path).joined(separator: ", ")
-            changes.append(Change(action: .rollout, kind: .server, name: ds[di].name, tenant: ds[di].tenant, fromRevision: serving?.revision, toRevision: ds[di].revision,
-                                  fromReplicas: ls[li].totalReplicas, toReplicas: ds[di].replicas, fields: diff,
-                                  reason: "new revision (\(what)) rolled out by \(ds[di].rollout.strategy.rawValue) strategy", blocked: blocked))
+            let what = diff.isEmpty ? "revision \(serving?.revision ?? "none") → \(dp.pointee.revision)" : diff.map(\.path).joined(separator: ", ")
+            changes.append(Change(action: .rollout, kind: .server, name: dp.pointee.name, tenant: dp.pointee.tenant, fromRevision: serving?.revision, toRevision: dp.pointee.revision,
+                                  fromReplicas: lp.pointee.totalReplicas, toReplicas: dp.pointee.replicas, fields: diff,
+                                  reason: "new revision (\(what)) rolled out by \(dp.pointee.rollout.strategy.rawValue) strategy", blocked: blocked))
             if let verdict { verdictsUsed.append(verdict) }
         }
         }
         }
 
         // Deletions last: servers, then tenants left empty. Only what mcpfleet owns is pruned.
-        for l in live.servers.filter({ !desiredNames.contains($0.name) }).sorted(by: { $0.name < $1.name }) {
+        // Indices first: `filter` would copy every live server just to test its name.
+        let gone = live.servers.withUnsafeBufferPointer { ls -> [Int] in
+            guard let base = ls.baseAddress else { return [] }
+            return (0..<ls.count).filter { !desiredNames.contains((base + $0).pointee.name) }
+        }
+        for l in gone.map({ live.servers[$0] }).sorted(by: { $0.name < $1.name }) {
             guard l.managed else { continue }
             changes.append(Change(action: .delete, kind: .server, name: l.name, tenant: l.tenant, fromRevision: l.servingRevision?.revision,
                                   fromReplicas: l.totalReplicas, reason: "no longer in the catalog for this environment"))
@@ -116,6 +130,18 @@ public enum Planner {
         let allVerdicts = verdictsUsed + verdicts.values.filter { !reported.contains($0.server) && desiredNames.contains($0.server) }
         return Plan(environment: desired.environment, driver: desired.driver, baseline: baseline, liveFingerprint: live.fingerprint,
                     changes: changes, holds: holds, verdicts: allVerdicts.sorted { $0.server < $1.server }, summary: summary, desired: desired)
+    }
+
+    /// Indices `0..<count` in name order (stable). The renderer and the drivers already list servers
+    /// by name, so one linear check usually replaces the sort.
+    static func nameOrder(_ count: Int, _ name: (Int) -> String) -> [Int] {
+        var sorted = true
+        var i = 1
+        while i < count {
+            if name(i) < name(i - 1) { sorted = false; break }
+            i += 1
+        }
+        return sorted ? Array(0..<count) : (0..<count).sorted { name($0) < name($1) }
     }
 
     /// Field-level differences, in the new field order, then removed fields.
