@@ -65,11 +65,14 @@ for N in $SIZES; do
 
     echo "[$L] mcpfleet bench load…" >&2
     record "$("$BIN" bench load "$DIR" --iterations "$IT")" "{\"servers\":$N}"
+    echo "[$L] mcpfleet bench load, one thread (MCPFLEET_THREADS=1)…" >&2
+    record "$(MCPFLEET_THREADS=1 "$BIN" bench load "$DIR" --iterations "$IT")" "{\"servers\":$N,\"bench\":\"load-1t\"}"
     echo "[$L] mcpfleet bench raw-parse…" >&2
     record "$("$BIN" bench raw-parse "$DIR" --iterations "$IT")" "{\"servers\":$N}"
     echo "[$L] mcpfleet bench plan (no-op, then 1 % drift)…" >&2
     record "$("$BIN" bench plan "$DIR" --env local --iterations "$IT")" "{\"servers\":$N,\"bench\":\"plan-noop\"}"
     record "$("$BIN" bench plan "$DIR" --env local --iterations "$IT" --drift 1)" "{\"servers\":$N,\"bench\":\"plan-drift\"}"
+    record "$(MCPFLEET_THREADS=1 "$BIN" bench plan "$DIR" --env local --iterations "$IT")" "{\"servers\":$N,\"bench\":\"plan-noop-1t\"}"
     echo "[$L] PyYAML CSafeLoader…" >&2
     record "$(python3 Benchmarks/pyyaml_parse.py "$DIR" --iterations "$PY_IT" --warmup "$PY_WARM")" "{\"servers\":$N}"
 done

@@ -20,13 +20,13 @@ final class FieldReader {
 
     /// Remembers where a field's value is, for rules that run after decoding (`CatalogValidator`).
     func record(_ path: String, _ entry: MappingEntry?) {
-        if let entry { locations.fields[path] = entry.value.location }
+        if let entry { locations.record(path, entry.value.location) }
     }
 
     /// Remembers where each item of a list is, by its index as written (`spec.environments[1]`).
     func recordItems(_ f: Fields, _ key: String) {
         guard let items = f.value(key)?.sequence else { return }
-        for (i, item) in items.enumerated() { locations.fields[FieldPath(f.path.child(key), index: i).description] = item.location }
+        for (i, item) in items.enumerated() { locations.record(FieldPath(f.path.child(key), index: i).description, item.location) }
     }
 
     /// A mapping's entries, after checking the node is a mapping, that every key is known and that
@@ -37,12 +37,13 @@ final class FieldReader {
             error("type-mismatch", "expected a mapping for `\(path)`, found \(node.kindDescription)", at: node.location)
             return nil
         }
-        for entry in entries {
-            guard let key = entry.keyText else { continue } // the YAML loader already rejected complex keys
-            if !allowed.contains(key) {
+        entries.forEachInPlace { entry in
+            guard case .scalar(let k) = entry.pointee.key.value else { return } // the YAML loader already rejected complex keys
+            if !allowed.contains(where: { Fields.same(k.text, $0) }) {
+                let key = k.text
                 let hint = Syntax.closest(to: key, in: allowed).map { "did you mean `\($0)`?" }
                     ?? "expected one of: \(allowed.joined(separator: ", "))"
-                error("unknown-field", "unknown field `\(key)` in `\(path)`", at: entry.key.location, hint: hint)
+                error("unknown-field", "unknown field `\(key)` in `\(path)`", at: entry.pointee.key.location, hint: hint)
             }
         }
         let fields = Fields(path: path, node: node, entries: entries, allowed: allowed)
@@ -254,17 +255,43 @@ struct Fields {
     func child(_ key: String) -> String { path.child(key) }
 
     func entry(_ key: String) -> MappingEntry? {
+        index(of: key).map { entries[$0] }
+    }
+
+    /// Where `key` is among the entries. In place: `for e in entries` copied every entry it passed
+    /// (both nodes retained and released).
+    private func index(of key: String) -> Int? {
         assert(allowed.contains(key), "`\(key)` is not an allowed key of `\(path)`")
-        for e in entries where e.keyText == key { return e }
-        return nil
+        return entries.withUnsafeBufferPointer { es -> Int? in
+            guard let base = es.baseAddress else { return nil }
+            for i in 0..<es.count {
+                if case .scalar(let k) = (base + i).pointee.key.value, Self.same(k.text, key) { return i }
+            }
+            return nil
+        }
+    }
+
+    /// String equality that settles most non-matches on the length: manifest keys are short ASCII, and
+    /// `==` on two different small strings takes the general comparison path.
+    @inline(__always)
+    static func same(_ a: String, _ b: String) -> Bool {
+        a.utf8.count == b.utf8.count && a == b
     }
 
     /// The value for a key, or nil when absent or explicitly null (null means "unset", as in Kubernetes).
     func value(_ key: String) -> Node? {
-        guard let v = entry(key)?.value, !v.isNull else { return nil }
-        return v
+        guard let i = index(of: key) else { return nil }
+        return entries.withUnsafeBufferPointer { es -> Node? in
+            let v = es.baseAddress! + i
+            return v.pointee.value.isNull ? nil : v.pointee.value
+        }
     }
 
-    func has(_ key: String) -> Bool { value(key) != nil }
-    func keyLocation(_ key: String) -> SourceLocation? { entry(key)?.key.location }
+    func has(_ key: String) -> Bool {
+        guard let i = index(of: key) else { return false }
+        return entries.withUnsafeBufferPointer { !($0.baseAddress! + i).pointee.value.isNull }
+    }
+    func keyLocation(_ key: String) -> SourceLocation? {
+        index(of: key).map { i in entries.withUnsafeBufferPointer { ($0.baseAddress! + i).pointee.key.location } }
+    }
 }

@@ -49,15 +49,34 @@ public enum ManifestDecoder {
         static let kubernetes = ["context", "kubeconfig", "inCluster", "namespacePrefix", "fieldManager", "imagePullSecrets"]
     }
     public static func decode(_ files: [ManifestFileInput]) -> (catalog: Catalog, diagnostics: Diagnostics) {
-        var catalog = Catalog()
-        var diagnostics = Diagnostics()
-        for file in files {
-            for document in file.documents {
-                guard let root = document.root else { continue }
-                let source = DocumentSource(file: file.file, relativePath: file.relativePath, index: document.index)
-                let reader = FieldReader(document: root.location)
-                decodeDocument(root, source: source, reader: reader, into: &catalog)
-                diagnostics.append(contentsOf: reader.diagnostics)
+        // Documents decode independently: runs of files are decoded on every core and the partial
+        // catalogs and diagnostics merged in file order (what a sequential loop gives, then sorted).
+        let parts = files.withUnsafeBufferPointer { all in
+            Parallel.chunks(all.count, minimumChunk: 2) { range -> (Catalog, Diagnostics) in
+                var catalog = Catalog()
+                var diagnostics = Diagnostics()
+                for i in range {
+                    let file = all.baseAddress! + i
+                    for document in file.pointee.documents {
+                        guard let root = document.root else { continue }
+                        let source = DocumentSource(file: file.pointee.file, relativePath: file.pointee.relativePath, index: document.index)
+                        let reader = FieldReader(document: root.location)
+                        decodeDocument(root, source: source, reader: reader, into: &catalog)
+                        diagnostics.append(contentsOf: reader.diagnostics)
+                    }
+                }
+                return (catalog, diagnostics)
+            }
+        }
+        var (catalog, diagnostics) = parts.count == 1 ? parts[0] : (Catalog(), Diagnostics())
+        if parts.count > 1 {
+            for (part, partDiagnostics) in parts {
+                catalog.servers.append(contentsOf: part.servers)
+                catalog.policies.append(contentsOf: part.policies)
+                catalog.slos.append(contentsOf: part.slos)
+                catalog.tenants.append(contentsOf: part.tenants)
+                catalog.environments.append(contentsOf: part.environments)
+                diagnostics.append(contentsOf: partDiagnostics)
             }
         }
         catalog.servers.sort { $0.name < $1.name }
@@ -109,7 +128,10 @@ public enum ManifestDecoder {
         r.record("metadata.name", m.entry("name"))
         let name = r.name(m, "name")
         var meta = ObjectMeta(name: name ?? "")
-        for entry in r.stringMap(m, "labels") ?? [] {
+        let labels = r.stringMap(m, "labels") ?? []
+        // Sized once: growing a dictionary from empty rehashes it at every doubling.
+        meta.labels.reserveCapacity(labels.count)
+        for entry in labels {
             if !Syntax.isLabelKey(entry.key) {
                 r.error("invalid-value", "label key `\(FieldReader.printable(entry.key))` is not a valid label key", at: entry.keyLocation)
             } else if !Syntax.isLabelValue(entry.value) {
@@ -118,7 +140,9 @@ public enum ManifestDecoder {
                 meta.labels[entry.key] = entry.value
             }
         }
-        for entry in r.stringMap(m, "annotations") ?? [] { meta.annotations[entry.key] = entry.value }
+        let annotations = r.stringMap(m, "annotations") ?? []
+        meta.annotations.reserveCapacity(annotations.count)
+        for entry in annotations { meta.annotations[entry.key] = entry.value }
         return name == nil ? nil : meta
     }
 
@@ -259,7 +283,9 @@ public enum ManifestDecoder {
     static func envList(_ f: Fields, _ r: FieldReader) -> [EnvVar] {
         guard let items = r.list(f, "env") else { return [] }
         var out: [EnvVar] = []
-        var seen: [String: SourceLocation] = [:]
+        // Names seen so far: a list, not a dictionary (a handful per server, and a dictionary per server
+        // cost more to grow than to scan).
+        var seen: [(name: String, location: SourceLocation)] = []
         for (i, item) in items.enumerated() {
             let path = FieldPath("spec.env", index: i)
             guard let e = r.mapping(item, path: path, allowed: Keys.env, required: Keys.envRequired) else { continue }
@@ -267,10 +293,10 @@ public enum ManifestDecoder {
             if let n = e.value("name"), let text = r.string(n, path: "\(path).name") {
                 if !Syntax.isEnvName(text) {
                     r.error("invalid-value", "`\(path).name` must match [A-Za-z_][A-Za-z0-9_]*, found `\(FieldReader.printable(text))`", at: n.location)
-                } else if let first = seen[text] {
+                } else if let first = seen.first(where: { Fields.same($0.name, text) })?.location {
                     r.error("invalid-value", "environment variable `\(text)` is set twice (first at line \(first.line))", at: n.location)
                 } else {
-                    seen[text] = n.location
+                    seen.append((text, n.location))
                     name = text
                 }
             }
@@ -293,7 +319,8 @@ public enum ManifestDecoder {
             } else if let ref = e.value("secretRef") {
                 if let rf = r.mapping(ref, path: path.appending("secretRef"), allowed: Keys.secretRef, required: Keys.secretRefRequired),
                    let sname = r.name(rf, "name"), let kn = rf.value("key"), let key = r.string(kn, path: "\(path).secretRef.key") {
-                    if key.isEmpty || !key.unicodeScalars.allSatisfy({ $0.properties.isAlphabetic && $0.isASCII || ("0"..."9").contains($0) || "-._".unicodeScalars.contains($0) }) {
+                    // [-._a-zA-Z0-9]+ (ASCII letters only: the former Unicode property test accepted exactly these).
+                    if key.isEmpty || !key.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x41 && $0 <= 0x5a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2d || $0 == 0x2e || $0 == 0x5f }) {
                         r.error("invalid-value", "`\(path).secretRef.key` must match [-._a-zA-Z0-9]+, found `\(FieldReader.printable(key))`", at: kn.location)
                     } else {
                         source = .secret(SecretReference(name: sname, key: key))

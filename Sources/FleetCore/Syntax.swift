@@ -207,19 +207,22 @@ public enum Syntax {
     /// `${NAME}` references in a string, or nil when a `${` is unterminated.
     public static func substitutions(in s: String) -> [String]? {
         guard s.utf8.contains(0x24) else { return [] } // no `$`, nothing to substitute
-        var names: [String] = []
-        let u = Array(s.utf8)
-        var i = 0
-        while i + 1 < u.count {
-            if u[i] == 0x24, u[i + 1] == 0x7b { // "${"
-                guard let close = u[(i + 2)...].firstIndex(of: 0x7d) else { return nil }
-                names.append(String(decoding: u[(i + 2)..<close], as: UTF8.self))
-                i = close + 1
-            } else {
-                i += 1
+        var text = s
+        // The string's own UTF-8 storage (no copy into an array).
+        return text.withUTF8 { u -> [String]? in
+            var names: [String] = []
+            var i = 0
+            while i + 1 < u.count {
+                if u[i] == 0x24, u[i + 1] == 0x7b { // "${"
+                    guard let close = u[(i + 2)...].firstIndex(of: 0x7d) else { return nil }
+                    names.append(String(decoding: UnsafeBufferPointer(rebasing: u[(i + 2)..<close]), as: UTF8.self))
+                    i = close + 1
+                } else {
+                    i += 1
+                }
             }
+            return names
         }
-        return names
     }
 
     /// Levenshtein distance, for "did you mean" hints.

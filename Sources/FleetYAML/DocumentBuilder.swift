@@ -318,13 +318,25 @@ struct DocumentBuilder: ~Copyable {
                 at: e.key.location))
         }
         if entries.count <= 16 {
-            for i in 1..<entries.count {
-                let text = entries[i].keyText
-                for j in 0..<i where entries[j].keyText == text {
-                    report(entries[i], first: entries[j])
-                    duplicates.append(i)
-                    break
+            // Keys compared in place (reading `entries[i].keyText` copied each entry), lengths first.
+            let found = entries.withUnsafeBufferPointer { es -> [(Int, Int)] in
+                var found: [(Int, Int)] = []
+                let base = es.baseAddress!
+                for i in 1..<es.count {
+                    guard case .scalar(let a) = (base + i).pointee.key.value else { continue }
+                    for j in 0..<i {
+                        guard case .scalar(let b) = (base + j).pointee.key.value else { continue }
+                        if a.text.utf8.count == b.text.utf8.count && a.text == b.text {
+                            found.append((i, j))
+                            break
+                        }
+                    }
                 }
+                return found
+            }
+            for (i, j) in found {
+                report(entries[i], first: entries[j])
+                duplicates.append(i)
             }
         } else {
             var first: [String: Int] = [:]

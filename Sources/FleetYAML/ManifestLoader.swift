@@ -35,6 +35,15 @@ public struct ManifestSet: Sendable, Hashable {
         self.diagnostics = diagnostics
     }
 
+    /// Appends per-file results (a file, or nil when it could not be read, and its diagnostics) in order.
+    mutating func add(_ loaded: [(ManifestFile?, [Diagnostic])]) {
+        files.reserveCapacity(files.count + loaded.count)
+        for (file, diagnostics) in loaded {
+            if let file { files.append(file) }
+            self.diagnostics.append(contentsOf: diagnostics)
+        }
+    }
+
     /// All documents of all files, in file order.
     public var documents: [SourceDocument] { files.flatMap(\.documents) }
 }
@@ -77,15 +86,20 @@ public enum ManifestLoader {
         var visited: Set<FileID> = [FileID(info)]
         walk(directory: path, relative: "", rules: rules, visited: &visited, found: &found, diagnostics: &set.diagnostics)
         found.sort { $0.utf8.lexicographicallyPrecedes($1.utf8) }
-        for relativePath in found {
-            let full = join(path, relativePath)
+        // Files are read and parsed on every core; results are merged in file order, so files and
+        // diagnostics come out exactly as a sequential loop would give them.
+        let loaded = Parallel.map(found.count, minimumChunk: 2) { i -> (ManifestFile?, [Diagnostic]) in
+            let full = join(path, found[i])
             switch readFile(full, limit: limits.maxBytes) {
             case .success(let bytes):
-                set.files.append(makeFile(path: full, relativePath: relativePath, bytes: bytes, limits: limits, diagnostics: &set.diagnostics))
+                var diagnostics: [Diagnostic] = []
+                let file = makeFile(path: full, relativePath: found[i], bytes: bytes, limits: limits, diagnostics: &diagnostics)
+                return (file, diagnostics)
             case .failure(let message):
-                set.diagnostics.append(ioError(message))
+                return (nil, [ioError(message)])
             }
         }
+        set.add(loaded)
         return set
     }
 
@@ -116,11 +130,13 @@ public enum ManifestLoader {
             if !ignored { selected.append((relativePath, file.bytes)) }
         }
         selected.sort { $0.relativePath.utf8.lexicographicallyPrecedes($1.relativePath.utf8) }
-        for file in selected {
-            set.files.append(makeFile(
-                path: join(root, file.relativePath), relativePath: file.relativePath, bytes: file.bytes,
-                limits: limits, diagnostics: &set.diagnostics))
+        let loaded = Parallel.map(selected.count, minimumChunk: 2) { i -> (ManifestFile?, [Diagnostic]) in
+            var diagnostics: [Diagnostic] = []
+            let file = makeFile(path: join(root, selected[i].relativePath), relativePath: selected[i].relativePath,
+                                bytes: selected[i].bytes, limits: limits, diagnostics: &diagnostics)
+            return (file, diagnostics)
         }
+        set.add(loaded)
         return set
     }
 

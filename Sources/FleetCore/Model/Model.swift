@@ -19,11 +19,33 @@ public enum Kind: String, Sendable, Hashable, Codable, CaseIterable, Comparable 
 /// Kept beside the model (not inside its equality) so cross-document rules can point at the right line.
 public struct FieldLocations: Sendable, Hashable {
     public var document: SourceLocation
-    public var fields: [String: SourceLocation] = [:]
+    /// Recorded paths and positions, in recording order; a path recorded again replaces its position.
+    /// A few per object, looked up only to place a diagnostic: pairs, not a dictionary per object.
+    private var recorded: [(path: String, location: SourceLocation)] = []
 
     public init(document: SourceLocation) { self.document = document }
 
-    public subscript(path: String) -> SourceLocation { fields[path] ?? document }
+    /// The recorded positions by path.
+    public var fields: [String: SourceLocation] {
+        get { Dictionary(recorded.map { ($0.path, $0.location) }, uniquingKeysWith: { _, new in new }) }
+        set { recorded = newValue.sorted { $0.key < $1.key }.map { ($0.key, $0.value) } }
+    }
+
+    /// Records (or re-records) where `path` is.
+    public mutating func record(_ path: String, _ location: SourceLocation) {
+        if let i = recorded.firstIndex(where: { $0.path == path }) { recorded[i].location = location } else { recorded.append((path, location)) }
+    }
+
+    public subscript(path: String) -> SourceLocation {
+        recorded.first { $0.path == path }?.location ?? document
+    }
+
+    public static func == (a: FieldLocations, b: FieldLocations) -> Bool { a.document == b.document && a.fields == b.fields }
+
+    public func hash(into h: inout Hasher) {
+        h.combine(document)
+        h.combine(fields)
+    }
 }
 
 public struct ObjectMeta: Sendable, Hashable {

@@ -1,0 +1,39 @@
+@testable import FleetCore
+import Testing
+
+@Suite struct ParallelTests {
+    @Test func mapKeepsOrderForEverySize() {
+        for count in [0, 1, 2, 7, 255, 256, 511, 512, 513, 1_000, 10_007] {
+            let out = Parallel.map(count, minimumChunk: 3) { i in "item-\(i)" }
+            #expect(out == (0..<count).map { "item-\($0)" }, "count \(count)")
+        }
+    }
+
+    @Test func chunksCoverTheRangeOnceInOrder() {
+        for count in [0, 1, 5, 64, 1_000, 4_099] {
+            let ranges = Parallel.chunks(count, minimumChunk: 4) { $0 }
+            #expect(ranges.first?.lowerBound ?? 0 == 0)
+            #expect(ranges.last?.upperBound ?? 0 == count)
+            for (a, b) in zip(ranges, ranges.dropFirst()) { #expect(a.upperBound == b.lowerBound) }
+            if Parallel.workers > 1 && count >= 8 { #expect(ranges.count > 1, "count \(count) ran in one chunk") }
+        }
+    }
+
+    @Test func smallInputsRunInOneChunkOnTheCallingThread() {
+        #expect(Parallel.chunkCount(0, minimumChunk: 256) == 1)
+        #expect(Parallel.chunkCount(511, minimumChunk: 256) == 1)
+        #expect(Parallel.chunks(10, minimumChunk: 256) { $0 } == [0..<10])
+    }
+
+    @Test func mapMovesReferenceTypesWithoutLeakingOrDoubleFreeing() {
+        final class Tracked: Sendable { let id: Int; init(_ id: Int) { self.id = id } }
+        weak var probe: Tracked?
+        do {
+            let out = Parallel.map(2_000, minimumChunk: 10) { Tracked($0) }
+            #expect(out.map(\.id) == Array(0..<2_000))
+            probe = out[1_234]
+            #expect(probe != nil)
+        }
+        #expect(probe == nil, "elements outlived the array: a retain too many")
+    }
+}
