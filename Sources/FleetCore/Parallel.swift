@@ -58,6 +58,24 @@ public enum Parallel {
         }
     }
 
+    /// `map` with a value each run of items shares (a scratch buffer, say): `state()` makes one per
+    /// chunk, and `transform` may change it in passing.
+    public static func map<S, T>(_ count: Int, minimumChunk: Int, state: () -> S, _ transform: (inout S, Int) -> T) -> [T] {
+        guard chunkCount(count, minimumChunk: minimumChunk) > 1 else {
+            var st = state()
+            return (0..<count).map { transform(&st, $0) }
+        }
+        return Array(unsafeUninitializedCapacity: count) { buffer, initialized in
+            let out = UnsafeMutableBufferPointer(rebasing: buffer[0..<count])
+            let box = UnsafeOutput(buffer: out)
+            _ = chunks(count, minimumChunk: minimumChunk) { range -> Void in
+                var st = state()
+                for i in range { (box.buffer.baseAddress! + i).initialize(to: transform(&st, i)) }
+            }
+            initialized = count
+        }
+    }
+
     private struct UnsafeOutput<T>: @unchecked Sendable {
         let buffer: UnsafeMutableBufferPointer<T>
     }

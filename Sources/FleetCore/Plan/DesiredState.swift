@@ -325,9 +325,10 @@ public enum Renderer {
             var selected: [Int] = []
             selected.reserveCapacity(all.count)
             for i in 0..<all.count where environment.selects(at: base + i) { selected.append(i) }
-            return Parallel.map(selected.count, minimumChunk: 256) { k in
+            // One scratch buffer for the revision bytes per run of servers.
+            return Parallel.map(selected.count, minimumChunk: 256, state: { [UInt8]() }) { scratch, k in
                 let p = base + selected[k]
-                return desiredServer(at: p, slo: p.pointee.slo.flatMap { slos[$0] })
+                return desiredServer(at: p, slo: p.pointee.slo.flatMap { slos[$0] }, scratch: &scratch)
             }
         }
         let tenantNames = Set(servers.map(\.tenant))
@@ -353,10 +354,16 @@ public enum Renderer {
     /// `slo` is the server's SLO, rendered (nil when it names none, or one that does not exist). The server
     /// is read in place, field by field (`pointee` borrows; a `Server` argument was copied whole).
     static func desiredServer(at p: UnsafePointer<Server>, slo: DesiredSLO?) -> DesiredServer {
-        var env = p.pointee.env.map { e -> DesiredEnvVar in
-            switch e.source {
-            case .value(let v): return DesiredEnvVar(name: e.name, value: v)
-            case .secret(let ref): return DesiredEnvVar(name: e.name, secretRef: ref)
+        var scratch: [UInt8] = []
+        return desiredServer(at: p, slo: slo, scratch: &scratch)
+    }
+
+    static func desiredServer(at p: UnsafePointer<Server>, slo: DesiredSLO?, scratch: inout [UInt8]) -> DesiredServer {
+        // In place: `map` over the env list copied each EnvVar whole (description included).
+        var env = p.pointee.env.mapInPlace { e -> DesiredEnvVar in
+            switch e.pointee.source {
+            case .value(let v): return DesiredEnvVar(name: e.pointee.name, value: v)
+            case .secret(let ref): return DesiredEnvVar(name: e.pointee.name, secretRef: ref)
             }
         }
         env.sort { $0.name < $1.name }
@@ -388,15 +395,23 @@ public enum Renderer {
             transport: p.pointee.transport.type, port: p.pointee.transport.port, path: p.pointee.transport.path, env: env,
             cpu: p.pointee.resources?.cpu, memory: p.pointee.resources?.memory, cpuMillis: p.pointee.resources?.cpuMillis, memoryBytes: p.pointee.resources?.memoryBytes,
             health: health, rollout: rollout, slo: slo, labels: p.pointee.metadata.labels, manifestDirectory: p.pointee.source.relativeDirectory)
-        d.revision = revision(of: d)
+        d.revision = revision(of: d, scratch: &scratch)
         return d
+    }
+
+    /// Whether `quote` changes anything inside the quotes: a `"`, `\\` or control byte (UTF-8 never
+    /// uses bytes below 0x80 inside a multi-byte character). Scans the string's own bytes when it has
+    /// them in one piece (native strings do), rather than index by index through the UTF-8 view.
+    static func needsEscaping(_ s: String) -> Bool {
+        func bad(_ c: UInt8) -> Bool { c < 0x20 || c == 0x22 || c == 0x5c }
+        if let r = s.utf8.withContiguousStorageIfAvailable({ $0.contains(where: bad) }) { return r }
+        return s.utf8.contains(where: bad)
     }
 
     /// Quoted for display so that `1.10` and `"1.10"` read as what they are: strings.
     static func quote(_ s: String) -> String {
-        // Most values need no escaping (no `"`, `\\` or control byte; UTF-8 never uses bytes below 0x80
-        // inside a multi-byte character): one concatenation instead of a scalar-by-scalar copy.
-        if !s.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5c }) { return "\"" + s + "\"" }
+        // Most values need no escaping: one concatenation instead of a scalar-by-scalar copy.
+        if !needsEscaping(s) { return "\"" + s + "\"" }
         var out = "\""
         for u in s.unicodeScalars {
             switch u {
@@ -448,7 +463,14 @@ public enum Renderer {
     /// canonical bytes written straight into one buffer, already in path order (no field values, no
     /// display strings, no sort). Keep in step with `specFields`.
     static func revision(of s: DesiredServer) -> String {
-        var b: [UInt8] = []
+        var scratch: [UInt8] = []
+        return revision(of: s, scratch: &scratch)
+    }
+
+    /// The same, writing into `scratch` (emptied first, its capacity kept: one buffer serves a whole
+    /// run of servers). Arrays are read in place through `pointee`: iterating them copied each element.
+    static func revision(of s: borrowing DesiredServer, scratch b: inout [UInt8]) -> String {
+        b.removeAll(keepingCapacity: true)
         b.reserveCapacity(1024)
         // `path NUL canonical` per field, LF-separated and LF-terminated.
         func start(_ path: StaticString) {
@@ -461,7 +483,7 @@ public enum Renderer {
         }
         func text(_ v: String) { b.append(contentsOf: v.utf8) }
         func quoted(_ v: String) {
-            if !v.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5c }) {
+            if !needsEscaping(v) {
                 b.append(0x22); b.append(contentsOf: v.utf8); b.append(0x22)
             } else {
                 b.append(contentsOf: quote(v).utf8)
@@ -474,47 +496,44 @@ public enum Renderer {
             repeat { digits.0 = digits.0 &* 16 &+ v % 10; digits.1 += 1; v /= 10 } while v > 0
             for _ in 0..<digits.1 { b.append(0x30 &+ UInt8(digits.0 & 0xf)); digits.0 >>= 4 }
         }
-        let h = s.health
-        // Paths in `String` order, which is byte order for these ASCII paths.
-        if let v = s.command {
-            field("artifact.command")
+        func list(_ items: [String], quoting: Bool) {
             b.append(0x5b)
-            for (i, a) in v.enumerated() {
-                if i > 0 { b.append(0x2c); b.append(0x20) }
-                quoted(a)
+            items.withUnsafeBufferPointer { all in
+                for i in 0..<all.count {
+                    if i > 0 { b.append(0x2c); b.append(0x20) }
+                    if quoting { quoted((all.baseAddress! + i).pointee) } else { text((all.baseAddress! + i).pointee) }
+                }
             }
             b.append(0x5d)
         }
+        // Paths in `String` order, which is byte order for these ASCII paths.
+        if s.command != nil { field("artifact.command"); list(s.command!, quoting: true) }
         if let v = s.digest { field("artifact.digest"); text(v) }
         if let v = s.image { field("artifact.image"); text(v) }
         if let v = s.workingDirectory { field("artifact.workingDirectory"); quoted(v) }
         // Env is sorted by name, so `env.NAME` paths are in order too.
-        for e in s.env {
-            if let ref = e.secretRef {
-                start("env."); text(e.name); b.append(0)
-                text("secretRef("); text(ref.name); b.append(0x2f); text(ref.key); b.append(0x29)
-            } else if let v = e.value {
-                start("env."); text(e.name); b.append(0)
-                if PlanSafety.looksSensitive(e.name) {
-                    text("sha256:"); text(hexPrefix(SHA256.hash(data: Array(v.utf8)), 64))
-                } else {
-                    text("value:"); text(v)
+        s.env.withUnsafeBufferPointer { env in
+            for i in 0..<env.count {
+                let e = env.baseAddress! + i
+                if let ref = e.pointee.secretRef {
+                    start("env."); text(e.pointee.name); b.append(0)
+                    text("secretRef("); text(ref.name); b.append(0x2f); text(ref.key); b.append(0x29)
+                } else if let v = e.pointee.value {
+                    start("env."); text(e.pointee.name); b.append(0)
+                    if PlanSafety.looksSensitive(e.pointee.name) {
+                        text("sha256:"); text(hexPrefix(SHA256.hash(data: Array(v.utf8)), 64))
+                    } else {
+                        text("value:"); text(v)
+                    }
                 }
             }
         }
-        field("health.failureThreshold"); number(h.failureThreshold)
-        field("health.interval"); number(h.intervalMs); text("ms")
-        if let p = h.path { field("health.path"); text(p) }
-        field("health.probe"); text(h.probe.rawValue)
-        if !h.requireTools.isEmpty {
-            field("health.requireTools"); b.append(0x5b)
-            for (i, t) in h.requireTools.enumerated() {
-                if i > 0 { b.append(0x2c); b.append(0x20) }
-                text(t)
-            }
-            b.append(0x5d)
-        }
-        field("health.timeout"); number(h.timeoutMs); text("ms")
+        field("health.failureThreshold"); number(s.health.failureThreshold)
+        field("health.interval"); number(s.health.intervalMs); text("ms")
+        if let p = s.health.path { field("health.path"); text(p) }
+        field("health.probe"); text(s.health.probe.rawValue)
+        if !s.health.requireTools.isEmpty { field("health.requireTools"); list(s.health.requireTools, quoting: false) }
+        field("health.timeout"); number(s.health.timeoutMs); text("ms")
         if s.cpu != nil { field("resources.cpu"); number(s.cpuMillis ?? 0); text("m") }
         if s.memory != nil { field("resources.memory"); number(s.memoryBytes ?? 0) }
         field("tenant"); text(s.tenant)
