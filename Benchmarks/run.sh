@@ -47,6 +47,13 @@ label() { if [ "$1" -ge 1000 ] && [ $(( $1 % 1000 )) -eq 0 ]; then echo "$(( $1 
 record() { python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d.update(json.loads(sys.argv[2])); print(json.dumps(d, separators=(",",":")))' "$1" "$2" >> "$RESULTS"; }
 
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
+# The process alone (runtime, Foundation, libcurl and their data mapped in): the floor under every
+# peak-RSS figure, reported so the per-1,000-servers memory budget can be read above it.
+if [ ${#TIMER[@]} -gt 0 ]; then
+    "${TIMER[@]}" "$BIN" --version > /dev/null
+    read -r _ IDLE_KIB < "$OUT/time.txt"
+    record '{"bench":"idle"}' "{\"servers\":0,\"peak_rss_kib\":$IDLE_KIB}"
+fi
 for N in $SIZES; do
     L="$(label "$N")"
     DIR="$OUT/catalog-$L"
