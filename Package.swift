@@ -70,7 +70,7 @@ let package = Package(
         .testTarget(name: "FleetYAMLTests", dependencies: ["FleetYAML", "FleetCore"]),
         .testTarget(name: "FleetSupplyChainTests", dependencies: ["FleetSupplyChain", "FleetCore"]),
         .testTarget(name: "FleetHTTPTests", dependencies: ["FleetHTTP"]),
-        .testTarget(name: "FleetStateTests", dependencies: ["FleetState", "FleetCore"]),
+        .testTarget(name: "FleetStateTests", dependencies: ["FleetState", "FleetCore", "FleetTesting"]),
         .testTarget(name: "FleetLocalTests", dependencies: ["FleetLocal", "FleetState", "FleetCore", "FleetTesting"]),
         .testTarget(name: "FleetSystemdTests", dependencies: ["FleetSystemd", "FleetState", "FleetCore", "FleetTesting"]),
         .testTarget(name: "FleetKubernetesTests", dependencies: ["FleetKubernetes", "FleetHTTP", "FleetCore", "FleetYAML", "FleetTesting"]),

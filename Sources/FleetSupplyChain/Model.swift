@@ -1,6 +1,8 @@
-/// Input and output types of the supply-chain gate. They are deliberately independent of the
+public import FleetCore
+/// Input and output types of the supply-chain gate. Inputs are deliberately independent of the
 /// FleetCore manifest model: the integrator maps a `Policy` document to `GatePolicy` and a
-/// `Server` (plus its resolved paths) to `ArtifactEvidence`.
+/// `Server` (plus its resolved paths) to `ArtifactEvidence`. What was verified is recorded as
+/// FleetCore's `EvidenceSummary`, the form plans, verdicts and revision history carry.
 
 /// Vulnerability severity, as reported by scanners, and the ceiling levels of a policy
 /// (`none`, `low`, `medium`, `high`, `critical`). Named `VulnerabilitySeverity` so that it does not
@@ -155,44 +157,14 @@ public struct GateVerdict: Sendable, Codable, Hashable {
     public var reasons: [String]
     /// The same problems with the policy, mode and check that produced each one.
     public var findings: [GateFinding]
-    public var evidence: EvidenceRecord?
+    public var evidence: EvidenceSummary?
 
-    public init(server: String, decision: GateDecision, reasons: [String], findings: [GateFinding] = [], evidence: EvidenceRecord?) {
+    public init(server: String, decision: GateDecision, reasons: [String], findings: [GateFinding] = [], evidence: EvidenceSummary?) {
         self.server = server
         self.decision = decision
         self.reasons = reasons
         self.findings = findings
         self.evidence = evidence
-    }
-}
-
-/// What was actually verified; suitable for recording next to a rollout.
-public struct EvidenceRecord: Sendable, Codable, Hashable {
-    /// `sha256:<hex>` of the artifact file, or the pinned image digest when there is no file.
-    public var artifactDigest: String?
-    /// Name of the trusted key the signature verified against.
-    public var signedBy: String?
-    public var signatureAlgorithm: String?
-    /// `cyclonedx-1.5`, `spdx-2.3`, ... (only when the SBOM is well formed).
-    public var sbomFormat: String?
-    /// `sha256:<hex>` of the SBOM file.
-    public var sbomDigest: String?
-    public var scan: ScanSummary?
-    /// True when the provenance statement names the artifact digest as a subject (and, for a signed
-    /// DSSE envelope checked against trusted keys, its signature verified).
-    public var provenanceVerified: Bool
-
-    public init(
-        artifactDigest: String? = nil, signedBy: String? = nil, signatureAlgorithm: String? = nil,
-        sbomFormat: String? = nil, sbomDigest: String? = nil, scan: ScanSummary? = nil, provenanceVerified: Bool = false
-    ) {
-        self.artifactDigest = artifactDigest
-        self.signedBy = signedBy
-        self.signatureAlgorithm = signatureAlgorithm
-        self.sbomFormat = sbomFormat
-        self.sbomDigest = sbomDigest
-        self.scan = scan
-        self.provenanceVerified = provenanceVerified
     }
 }
 
@@ -212,6 +184,15 @@ public struct ScanSummary: Sendable, Codable, Hashable {
 
     public func count(_ s: VulnerabilitySeverity) -> Int { counts[s.rawValue] ?? 0 }
     public var total: Int { counts.values.reduce(0, +) }
+
+    /// The counts as recorded with a verdict and a revision (`FleetCore.ScanCounts`): the four named
+    /// severities, everything else as `other`.
+    public var scanCounts: ScanCounts {
+        let named = ["critical", "high", "medium", "low"]
+        return ScanCounts(scanner: scanner, critical: counts["critical"] ?? 0, high: counts["high"] ?? 0,
+                          medium: counts["medium"] ?? 0, low: counts["low"] ?? 0,
+                          other: counts.filter { !named.contains($0.key) }.values.reduce(0, +), highest: highest.rawValue)
+    }
 }
 
 /// Errors from parsing keys and evidence files. `description` is the human-readable message.

@@ -1,3 +1,4 @@
+import FleetCore
 import Crypto
 import Foundation
 
@@ -121,7 +122,7 @@ struct Evaluation {
     let policies: [GatePolicy]
 
     private var findings: [GateFinding] = []
-    private var record = EvidenceRecord()
+    private var record = EvidenceSummary()
     private var keyResults: [String: Bool] = [:]  // key fingerprint -> signature verified
     private var sbomResult: Result<SBOMDocument, SupplyChainError>?
     private var scanResult: Result<ScanSummary, SupplyChainError>?
@@ -318,7 +319,7 @@ struct Evaluation {
             switch scanResult! {
             case .failure(let err): return [err.message]
             case .success(let s):
-                record.scan = s
+                record.scan = s.scanCounts
                 return ScanReportParser.ceilingViolation(s, ceiling: p.maxSeverity).map { [$0] } ?? []
             }
         }

@@ -19,7 +19,8 @@ import Darwin
 /// Thread-safe. Persistence is explicit: call `save()`; it writes a temporary file next to `path`
 /// and renames it over `path`, so a crash never leaves a torn cache file.
 public final class VerificationCache: @unchecked Sendable {
-    public static let formatVersion = 1
+    /// 2: evidence recorded as FleetCore's `EvidenceSummary` (scan counts by named severity).
+    public static let formatVersion = 2
 
     public let path: String?
     private let lock = NSLock()

@@ -63,6 +63,17 @@ public struct WaitTimeout: Error, CustomStringConvertible {
     public var description: String { "timed out waiting for \(what)" }
 }
 
+/// The same, answering whether the condition held before `deadline` instead of throwing
+/// (`#expect(try await waitUntil(deadline: .seconds(5)) { … })`).
+public func waitUntil(deadline: Duration, every: Duration = .milliseconds(50), _ condition: () async throws -> Bool) async throws -> Bool {
+    do {
+        try await waitUntil("condition", timeout: deadline, every: every, condition)
+        return true
+    } catch is WaitTimeout {
+        return false
+    }
+}
+
 public func waitUntil(_ what: String = "condition", timeout: Duration = .seconds(10), every: Duration = .milliseconds(10),
                       _ condition: () async throws -> Bool) async throws {
     let clock = ContinuousClock()

@@ -85,19 +85,8 @@ struct SupplyChainWiring {
                 server: server.name, revision: server.revision,
                 decision: v.decision == .blocked ? .blocked : v.decision == .warned ? .warned : .admitted,
                 policies: names.isEmpty ? [SupplyChainGate.builtinPolicyName] : names,
-                reasons: v.reasons, evidence: v.evidence.map(Self.summary))
+                reasons: v.reasons, evidence: v.evidence)
         }
         return out
-    }
-
-    static func summary(_ e: EvidenceRecord) -> EvidenceSummary {
-        let scan = e.scan.map { s -> ScanCounts in
-            let c = s.counts
-            let known = ["critical", "high", "medium", "low"]
-            return ScanCounts(scanner: s.scanner, critical: c["critical"] ?? 0, high: c["high"] ?? 0, medium: c["medium"] ?? 0, low: c["low"] ?? 0,
-                              other: c.filter { !known.contains($0.key) }.values.reduce(0, +), highest: s.highest.rawValue)
-        }
-        return EvidenceSummary(artifactDigest: e.artifactDigest, signedBy: e.signedBy, signatureAlgorithm: e.signatureAlgorithm,
-                               sbomFormat: e.sbomFormat, sbomDigest: e.sbomDigest, scan: scan, provenanceVerified: e.provenanceVerified)
     }
 }

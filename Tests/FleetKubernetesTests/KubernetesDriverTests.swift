@@ -1,5 +1,6 @@
 import FleetCore
 import FleetHTTP
+import FleetTesting
 @testable import FleetKubernetes
 import Foundation
 import Testing
@@ -44,7 +45,7 @@ import Testing
         for tenant in state.tenants { try await driver.ensureTenant(tenant) }
         for server in state.servers { try await driver.scale(server, replicas: server.replicas) }
         let everything = try #require(state.server("time"))
-        try await waitUntil(.seconds(10), "everything ready") {
+        try await waitUntil("everything ready", timeout: .seconds(10), every: .milliseconds(50)) {
             try await driver.observe().server("time")?.readyReplicas == everything.replicas
         }
         var live = try await driver.observe()
@@ -68,12 +69,12 @@ import Testing
         // Scale, idempotently.
         try await driver.scale(everything, replicas: 3)
         try await driver.scale(everything, replicas: 3)
-        try await waitUntil(.seconds(10), "3 ready") { try await driver.observe().server("time")?.readyReplicas == 3 }
+        try await waitUntil("3 ready", timeout: .seconds(10), every: .milliseconds(50)) { try await driver.observe().server("time")?.readyReplicas == 3 }
 
         // Roll: the new revision's Deployment comes up beside the old one, then the old one goes.
         let next = nextRevision(everything, version: "1.11")
         try await driver.scale(next, replicas: 1)
-        try await waitUntil(.seconds(10), "canary ready") {
+        try await waitUntil("canary ready", timeout: .seconds(10), every: .milliseconds(50)) {
             try await driver.observe().server("time")?.revisions.first { $0.revision == next.revision }?.ready == 1
         }
         live = try await driver.observe()
@@ -81,7 +82,7 @@ import Testing
         try await driver.scale(next, replicas: 3)
         try await driver.scale(everything, replicas: 0)
         try await driver.removeRevision(server: "time", revision: everything.revision)
-        try await waitUntil(.seconds(10), "rolled") {
+        try await waitUntil("rolled", timeout: .seconds(10), every: .milliseconds(50)) {
             let s = try await driver.observe().server("time")
             return s?.revisions.map(\.revision) == [next.revision] && s?.readyReplicas == 3
         }
@@ -96,7 +97,7 @@ import Testing
         #expect(try kubectlDeployments(kubeconfig).filter { $0.labels["app.kubernetes.io/managed-by"] == "mcpfleet" }.isEmpty)
         #expect(try await driver.client.getIfPresent(.service, namespace: "mcp-research", name: "time") == nil)
         try await driver.removeTenant(named: "research")
-        try await waitUntil(.seconds(10), "namespace gone") {
+        try await waitUntil("namespace gone", timeout: .seconds(10), every: .milliseconds(50)) {
             try await driver.client.getIfPresent(.namespace, namespace: nil, name: "mcp-research") == nil
         }
     }
@@ -275,10 +276,10 @@ import Testing
             for try await update in stream { await seen.add(update) }
         }
         defer { consumer.cancel() }
-        try await waitUntil(.seconds(5), "initial list") { await seen.relists.count == 1 }
+        try await waitUntil("initial list", timeout: .seconds(5), every: .milliseconds(50)) { await seen.relists.count == 1 }
         for i in 1...5 { _ = try await client.create(configMap("cm-\(i)")) }
         do {
-            try await waitUntil(.seconds(10), "all five events across the dropped connection") { await seen.names.count == 5 }
+            try await waitUntil("all five events across the dropped connection", timeout: .seconds(10), every: .milliseconds(50)) { await seen.names.count == 5 }
         } catch {
             let log = try await api.requests().map { "\($0["method"]?.string ?? "") \($0["path"]?.string ?? "")?\($0["query"]?.string ?? "") \($0["status"].map { $0.jsonText } ?? "")" }
             throw TestFailure("\(error); seen \(await seen.names.sorted()); requests:\n\(log.joined(separator: "\n"))")
@@ -293,7 +294,7 @@ import Testing
         // The watcher reconnects at least every second (timeoutSeconds 1); the first reconnect takes
         // the latency fault, which then shows as used up.
         do {
-            try await waitUntil(.seconds(5), "a held watch request") {
+            try await waitUntil("a held watch request", timeout: .seconds(5), every: .milliseconds(50)) {
                 try await api.faults().contains { $0["latency_ms"] != nil && $0["remaining"]?.int == 0 }
             }
         } catch {
@@ -303,11 +304,11 @@ import Testing
         _ = try await client.create(configMap("cm-6"))
         _ = try await client.create(configMap("cm-7"))
         try await api.post("/__control/compact", "{}")
-        try await waitUntil(.seconds(10), "relisted after 410") { await seen.relists.count >= 2 }
+        try await waitUntil("relisted after 410", timeout: .seconds(10), every: .milliseconds(50)) { await seen.relists.count >= 2 }
         #expect(await seen.relists.last == ["cm-1", "cm-2", "cm-3", "cm-4", "cm-5", "cm-6", "cm-7"])
         // And it keeps watching after the relist.
         _ = try await client.create(configMap("cm-8"))
-        try await waitUntil(.seconds(5), "events after the relist") { await seen.names.contains("cm-8") }
+        try await waitUntil("events after the relist", timeout: .seconds(5), every: .milliseconds(50)) { await seen.names.contains("cm-8") }
         consumer.cancel()
     }
 
@@ -377,11 +378,11 @@ import Testing
         }
         let a = try elector("a"), b = try elector("b")
         let runA = Task { await a.run() }
-        try await waitUntil(.seconds(5), "a leads") { await a.isLeader }
+        try await waitUntil("a leads", timeout: .seconds(5), every: .milliseconds(50)) { await a.isLeader }
         let runB = Task { await b.run() }
         let bChanges = await b.changes()
         // b campaigns for several retry periods but must not lead while a renews.
-        try await waitUntil(.seconds(5), "b sees a as leader") { await b.currentLeader == "a" }
+        try await waitUntil("b sees a as leader", timeout: .seconds(5), every: .milliseconds(50)) { await b.currentLeader == "a" }
         let clock = ContinuousClock()
         let hold = clock.now
         while clock.now - hold < .seconds(3) {
@@ -395,7 +396,7 @@ import Testing
         runA.cancel()
         await runA.value
         #expect(!(await a.isLeader))
-        try await waitUntil(.seconds(2), "b leads within the lease duration") { await b.isLeader }
+        try await waitUntil("b leads within the lease duration", timeout: .seconds(2), every: .milliseconds(50)) { await b.isLeader }
         #expect(clock.now - stopped < .seconds(2))
         var events: [LeadershipEvent] = []
         for await e in bChanges {
@@ -419,7 +420,7 @@ import Testing
         let c = try elector("c")
         let crashed = clock.now
         let runC = Task { await c.run() }
-        try await waitUntil(.seconds(6), "c leads") { await c.isLeader }
+        try await waitUntil("c leads", timeout: .seconds(6), every: .milliseconds(50)) { await c.isLeader }
         #expect(clock.now - crashed >= .milliseconds(1900))
         #expect(clock.now - crashed < .seconds(4))
         runC.cancel()

@@ -28,18 +28,6 @@ func write(_ text: String, to path: String) throws {
     try text.write(toFile: path, atomically: true, encoding: .utf8)
 }
 
-/// Checks `condition` every 50 ms until it holds or `timeout` passes; fails with `message` then.
-func waitUntil(_ timeout: Duration = .seconds(10), _ message: String, _ condition: () async throws -> Bool) async throws {
-    let clock = ContinuousClock()
-    let deadline = clock.now + timeout
-    while clock.now < deadline {
-        if try await condition() { return }
-        try await Task.sleep(for: .milliseconds(50))
-    }
-    if try await condition() { return }
-    throw TestFailure("timed out after \(timeout): \(message)")
-}
-
 /// The example catalog and its `cluster` environment.
 func exampleCluster() throws -> (Environment, DesiredState) {
     let loaded = CatalogLoader.load(path: packageRoot + "/Manifests")

@@ -1,6 +1,7 @@
 import FleetCore
 import FleetLocal
 import FleetState
+import FleetTesting
 import Foundation
 import Testing
 #if canImport(Glibc)

@@ -15,17 +15,6 @@ struct TestFailure: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// Checks `condition` every 100 ms until it holds or `deadline` passes.
-func waitUntil(deadline: Duration, _ condition: () async throws -> Bool) async throws -> Bool {
-    let clock = ContinuousClock()
-    let end = clock.now.advanced(by: deadline)
-    while clock.now < end {
-        if try await condition() { return true }
-        try await Task.sleep(for: .milliseconds(100))
-    }
-    return try await condition()
-}
-
 func makeTemporaryDirectory(_ label: String) throws -> String {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fleetlocal-\(label)-\(UUID().uuidString.prefix(8))").path
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

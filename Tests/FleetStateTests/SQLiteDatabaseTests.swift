@@ -14,17 +14,6 @@ func makeTemporaryDirectory(_ label: String) throws -> String {
     return dir
 }
 
-/// Checks `condition` every 50 ms until it holds or `deadline` passes.
-func waitUntil(deadline: Duration, _ condition: () async throws -> Bool) async throws -> Bool {
-    let clock = ContinuousClock()
-    let end = clock.now.advanced(by: deadline)
-    while clock.now < end {
-        if try await condition() { return true }
-        try await Task.sleep(for: .milliseconds(50))
-    }
-    return try await condition()
-}
-
 /// Removes a test's directory; a failure to clean up is not the test's failure.
 func removeTree(_ path: String) {
     do { try FileManager.default.removeItem(atPath: path) } catch {}

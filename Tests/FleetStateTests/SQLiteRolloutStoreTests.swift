@@ -1,5 +1,6 @@
 import FleetCore
 import FleetState
+import FleetTesting
 import Foundation
 import Testing
 

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 
+import FleetCore
 import FleetSupplyChain
 
 @Suite("SBOM, scan and provenance")
@@ -88,9 +89,11 @@ struct EvidenceTests {
         let v = SupplyChainGate(policies: [fx.policy()]).evaluate(fx.evidence)
         #expect(v.decision == .blocked)
         #expect(v.reasons == ["scan report (grype) has 2 critical vulnerabilities, above the ceiling high"])
-        let s = try #require(v.evidence?.scan)
-        #expect(s.counts == ["critical": 2, "high": 1, "negligible": 1, "unknown": 1])
-        #expect(s.highest == .critical)
+        #expect(v.evidence?.scan == ScanCounts(scanner: "grype", critical: 2, high: 1, medium: 0, low: 0, other: 2, highest: "critical"))
+        // The parser keeps every severity it read; the recorded evidence folds the unnamed ones into `other`.
+        let parsed = try ScanReportParser.parse(Data(contentsOf: URL(fileURLWithPath: try #require(fx.evidence.scanPath))))
+        #expect(parsed.counts == ["critical": 2, "high": 1, "negligible": 1, "unknown": 1])
+        #expect(parsed.highest == .critical)
         var p = fx.policy()
         p.maxSeverity = .medium
         #expect(SupplyChainGate(policies: [p]).evaluate(fx.evidence).reasons
@@ -108,7 +111,7 @@ struct EvidenceTests {
         let v = SupplyChainGate(policies: [p]).evaluate(fx.evidence)
         #expect(v.decision == .blocked)
         #expect(v.reasons == ["scan report (trivy) has 1 high vulnerability, above the ceiling medium"])
-        #expect(v.evidence?.scan == ScanSummary(scanner: "trivy", counts: ["low": 1, "high": 1, "unknown": 1, "medium": 1], highest: .high))
+        #expect(v.evidence?.scan == ScanCounts(scanner: "trivy", critical: 0, high: 1, medium: 1, low: 1, other: 1, highest: "high"))
         p.maxSeverity = .high
         #expect(SupplyChainGate(policies: [p]).evaluate(fx.evidence).decision == .admitted)
         p.maxSeverity = .none
@@ -122,7 +125,7 @@ struct EvidenceTests {
         fx.evidence.scanPath = try box.write("t.json", Samples.trivy(osSeverities: [], langSeverities: []))
         let v = SupplyChainGate(policies: [fx.policy()]).evaluate(fx.evidence)
         #expect(v.decision == .admitted, "\(v.reasons)")
-        #expect(v.evidence?.scan?.highest == VulnerabilitySeverity.none)
+        #expect(v.evidence?.scan?.highest == VulnerabilitySeverity.none.rawValue)
         fx.evidence.scanPath = nil
         var p = fx.policy()
         p.requireScan = false  // still implied by maxSeverity high

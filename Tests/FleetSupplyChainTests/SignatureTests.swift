@@ -18,7 +18,7 @@ struct SignatureTests {
         #expect(ev.sbomFormat == "cyclonedx-1.5")
         #expect(ev.sbomDigest == "sha256:\(try box.sha256Hex(try #require(fx.evidence.sbomPath)))")
         #expect(ev.scan?.scanner == "grype")
-        #expect(ev.scan?.highest == .medium)
+        #expect(ev.scan?.highest == "medium")
         #expect(ev.provenanceVerified)
     }
 

@@ -83,17 +83,6 @@ struct FixtureError: Error, CustomStringConvertible {
     init(_ d: String) { description = d }
 }
 
-/// Checks a condition repeatedly until it holds or the deadline passes.
-func waitUntil(_ what: String, timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async throws {
-    let clock = ContinuousClock()
-    let deadline = clock.now + timeout
-    while true {
-        if try await condition() { return }
-        guard clock.now < deadline else { throw FixtureError("timed out after \(timeout) waiting for: \(what)") }
-        try await Task.sleep(for: .milliseconds(100))
-    }
-}
-
 /// Sends MCP `initialize` over streamable HTTP with the real curl; returns the response (headers + body).
 func mcpInitialize(port: Int) async throws -> String {
     let body = #"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-03-26","capabilities":{},"clientInfo":{"name":"mcpfleet-tests","version":"1"}}}"#

@@ -25,7 +25,7 @@ struct SystemdBenchmarkTests {
         try await driver.apply(batch: tenants.map(SystemdOperation.ensureTenant) + servers.map { .scale($0, replicas: 1) })
         let applied = clock.now - start
         var active = 0
-        try await waitUntil("\(count) active", timeout: .seconds(60)) {
+        try await waitUntil("\(count) active", timeout: .seconds(60), every: .milliseconds(100)) {
             let r = try await sandbox.run(["systemctl", "list-units", "--plain", "--no-legend", "--state=active", "mcp-bench-*@*.service"])
             active = r.stdout.split(separator: "\n").count
             return active == count

@@ -31,7 +31,7 @@ struct SystemdDriverSandboxTests {
 
             for replicas in [3, 5, 2] {
                 try await driver.scale(server, replicas: replicas)
-                try await waitUntil("\(replicas) ready instances answering initialize") {
+                try await waitUntil("\(replicas) ready instances answering initialize", timeout: .seconds(20), every: .milliseconds(100)) {
                     let live = try await driver.observe()
                     guard let rev = Self.revision(live, "everything", server.revision), rev.replicas == replicas, rev.ready == replicas else { return false }
                     for port in 22000..<(22000 + replicas) where !(try await answersInitialize(port: port)) { return false }
@@ -62,7 +62,7 @@ struct SystemdDriverSandboxTests {
             let v2 = try Fixtures.server(name: "roll", version: "2.0.0", command: [binary, "--port", "${PORT}"], port: 22100, replicas: 3)
             #expect(v1.revision != v2.revision)
             try await driver.apply(batch: [.ensureTenant(Fixtures.tenant("platform")), .scale(v1, replicas: 3)])
-            try await waitUntil("v1 ready") { Self.revision(try await driver.observe(), "roll", v1.revision)?.ready == 3 }
+            try await waitUntil("v1 ready", timeout: .seconds(20), every: .milliseconds(100)) { Self.revision(try await driver.observe(), "roll", v1.revision)?.ready == 3 }
 
             // The controller's rolling step, driven by hand: surge one new, wait ready, retire one old.
             let maxUnavailable = 1
@@ -70,7 +70,7 @@ struct SystemdDriverSandboxTests {
             while newCount < 3 {
                 newCount += 1
                 try await driver.scale(v2, replicas: newCount)
-                try await waitUntil("\(newCount) v2 ready") { Self.revision(try await driver.observe(), "roll", v2.revision)?.ready == newCount }
+                try await waitUntil("\(newCount) v2 ready", timeout: .seconds(20), every: .milliseconds(100)) { Self.revision(try await driver.observe(), "roll", v2.revision)?.ready == newCount }
                 oldCount -= 1
                 try await driver.scale(v1, replicas: oldCount)
                 let live = try await driver.observe()
@@ -95,7 +95,7 @@ struct SystemdDriverSandboxTests {
             let server = try Fixtures.server(name: "crash", command: ["/bin/false"], port: 22200, replicas: 1)
             try await driver.apply(batch: [.ensureTenant(Fixtures.tenant("platform")), .scale(server, replicas: 1)])
             var last: LiveInstance?
-            try await waitUntil("start-limit-hit", timeout: .seconds(30)) {
+            try await waitUntil("start-limit-hit", timeout: .seconds(30), every: .milliseconds(100)) {
                 let rev = Self.revision(try await driver.observe(), "crash", server.revision)
                 #expect(rev?.ready == 0)
                 let inst = rev?.instances?.first
@@ -117,7 +117,7 @@ struct SystemdDriverSandboxTests {
             let slice = #"mcp-team\x2da.slice"#
             let show = try await sandbox.run(["systemctl", "show", slice, "-p", "CPUQuotaPerSecUSec,MemoryMax,TasksMax,ActiveState"])
             #expect(show.stdout == "CPUQuotaPerSecUSec=500ms\nMemoryMax=268435456\nTasksMax=64\nActiveState=active\n")
-            try await waitUntil("3 running") { (try await driver.observe()).servers.reduce(0) { $0 + $1.readyReplicas } == 3 }
+            try await waitUntil("3 running", timeout: .seconds(20), every: .milliseconds(100)) { (try await driver.observe()).servers.reduce(0) { $0 + $1.readyReplicas } == 3 }
 
             try await driver.removeServer(named: "one")
             var live = try await driver.observe()
@@ -136,7 +136,7 @@ struct SystemdDriverSandboxTests {
             let fragment = try await sandbox.run(["systemctl", "show", slice, "-p", "FragmentPath,ActiveState"]).stdout
             #expect(!fragment.contains("FragmentPath=/"))
             #expect(fragment.contains("ActiveState=inactive"))
-            try await waitUntil("slice gone from list-units", timeout: .seconds(5)) {
+            try await waitUntil("slice gone from list-units", timeout: .seconds(5), every: .milliseconds(100)) {
                 try await sandbox.run(["systemctl", "list-units", "--all", "--plain", "--no-legend", slice]).stdout.isEmpty
             }
         }
@@ -169,7 +169,7 @@ struct SystemdDriverSandboxTests {
             try await driver.apply(batch: [.ensureTenant(Fixtures.tenant("platform")), .scale(server, replicas: 1)])
             let unit = "mcp-hostile-\(server.revision)@0.service"
             var pid = ""
-            try await waitUntil("hostile unit running") {
+            try await waitUntil("hostile unit running", timeout: .seconds(20), every: .milliseconds(100)) {
                 pid = try await sandbox.run(["systemctl", "show", "-p", "MainPID", "--value", unit]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
                 return pid != "" && pid != "0"
             }
@@ -206,7 +206,7 @@ struct SystemdDriverSandboxTests {
             try await driver.apply(batch: [.ensureTenant(Fixtures.tenant("platform")), .scale(server, replicas: 1)])
             let unit = "mcp-sec-\(server.revision)@0.service"
             var pid = ""
-            try await waitUntil("secret unit running") {
+            try await waitUntil("secret unit running", timeout: .seconds(20), every: .milliseconds(100)) {
                 pid = try await sandbox.run(["systemctl", "show", "-p", "MainPID", "--value", unit]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
                 return pid != "" && pid != "0"
             }

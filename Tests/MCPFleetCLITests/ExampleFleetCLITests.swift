@@ -20,15 +20,6 @@ import Testing
         return r.stdout.split(separator: "\n").compactMap { Int32($0) }
     }
 
-    func waitUntil(_ what: String, timeout: Duration = .seconds(60), _ condition: () throws -> Bool) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if try condition() { return }
-            try await Task.sleep(for: .milliseconds(250))
-        }
-        throw CLIError("timed out waiting for \(what)")
-    }
-
     @Test func exampleFleetRunsRollsHealsAndStops() async throws {
         let server = try TestEnvironment.everythingServer()
         let dir = try makeTempDirectory("example-fleet")
@@ -73,7 +64,7 @@ import Testing
         kill(victim, SIGKILL)
         let healed = try fleet("run", "Manifests", "--env", "local", "--once", "--timeout", "120s", "--metrics-address", "")
         #expect(healed.status == 0, "\(healed.all.suffix(3000))")
-        try await waitUntil("all four replicas answering") {
+        try await waitUntil("all four replicas answering", timeout: .seconds(60), every: .milliseconds(250)) {
             let p = try ports()
             guard p.count == 4 else { return false }
             return try p.allSatisfy(answersInitialize)

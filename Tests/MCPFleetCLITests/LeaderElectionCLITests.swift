@@ -1,3 +1,4 @@
+import FleetTesting
 import Foundation
 import Testing
 
@@ -32,16 +33,6 @@ import Testing
         deinit { stop(SIGKILL) }
     }
 
-    /// Polls `condition` until it holds or the deadline passes.
-    func waitUntil(_ what: String, timeout: Duration = .seconds(30), _ condition: () throws -> Bool) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if try condition() { return }
-            try await Task.sleep(for: .milliseconds(200))
-        }
-        throw CLIError("timed out waiting for \(what)")
-    }
-
     func get(_ base: String, _ path: String) throws -> [String: Any]? {
         let r = try run("/usr/bin/curl", ["-s", "-m", "5", base + path])
         return try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
@@ -53,7 +44,7 @@ import Testing
                                env: [:], log: dir + "/apiserver.log")
         defer { server.stop(SIGKILL) }
         var port = 0
-        try await waitUntil("the API server's port") {
+        try await waitUntil("the API server's port", timeout: .seconds(30), every: .milliseconds(200)) {
             guard let line = server.output.split(separator: "\n").first(where: { $0.hasPrefix("PORT ") }) else { return false }
             port = Int(line.dropFirst(5)) ?? 0
             return port > 0
@@ -99,21 +90,21 @@ import Testing
         defer { a.stop(SIGKILL) }
         let leasePath = "/apis/coordination.k8s.io/v1/namespaces/mcpfleet-system/leases/mcpfleet-controller"
         func holder() throws -> String? { (try get(base, leasePath)?["spec"] as? [String: Any])?["holderIdentity"] as? String }
-        try await waitUntil("replica-a to lead") { try holder() == "replica-a" }
-        try await waitUntil("the leader to deploy the server") {
+        try await waitUntil("replica-a to lead", timeout: .seconds(30), every: .milliseconds(200)) { try holder() == "replica-a" }
+        try await waitUntil("the leader to deploy the server", timeout: .seconds(30), every: .milliseconds(200)) {
             try get(base, "/apis/apps/v1/namespaces/mcp-team/deployments")?["items"].map { ($0 as? [Any])?.isEmpty == false } ?? false
         }
 
         let b = try Child(mcpfleetBinary, args, env: env.merging(["POD_NAME": "replica-b"]) { _, n in n }, log: dir + "/b.log")
         defer { b.stop(SIGKILL) }
-        try await waitUntil("replica-b to campaign") { b.output.contains("campaigning for leadership") }
+        try await waitUntil("replica-b to campaign", timeout: .seconds(30), every: .milliseconds(200)) { b.output.contains("campaigning for leadership") }
         #expect(try holder() == "replica-a")
         #expect(!b.output.contains("acquired leadership"), "the standby must not act while the leader holds the Lease")
 
         a.stop(SIGTERM)   // graceful: finishes its step and releases the Lease
         #expect(a.process.terminationStatus == 0, "\(a.output.suffix(2000))")
-        try await waitUntil("replica-b to take over", timeout: .seconds(20)) { try holder() == "replica-b" }
-        try await waitUntil("replica-b to act as leader") { b.output.contains("acquired leadership") }
+        try await waitUntil("replica-b to take over", timeout: .seconds(20), every: .milliseconds(200)) { try holder() == "replica-b" }
+        try await waitUntil("replica-b to act as leader", timeout: .seconds(30), every: .milliseconds(200)) { b.output.contains("acquired leadership") }
         b.stop(SIGTERM)
         #expect(b.process.terminationStatus == 0, "\(b.output.suffix(2000))")
     }
