@@ -37,3 +37,34 @@ import Testing
         #expect(probe == nil, "elements outlived the array: a retain too many")
     }
 }
+
+/// `LiveServer.servingIndex` / `replicaSplit` read revisions in place; they must pick exactly what the
+/// straightforward definitions pick (`first(where:)` for a pin, `max(by:)` with the last-good tie-break).
+@Suite struct ServingRevisionTests {
+    static func reference(_ revisions: [LiveRevision], pinned: String?, lastGood: String?) -> LiveRevision? {
+        if let pin = pinned, let r = revisions.first(where: { $0.revision == pin }) { return r }
+        return revisions.max { a, b in
+            a.replicas != b.replicas ? a.replicas < b.replicas : (b.revision == lastGood && a.revision != lastGood)
+        }
+    }
+
+    @Test func matchesTheReferenceOnRandomRevisionLists() {
+        var rng = SystemRandomNumberGenerator()
+        let names = ["r1", "r2", "r3", "r4"]
+        for _ in 0..<5_000 {
+            let revisions = (0..<Int.random(in: 0...5, using: &rng)).map { k in
+                LiveRevision(revision: names.randomElement(using: &rng)!, replicas: Int.random(in: 0...3, using: &rng), ready: 0,
+                             fields: [SpecField(path: "version", display: "\(k)")])
+            }
+            let pinned = Bool.random(using: &rng) ? names.randomElement(using: &rng) : nil
+            let lastGood = Bool.random(using: &rng) ? names.randomElement(using: &rng) : nil
+            let server = LiveServer(name: "s", revisions: revisions, lastGoodRevision: lastGood, pinnedRevision: pinned)
+            #expect(server.servingRevision == Self.reference(revisions, pinned: pinned, lastGood: lastGood), "\(revisions) pin \(pinned ?? "-") good \(lastGood ?? "-")")
+
+            let target = names.randomElement(using: &rng)!
+            let split = LiveServer.replicaSplit(revisions, target)
+            #expect(split.current == (revisions.first { $0.revision == target }?.replicas ?? 0))
+            #expect(split.others == revisions.filter { $0.revision != target }.reduce(0) { $0 + $1.replicas })
+        }
+    }
+}

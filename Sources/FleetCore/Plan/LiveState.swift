@@ -221,10 +221,37 @@ public struct LiveServer: Codable, Hashable, Sendable {
 
     /// The revision serving now: the pin, else the one with most replicas (ties go to the last good one).
     public var servingRevision: LiveRevision? {
-        if let pin = pinnedRevision, let r = revisions.first(where: { $0.revision == pin }) { return r }
-        if revisions.count == 1 { return revisions[0] } // the usual case, without `max` copying each element
-        return revisions.max { a, b in
-            a.replicas != b.replicas ? a.replicas < b.replicas : (b.revision == lastGoodRevision && a.revision != lastGoodRevision)
+        Self.servingIndex(revisions, pinned: pinnedRevision, lastGood: lastGoodRevision).map { revisions[$0] }
+    }
+
+    /// Where `servingRevision` is in `revisions`: the pinned one, else the first with most replicas
+    /// (as `max(by:)` picks), a tie going to the last good revision. Reads the list in place.
+    static func servingIndex(_ revisions: [LiveRevision], pinned: String?, lastGood: String?) -> Int? {
+        revisions.withUnsafeBufferPointer { rs -> Int? in
+            guard let base = rs.baseAddress, rs.count > 0 else { return nil }
+            if let pin = pinned {
+                for i in 0..<rs.count where (base + i).pointee.revision == pin { return i }
+            }
+            var best = 0
+            for i in 1..<max(rs.count, 1) {
+                let a = base + best, b = base + i
+                let less = a.pointee.replicas != b.pointee.replicas ? a.pointee.replicas < b.pointee.replicas
+                    : (b.pointee.revision == lastGood && a.pointee.revision != lastGood)
+                if less { best = i }
+            }
+            return best
+        }
+    }
+
+    /// Replicas on the first entry of `revision`, and on every entry of other revisions; in place.
+    static func replicaSplit(_ revisions: [LiveRevision], _ revision: String) -> (current: Int, others: Int) {
+        revisions.withUnsafeBufferPointer { rs in
+            var current: Int?, others = 0
+            for i in 0..<rs.count {
+                let r = rs.baseAddress! + i
+                if r.pointee.revision == revision { current = current ?? r.pointee.replicas } else { others += r.pointee.replicas }
+            }
+            return (current ?? 0, others)
         }
     }
 }

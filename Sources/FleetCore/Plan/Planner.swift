@@ -54,7 +54,10 @@ public enum Planner {
                 continue
             }
             let lp = lbase + li
-            let serving = lp.pointee.servingRevision
+            let servingIndex = LiveServer.servingIndex(lp.pointee.revisions, pinned: lp.pointee.pinnedRevision, lastGood: lp.pointee.lastGoodRevision)
+            let servingName = servingIndex.map { i in lp.pointee.revisions.withUnsafeBufferPointer { ($0.baseAddress! + i).pointee.revision } }
+            // The whole serving revision (its fields) only where a change is planned.
+            var serving: LiveRevision? { servingIndex.map { lp.pointee.revisions[$0] } }
             if let pin = lp.pointee.pinnedRevision {
                 summary.held += 1
                 holds.append(Hold(server: dp.pointee.name, reason: "pinned to revision \(pin) by a manual rollback; desired revision \(dp.pointee.revision) waits until the pin is released (`mcpfleet resume \(dp.pointee.name)`)", revision: pin))
@@ -62,18 +65,17 @@ public enum Planner {
             }
             if lp.pointee.paused {
                 summary.held += 1
-                holds.append(Hold(server: dp.pointee.name, reason: "paused (`mcpfleet resume \(dp.pointee.name)` continues)", revision: serving?.revision))
+                holds.append(Hold(server: dp.pointee.name, reason: "paused (`mcpfleet resume \(dp.pointee.name)` continues)", revision: servingName))
                 continue
             }
-            let atDesired = serving?.revision == dp.pointee.revision || lp.pointee.targetRevision == dp.pointee.revision
+            let atDesired = servingName == dp.pointee.revision || lp.pointee.targetRevision == dp.pointee.revision
             if !atDesired, lp.pointee.failedRevisions.contains(dp.pointee.revision) {
                 summary.held += 1
                 holds.append(Hold(server: dp.pointee.name, reason: "revision \(dp.pointee.revision) failed its rollout and was rolled back; it is not retried until the manifests change it again", revision: dp.pointee.revision))
                 continue
             }
             if atDesired {
-                let current = lp.pointee.revisions.first { $0.revision == dp.pointee.revision }?.replicas ?? 0
-                let others = lp.pointee.revisions.filter { $0.revision != dp.pointee.revision }.reduce(0) { $0 + $1.replicas }
+                let (current, others) = LiveServer.replicaSplit(lp.pointee.revisions, dp.pointee.revision)
                 if lp.pointee.targetRevision == dp.pointee.revision, others > 0 || lp.pointee.phase == .progressing {
                     summary.held += 1
                     holds.append(Hold(server: dp.pointee.name, reason: "rollout to \(dp.pointee.revision) in progress (\(current)/\(dp.pointee.replicas) replicas on it)", revision: dp.pointee.revision))
