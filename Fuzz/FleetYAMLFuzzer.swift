@@ -1,5 +1,6 @@
-// libFuzzer harness for FleetYAML: any input must load without crashing, within limits, and
-// produce well-formed positions. Build and run with Fuzz/run.sh.
+// libFuzzer harness for FleetYAML and what follows it: any input must load without crashing, within
+// limits, with well-formed positions, then decode, validate, render and plan without crashing.
+// Build and run with Fuzz/run.sh.
 import FleetCore
 import FleetYAML
 
@@ -31,5 +32,13 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         limits: limits)
     check(set.diagnostics, [])
     for file in set.files { check([], file.documents) }
+    // Whatever parsed goes on through decoding, cross-document validation, rendering and a plan
+    // against an empty live state: no input may crash any of them.
+    let loaded = CatalogLoader.from(set: set, baseDirectory: "root") { _ in false }
+    check(loaded.diagnostics.items, [])
+    for environment in loaded.catalog.environments {
+        let desired = Renderer.desiredState(loaded.catalog, environment: environment)
+        _ = Planner.plan(desired: desired, live: LiveState(), baseline: "fuzz")
+    }
     return 0
 }
