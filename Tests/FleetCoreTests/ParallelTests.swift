@@ -68,3 +68,29 @@ import Testing
         }
     }
 }
+
+/// The planner matches desired and live servers by merging the two name-ordered lists; it must give
+/// what a name index and a set of names give, duplicates and unsorted input included.
+@Suite struct MatchByNameTests {
+    @Test func mergeMatchesTheHashedReference() {
+        var rng = SystemRandomNumberGenerator()
+        let names = ["a", "b", "c", "d", "e", "f", "long-server-name-1", "long-server-name-2"]
+        for _ in 0..<3_000 {
+            let desired = (0..<Int.random(in: 0...6, using: &rng)).map { _ in
+                DesiredServer(name: names.randomElement(using: &rng)!, tenant: "t", version: "1")
+            }
+            let live = (0..<Int.random(in: 0...6, using: &rng)).map { k in
+                LiveServer(name: names.randomElement(using: &rng)!, tenant: "t\(k)", revisions: [])
+            }
+            let order = Planner.nameOrder(desired.count) { desired[$0].name }
+            let (match, gone) = Planner.matchByName(desired, order, live)
+
+            var firstLive: [String: Int] = [:]
+            for (i, l) in live.enumerated() where firstLive[l.name] == nil { firstLive[l.name] = i }
+            let desiredNames = Set(desired.map(\.name))
+            #expect(match == desired.map { firstLive[$0.name] }, "\(desired.map(\.name)) vs \(live.map(\.name))")
+            let expectedGone = live.indices.filter { !desiredNames.contains(live[$0].name) }.sorted { live[$0].name < live[$1].name }
+            #expect(gone == expectedGone, "\(desired.map(\.name)) vs \(live.map(\.name))")
+        }
+    }
+}

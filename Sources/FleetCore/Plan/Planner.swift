@@ -4,15 +4,12 @@ public enum Planner {
         var changes: [Change] = []
         var holds: [Hold] = []
         var summary = PlanSummary()
-        // Indices, not copies, of the live servers by name (the first of a name wins).
-        var liveServerIndex: [String: Int] = [:]
-        liveServerIndex.reserveCapacity(live.servers.count)
-        live.servers.withUnsafeBufferPointer { ls in
-            guard let base = ls.baseAddress else { return }
-            for i in 0..<ls.count where liveServerIndex[(base + i).pointee.name] == nil { liveServerIndex[(base + i).pointee.name] = i }
-        }
+        // Desired and live servers matched by name in one merge over both lists in name order (no
+        // hashing): the first live server of a name wins; `gone` are the live servers no desired one
+        // names, in name order.
+        let desiredOrder = desired.servers.withUnsafeBufferPointer { ds in nameOrder(ds.count) { (ds.baseAddress! + $0).pointee.name } }
+        let (liveIndex, gone) = matchByName(desired.servers, desiredOrder, live.servers)
         let liveTenants = Dictionary(live.tenants.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-        let desiredNames = Set(desired.servers.map(\.name))
         let desiredTenantNames = Set(desired.tenants.map(\.name))
 
         // Tenants first: namespaces, slices and quotas must exist before servers land in them.
@@ -42,11 +39,11 @@ public enum Planner {
         // one field or call a computed property (`servingRevision`).
         guard let dbase = ds.baseAddress else { return }
         let lbase = ls.baseAddress
-        for di in Self.nameOrder(ds.count, { (dbase + $0).pointee.name }) {
+        for di in desiredOrder {
             let dp = dbase + di
             let verdict = verdicts.isEmpty ? nil : verdicts[dp.pointee.name]
             let blocked = verdict?.decision == .blocked
-            guard let li = liveServerIndex[dp.pointee.name], let lbase else {
+            guard let li = liveIndex[di], let lbase else {
                 changes.append(Change(action: .create, kind: .server, name: dp.pointee.name, tenant: dp.pointee.tenant, toRevision: dp.pointee.revision, toReplicas: dp.pointee.replicas,
                                       fields: dp.pointee.fields.map { FieldChange(path: $0.path, old: nil, new: $0.display) },
                                       reason: "server `\(dp.pointee.name)` is not running here yet", blocked: blocked))
@@ -103,12 +100,7 @@ public enum Planner {
         }
 
         // Deletions last: servers, then tenants left empty. Only what mcpfleet owns is pruned.
-        // Indices first: `filter` would copy every live server just to test its name.
-        let gone = live.servers.withUnsafeBufferPointer { ls -> [Int] in
-            guard let base = ls.baseAddress else { return [] }
-            return (0..<ls.count).filter { !desiredNames.contains((base + $0).pointee.name) }
-        }
-        for l in gone.map({ live.servers[$0] }).sorted(by: { $0.name < $1.name }) {
+        for l in gone.map({ live.servers[$0] }) {
             guard l.managed else { continue }
             changes.append(Change(action: .delete, kind: .server, name: l.name, tenant: l.tenant, fromRevision: l.servingRevision?.revision,
                                   fromReplicas: l.totalReplicas, reason: "no longer in the catalog for this environment"))
@@ -129,9 +121,40 @@ public enum Planner {
         }
         // Verdicts for servers whose revision is not changing are still reported (verify shows all).
         let reported = Set(verdictsUsed.map(\.server))
+        let desiredNames = verdicts.isEmpty ? [] : Set(desired.servers.map(\.name))
         let allVerdicts = verdictsUsed + verdicts.values.filter { !reported.contains($0.server) && desiredNames.contains($0.server) }
         return Plan(environment: desired.environment, driver: desired.driver, baseline: baseline, liveFingerprint: live.fingerprint,
                     changes: changes, holds: holds, verdicts: allVerdicts.sorted { $0.server < $1.server }, summary: summary, desired: desired)
+    }
+
+    /// For each desired server (by index), the index of the first live server of its name, if any; and
+    /// the live servers whose name no desired server has, in name order (stable). A merge of the two
+    /// lists in name order: what a name index and a set of names gave, without hashing every name.
+    static func matchByName(_ desired: [DesiredServer], _ desiredOrder: [Int], _ live: [LiveServer]) -> (match: [Int?], gone: [Int]) {
+        desired.withUnsafeBufferPointer { ds in
+        live.withUnsafeBufferPointer { ls in
+            var match = [Int?](repeating: nil, count: ds.count)
+            var gone: [Int] = []
+            guard let lbase = ls.baseAddress else { return (match, gone) }
+            let liveOrder = nameOrder(ls.count) { (lbase + $0).pointee.name }
+            var j = 0
+            var previous: (name: String, match: Int?)?
+            for di in desiredOrder {
+                let name = (ds.baseAddress! + di).pointee.name
+                if let p = previous, p.name == name { match[di] = p.match; continue } // a repeated desired name
+                while j < liveOrder.count, (lbase + liveOrder[j]).pointee.name < name { gone.append(liveOrder[j]); j += 1 }
+                var found: Int?
+                if j < liveOrder.count, (lbase + liveOrder[j]).pointee.name == name {
+                    found = liveOrder[j]
+                    while j < liveOrder.count, (lbase + liveOrder[j]).pointee.name == name { j += 1 }
+                }
+                match[di] = found
+                previous = (name, found)
+            }
+            gone.append(contentsOf: liveOrder[j...])
+            return (match, gone)
+        }
+        }
     }
 
     /// Indices `0..<count` in name order (stable). The renderer and the drivers already list servers
