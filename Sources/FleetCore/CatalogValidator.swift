@@ -184,3 +184,34 @@ extension Array {
         }
     }
 }
+
+extension Array {
+    /// Sorts by `key`, stably (as `sort(by:)` does here), moving each element once: indices are sorted
+    /// and the permutation applied by following its cycles. Sorting `Server`-sized values directly
+    /// moved each of them ~log n times.
+    mutating func sortInPlace(by key: (UnsafePointer<Element>) -> String) {
+        let order = withUnsafeBufferPointer { all -> [Int] in
+            guard let base = all.baseAddress else { return [] }
+            return (0..<all.count).sorted { key(base + $0) < key(base + $1) }
+        }
+        guard order.enumerated().contains(where: { $0.offset != $0.element }) else { return }
+        withUnsafeMutableBufferPointer { all in
+            let base = all.baseAddress!
+            var done = [Bool](repeating: false, count: all.count)
+            // Slot k receives the element at order[k]; each cycle of the permutation is rotated through
+            // one temporary.
+            for start in 0..<all.count where !done[start] {
+                done[start] = true
+                guard order[start] != start else { continue }
+                let first = (base + start).move()
+                var k = start
+                while order[k] != start {
+                    (base + k).moveInitialize(from: base + order[k], count: 1)
+                    k = order[k]
+                    done[k] = true
+                }
+                (base + k).initialize(to: first)
+            }
+        }
+    }
+}

@@ -79,7 +79,7 @@ public enum ManifestDecoder {
                 diagnostics.append(contentsOf: partDiagnostics)
             }
         }
-        catalog.servers.sort { $0.name < $1.name }
+        catalog.servers.sortInPlace { $0.pointee.name }
         catalog.policies.sort { $0.name < $1.name }
         catalog.slos.sort { $0.name < $1.name }
         catalog.tenants.sort { $0.name < $1.name }

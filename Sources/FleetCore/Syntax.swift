@@ -195,12 +195,16 @@ public enum Syntax {
     /// command line, unit file or environment file.
     public static func hasControlCharacter(_ s: String) -> Bool {
         // ASCII text (the usual case) only needs a byte scan; anything else is checked by scalar.
-        var ascii = true
-        for c in s.utf8 {
-            if c < 0x20 || c == 0x7f { return true }
-            if c >= 0x80 { ascii = false; break }
+        // The string's own bytes when it has them in one piece (native strings do).
+        func scan(_ u: some Sequence<UInt8>) -> Bool? {
+            for c in u {
+                if c < 0x20 || c == 0x7f { return true }
+                if c >= 0x80 { return nil }
+            }
+            return false
         }
-        if ascii { return false }
+        let ascii = s.utf8.withContiguousStorageIfAvailable { scan($0) } ?? scan(s.utf8)
+        if let ascii { return ascii }
         return s.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7f || (0x80...0x9f).contains($0.value) || $0 == "\u{2028}" || $0 == "\u{2029}" }
     }
 

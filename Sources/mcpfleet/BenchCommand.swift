@@ -54,8 +54,18 @@ struct BenchCommand: ParsableCommand {
 
         func run() throws {
             var total: [Double] = [], parse: [Double] = [], decode: [Double] = [], validate: [Double] = [], free: [Double] = []
+            var raw: [Double] = [], ratio: [Double] = []
             var servers = 0, documents = 0, files = 0, bytes = 0, errors = 0
+            // The raw libyaml parse of the same bytes (read once, untimed) runs right before each load, so
+            // both see the same machine: on shared cores their ratio is steadier than the ratio of two
+            // medians taken minutes apart (`bench raw-parse` alone still exists).
+            let contents = ManifestLoader.load(path: common.path).files.map { Array($0.text.utf8) }
             for i in 0..<(common.warmup + common.iterations) {
+                let r0 = BenchClock.now()
+                var events = 0
+                for bytes in contents { events += YAMLLoader.rawEventCount(bytes) }
+                let r1 = BenchClock.now()
+                precondition(events > 0 || contents.isEmpty)
                 // One iteration in a function of its own: everything it built is freed when it returns,
                 // after the last timestamp (Swift may end a value's lifetime at its last use, which would
                 // otherwise put freeing the node trees or the catalog inside a timed phase).
@@ -69,6 +79,8 @@ struct BenchCommand: ParsableCommand {
                     decode.append(t2 - t1)
                     validate.append(t3 - t2)
                     free.append(t4 - t3)
+                    raw.append(r1 - r0)
+                    ratio.append((t3 - t0) / max(r1 - r0, 1e-9))
                 }
             }
             if files == 0 {
@@ -90,6 +102,8 @@ struct BenchCommand: ParsableCommand {
             out["decode_median_ms"] = .double(decode.median)
             out["validate_median_ms"] = .double(validate.median)
             out["free_median_ms"] = .double(free.median)
+            out["raw_parse_median_ms"] = .double(raw.median)
+            out["paired_ratio_median"] = .double(ratio.median)
             out["threads"] = .int(Parallel.workers)
             out["documents_per_s"] = .double(median > 0 ? Double(documents) / (median / 1000) : 0)
             out["peak_rss_kib"] = .int(peakRSSKiB())

@@ -94,3 +94,22 @@ import Testing
         }
     }
 }
+
+/// `sortInPlace` moves each element once along the permutation's cycles; it must order exactly as the
+/// stable `sorted(by:)` does, and leave every element alive once (no leak, no double free).
+@Suite struct SortInPlaceTests {
+    final class Item { let name: String; let id: Int; init(_ name: String, _ id: Int) { self.name = name; self.id = id } }
+
+    @Test func sortsLikeTheStableSortAndKeepsEveryElementOnce() {
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<2_000 {
+            var items = (0..<Int.random(in: 0...40, using: &rng)).map { Item(String(Int.random(in: 0...9, using: &rng)), $0) }
+            let expected = items.sorted { $0.name < $1.name }.map(\.id)
+            weak var probe = items.first
+            items.sortInPlace { $0.pointee.name }
+            #expect(items.map(\.id) == expected)
+            #expect(Set(items.map(\.id)).count == items.count)
+            if let p = probe { #expect(items.contains { $0 === p }) }
+        }
+    }
+}
