@@ -255,7 +255,6 @@ extension BenchCommand {
             let t3 = BenchClock.now()
             let text = PlanFormatter(color: false).text(result)
             let t4 = BenchClock.now()
-            if getenv("XFP") != nil { let a = BenchClock.now(); let fp = live.fingerprint; let b = BenchClock.now(); print("fingerprint", b - a, fp.count) }
             withExtendedLifetime((loaded, desired, result, text)) {
                 report(desired.servers.count, result.summary)
             }
