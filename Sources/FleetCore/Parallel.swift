@@ -46,16 +46,7 @@ public enum Parallel {
     /// output array's storage (no per-chunk arrays to concatenate: copying them would retain every
     /// reference in every element once more).
     public static func map<T>(_ count: Int, minimumChunk: Int, _ transform: (Int) -> T) -> [T] {
-        guard chunkCount(count, minimumChunk: minimumChunk) > 1 else { return (0..<count).map(transform) }
-        return Array(unsafeUninitializedCapacity: count) { buffer, initialized in
-            let out = UnsafeMutableBufferPointer(rebasing: buffer[0..<count])
-            let box = UnsafeOutput(buffer: out)
-            _ = chunks(count, minimumChunk: minimumChunk) { range -> Void in
-                // Every index of the range is initialised exactly once, by this chunk only.
-                for i in range { (box.buffer.baseAddress! + i).initialize(to: transform(i)) }
-            }
-            initialized = count
-        }
+        map(count, minimumChunk: minimumChunk, state: { () }) { _, i in transform(i) }
     }
 
     /// `map` with a value each run of items shares (a scratch buffer, say): `state()` makes one per

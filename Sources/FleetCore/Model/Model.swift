@@ -27,8 +27,7 @@ public struct FieldLocations: Sendable, Hashable {
 
     /// The recorded positions by path.
     public var fields: [String: SourceLocation] {
-        get { Dictionary(recorded.map { ($0.path, $0.location) }, uniquingKeysWith: { _, new in new }) }
-        set { recorded = newValue.sorted { $0.key < $1.key }.map { ($0.key, $0.value) } }
+        Dictionary(recorded.map { ($0.path, $0.location) }, uniquingKeysWith: { _, new in new })
     }
 
     /// Records (or re-records) where `path` is.

@@ -462,13 +462,7 @@ public enum Renderer {
     /// The revision of a rendered server: the same digest as `revision(of: specFields(s))`, with the
     /// canonical bytes written straight into one buffer, already in path order (no field values, no
     /// display strings, no sort). Keep in step with `specFields`.
-    static func revision(of s: DesiredServer) -> String {
-        var scratch: [UInt8] = []
-        return revision(of: s, scratch: &scratch)
-    }
-
-    /// The same, writing into `scratch` (emptied first, its capacity kept: one buffer serves a whole
-    /// run of servers). Arrays are read in place through `pointee`: iterating them copied each element.
+    /// `scratch` is emptied first and its capacity kept: one buffer serves a whole run of servers. Arrays are read in place through `pointee`: iterating them copied each element.
     static func revision(of s: borrowing DesiredServer, scratch b: inout [UInt8]) -> String {
         b.removeAll(keepingCapacity: true)
         b.reserveCapacity(1024)

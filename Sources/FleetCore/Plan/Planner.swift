@@ -53,8 +53,6 @@ public enum Planner {
             let lp = lbase + li
             let servingIndex = LiveServer.servingIndex(lp.pointee.revisions, pinned: lp.pointee.pinnedRevision, lastGood: lp.pointee.lastGoodRevision)
             let servingName = servingIndex.map { i in lp.pointee.revisions.withUnsafeBufferPointer { ($0.baseAddress! + i).pointee.revision } }
-            // The whole serving revision (its fields) only where a change is planned.
-            var serving: LiveRevision? { servingIndex.map { lp.pointee.revisions[$0] } }
             if let pin = lp.pointee.pinnedRevision {
                 summary.held += 1
                 holds.append(Hold(server: dp.pointee.name, reason: "pinned to revision \(pin) by a manual rollback; desired revision \(dp.pointee.revision) waits until the pin is released (`mcpfleet resume \(dp.pointee.name)`)", revision: pin))
@@ -86,6 +84,8 @@ public enum Planner {
                 }
                 continue
             }
+            // The whole serving revision (its fields) only where a rollout is planned.
+            let serving = servingIndex.map { lp.pointee.revisions[$0] }
             var diff = serving?.fields.map { fieldChanges(old: $0, new: dp.pointee.fields) } ?? []
             if lp.pointee.totalReplicas != dp.pointee.replicas {
                 diff.append(FieldChange(path: "replicas", old: String(lp.pointee.totalReplicas), new: String(dp.pointee.replicas)))
