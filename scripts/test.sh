@@ -27,10 +27,11 @@ status=0
 # Per-test "started"/"passed" lines are left out of the console (they are in the log); failures,
 # issues and the closing summary are shown.
 set +e
-swift test --skip-build --no-parallel > /tmp/mcpfleet-swift-test.log 2>&1
+swift_log="$(swift build --show-bin-path)/../swift-test.log"
+swift test --skip-build --no-parallel > "$swift_log" 2>&1
 swift_status=$?
 set -e
-grep -vE '^(◇|↳)|^✔ (Test|Suite) [^r]|^Test Case .* (started|passed)|^Test Suite .* (started|passed)' /tmp/mcpfleet-swift-test.log || true
+grep -vE '^(◇|↳)|^✔ (Test|Suite) [^r]|^Test Case .* (started|passed)|^Test Suite .* (started|passed)' "$swift_log" || true
 [ "$swift_status" -eq 0 ] || status=$swift_status
 suites=(Tests/schemas)
 [ -d Tests/KubeAPIServer ] && suites+=(Tests/KubeAPIServer)
