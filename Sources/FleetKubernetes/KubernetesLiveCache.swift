@@ -1,0 +1,336 @@
+import FleetCore
+import Foundation
+
+/// What the driver keeps of a Namespace.
+struct CachedNamespace: Sendable, Hashable {
+    var name: String
+    var tenant: String?
+    var fields: [SpecField]?
+
+    init(_ object: KubeObject) {
+        name = object.name
+        tenant = object.labels[KubernetesRenderer.labelTenant]
+        fields = KubernetesRenderer.decodeFields(object.annotations[KubernetesRenderer.annotationFields])
+    }
+}
+
+/// What the driver keeps of a Deployment (a revision group, or a Deployment someone else made).
+struct CachedDeployment: Sendable, Hashable {
+    var namespace: String
+    var name: String
+    /// The server it belongs to: the instance label (for a foreign Deployment without one, its name).
+    var server: String
+    var revision: String?
+    var tenant: String?
+    var version: String?
+    var fields: [SpecField]?
+    var replicas: Int
+    var ready: Int
+
+    /// A Deployment mcpfleet manages: nil without the instance and revision labels.
+    static func managed(_ object: KubeObject) -> CachedDeployment? {
+        let labels = object.labels
+        guard let server = labels[KubernetesRenderer.labelInstance], let revision = labels[KubernetesRenderer.labelRevision] else { return nil }
+        return CachedDeployment(object, server: server, revision: revision)
+    }
+
+    static func foreign(_ object: KubeObject) -> CachedDeployment? {
+        CachedDeployment(object, server: object.labels[KubernetesRenderer.labelInstance] ?? object.name, revision: nil)
+    }
+
+    private init(_ object: KubeObject, server: String, revision: String?) {
+        let status = DeploymentStatus(object)
+        let annotations = object.annotations
+        namespace = object.namespace ?? ""
+        name = object.name
+        self.server = server
+        self.revision = revision
+        tenant = object.labels[KubernetesRenderer.labelTenant]
+        version = annotations[KubernetesRenderer.annotationVersion]
+        fields = revision == nil ? nil : KubernetesRenderer.decodeFields(annotations[KubernetesRenderer.annotationFields])
+        replicas = status.replicas
+        ready = status.ready
+    }
+}
+
+/// What the driver keeps of a Pod: its instance as `observe` reports it and, while it runs, its endpoint.
+struct CachedPod: Sendable, Hashable {
+    var server: String
+    var revision: String
+    var instance: LiveInstance
+    var endpoint: Endpoint?
+
+    init?(_ pod: KubeObject) {
+        guard let server = pod.labels[KubernetesRenderer.labelInstance], let revision = pod.labels[KubernetesRenderer.labelRevision] else { return nil }
+        self.server = server
+        self.revision = revision
+        instance = KubernetesDriver.instance(pod, revision: revision)
+        endpoint = KubernetesDriver.endpoint(pod)
+    }
+
+    var revisionKey: String { server + "/" + revision }
+}
+
+/// The objects one observation is made of, from lists or from the informers' caches.
+struct ObservedObjects {
+    var namespaces: [CachedNamespace] = []
+    var deployments: [CachedDeployment] = []
+    var pods: [CachedPod] = []
+    /// Deployments in mcpfleet's tenant namespaces that mcpfleet does not manage.
+    var foreign: [CachedDeployment] = []
+
+    /// The live state these objects describe: the same from lists and from the cache.
+    func liveState(environment: String) -> LiveState {
+        var tenants: [LiveTenant] = []
+        var tenantOfNamespace: [String: String?] = [:]
+        for ns in namespaces {
+            tenantOfNamespace[ns.name] = ns.tenant
+            guard let tenant = ns.tenant else { continue }
+            tenants.append(LiveTenant(name: tenant, managed: true, fields: ns.fields))
+        }
+        var podsByRevision: [String: [LiveInstance]] = [:]
+        for pod in pods { podsByRevision[pod.revisionKey, default: []].append(pod.instance) }
+
+        var servers: [String: LiveServer] = [:]
+        for d in deployments {
+            guard let revision = d.revision else { continue }
+            let instances = podsByRevision[d.server + "/" + revision]?.sorted { $0.id < $1.id }
+            let live = LiveRevision(revision: revision, version: d.version, replicas: d.replicas, ready: d.ready, fields: d.fields, instances: instances)
+            servers[d.server, default: LiveServer(name: d.server, tenant: d.tenant, revisions: [])].revisions.append(live)
+        }
+        // Deployments in tenant namespaces that mcpfleet does not manage are reported as unmanaged, so a
+        // plan can say a name is taken and pruning never touches them.
+        for d in foreign.sorted(by: { ($0.namespace, $0.name) < ($1.namespace, $1.name) }) where servers[d.server] == nil {
+            guard let tenant = tenantOfNamespace[d.namespace] else { continue }  // only mcpfleet's namespaces
+            servers[d.server] = LiveServer(name: d.server, tenant: tenant, managed: false,
+                                           revisions: [LiveRevision(revision: d.name, replicas: d.replicas, ready: d.ready)])
+        }
+        var list = Array(servers.values)
+        for i in list.indices { list[i].revisions.sort { $0.revision < $1.revision } }
+        return LiveState(environment: environment, driver: DriverKind.kubernetes.rawValue,
+                         servers: list.sorted { $0.name < $1.name }, tenants: tenants.sorted { $0.name < $1.name })
+    }
+}
+
+/// The Kubernetes driver's live-state cache: one informer (LIST + WATCH) per resource type the driver
+/// owns — Namespaces, Deployments, Pods and Services labelled `app.kubernetes.io/managed-by=mcpfleet` —
+/// and, per tenant namespace, one for the Deployments there that mcpfleet does not manage. Steady state
+/// costs the open watches (renewed once per `stallTimeout`) and nothing else.
+/// Design: docs/designs/0008-live-state-cache.md.
+final class KubernetesLiveCache: @unchecked Sendable {
+    let client: KubeClient
+    let configuration: InformerConfiguration
+    let namespaces: Informer<CachedNamespace>
+    let deployments: Informer<CachedDeployment>
+    let pods: Informer<CachedPod>
+    let services: Informer<String>
+
+    private let lock = NSLock()
+    // Guarded by `lock`:
+    private var foreign: [String: Informer<CachedDeployment>] = [:]
+    private var running = false
+    private var subscribers: [UUID: AsyncStream<ObserveScope>.Continuation] = [:]
+
+    init(client: KubeClient, configuration: InformerConfiguration) {
+        self.client = client
+        self.configuration = configuration
+        let managed = KubernetesRenderer.managedSelector
+        let box = WeakBox<KubernetesLiveCache>()
+        namespaces = Informer(client: client, type: .namespace, labelSelector: managed, configuration: configuration,
+                              transform: { CachedNamespace($0) },
+                              onChange: { _ in box.value?.namespacesChanged() })
+        deployments = Informer(client: client, type: .deployment, labelSelector: managed, configuration: configuration,
+                               transform: CachedDeployment.managed, index: { $0.server },
+                               onChange: { box.value?.notify($0, server: \.server) })
+        pods = Informer(client: client, type: .pod, labelSelector: managed, configuration: configuration,
+                        transform: CachedPod.init, index: { $0.server },
+                        onChange: { box.value?.notify($0, server: \.server) })
+        services = Informer(client: client, type: .service, labelSelector: managed, configuration: configuration,
+                            transform: { $0.name })
+        box.value = self
+    }
+
+    private var fixed: [any InformerLifecycle] { [namespaces, deployments, pods, services] }
+
+    var isRunning: Bool { lock.withLock { running } }
+
+    func start() {
+        lock.withLock { running = true }
+        for informer in fixed { informer.start() }
+        namespacesChanged()
+    }
+
+    deinit { stopWithoutWaiting() }
+
+    /// Stops every informer without waiting (for deinitializers).
+    func stopWithoutWaiting() {
+        let extra: [Informer<CachedDeployment>] = lock.withLock {
+            running = false
+            defer { foreign = [:] }
+            return Array(foreign.values)
+        }
+        namespaces.stopWithoutWaiting()
+        deployments.stopWithoutWaiting()
+        pods.stopWithoutWaiting()
+        services.stopWithoutWaiting()
+        extra.forEach { $0.stopWithoutWaiting() }
+    }
+
+    func stop() async {
+        let extra: [Informer<CachedDeployment>] = lock.withLock {
+            running = false
+            defer { foreign = [:] }
+            return Array(foreign.values)
+        }
+        for informer in fixed { await informer.stop() }
+        for informer in extra { await informer.stop() }
+        let subs: [AsyncStream<ObserveScope>.Continuation] = lock.withLock {
+            defer { subscribers = [:] }
+            return Array(subscribers.values)
+        }
+        subs.forEach { $0.finish() }
+    }
+
+    /// Waits until every informer listed once (including those of tenant namespaces found on the way).
+    func waitUntilSynced(timeout: Duration) async throws {
+        let deadline = ContinuousClock.now + timeout
+        for informer in fixed { try await informer.waitUntilSynced(timeout: max(.zero, deadline - .now)) }
+        namespacesChanged()
+        for informer in lock.withLock({ Array(foreign.values) }) {
+            try await informer.waitUntilSynced(timeout: max(.zero, deadline - .now))
+        }
+    }
+
+    var statistics: [String: InformerStatistics] {
+        var out: [String: InformerStatistics] = [:]
+        for informer in fixed { out[informer.description] = informer.statisticsValue }
+        for (ns, informer) in lock.withLock({ foreign }) { out["foreign Deployment informer in \(ns)"] = informer.statistics }
+        return out
+    }
+
+    // MARK: Reads
+
+    func objects(_ scope: ObserveScope) -> ObservedObjects {
+        var o = ObservedObjects()
+        o.namespaces = namespaces.items
+        switch scope {
+        case .all:
+            o.deployments = deployments.items
+            o.pods = pods.items
+            o.foreign = lock.withLock { Array(foreign.values) }.flatMap(\.items)
+        case .server(let name):
+            o.deployments = deployments.items(indexedBy: name)
+            o.pods = pods.items(indexedBy: name)
+            o.foreign = lock.withLock { Array(foreign.values) }.flatMap { $0.items(indexedBy: name) }
+        }
+        return o
+    }
+
+    func endpoints(server: String, revision: String) -> [Endpoint] {
+        pods.items(indexedBy: server).filter { $0.revision == revision }.compactMap(\.endpoint).sorted { $0.instance < $1.instance }
+    }
+
+    func deployments(ofServer server: String) -> [CachedDeployment] { deployments.items(indexedBy: server) }
+
+    func namespace(ofTenant tenant: String) -> String? { namespaces.items.first { $0.tenant == tenant }?.name }
+
+    func hasManagedNamespace(_ name: String) -> Bool { namespaces.item(namespace: nil, name: name) != nil }
+
+    func hasService(namespace: String, name: String) -> Bool { services.item(namespace: namespace, name: name) != nil }
+
+    // MARK: Own writes
+
+    func ingest(_ object: KubeObject) {
+        switch object.type {
+        case .namespace?: namespaces.ingest(object)
+        case .deployment?: deployments.ingest(object)
+        case .service?: services.ingest(object)
+        default: break
+        }
+    }
+
+    func forget(_ type: ResourceType, namespace: String?, name: String) {
+        switch type {
+        case .namespace: namespaces.forget(namespace: nil, name: name)
+        case .deployment: deployments.forget(namespace: namespace, name: name)
+        case .service: services.forget(namespace: namespace, name: name)
+        default: break
+        }
+    }
+
+    // MARK: Changes
+
+    /// Scopes whose live state changed (a server, or `.all` after a relist), for a controller that
+    /// queues reconciles on changes rather than polling. Ends when the cache stops.
+    func changes() -> AsyncStream<ObserveScope> {
+        let (stream, continuation) = AsyncStream.makeStream(of: ObserveScope.self, bufferingPolicy: .bufferingNewest(4096))
+        let id = UUID()
+        lock.withLock { subscribers[id] = continuation }
+        continuation.onTermination = { [weak self] _ in self?.lock.withLock { _ = self?.subscribers.removeValue(forKey: id) } }
+        return stream
+    }
+
+    private func publish(_ scope: ObserveScope) {
+        let subs = lock.withLock { Array(subscribers.values) }
+        for s in subs { s.yield(scope) }
+    }
+
+    private func notify<Item>(_ change: InformerChange<Item>, server: KeyPath<Item, String>) {
+        switch change {
+        case .upserted(let old, let new):
+            if let old, old[keyPath: server] != new[keyPath: server] { publish(.server(old[keyPath: server])) }
+            publish(.server(new[keyPath: server]))
+        case .deleted(let item): publish(.server(item[keyPath: server]))
+        case .relisted: publish(.all)
+        }
+    }
+
+    /// Keeps one foreign-Deployment informer per namespace mcpfleet manages.
+    private func namespacesChanged() {
+        let wanted = Set(namespaces.items.map(\.name))
+        var started: [Informer<CachedDeployment>] = []
+        var stopped: [Informer<CachedDeployment>] = []
+        lock.withLock {
+            guard running else { return }
+            for (ns, informer) in foreign where !wanted.contains(ns) {
+                stopped.append(informer)
+                foreign[ns] = nil
+            }
+            let unmanaged = "\(KubernetesRenderer.labelManagedBy)!=\(KubernetesRenderer.managedBy)"
+            for ns in wanted where foreign[ns] == nil {
+                let box = WeakBox<KubernetesLiveCache>()
+                box.value = self
+                let informer = Informer(client: client, type: .deployment, namespace: ns, labelSelector: unmanaged, configuration: configuration,
+                                        transform: CachedDeployment.foreign, index: { $0.server },
+                                        onChange: { box.value?.notify($0, server: \.server) })
+                foreign[ns] = informer
+                started.append(informer)
+            }
+        }
+        started.forEach { $0.start() }
+        stopped.forEach { $0.stopWithoutWaiting() }
+        if !started.isEmpty || !stopped.isEmpty { publish(.all) }
+    }
+}
+
+/// Start/stop/sync of informers of any item type.
+protocol InformerLifecycle: Sendable {
+    func start()
+    func stop() async
+    func waitUntilSynced(timeout: Duration) async throws
+    var description: String { get }
+    var statisticsValue: InformerStatistics { get }
+}
+
+extension Informer: InformerLifecycle {
+    var statisticsValue: InformerStatistics { statistics }
+}
+
+final class WeakBox<T: AnyObject>: @unchecked Sendable {
+    private let lock = NSLock()
+    private weak var object: T?
+    var value: T? {
+        get { lock.withLock { object } }
+        set { lock.withLock { object = newValue } }
+    }
+}
