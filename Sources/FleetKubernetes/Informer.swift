@@ -86,7 +86,6 @@ public final class Informer<Item: Sendable>: @unchecked Sendable {
     /// Keys the driver deleted, with the last resourceVersion it knew: older events do not bring them back.
     private var tombstones: [String: String] = [:]
     private var synced = false
-    private var syncWaiters: [CheckedContinuation<Void, Never>] = []
     private var lastError: String?
     private var stats = InformerStatistics()
     private var task: Task<Void, Never>?
@@ -129,24 +128,16 @@ public final class Informer<Item: Sendable>: @unchecked Sendable {
         }
         running?.cancel()
         await running?.value
-        let waiters: [CheckedContinuation<Void, Never>] = lock.withLock {
-            synced = false
-            defer { syncWaiters = [] }
-            return syncWaiters
-        }
-        waiters.forEach { $0.resume() }
+        lock.withLock { synced = false }
     }
 
     /// Stops watching without waiting for the watch to end (for deinitializers).
     public func stopWithoutWaiting() {
-        let waiters: [CheckedContinuation<Void, Never>] = lock.withLock {
+        lock.withLock {
             task?.cancel()
             task = nil
             synced = false
-            defer { syncWaiters = [] }
-            return syncWaiters
         }
-        waiters.forEach { $0.resume() }
     }
 
     public var isRunning: Bool { lock.withLock { task != nil } }
@@ -155,34 +146,19 @@ public final class Informer<Item: Sendable>: @unchecked Sendable {
     /// The last list or watch failure (cleared by the next successful list), for diagnostics.
     public var lastFailure: String? { lock.withLock { lastError } }
 
-    /// Waits until the first list has filled the cache. Throws `DriverError` when `timeout` passes first
-    /// (naming the last failure, e.g. the API server being unreachable), `CancellationError` when cancelled.
+    /// Waits until the first list has filled the cache (at once when it has). Throws `DriverError` when
+    /// `timeout` passes first (naming the last failure, e.g. the API server being unreachable) or the
+    /// informer is not running, `CancellationError` when cancelled.
     public func waitUntilSynced(timeout: Duration) async throws {
-        if hasSynced { return }
         let deadline = ContinuousClock.now + timeout
         while !hasSynced {
-            try Task.checkCancellation()
             guard isRunning else { throw DriverError(description, "the cache is not running") }
-            if ContinuousClock.now >= deadline {
+            let now = ContinuousClock.now
+            if now >= deadline {
                 throw DriverError(description, "not listed within \(timeout)" + (lastFailure.map { ": \($0)" } ?? ""))
             }
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask { await self.syncedSignal() }
-                group.addTask { try? await Task.sleep(for: .milliseconds(100)) }
-                await group.next()
-                group.cancelAll()
-            }
-        }
-    }
-
-    private func syncedSignal() async {
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let now: Bool = lock.withLock {
-                if synced { return true }
-                syncWaiters.append(c)
-                return false
-            }
-            if now { c.resume() }
+            // Only while the first list is in flight (or failing); a synced cache returns at once.
+            try await Task.sleep(for: min(.milliseconds(20), deadline - now))
         }
     }
 
@@ -291,7 +267,7 @@ public final class Informer<Item: Sendable>: @unchecked Sendable {
             guard let item = transform(object) else { continue }
             fresh[Self.key(object.namespace, object.name)] = Entry(item: item, resourceVersion: object.resourceVersion ?? listVersion)
         }
-        let waiters: [CheckedContinuation<Void, Never>] = lock.withLock {
+        lock.withLock {
             for (key, entry) in entries where fresh[key] == nil && Self.isOlder(listVersion, than: entry.resourceVersion) {
                 fresh[key] = entry  // written by us after the list was taken; the watch will confirm it
             }
@@ -301,10 +277,7 @@ public final class Informer<Item: Sendable>: @unchecked Sendable {
             tombstones = [:]
             synced = true
             lastError = nil
-            defer { syncWaiters = [] }
-            return syncWaiters
         }
-        waiters.forEach { $0.resume() }
         onChange(.relisted)
     }
 
@@ -331,9 +304,7 @@ public final class Informer<Item: Sendable>: @unchecked Sendable {
                 }
                 count { $0.watches += 1 }
                 let opened = ContinuousClock.now
-                let events = try await client.watch(type, namespace: namespace, labelSelector: labelSelector, resourceVersion: resourceVersion,
-                                                    timeoutSeconds: configuration.watchTimeoutSeconds)
-                let received = try await consume(events, from: &resourceVersion)
+                let received = try await watch(from: &resourceVersion)
                 // The server ended the watch (its timeout, or a connection dropped cleanly): resume from the
                 // last resourceVersion. One that ends at once without a word is a failure (never spin).
                 if received || ContinuousClock.now - opened >= .seconds(1) {
@@ -360,14 +331,19 @@ public final class Informer<Item: Sendable>: @unchecked Sendable {
         }
     }
 
-    /// Applies the events of one watch until it ends; throws `Stalled` when it goes silent.
-    private func consume(_ events: AsyncThrowingStream<WatchEvent, any Error>, from resourceVersion: inout String?) async throws -> Bool {
+    /// Opens one watch and applies its events until it ends; throws `Stalled` when nothing (not even the
+    /// response head) arrives for `stallTimeout`. Returns whether anything arrived.
+    private func watch(from resourceVersion: inout String?) async throws -> Bool {
         let activity = Activity()
         let stall = configuration.stallTimeout
         let cursor = Cursor(resourceVersion)
         defer { resourceVersion = cursor.value }
+        let start = cursor.value
         return try await withThrowingTaskGroup(of: Bool.self) { group in
             group.addTask {
+                let events = try await self.client.watch(self.type, namespace: self.namespace, labelSelector: self.labelSelector,
+                                                         resourceVersion: start, timeoutSeconds: self.configuration.watchTimeoutSeconds)
+                activity.touch()
                 var received = false
                 for try await event in events {
                     activity.touch()
