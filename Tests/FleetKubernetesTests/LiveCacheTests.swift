@@ -116,26 +116,6 @@ import Testing
         #expect(inf.statistics.relists == 0)
     }
 
-    @Test func goneRelists() async throws {
-        let api = try KubeAPIServerProcess()
-        defer { api.stop() }
-        let client = try api.client(retry: Self.fast)
-        try await namespace(client, "w")
-        let inf = informer(client, ns: "w", stall: .seconds(2))  // watches renewed every second
-        inf.start()
-        defer { inf.stopWithoutWaiting() }
-        try await inf.waitUntilSynced(timeout: .seconds(5))
-        // Hold the next watch request in the server while history is compacted past its resourceVersion.
-        try await api.injectFaults(#"{"latency_ms":1500,"count":1,"method":"GET","path_regex":"/namespaces/w/configmaps$"}"#)
-        try await waitUntil("a held watch request", timeout: .seconds(5), every: .milliseconds(20)) {
-            try await api.faults().contains { $0["latency_ms"] != nil && $0["remaining"]?.int == 0 }
-        }
-        _ = try await client.create(configMap("g1", "w"))
-        try await api.post("/__control/compact", "{}")
-        try await waitUntil("410 Gone, then a relist", timeout: .seconds(8)) { inf.statistics.gone >= 1 && inf.items == ["g1"] }
-        #expect(inf.statistics.relists >= 1)
-    }
-
     @Test func failuresBackOffAndAreReported() async throws {
         let api = try KubeAPIServerProcess()
         defer { api.stop() }
