@@ -296,9 +296,9 @@ public final class KubernetesDriver: RuntimeDriver {
     public func observe() async throws -> LiveState { try await observe(.all) }
 
     /// From the cache once started (no request); before that, by listing what the scope covers: for
-    /// `.all` every managed Namespace, Deployment and Pod plus the unmanaged Deployments in each tenant
-    /// namespace; for one server its own Deployments and Pods and the managed Namespaces (a few requests,
-    /// whatever the size of the fleet).
+    /// `.all` every managed Namespace, Deployment and Pod and the unmanaged Deployments; for one server
+    /// the managed Namespaces and that server's Deployments and Pods (five requests, whatever the size
+    /// of the fleet).
     public func observe(_ scope: ObserveScope) async throws -> LiveState {
         if liveCache.isRunning {
             try await liveCache.waitUntilSynced(timeout: options.cacheSyncTimeout)
@@ -327,20 +327,16 @@ public final class KubernetesDriver: RuntimeDriver {
         objects.namespaces = try await namespaceList.items.map(CachedNamespace.init)
         objects.deployments = try await deploymentList.items.compactMap(CachedDeployment.managed)
         objects.pods = try await podList.items.compactMap(CachedPod.init)
-        for ns in objects.namespaces {
-            switch scope {
-            case .all:
-                let foreign = try await call { try await self.client.list(.deployment, namespace: ns.name, labelSelector: unmanaged) }.items
-                objects.foreign += foreign.compactMap(CachedDeployment.foreign)
-            case .server(let name):
-                // Named after the server, or labelled with it.
-                let labelled = try await call {
-                    try await self.client.list(.deployment, namespace: ns.name, labelSelector: "\(KubernetesRenderer.labelInstance)=\(name),\(unmanaged)")
-                }.items
-                let named = try await call { try await self.client.getIfPresent(.deployment, namespace: ns.name, name: name) }
-                for d in labelled + [named].compactMap({ $0 }) where d.labels[KubernetesRenderer.labelManagedBy] != KubernetesRenderer.managedBy {
-                    if let f = CachedDeployment.foreign(d), f.server == name, !objects.foreign.contains(f) { objects.foreign.append(f) }
-                }
+        // Deployments mcpfleet does not manage (only those in its namespaces are reported): all of them,
+        // or those named after the server or labelled with it.
+        switch scope {
+        case .all:
+            objects.foreign = try await call { try await self.client.list(.deployment, labelSelector: unmanaged) }.items.compactMap(CachedDeployment.foreign)
+        case .server(let name):
+            async let labelled = call { try await self.client.list(.deployment, labelSelector: "\(KubernetesRenderer.labelInstance)=\(name),\(unmanaged)") }
+            async let named = call { try await self.client.list(.deployment, labelSelector: unmanaged, fieldSelector: "metadata.name=\(name)") }
+            for d in try await labelled.items + named.items {
+                if let f = CachedDeployment.foreign(d), f.server == name, !objects.foreign.contains(f) { objects.foreign.append(f) }
             }
         }
         return objects

@@ -114,8 +114,9 @@ struct ObservedObjects {
 
 /// The Kubernetes driver's live-state cache: one informer (LIST + WATCH) per resource type the driver
 /// owns — Namespaces, Deployments, Pods and Services labelled `app.kubernetes.io/managed-by=mcpfleet` —
-/// and, per tenant namespace, one for the Deployments there that mcpfleet does not manage. Steady state
-/// costs the open watches (renewed once per `stallTimeout`) and nothing else.
+/// and one for the Deployments *not* so labelled (kept as small projections; only those in
+/// mcpfleet's namespaces are reported, as unmanaged servers). Five watches, whatever the number of
+/// tenants or servers; steady state costs them (renewed once per `stallTimeout`) and nothing else.
 /// Design: docs/designs/0008-live-state-cache.md.
 final class KubernetesLiveCache: @unchecked Sendable {
     let client: KubeClient
@@ -124,10 +125,10 @@ final class KubernetesLiveCache: @unchecked Sendable {
     let deployments: Informer<CachedDeployment>
     let pods: Informer<CachedPod>
     let services: Informer<String>
+    let foreign: Informer<CachedDeployment>
 
     private let lock = NSLock()
     // Guarded by `lock`:
-    private var foreign: [String: Informer<CachedDeployment>] = [:]
     private var running = false
     private var subscribers: [UUID: AsyncStream<ObserveScope>.Continuation] = [:]
 
@@ -135,10 +136,11 @@ final class KubernetesLiveCache: @unchecked Sendable {
         self.client = client
         self.configuration = configuration
         let managed = KubernetesRenderer.managedSelector
+        let unmanaged = "\(KubernetesRenderer.labelManagedBy)!=\(KubernetesRenderer.managedBy)"
         let box = WeakBox<KubernetesLiveCache>()
         namespaces = Informer(client: client, type: .namespace, labelSelector: managed, configuration: configuration,
                               transform: { CachedNamespace($0) },
-                              onChange: { _ in box.value?.namespacesChanged() })
+                              onChange: { _ in box.value?.publish(.all) })
         deployments = Informer(client: client, type: .deployment, labelSelector: managed, configuration: configuration,
                                transform: CachedDeployment.managed, index: { $0.server },
                                onChange: { box.value?.notify($0, server: \.server) })
@@ -147,43 +149,32 @@ final class KubernetesLiveCache: @unchecked Sendable {
                         onChange: { box.value?.notify($0, server: \.server) })
         services = Informer(client: client, type: .service, labelSelector: managed, configuration: configuration,
                             transform: { $0.name })
+        foreign = Informer(client: client, type: .deployment, labelSelector: unmanaged, configuration: configuration,
+                           transform: CachedDeployment.foreign, index: { $0.server },
+                           onChange: { box.value?.notify($0, server: \.server) })
         box.value = self
     }
 
-    private var fixed: [any InformerLifecycle] { [namespaces, deployments, pods, services] }
+    private var informers: [any InformerLifecycle] { [namespaces, deployments, pods, services, foreign] }
 
     var isRunning: Bool { lock.withLock { running } }
 
     func start() {
         lock.withLock { running = true }
-        for informer in fixed { informer.start() }
-        namespacesChanged()
+        for informer in informers { informer.start() }
     }
 
     deinit { stopWithoutWaiting() }
 
     /// Stops every informer without waiting (for deinitializers).
     func stopWithoutWaiting() {
-        let extra: [Informer<CachedDeployment>] = lock.withLock {
-            running = false
-            defer { foreign = [:] }
-            return Array(foreign.values)
-        }
-        namespaces.stopWithoutWaiting()
-        deployments.stopWithoutWaiting()
-        pods.stopWithoutWaiting()
-        services.stopWithoutWaiting()
-        extra.forEach { $0.stopWithoutWaiting() }
+        lock.withLock { running = false }
+        for informer in informers { informer.stopWithoutWaiting() }
     }
 
     func stop() async {
-        let extra: [Informer<CachedDeployment>] = lock.withLock {
-            running = false
-            defer { foreign = [:] }
-            return Array(foreign.values)
-        }
-        for informer in fixed { await informer.stop() }
-        for informer in extra { await informer.stop() }
+        lock.withLock { running = false }
+        for informer in informers { await informer.stop() }
         let subs: [AsyncStream<ObserveScope>.Continuation] = lock.withLock {
             defer { subscribers = [:] }
             return Array(subscribers.values)
@@ -191,21 +182,14 @@ final class KubernetesLiveCache: @unchecked Sendable {
         subs.forEach { $0.finish() }
     }
 
-    /// Waits until every informer listed once (including those of tenant namespaces found on the way).
+    /// Waits until every informer listed once.
     func waitUntilSynced(timeout: Duration) async throws {
         let deadline = ContinuousClock.now + timeout
-        for informer in fixed { try await informer.waitUntilSynced(timeout: max(.zero, deadline - .now)) }
-        namespacesChanged()
-        for informer in lock.withLock({ Array(foreign.values) }) {
-            try await informer.waitUntilSynced(timeout: max(.zero, deadline - .now))
-        }
+        for informer in informers { try await informer.waitUntilSynced(timeout: max(.zero, deadline - .now)) }
     }
 
     var statistics: [String: InformerStatistics] {
-        var out: [String: InformerStatistics] = [:]
-        for informer in fixed { out[informer.description] = informer.statisticsValue }
-        for (ns, informer) in lock.withLock({ foreign }) { out["foreign Deployment informer in \(ns)"] = informer.statistics }
-        return out
+        Dictionary(informers.map { ($0.description, $0.statisticsValue) }, uniquingKeysWith: { a, _ in a })
     }
 
     // MARK: Reads
@@ -217,11 +201,11 @@ final class KubernetesLiveCache: @unchecked Sendable {
         case .all:
             o.deployments = deployments.items
             o.pods = pods.items
-            o.foreign = lock.withLock { Array(foreign.values) }.flatMap(\.items)
+            o.foreign = foreign.items
         case .server(let name):
             o.deployments = deployments.items(indexedBy: name)
             o.pods = pods.items(indexedBy: name)
-            o.foreign = lock.withLock { Array(foreign.values) }.flatMap { $0.items(indexedBy: name) }
+            o.foreign = foreign.items(indexedBy: name)
         }
         return o
     }
@@ -270,12 +254,12 @@ final class KubernetesLiveCache: @unchecked Sendable {
         return stream
     }
 
-    private func publish(_ scope: ObserveScope) {
+    fileprivate func publish(_ scope: ObserveScope) {
         let subs = lock.withLock { Array(subscribers.values) }
         for s in subs { s.yield(scope) }
     }
 
-    private func notify<Item>(_ change: InformerChange<Item>, server: KeyPath<Item, String>) {
+    fileprivate func notify<Item>(_ change: InformerChange<Item>, server: KeyPath<Item, String>) {
         switch change {
         case .upserted(let old, let new):
             if let old, old[keyPath: server] != new[keyPath: server] { publish(.server(old[keyPath: server])) }
@@ -284,39 +268,13 @@ final class KubernetesLiveCache: @unchecked Sendable {
         case .relisted: publish(.all)
         }
     }
-
-    /// Keeps one foreign-Deployment informer per namespace mcpfleet manages.
-    private func namespacesChanged() {
-        let wanted = Set(namespaces.items.map(\.name))
-        var started: [Informer<CachedDeployment>] = []
-        var stopped: [Informer<CachedDeployment>] = []
-        lock.withLock {
-            guard running else { return }
-            for (ns, informer) in foreign where !wanted.contains(ns) {
-                stopped.append(informer)
-                foreign[ns] = nil
-            }
-            let unmanaged = "\(KubernetesRenderer.labelManagedBy)!=\(KubernetesRenderer.managedBy)"
-            for ns in wanted where foreign[ns] == nil {
-                let box = WeakBox<KubernetesLiveCache>()
-                box.value = self
-                let informer = Informer(client: client, type: .deployment, namespace: ns, labelSelector: unmanaged, configuration: configuration,
-                                        transform: CachedDeployment.foreign, index: { $0.server },
-                                        onChange: { box.value?.notify($0, server: \.server) })
-                foreign[ns] = informer
-                started.append(informer)
-            }
-        }
-        started.forEach { $0.start() }
-        stopped.forEach { $0.stopWithoutWaiting() }
-        if !started.isEmpty || !stopped.isEmpty { publish(.all) }
-    }
 }
 
 /// Start/stop/sync of informers of any item type.
 protocol InformerLifecycle: Sendable {
     func start()
     func stop() async
+    func stopWithoutWaiting()
     func waitUntilSynced(timeout: Duration) async throws
     var description: String { get }
     var statisticsValue: InformerStatistics { get }

@@ -259,8 +259,8 @@ import Testing
         for s in try servers(state, count: 20) { try await d.scale(s, replicas: 1) }
         try await api.resetCounters()
         _ = try await d.observe(.server("s3"))
-        // Namespaces, the server's Deployments and Pods, and per tenant namespace the foreign candidates.
-        #expect(try await api.nonWatchRequests() == 3 + 2 * state.tenants.count)
+        // Namespaces, the server's Deployments and Pods, and foreign Deployments labelled or named after it.
+        #expect(try await api.nonWatchRequests() == 5)
         let body = try await api.counters()
         #expect(body[["byVerb", "watch"]] == nil)
     }
@@ -290,8 +290,8 @@ import Testing
         }
         let c = try await api.counters()
         #expect(try await api.nonWatchRequests() == 0, "\(c.jsonText)")
-        // Namespaces, Deployments, Pods, Services, the tenant namespace's foreign Deployments and the
-        // rollout records: six watches, each renewed about every 2 s.
+        // Namespaces, Deployments, Pods, Services, foreign Deployments and the rollout records: six
+        // watches, each renewed about every 2 s.
         let watches = c[["byVerb", "watch"]]?.int ?? 0
         #expect(watches <= 6 * 4, "\(c.jsonText)")
     }
