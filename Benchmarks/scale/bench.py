@@ -3,6 +3,7 @@
 
     bench.py local      --mcpfleet BIN --sizes 100,300,1000,3000 [--label NAME]
     bench.py kubernetes --mcpfleet BIN --sizes 100,1000,3000    [--label NAME]
+    bench.py report     --from Benchmarks/out/scale/NAME.jsonl     (the tables again)
 
 Generates N single-replica servers whose replicas are `tinymcp` (Benchmarks/scale/tinymcp.c: one
 epoll process, no fork per connection, answers mcpfleet's MCP probe), then measures with the real
@@ -439,16 +440,47 @@ def markdown(rows):
     return "\n".join(lines)
 
 
+def ratios(rows):
+    """kubectl's time over mcpfleet's cold converge, per N (above 1: mcpfleet is faster)."""
+    out = []
+    for n in sorted({r["n"] for r in rows}):
+        cold = next((r["result"] for r in rows if r["n"] == n and r["step"] == "cold"), {})
+        kubectl = next((r["result"] for r in rows if r["n"] == n and r["step"] == "kubectl"), {})
+        if cold.get("rc") == 0 and kubectl.get("rc") == 0:
+            out.append(f"N={n}: kubectl apply --server-side {kubectl['wall_s']} s / mcpfleet cold {cold['wall_s']} s = "
+                       f"{kubectl['wall_s'] / cold['wall_s']:.2f}x")
+        else:
+            out.append(f"N={n}: no ratio (mcpfleet cold {'finished' if cold.get('rc') == 0 else 'did not finish'}, "
+                       f"kubectl {'finished' if kubectl.get('rc') == 0 else 'did not finish'})")
+    return "\n".join(out)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("driver", choices=["local", "kubernetes"])
-    ap.add_argument("--mcpfleet", required=True)
+    ap.add_argument("driver", choices=["local", "kubernetes", "report"])
+    ap.add_argument("--mcpfleet")
+    ap.add_argument("--from", dest="source", help="with `report`: a results .jsonl file")
     ap.add_argument("--sizes", default=None)
     ap.add_argument("--label", default="run")
     ap.add_argument("--cold-timeout", type=int, default=600, help="seconds a cold converge may take before it is recorded as unfinished")
     ap.add_argument("--step-timeout", type=int, default=600, help="seconds a no-op or one-change apply may take")
     ap.add_argument("--idle-window", type=int, default=60, help="seconds the idle controller is watched after its first sync")
     args = ap.parse_args()
+    if args.driver == "report":
+        if not args.source:
+            ap.error("report needs --from FILE.jsonl")
+        rows = [json.loads(line) for line in open(args.source) if line.strip()]
+        for driver in ("local", "kubernetes"):
+            part = [r for r in rows if r["driver"] == driver]
+            if part:
+                print(markdown(part))
+                if driver == "kubernetes":
+                    print()
+                    print(ratios(part))
+                print()
+        return
+    if not args.mcpfleet:
+        ap.error("--mcpfleet is required")
     args.mcpfleet = os.path.abspath(args.mcpfleet)
     sizes = [int(s) for s in (args.sizes or ("100,300,1000,3000" if args.driver == "local" else "100,1000,3000")).split(",")]
     outdir = os.path.join(ROOT, "Benchmarks", "out", "scale")
@@ -477,15 +509,7 @@ def main():
     print(markdown(rows))
     if args.driver == "kubernetes":
         print()
-        for n in sizes:
-            cold = next((r["result"] for r in rows if r["n"] == n and r["step"] == "cold"), {})
-            kubectl = next((r["result"] for r in rows if r["n"] == n and r["step"] == "kubectl"), {})
-            if cold.get("rc") == 0 and kubectl.get("rc") == 0:
-                print(f"N={n}: kubectl apply --server-side {kubectl['wall_s']} s / mcpfleet cold {cold['wall_s']} s = "
-                      f"{kubectl['wall_s'] / cold['wall_s']:.2f}x")
-            else:
-                print(f"N={n}: no ratio (mcpfleet cold {'finished' if cold.get('rc') == 0 else 'did not finish'}, "
-                      f"kubectl {'finished' if kubectl.get('rc') == 0 else 'did not finish'})")
+        print(ratios(rows))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ public struct InformerConfiguration: Sendable, Hashable {
     /// Backoff between failed lists or watches (`backoff(afterAttempt:)`, capped at `maxBackoff`).
     public var retry: RetryPolicy
 
-    public init(stallTimeout: Duration = .seconds(30), pageSize: Int = 500, retry: RetryPolicy = .default) {
+    public init(stallTimeout: Duration = .seconds(30), pageSize: Int = 250, retry: RetryPolicy = .default) {
         self.stallTimeout = stallTimeout
         self.pageSize = pageSize
         self.retry = retry
@@ -260,13 +260,8 @@ public final class Informer<Item: Sendable>: @unchecked Sendable {
     }
 
     /// Replaces the cache with a list taken at `listVersion`; entries the driver wrote after it stay.
-    private func replace(with objects: [KubeObject], listVersion: String) {
-        var fresh: [String: Entry] = [:]
-        fresh.reserveCapacity(objects.count)
-        for object in objects {
-            guard let item = transform(object) else { continue }
-            fresh[Self.key(object.namespace, object.name)] = Entry(item: item, resourceVersion: object.resourceVersion ?? listVersion)
-        }
+    private func replace(with listed: [String: Entry], listVersion: String) {
+        var fresh = listed
         lock.withLock {
             for (key, entry) in entries where fresh[key] == nil && Self.isOlder(listVersion, than: entry.resourceVersion) {
                 fresh[key] = entry  // written by us after the list was taken; the watch will confirm it
@@ -295,10 +290,17 @@ public final class Informer<Item: Sendable>: @unchecked Sendable {
             do {
                 if resourceVersion == nil {
                     count { if listed { $0.relists += 1 }; $0.lists += 1 }
-                    let list = try await client.list(type, namespace: namespace, labelSelector: labelSelector,
-                                                     pageSize: configuration.pageSize)
-                    replace(with: list.items, listVersion: list.resourceVersion)
-                    resourceVersion = list.resourceVersion
+                    // Projected page by page: the whole list is never held as JSON at once.
+                    var fresh: [String: Entry] = [:]
+                    let listVersion = try await client.list(type, namespace: namespace, labelSelector: labelSelector,
+                                                            pageSize: configuration.pageSize) { page in
+                        for object in page {
+                            guard let item = transform(object) else { continue }
+                            fresh[Self.key(object.namespace, object.name)] = Entry(item: item, resourceVersion: object.resourceVersion ?? "")
+                        }
+                    }
+                    replace(with: fresh, listVersion: listVersion)
+                    resourceVersion = listVersion
                     listed = true
                     failures = 0
                 }

@@ -71,16 +71,12 @@ struct CachedPod: Sendable, Hashable {
     var revisionKey: String { server + "/" + revision }
 }
 
-/// The objects one observation is made of, from lists or from the informers' caches.
-struct ObservedObjects {
-    var namespaces: [CachedNamespace] = []
-    var deployments: [CachedDeployment] = []
-    var pods: [CachedPod] = []
-    /// Deployments in mcpfleet's tenant namespaces that mcpfleet does not manage.
-    var foreign: [CachedDeployment] = []
+/// The tenants mcpfleet's namespaces stand for, and which namespaces are mcpfleet's.
+struct TenantIndex {
+    var tenants: [LiveTenant]
+    var tenantOfNamespace: [String: String?]
 
-    /// The live state these objects describe: the same from lists and from the cache.
-    func liveState(environment: String) -> LiveState {
+    init(_ namespaces: [CachedNamespace]) {
         var tenants: [LiveTenant] = []
         var tenantOfNamespace: [String: String?] = [:]
         for ns in namespaces {
@@ -88,6 +84,25 @@ struct ObservedObjects {
             guard let tenant = ns.tenant else { continue }
             tenants.append(LiveTenant(name: tenant, managed: true, fields: ns.fields))
         }
+        self.tenants = tenants.sorted { $0.name < $1.name }
+        self.tenantOfNamespace = tenantOfNamespace
+    }
+}
+
+/// The objects one observation is made of, from lists or from the informers' caches.
+struct ObservedObjects {
+    var namespaces: [CachedNamespace] = []
+    /// Made from `namespaces` when not given (the cache keeps one, rebuilt when a namespace changes).
+    var tenantIndex: TenantIndex?
+    var deployments: [CachedDeployment] = []
+    var pods: [CachedPod] = []
+    /// Deployments in mcpfleet's tenant namespaces that mcpfleet does not manage.
+    var foreign: [CachedDeployment] = []
+
+    /// The live state these objects describe: the same from lists and from the cache.
+    func liveState(environment: String) -> LiveState {
+        let index = tenantIndex ?? TenantIndex(namespaces)
+        let tenantOfNamespace = index.tenantOfNamespace
         var podsByRevision: [String: [LiveInstance]] = [:]
         for pod in pods { podsByRevision[pod.revisionKey, default: []].append(pod.instance) }
 
@@ -108,7 +123,7 @@ struct ObservedObjects {
         var list = Array(servers.values)
         for i in list.indices { list[i].revisions.sort { $0.revision < $1.revision } }
         return LiveState(environment: environment, driver: DriverKind.kubernetes.rawValue,
-                         servers: list.sorted { $0.name < $1.name }, tenants: tenants.sorted { $0.name < $1.name })
+                         servers: list.sorted { $0.name < $1.name }, tenants: index.tenants)
     }
 }
 
@@ -130,6 +145,8 @@ final class KubernetesLiveCache: @unchecked Sendable {
     private let lock = NSLock()
     // Guarded by `lock`:
     private var running = false
+    private var tenantIndex: TenantIndex?
+    private var namespaceChanges = 0
     private var subscribers: [UUID: AsyncStream<ObserveScope>.Continuation] = [:]
 
     init(client: KubeClient, configuration: InformerConfiguration) {
@@ -140,7 +157,7 @@ final class KubernetesLiveCache: @unchecked Sendable {
         let box = WeakBox<KubernetesLiveCache>()
         namespaces = Informer(client: client, type: .namespace, labelSelector: managed, configuration: configuration,
                               transform: { CachedNamespace($0) },
-                              onChange: { _ in box.value?.publish(.all) })
+                              onChange: { _ in box.value?.namespacesChanged() })
         deployments = Informer(client: client, type: .deployment, labelSelector: managed, configuration: configuration,
                                transform: CachedDeployment.managed, index: { $0.server },
                                onChange: { box.value?.notify($0, server: \.server) })
@@ -196,7 +213,7 @@ final class KubernetesLiveCache: @unchecked Sendable {
 
     func objects(_ scope: ObserveScope) -> ObservedObjects {
         var o = ObservedObjects()
-        o.namespaces = namespaces.items
+        o.tenantIndex = currentTenantIndex()
         switch scope {
         case .all:
             o.deployments = deployments.items
@@ -215,6 +232,23 @@ final class KubernetesLiveCache: @unchecked Sendable {
     }
 
     func deployments(ofServer server: String) -> [CachedDeployment] { deployments.items(indexedBy: server) }
+
+    /// Rebuilt only after a namespace changed: a scoped observe must not cost O(tenants).
+    private func currentTenantIndex() -> TenantIndex {
+        let (known, generation) = lock.withLock { (tenantIndex, namespaceChanges) }
+        if let known { return known }
+        let index = TenantIndex(namespaces.items)
+        lock.withLock { if namespaceChanges == generation { tenantIndex = index } }  // unless a namespace changed meanwhile
+        return index
+    }
+
+    fileprivate func namespacesChanged() {
+        lock.withLock {
+            tenantIndex = nil
+            namespaceChanges += 1
+        }
+        publish(.all)
+    }
 
     func namespace(ofTenant tenant: String) -> String? { namespaces.items.first { $0.tenant == tenant }?.name }
 

@@ -1798,8 +1798,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(n) if n else b""
 
+    def record_status(self, code):
+        # Before the response leaves: a client that reads the request log right after its response
+        # must find the status there.
+        self.status_code = code
+        entry = getattr(self, "log_entry", None)
+        if entry is not None:
+            with self.store.cond:
+                entry["status"] = code
+
     def send(self, code, obj, headers=None, ctype="application/json"):
         data = obj if isinstance(obj, bytes) else json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+        self.record_status(code)
         self.send_response(code)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
@@ -1823,6 +1833,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def dispatch(self):
         self.status_code = 0
+        self.log_entry = None
         self.warnings = []
         url = urllib.parse.urlsplit(self.path)
         self.url_path = url.path
@@ -1835,6 +1846,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             entry = {"method": self.command, "path": url.path, "query": url.query,
                      "content_type": self.headers.get("Content-Type", ""), "accept": self.headers.get("Accept", ""),
                      "user_agent": self.headers.get("User-Agent", ""), "time": time.time(), "status": None}
+            self.log_entry = entry
             verb, resource = request_verb(self.command, url.path, self.query, self.headers.get("Content-Type", ""))
             with self.store.cond:
                 self.store.requests.append(entry)
@@ -1860,8 +1872,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             except OSError:
                 self.close_connection = True
         finally:
-            if entry is not None:
-                entry["status"] = self.status_code
+            if entry is not None and entry["status"] is None:
+                with self.store.cond:
+                    entry["status"] = self.status_code
 
     def inject_faults(self, url):
         target = url.path
@@ -2131,12 +2144,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 except ValueError:
                     raise bad_request(f'invalid resource version "{rv_param}"')
                 expired = cursor + 1 < st.first_event_rv
+        self.record_status(200)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("Cache-Control", "no-cache, private")
         self.end_headers()
-        self.status_code = 200
 
         def write(data):
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
