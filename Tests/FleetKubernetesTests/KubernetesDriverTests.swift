@@ -20,15 +20,6 @@ import Testing
         return (try JSONValue.parse(out)["items"]?.array ?? []).map(KubeObject.init)
     }
 
-    /// A new revision of `s`: another version, so another content hash.
-    func nextRevision(_ s: DesiredServer, version: String) -> DesiredServer {
-        var n = s
-        n.version = version
-        n.fields = s.fields.map { $0.path == "version" ? SpecField(path: "version", display: "\"\(version)\"") : $0 }
-        n.revision = Renderer.revision(of: n.fields)
-        return n
-    }
-
     @Test func deployScaleRollPruneAsKubectlSeesIt() async throws {
         // Over TLS with a bearer token, configured from a kubeconfig, as kubectl is.
         let api = try KubeAPIServerProcess(tls: true)

@@ -27,14 +27,6 @@ import Testing
         }
     }
 
-    func nextRevision(_ s: DesiredServer, version: String) -> DesiredServer {
-        var n = s
-        n.version = version
-        n.fields = s.fields.map { $0.path == "version" ? SpecField(path: "version", display: "\"\(version)\"") : $0 }
-        n.revision = Renderer.revision(of: n.fields)
-        return n
-    }
-
     func namespace(_ client: KubeClient, _ name: String) async throws {
         _ = try await client.create(KubeObject(.obj(["apiVersion": "v1", "kind": "Namespace", "metadata": .obj(["name": .string(name)])])))
     }
