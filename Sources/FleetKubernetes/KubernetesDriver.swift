@@ -132,9 +132,12 @@ public final class KubernetesDriver: RuntimeDriver {
     }
 
     /// The rollout store of this driver's cluster (ConfigMaps in the controller namespace), sharing its
-    /// client; `start()` and `stop()` start and stop its cache too. The same store on every call.
+    /// client; `start()` and `stop()` start and stop its cache too (it starts at once when the driver
+    /// already runs). The same store on every call.
     public func rolloutStore() -> KubernetesRolloutStore {
-        storeBox.get { KubernetesRolloutStore(client: client, namespace: options.controllerNamespace, cache: options.cache) }
+        let store = storeBox.get { KubernetesRolloutStore(client: client, namespace: options.controllerNamespace, cache: options.cache) }
+        if liveCache.isRunning { store.start() }
+        return store
     }
 
     /// Scopes whose live state changed, from the cache's watches (a server, or `.all` after a relist).
