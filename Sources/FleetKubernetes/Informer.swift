@@ -32,7 +32,7 @@ public struct InformerConfiguration: Sendable, Hashable {
 public struct InformerStatistics: Sendable, Hashable {
     public var lists = 0
     public var watches = 0
-    /// Lists after the first: a watch answered 410 Gone, stalled, or failed before any list succeeded.
+    /// Lists after the first successful one: after a 410 Gone or a stalled watch.
     public var relists = 0
     /// Watches given up because nothing arrived within `stallTimeout`.
     public var stalls = 0
@@ -40,7 +40,7 @@ public struct InformerStatistics: Sendable, Hashable {
     public var failures = 0
     public var events = 0
     public var bookmarks = 0
-    /// Objects written by the driver itself and taken into the cache from the response.
+    /// Objects the driver wrote itself and offered to the cache from the API server's response.
     public var ownWrites = 0
 }
 

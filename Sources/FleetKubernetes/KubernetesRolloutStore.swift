@@ -25,7 +25,6 @@ public final class KubernetesRolloutStore: RolloutStore {
     public let maxAuditEntries: Int
     let recordCache: Informer<CachedRecord>
     let recent: RecentObjects
-    let cacheConfiguration: InformerConfiguration
 
     static let storeLabel = "mcpfleet.io/store"
     static let serverLabel = "mcpfleet.io/server"
@@ -39,7 +38,6 @@ public final class KubernetesRolloutStore: RolloutStore {
         self.namespace = namespace
         self.maxRevisions = max(1, maxRevisions)
         self.maxAuditEntries = max(1, maxAuditEntries)
-        cacheConfiguration = cache
         recordCache = Informer(client: client, type: .configMap, namespace: namespace, labelSelector: "\(Self.storeLabel)=rollout",
                            configuration: cache, transform: { CachedRecord($0, namespace: namespace) })
         recent = RecentObjects(budget: ownWriteBudget)
@@ -67,7 +65,7 @@ public final class KubernetesRolloutStore: RolloutStore {
         let name = Self.name("rollout", server)
         if cached {
             try await waitForCache()
-            return try recordCache.item(namespace: namespace, name: name)?.decoded(server: server)
+            return try recordCache.item(namespace: namespace, name: name)?.decoded()
         }
         guard let text = try await read(name: name, key: "record.json") else { return nil }
         return try decode(RolloutRecord.self, text, server: server)
@@ -76,7 +74,7 @@ public final class KubernetesRolloutStore: RolloutStore {
     public func records() async throws -> [RolloutRecord] {
         if cached {
             try await waitForCache()
-            return try recordCache.items.compactMap { try $0.decoded(server: $0.server) }.sorted { $0.server < $1.server }
+            return try recordCache.items.compactMap { try $0.decoded() }.sorted { $0.server < $1.server }
         }
         let items = try await call { try await self.client.list(.configMap, namespace: self.namespace, labelSelector: "\(Self.storeLabel)=rollout") }.items
         return try items.compactMap { cm -> RolloutRecord? in
@@ -274,7 +272,7 @@ struct CachedRecord: Sendable {
     }
 
     /// The record (nil: the ConfigMap holds none), or the error that it cannot be read.
-    func decoded(server: String) throws -> RolloutRecord? {
+    func decoded() throws -> RolloutRecord? {
         guard let record else { return nil }
         return try record.get()
     }

@@ -328,21 +328,13 @@ public actor SystemdDriver: RuntimeDriver {
     /// Templates and tenant slices from the unit directory; files are parsed again only when they changed.
     private func rescanUnitDirectory() {
         let dir = hostPath(unitDirectory)
-        var found: [String: ManagedTemplate] = [:]
         var tenants: [String: LiveTenant] = [:]
-        for name in AtomicFileSystem.regularFiles(in: dir) where name.hasPrefix(renderer.prefix + "-") {
-            if name.hasSuffix("@.service") {
-                guard let keys = files.keys(dir + "/" + name), keys["Managed"] == "yes", let server = keys["Server"], let revision = keys["Revision"],
-                      let tenant = keys["Tenant"] else { continue }
-                let base = String(name.dropLast("@.service".count))
-                found[base] = ManagedTemplate(base: base, server: server, revision: revision, tenant: tenant)
-            } else if name.hasSuffix(".slice") {
-                guard let keys = files.keys(dir + "/" + name), keys["Managed"] == "yes", let tenant = keys["Tenant"] else { continue }
-                let record = files.json(TenantRecordFile.self, hostPath(tenantRecordFile(tenant)))
-                tenants[tenant] = LiveTenant(name: tenant, managed: true, fields: record?.fields)
-            }
+        for name in AtomicFileSystem.regularFiles(in: dir) where name.hasPrefix(renderer.prefix + "-") && name.hasSuffix(".slice") {
+            guard let keys = files.keys(dir + "/" + name), keys["Managed"] == "yes", let tenant = keys["Tenant"] else { continue }
+            let record = files.json(TenantRecordFile.self, hostPath(tenantRecordFile(tenant)))
+            tenants[tenant] = LiveTenant(name: tenant, managed: true, fields: record?.fields)
         }
-        templates = found
+        templates = Dictionary(managedTemplates().map { ($0.base, $0) }, uniquingKeysWith: { a, _ in a })
         tenantsSeen = tenants
     }
 
@@ -526,13 +518,13 @@ public actor SystemdDriver: RuntimeDriver {
         return (String(base.dropFirst(p.count).dropLast(13)), revision)
     }
 
-    /// Template unit files in the unit directory that carry `X-MCPFleet-Managed=yes`.
+    /// Template unit files in the unit directory that carry `X-MCPFleet-Managed=yes` (each parsed again
+    /// only when it changed).
     func managedTemplates() -> [ManagedTemplate] {
         let dir = hostPath(unitDirectory)
         return AtomicFileSystem.regularFiles(in: dir).compactMap { name in
-            guard name.hasPrefix(renderer.prefix + "-"), name.hasSuffix("@.service"), let text = AtomicFileSystem.read(dir + "/" + name) else { return nil }
-            let keys = Self.mcpfleetKeys(text)
-            guard keys["Managed"] == "yes", let server = keys["Server"], let revision = keys["Revision"], let tenant = keys["Tenant"] else { return nil }
+            guard name.hasPrefix(renderer.prefix + "-"), name.hasSuffix("@.service"), let keys = files.keys(dir + "/" + name),
+                  keys["Managed"] == "yes", let server = keys["Server"], let revision = keys["Revision"], let tenant = keys["Tenant"] else { return nil }
             return ManagedTemplate(base: String(name.dropLast("@.service".count)), server: server, revision: revision, tenant: tenant)
         }
     }
@@ -575,11 +567,6 @@ public actor SystemdDriver: RuntimeDriver {
         let data: Data
         do { data = try encoder.encode(value) } catch { throw DriverError(path, "cannot encode: \(error)") }
         try AtomicFileSystem.write(hostPath(path), String(decoding: data, as: UTF8.self) + "\n")
-    }
-
-    func readJSON<T: Decodable>(_ type: T.Type, _ path: String) -> T? {
-        guard let data = FileManager.default.contents(atPath: hostPath(path)) else { return nil }
-        return try? JSONDecoder().decode(type, from: data)
     }
 
     /// Secret values go to a 0600 environment file read by PID 1 only; never into the unit text.
