@@ -1,3 +1,4 @@
+import FleetState
 import Foundation
 
 #if canImport(Glibc)
@@ -184,6 +185,19 @@ enum ProcessControl {
             }
         }
         return found
+    }
+
+    /// Process-group leaders carrying the instance marker whose standard output goes to a file under
+    /// `logDirectory`: instances some driver on that state directory started, whatever its database says.
+    static func instancesLogging(under logDirectory: String, marker: String) -> [PortOwnership.Holder] {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        return findMarked(variable: marker, prefix: "").compactMap { found -> PortOwnership.Holder? in
+            let n = readlink("/proc/\(found.pid)/fd/1", &buffer, buffer.count - 1)
+            guard n > 0 else { return nil }
+            let target = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            guard target.hasPrefix(logDirectory.hasSuffix("/") ? logDirectory : logDirectory + "/") else { return nil }
+            return PortOwnership.Holder(pid: found.pid, command: PortOwnership.commandLine(of: found.pid))
+        }.sorted { $0.pid < $1.pid }
     }
 
     static func readFile(_ path: String, limit: Int) -> String? {

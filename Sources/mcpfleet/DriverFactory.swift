@@ -8,6 +8,27 @@ import Foundation
 /// The composition root's choice of driver and rollout store for an environment.
 enum DriverFactory {
     static func make(environment: Environment, manifestRoot root: String) throws -> (driver: any RuntimeDriver, store: any RolloutStore) {
+        do {
+            return try open(environment: environment, manifestRoot: root)
+        } catch let e as StateDamage {
+            throw CommandFailure(message: "\(e); nothing was changed. Restore the last backup (`mcpfleet state restore FILE -C \(root) --env \(environment.name)`), "
+                + "or move the file aside (with its -wal and -shm files) to start from empty state; running instances are then not adopted")
+        } catch let e as LocalStateLost {
+            throw CommandFailure(message: "\(e). Their revisions, rollout history and audit log went with the database. "
+                + "Restore it (`mcpfleet state restore FILE -C \(root) --env \(environment.name)`; the next `run` adopts them), "
+                + "or stop them (`kill -TERM -- \(e.processes.map { "-\($0.pid)" }.joined(separator: " "))`) and run again to start from empty state")
+        }
+    }
+
+    /// The state database of a host environment (absolute), nil for Kubernetes (state in the cluster).
+    static func stateDatabase(environment: Environment) -> String? {
+        guard environment.driver.isHost else { return nil }
+        let dir = environment.effectiveStateDir
+        let absolute = dir.hasPrefix("/") ? dir : FileManager.default.currentDirectoryPath + "/" + dir
+        return URL(fileURLWithPath: absolute).standardizedFileURL.path + "/state.db"
+    }
+
+    private static func open(environment: Environment, manifestRoot root: String) throws -> (driver: any RuntimeDriver, store: any RolloutStore) {
         // Drivers write the root into units and command lines: always hand them an absolute path.
         let manifestRoot = URL(fileURLWithPath: root, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath)).standardizedFileURL.path
         switch environment.driver {

@@ -31,13 +31,14 @@ struct FleetTarget {
 
     var desired: DesiredState { Renderer.desiredState(loaded.catalog, environment: environment) }
 
-    /// What runs, as the driver sees it, with the controller's bookkeeping folded in.
+    /// What runs, as the driver sees it, with the controller's bookkeeping folded in (its probe verdicts
+    /// only while a controller is alive to have made them).
     func observe(_ driver: any RuntimeDriver, _ store: any RolloutStore) async throws -> LiveState {
         do {
             var observed = try await driver.observe()
             observed.environment = environment.name
             observed.driver = environment.driver.rawValue
-            return observed.merging(try await store.records())
+            return observed.merging(try await store.records(), probes: try await ControllerPresence.read(store).alive)
         } catch {
             throw CommandFailure(message: "cannot observe environment \(environment.name) (\(environment.driver.rawValue)): \(error)")
         }
@@ -55,7 +56,7 @@ struct FleetTarget {
         }
         let desired = Renderer.desiredState(loaded.catalog, environment: environment)
         let verdicts = try SupplyChainWiring(catalog: loaded.catalog, baseDirectory: loaded.baseDirectory).verdicts(for: desired, environment: environment)
-        return DesiredStateSnapshot(desired: desired, fingerprint: DirectoryFingerprint.compute(path), commit: GitSource.headCommit(path), verdicts: verdicts)
+        return DesiredStateSnapshot(desired: desired, fingerprint: DirectoryFingerprint.compute(path), commit: GitSource.manifestCommit(path), verdicts: verdicts)
     }
 }
 
@@ -227,20 +228,21 @@ struct RunCommand: AsyncParsableCommand {
         case "/healthz":
             return HealthServer.Response(status: 200, body: "ok\n")
         case "/readyz":
-            let ready = blockingWait {
-                if await controller.isReady() { return true }
-                return await standby()
+            let reason = blockingWait {
+                if await standby() { return "ready" }
+                let r = await controller.readiness()
+                return r.ready ? "ready" : "not ready: " + r.reason
             }
-            return HealthServer.Response(status: ready ? 200 : 503, body: ready ? "ready\n" : "not ready: first sync not done\n")
+            return HealthServer.Response(status: reason == "ready" ? 200 : 503, body: reason + "\n")
         default:
             return HealthServer.Response(status: 404, body: "not found\n")
         }
     }
 
-    /// Bridges the health server's thread to an async question (bounded: it only reads an actor's flag).
-    static func blockingWait(_ body: @escaping @Sendable () async -> Bool) -> Bool {
+    /// Bridges the health server's thread to an async question (bounded: it only reads actors' state).
+    static func blockingWait(_ body: @escaping @Sendable () async -> String) -> String {
         let semaphore = DispatchSemaphore(value: 0)
-        let box = BoolBox()
+        let box = StringBox()
         Task {
             box.value = await body()
             semaphore.signal()
@@ -250,10 +252,10 @@ struct RunCommand: AsyncParsableCommand {
     }
 }
 
-final class BoolBox: @unchecked Sendable {
+final class StringBox: @unchecked Sendable {
     private let lock = NSLock()
-    private var v = false
-    var value: Bool {
+    private var v = "not ready: no answer within 2s"
+    var value: String {
         get { lock.withLock { v } }
         set { lock.withLock { v = newValue } }
     }

@@ -6,7 +6,11 @@ struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
         abstract: "Show what runs: per server desired/ready replicas, revisions, rollout phase and SLO analysis.",
-        discussion: "`-o json` prints a live-state snapshot that `mcpfleet plan --live FILE` accepts."
+        discussion: """
+        READY counts instances the runtime runs *and* the controller's probes pass (while a controller \
+        runs). NOTES say why a server is held, failed or not ready. `-o json` prints a live-state snapshot \
+        that `mcpfleet plan --live FILE` accepts, with each instance's reason and last log lines.
+        """
     )
 
     @Argument(help: "The manifest directory.")
@@ -25,15 +29,28 @@ struct StatusCommand: AsyncParsableCommand {
         switch output {
         case .json: writeStdout(try encodeJSON(live))
         default:
-            var text = Self.table(live, desired: target.desired)
-            let records = try await store.records()
-            let notes = records.compactMap { r in r.message.map { "  \(r.server): \($0)" } }
-            if !notes.isEmpty { text += "\n" + notes.joined(separator: "\n") + "\n" }
-            for r in records where !r.measurements.isEmpty {
-                text += "  \(r.server): analysis \(r.measurements.filter { $0 }.count)/\(r.measurements.count) measurements passed\n"
-            }
+            let desired = target.desired
+            var text = Self.table(live, desired: desired)
+            text += Self.notes(live, desired: desired, records: try await store.records())
+            if let note = try await ControllerPresence.read(store).note { text += "  \(note)\n" }
             writeStdout(text)
         }
+    }
+
+    /// The lines under the table: each shown server's note (why it is held, failed or not ready) and
+    /// its analysis progress. Records of servers neither desired nor running are not shown.
+    static func notes(_ live: LiveState, desired: DesiredState, records: [RolloutRecord]) -> String {
+        let shown = Set(live.servers.map(\.name)).union(desired.servers.map(\.name))
+        var out: [String] = []
+        for r in records where shown.contains(r.server) {
+            if let m = r.message { out.append("  \(r.server): \(m)") }
+            if !r.measurements.isEmpty || r.phase == .analyzing, let slo = desired.server(r.server)?.slo {
+                let passed = r.measurements.filter { $0 }.count
+                out.append("  \(r.server): analysis: \(r.measurements.count) of \(slo.count) measurements taken, \(passed) passed "
+                           + "(more than \(slo.failureLimit) failed fails the rollout)")
+            }
+        }
+        return out.isEmpty ? "" : "\n" + out.joined(separator: "\n") + "\n"
     }
 
     static func table(_ live: LiveState, desired: DesiredState?) -> String {
@@ -44,7 +61,7 @@ struct StatusCommand: AsyncParsableCommand {
             let s = live.server(name)
             let d = desired?.server(name)
             var notes: [String] = []
-            if let pin = s?.pinnedRevision { notes.append("pinned \(pin)") }
+            if let pin = s?.pinnedRevision { notes.append("pinned \(pin)" + (s?.pinForced == true ? " (forced)" : "")) }
             if s?.paused == true { notes.append("paused") }
             if let f = s?.failedRevisions, !f.isEmpty { notes.append("failed: \(f.joined(separator: ","))") }
             if s == nil { notes.append("not running") }
@@ -59,5 +76,28 @@ struct StatusCommand: AsyncParsableCommand {
             row.enumerated().map { i, cell in i == row.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
                 .joined(separator: "  ").trimmingCharacters(in: .whitespaces)
         }.joined(separator: "\n") + "\n"
+    }
+}
+
+/// Whether a controller is alive on this state, by the heartbeat it writes to the store every few seconds.
+struct ControllerPresence {
+    /// A heartbeat younger than this means a controller runs (it writes one every 5 s).
+    static let aliveWithinMs: Int64 = 20_000
+
+    var lastHeartbeat: Int64?
+    var now: Int64
+
+    /// True when a controller runs — or when the store keeps no heartbeat, so nobody can say otherwise.
+    var alive: Bool { lastHeartbeat.map { now - $0 < Self.aliveWithinMs } ?? true }
+
+    /// A line for status when the controller is gone (READY is then the runtime's view alone).
+    var note: String? {
+        guard let beat = lastHeartbeat, !alive else { return nil }
+        let ago = Int((now - beat) / 1000)
+        return "no controller is running: the last one reported \(ago >= 120 ? "\(ago / 60) min" : "\(ago) s") ago; READY is the runtime's view, not probed"
+    }
+
+    static func read(_ store: any RolloutStore) async throws -> ControllerPresence {
+        ControllerPresence(lastHeartbeat: try await store.lastHeartbeat(), now: Int64(Date().timeIntervalSince1970 * 1000))
     }
 }

@@ -133,8 +133,14 @@ public struct LiveInstance: Codable, Hashable, Sendable {
     public var healthy: Bool
     public var reason: String?
     public var restarts: Int?
+    /// The last lines of the instance's log, for an instance that is not healthy (secret values redacted).
+    public var logTail: [String]?
+    /// The runtime cannot start this instance, and retrying will not change that (no such executable,
+    /// a missing secret, an invalid port): its revision fails at once.
+    public var unstartable: Bool?
 
-    public init(id: String, revision: String, slot: Int? = nil, port: Int? = nil, pid: Int? = nil, state: State, healthy: Bool, reason: String? = nil, restarts: Int? = nil) {
+    public init(id: String, revision: String, slot: Int? = nil, port: Int? = nil, pid: Int? = nil, state: State, healthy: Bool, reason: String? = nil,
+                restarts: Int? = nil, logTail: [String]? = nil, unstartable: Bool? = nil) {
         self.id = id
         self.revision = revision
         self.slot = slot
@@ -144,6 +150,8 @@ public struct LiveInstance: Codable, Hashable, Sendable {
         self.healthy = healthy
         self.reason = reason
         self.restarts = restarts
+        self.logTail = logTail
+        self.unstartable = unstartable
     }
 }
 
@@ -180,12 +188,17 @@ public struct LiveServer: Codable, Hashable, Sendable {
     public var lastGoodRevision: String?
     /// Set by `mcpfleet rollback`: this revision is held until released.
     public var pinnedRevision: String?
+    /// The pin was forced past a gate (`mcpfleet rollback --force`).
+    public var pinForced: Bool
     /// Revisions that failed a rollout; not retried until the manifests change the revision again.
     public var failedRevisions: [String]
     public var paused: Bool
+    /// The controller's note on the server: why it is held, failed or not ready (status NOTES).
+    public var message: String?
 
     public init(name: String, tenant: String? = nil, managed: Bool = true, revisions: [LiveRevision], phase: RolloutPhase = .stable,
-                targetRevision: String? = nil, lastGoodRevision: String? = nil, pinnedRevision: String? = nil, failedRevisions: [String] = [], paused: Bool = false) {
+                targetRevision: String? = nil, lastGoodRevision: String? = nil, pinnedRevision: String? = nil, failedRevisions: [String] = [], paused: Bool = false,
+                message: String? = nil, pinForced: Bool = false) {
         self.name = name
         self.tenant = tenant
         self.managed = managed
@@ -194,12 +207,14 @@ public struct LiveServer: Codable, Hashable, Sendable {
         self.targetRevision = targetRevision
         self.lastGoodRevision = lastGoodRevision
         self.pinnedRevision = pinnedRevision
+        self.pinForced = pinForced
         self.failedRevisions = failedRevisions
         self.paused = paused
+        self.message = message
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, tenant, managed, revisions, phase, targetRevision, lastGoodRevision, pinnedRevision, failedRevisions, paused
+        case name, tenant, managed, revisions, phase, targetRevision, lastGoodRevision, pinnedRevision, pinForced, failedRevisions, paused, message
     }
 
     public init(from decoder: any Decoder) throws {
@@ -212,8 +227,10 @@ public struct LiveServer: Codable, Hashable, Sendable {
         targetRevision = try c.decodeIfPresent(String.self, forKey: .targetRevision)
         lastGoodRevision = try c.decodeIfPresent(String.self, forKey: .lastGoodRevision)
         pinnedRevision = try c.decodeIfPresent(String.self, forKey: .pinnedRevision)
+        pinForced = try c.decodeIfPresent(Bool.self, forKey: .pinForced) ?? false
         failedRevisions = try c.decodeIfPresent([String].self, forKey: .failedRevisions) ?? []
         paused = try c.decodeIfPresent(Bool.self, forKey: .paused) ?? false
+        message = try c.decodeIfPresent(String.self, forKey: .message)
     }
 
     public var totalReplicas: Int { revisions.reduce(0) { $0 + $1.replicas } }

@@ -53,22 +53,17 @@ public enum Planner {
             let lp = lbase + li
             let servingIndex = LiveServer.servingIndex(lp.pointee.revisions, pinned: lp.pointee.pinnedRevision, lastGood: lp.pointee.lastGoodRevision)
             let servingName = servingIndex.map { i in lp.pointee.revisions.withUnsafeBufferPointer { ($0.baseAddress! + i).pointee.revision } }
-            if let pin = lp.pointee.pinnedRevision {
+            // What may happen is the rollout rules' call (the rollout machine asks the same question).
+            let facts = RolloutFacts(server: dp.pointee.name, desiredRevision: dp.pointee.revision, serving: servingName == dp.pointee.revision,
+                                     inProgress: lp.pointee.targetRevision == dp.pointee.revision, pinnedRevision: lp.pointee.pinnedRevision,
+                                     pinForced: lp.pointee.pinForced, paused: lp.pointee.paused, pauseMessage: lp.pointee.message, failedRevisions: lp.pointee.failedRevisions,
+                                     blockedReason: blocked ? verdict?.reasons.joined(separator: "; ") : nil)
+            if let rule = RolloutRules.hold(facts), rule.isPlanHold {
                 summary.held += 1
-                holds.append(Hold(server: dp.pointee.name, reason: "pinned to revision \(pin) by a manual rollback; desired revision \(dp.pointee.revision) waits until the pin is released (`mcpfleet resume \(dp.pointee.name)`)", revision: pin))
-                continue
-            }
-            if lp.pointee.paused {
-                summary.held += 1
-                holds.append(Hold(server: dp.pointee.name, reason: "paused (`mcpfleet resume \(dp.pointee.name)` continues)", revision: servingName))
+                holds.append(Hold(server: dp.pointee.name, reason: RolloutRules.message(rule, facts: facts), revision: rule.heldRevision ?? servingName))
                 continue
             }
             let atDesired = servingName == dp.pointee.revision || lp.pointee.targetRevision == dp.pointee.revision
-            if !atDesired, lp.pointee.failedRevisions.contains(dp.pointee.revision) {
-                summary.held += 1
-                holds.append(Hold(server: dp.pointee.name, reason: "revision \(dp.pointee.revision) failed its rollout and was rolled back; it is not retried until the manifests change it again", revision: dp.pointee.revision))
-                continue
-            }
             if atDesired {
                 let (current, others) = LiveServer.replicaSplit(lp.pointee.revisions, dp.pointee.revision)
                 if lp.pointee.targetRevision == dp.pointee.revision, others > 0 || lp.pointee.phase == .progressing {

@@ -1,0 +1,182 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Who listens on a TCP port, as the kernel says (Linux: the LISTEN sockets in /proc/net/tcp and tcp6,
+/// matched by inode to the descriptors in /proc/<pid>/fd). Host drivers ask it before they probe an
+/// instance (is the listener *this instance's* process?) and before they start one (is the port free?),
+/// so a foreign process on a replica's port is never mistaken for the replica.
+public enum PortOwnership {
+    public struct Holder: Hashable, Sendable, CustomStringConvertible {
+        public var pid: Int32
+        /// The holder's command line, shortened (for messages).
+        public var command: String
+
+        public var description: String { "pid \(pid) (\(command))" }
+
+        public init(pid: Int32, command: String) {
+            self.pid = pid
+            self.command = command
+        }
+    }
+
+    public enum Verdict: Hashable, Sendable {
+        /// Nothing listens on the port.
+        case free
+        /// Every listener on the port belongs to the process tree asked about.
+        case owned
+        /// Something else listens (alone, or beside ours): the holders found, possibly none when the
+        /// socket belongs to a process this one cannot see.
+        case foreign([Holder])
+        /// This platform cannot tell (not Linux): callers fall back on a plain connect.
+        case unknown
+    }
+
+    /// One reading of the kernel's socket tables: the inodes of LISTEN sockets by port.
+    public struct Listeners: Sendable {
+        public let byPort: [Int: [UInt64]]
+        public let readable: Bool
+
+        /// Reads /proc/net/tcp and /proc/net/tcp6 once (read it once per pass over many instances).
+        public static func read() -> Listeners {
+            #if os(Linux)
+            var out: [Int: [UInt64]] = [:]
+            var any = false
+            for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+                guard let text = PortOwnership.readText(file, limit: 16 << 20) else { continue }
+                any = true
+                for line in text.split(separator: "\n").dropFirst() {
+                    let f = line.split(separator: " ", omittingEmptySubsequences: true)
+                    // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode …
+                    guard f.count > 9, f[3] == "0A", let colon = f[1].lastIndex(of: ":"),
+                          let port = Int(f[1][f[1].index(after: colon)...], radix: 16), let inode = UInt64(f[9]), inode != 0 else { continue }
+                    out[port, default: []].append(inode)
+                }
+            }
+            return Listeners(byPort: out, readable: any)
+            #else
+            return Listeners(byPort: [:], readable: false)
+            #endif
+        }
+
+        public func inodes(port: Int) -> [UInt64] { byPort[port] ?? [] }
+    }
+
+    /// Whether the listeners on `port` belong to the process tree rooted at `pid` (the instance's
+    /// process-group leader and its descendants).
+    public static func verdict(port: Int, pid: Int32, listeners: Listeners = .read()) -> Verdict {
+        #if os(Linux)
+        guard listeners.readable else { return .unknown }
+        let inodes = Set(listeners.inodes(port: port))
+        guard !inodes.isEmpty else { return .free }
+        var ours = Set<UInt64>()
+        for p in tree(of: pid) {
+            ours.formUnion(socketInodes(of: p).intersection(inodes))
+            if ours == inodes { return .owned }
+        }
+        return .foreign(holders(of: inodes.subtracting(ours)))
+        #else
+        return .unknown
+        #endif
+    }
+
+    /// Who holds the listeners on `port`, if anyone (before starting an instance there).
+    public static func holders(port: Int, listeners: Listeners = .read()) -> Verdict {
+        #if os(Linux)
+        guard listeners.readable else { return .unknown }
+        let inodes = Set(listeners.inodes(port: port))
+        return inodes.isEmpty ? .free : .foreign(holders(of: inodes))
+        #else
+        return .unknown
+        #endif
+    }
+
+    /// The processes whose descriptors include one of `inodes` (every process this one can see).
+    static func holders(of inodes: Set<UInt64>) -> [Holder] {
+        guard !inodes.isEmpty, let dir = opendir("/proc") else { return [] }
+        defer { closedir(dir) }
+        var found: [Holder] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard let pid = Int32(name), pid > 0 else { continue }
+            if !socketInodes(of: pid).isDisjoint(with: inodes) { found.append(Holder(pid: pid, command: commandLine(of: pid))) }
+        }
+        return found.sorted { $0.pid < $1.pid }
+    }
+
+    /// `pid` and its descendants (through /proc/<pid>/task/<tid>/children), bounded.
+    static func tree(of pid: Int32) -> [Int32] {
+        var out: [Int32] = []
+        var queue = [pid]
+        var seen = Set<Int32>()
+        while let p = queue.first, out.count < 256 {
+            queue.removeFirst()
+            guard seen.insert(p).inserted else { continue }
+            out.append(p)
+            guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(p)/task") else { continue }
+            for tid in tasks {
+                guard let text = readText("/proc/\(p)/task/\(tid)/children", limit: 1 << 16) else { continue }
+                queue += text.split(separator: " ").compactMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+            }
+        }
+        return out
+    }
+
+    /// Inodes of the sockets among a process's descriptors (`socket:[N]` links in /proc/<pid>/fd).
+    static func socketInodes(of pid: Int32) -> Set<UInt64> {
+        guard let dir = opendir("/proc/\(pid)/fd") else { return [] }
+        defer { closedir(dir) }
+        var out = Set<UInt64>()
+        var buffer = [CChar](repeating: 0, count: 64)
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard Int(name) != nil else { continue }
+            let n = readlink("/proc/\(pid)/fd/\(name)", &buffer, buffer.count - 1)
+            guard n > 8 else { continue }
+            let link = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            guard link.hasPrefix("socket:["), link.hasSuffix("]"), let inode = UInt64(link.dropFirst(8).dropLast()) else { continue }
+            out.insert(inode)
+        }
+        return out
+    }
+
+    /// A process's command line, arguments joined by spaces, at most 120 characters.
+    public static func commandLine(of pid: Int32) -> String {
+        guard let raw = readText("/proc/\(pid)/cmdline", limit: 4096) else { return "?" }
+        let joined = raw.split(separator: "\0").joined(separator: " ")
+        return joined.count > 120 ? String(joined.prefix(117)) + "…" : (joined.isEmpty ? "?" : joined)
+    }
+
+    static func readText(_ path: String, limit: Int) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while bytes.count < limit {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { break }
+            bytes.append(contentsOf: chunk[0..<n])
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+extension PortOwnership.Verdict {
+    /// A sentence for an instance's reason, or nil when the port is ours.
+    public func problem(port: Int, instancePid: Int32?) -> String? {
+        switch self {
+        case .owned, .unknown: return nil
+        case .free: return "not yet accepting connections on port \(port)"
+        case .foreign(let holders):
+            let who = holders.isEmpty ? "another process" : holders.map(\.description).joined(separator: ", ")
+            let mine = instancePid.map { ", not by this instance (pid \($0))" } ?? ""
+            return "port \(port) is held by \(who)\(mine)"
+        }
+    }
+}
