@@ -287,7 +287,7 @@ actor LocalSupervisor {
             inst.row.pid = pid
             // Set at fork and kept across exec; the child is ours and unreaped, so /proc/<pid> exists.
             inst.row.startTime = ProcessControl.stat(pid)?.startTime ?? -1
-            inst.row.reason = nil
+            // `reason` keeps the last exit: while the new process comes up, it says why it restarted.
             inst.row.unstartable = false
             inst.phase = .running
             inst.launchedAt = now
@@ -478,9 +478,12 @@ actor LocalSupervisor {
             }
             var foreign = false
             if case .foreign = verdict { foreign = true }
+            // Coming up again after an exit: say which, and show what it printed.
+            let restarted = problem != nil && row.restarts > 0 && row.reason != nil
+            let reason = problem.map { restarted ? "\($0) (restart \(row.restarts); last exit: \(row.reason!))" : $0 }
             return LiveInstance(id: inst.id, revision: row.revision, slot: row.slot, port: row.port, pid: row.pid.map(Int.init),
-                                state: owned ? .running : .starting, healthy: owned, reason: problem, restarts: row.restarts,
-                                logTail: foreign ? logTail(row) : nil)
+                                state: owned ? .running : .starting, healthy: owned, reason: reason, restarts: row.restarts,
+                                logTail: foreign || restarted ? logTail(row) : nil)
         }
     }
 

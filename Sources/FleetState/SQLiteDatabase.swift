@@ -201,6 +201,7 @@ public final class SQLiteDatabase: Sendable {
         guard rc == SQLITE_OK, let db else {
             throw SQLiteError(path: path, code: rc, message: db.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open")
         }
+        sqlite3_busy_timeout(db, 5000)
         return try Connection(db: db, path: path).query(sql, parameters)
     }
 

@@ -329,12 +329,18 @@ extension LiveState {
             out.servers[i].failedRevisions = r.failedRevisions
             out.servers[i].paused = r.paused
             out.servers[i].message = r.message
+            // A server the controller probes (it has verdicts): an instance it has not probed yet is not ready either.
             guard probes, !r.probes.isEmpty else { continue }
             for k in out.servers[i].revisions.indices {
                 guard var instances = out.servers[i].revisions[k].instances else { continue }
-                for j in instances.indices {
-                    guard let note = r.probes[instances[j].id], !note.healthy else { continue }
-                    if instances[j].healthy { instances[j].reason = note.reason.map { "probe failed: \($0)" } ?? "probe failed" }
+                for j in instances.indices where instances[j].healthy {
+                    guard let note = r.probes[instances[j].id] else {
+                        instances[j].healthy = false
+                        instances[j].reason = "not probed yet"
+                        continue
+                    }
+                    guard !note.healthy else { continue }
+                    instances[j].reason = note.reason.map { "probe failed: \($0)" } ?? "probe failed"
                     instances[j].healthy = false
                 }
                 out.servers[i].revisions[k].instances = instances
