@@ -521,9 +521,11 @@ public final class Controller: Service, Sendable {
     func persist(_ body: () async throws -> Void) async throws {
         do {
             try await body()
-            await state.setStoreError(nil)
+            if await state.setStoreError(nil) { logger.notice("the rollout store is writable again; the controller is ready") }
         } catch {
-            await state.setStoreError("\(error)")
+            if await state.setStoreError("\(error)") {
+                logger.error("the rollout store is not writable; the controller reports not ready and acts on nothing it cannot record", metadata: ["error": "\(error)"])
+            }
             throw error
         }
     }
@@ -532,12 +534,13 @@ public final class Controller: Service, Sendable {
     /// store that refuses it makes the controller not ready until it accepts one again.
     func heartbeatLoop() async {
         while !Task.isCancelled {
-            do {
-                try await persist { try await self.store.heartbeat(now: self.clock.nowMs()) }
-            } catch {
-                logger.error("the rollout store is not writable; the controller reports not ready until it is", metadata: ["error": "\(error)"])
-            }
-            do { try await clock.sleep(milliseconds: configuration.heartbeatIntervalMs) } catch { return }
+            // `persist` logs the store becoming unwritable (and writable again) once.
+            do { try await persist { try await self.store.heartbeat(now: self.clock.nowMs()) } } catch {}
+            do { try await clock.sleep(milliseconds: configuration.heartbeatIntervalMs) } catch { break }
+        }
+        // Stopping: no controller runs on this store any more (status and `state restore` rely on it).
+        do { try await store.heartbeat(now: nil) } catch {
+            logger.warning("cannot clear the controller's heartbeat", metadata: ["error": "\(error)"])
         }
     }
 
@@ -623,7 +626,11 @@ actor ControllerState {
     }
 
     func health() -> Health { Health(ready: ready, storeError: storeError, failureStreak: failureStreak, lastError: lastError) }
-    func setStoreError(_ e: String?) { storeError = e }
+    /// Returns true when the store went from writable to not, or back.
+    func setStoreError(_ e: String?) -> Bool {
+        defer { storeError = e }
+        return (storeError == nil) != (e == nil)
+    }
 
     /// Counts a reconcile's outcome; returns how often this key failed the same way in a row before.
     @discardableResult

@@ -41,6 +41,16 @@ public final class SQLiteRolloutStore: RolloutStore {
         """,
     ]
 
+    /// SQLite calls block (up to the busy timeout while another process holds a lock): they run here, off
+    /// Swift's cooperative pool, so a locked database never starves the tasks that must report it.
+    private let queue = DispatchQueue(label: "mcpfleet.rollout-store")
+
+    private func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.async { continuation.resume(with: Result { try body() }) }
+        }
+    }
+
     /// Opens (creating if needed) the store at `path`: parent directories 0700, the file 0600.
     public convenience init(path: String, auditRetention: Int = SQLiteRolloutStore.defaultAuditRetention) throws {
         try self.init(database: SQLiteDatabase(path: path), auditRetention: auditRetention)
@@ -69,56 +79,70 @@ public final class SQLiteRolloutStore: RolloutStore {
     }
 
     public func record(server: String) async throws -> RolloutRecord? {
-        guard let row = try database.query("SELECT record FROM rollouts WHERE server = ?", [.text(server)]).first else { return nil }
-        return try decode(RolloutRecord.self, row[0], what: "rollout of \(server)")
+        try await offPool { [self] in
+            guard let row = try database.query("SELECT record FROM rollouts WHERE server = ?", [.text(server)]).first else { return nil }
+            return try decode(RolloutRecord.self, row[0], what: "rollout of \(server)")
+        }
     }
 
     public func records() async throws -> [RolloutRecord] {
-        try database.query("SELECT server, record FROM rollouts ORDER BY server").map {
-            try decode(RolloutRecord.self, $0[1], what: "rollout of \($0[0].string ?? "?")")
+        try await offPool { [self] in
+            try database.query("SELECT server, record FROM rollouts ORDER BY server").map {
+                try decode(RolloutRecord.self, $0[1], what: "rollout of \($0[0].string ?? "?")")
+            }
         }
     }
 
     public func save(_ record: RolloutRecord) async throws {
-        try database.execute(
-            "INSERT INTO rollouts (server, record, updated_at) VALUES (?, ?, ?) ON CONFLICT(server) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at",
-            [.text(record.server), .text(try Self.encode(record)), .integer(record.updatedAt)])
+        try await offPool { [self] in
+            try database.execute(
+                "INSERT INTO rollouts (server, record, updated_at) VALUES (?, ?, ?) ON CONFLICT(server) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at",
+                [.text(record.server), .text(try Self.encode(record)), .integer(record.updatedAt)])
+        }
     }
 
     public func removeRecord(server: String) async throws {
-        try database.execute("DELETE FROM rollouts WHERE server = ?", [.text(server)])
+        try await offPool { [self] in
+            try database.execute("DELETE FROM rollouts WHERE server = ?", [.text(server)])
+        }
     }
 
     /// Oldest first.
     public func revisions(server: String) async throws -> [RevisionRecord] {
-        try database.query("SELECT record FROM revisions WHERE server = ? ORDER BY created_at, rowid", [.text(server)]).map {
-            try decode(RevisionRecord.self, $0[0], what: "revision history of \(server)")
+        try await offPool { [self] in
+            try database.query("SELECT record FROM revisions WHERE server = ? ORDER BY created_at, rowid", [.text(server)]).map {
+                try decode(RevisionRecord.self, $0[0], what: "revision history of \(server)")
+            }
         }
     }
 
     /// Inserts or replaces the record of (server, revision), e.g. to set its outcome.
     public func saveRevision(_ revision: RevisionRecord) async throws {
-        try database.execute(
-            "INSERT INTO revisions (server, revision, created_at, record) VALUES (?, ?, ?, ?) ON CONFLICT(server, revision) DO UPDATE SET record = excluded.record",
-            [.text(revision.server), .text(revision.revision), .integer(revision.createdAt), .text(try Self.encode(revision))])
+        try await offPool { [self] in
+            try database.execute(
+                "INSERT INTO revisions (server, revision, created_at, record) VALUES (?, ?, ?, ?) ON CONFLICT(server, revision) DO UPDATE SET record = excluded.record",
+                [.text(revision.server), .text(revision.revision), .integer(revision.createdAt), .text(try Self.encode(revision))])
+        }
     }
 
     public func appendAudit(_ entry: AuditEntry) async throws {
-        let text = try Self.encode(entry)
-        try database.transaction { conn in
-            let recent = try conn.query("SELECT id, entry FROM audit WHERE server = ? ORDER BY id DESC LIMIT ?",
-                                        [.text(entry.server), .integer(Int64(AuditEntry.repeatWindow))])
-            for row in recent {
-                guard let old = try? decode(AuditEntry.self, row[1], what: "audit log"), entry.isRepeat(of: old) else { continue }
-                try conn.execute("""
-                    INSERT INTO audit_repeats (id, count, last_time) VALUES (?, 1, ?)
-                    ON CONFLICT(id) DO UPDATE SET count = count + 1, last_time = excluded.last_time
-                    """, [row[0], .integer(entry.time)])
-                return
+        try await offPool { [self] in
+            let text = try Self.encode(entry)
+            try database.transaction { conn in
+                let recent = try conn.query("SELECT id, entry FROM audit WHERE server = ? ORDER BY id DESC LIMIT ?",
+                                            [.text(entry.server), .integer(Int64(AuditEntry.repeatWindow))])
+                for row in recent {
+                    guard let old = try? decode(AuditEntry.self, row[1], what: "audit log"), entry.isRepeat(of: old) else { continue }
+                    try conn.execute("""
+                        INSERT INTO audit_repeats (id, count, last_time) VALUES (?, 1, ?)
+                        ON CONFLICT(id) DO UPDATE SET count = count + 1, last_time = excluded.last_time
+                        """, [row[0], .integer(entry.time)])
+                    return
+                }
+                try conn.execute("INSERT INTO audit (time, server, entry) VALUES (?, ?, ?)", [.integer(entry.time), .text(entry.server), .text(text)])
+                let count = try conn.query("SELECT COUNT(*) FROM audit WHERE server = ?", [.text(entry.server)]).first?[0].int ?? 0
+                if count > auditRetention + auditRetention / 10 { try compact(server: entry.server, conn) }
             }
-            try conn.execute("INSERT INTO audit (time, server, entry) VALUES (?, ?, ?)", [.integer(entry.time), .text(entry.server), .text(text)])
-            let count = try conn.query("SELECT COUNT(*) FROM audit WHERE server = ?", [.text(entry.server)]).first?[0].int ?? 0
-            if count > auditRetention + auditRetention / 10 { try compact(server: entry.server, conn) }
         }
     }
 
@@ -158,40 +182,54 @@ public final class SQLiteRolloutStore: RolloutStore {
 
     /// The `limit` most recent entries (of one server, or all), oldest first, with their repeat counts.
     public func audit(server: String?, limit: Int) async throws -> [AuditEntry] {
-        let select = "SELECT a.entry, r.count, r.last_time FROM audit a LEFT JOIN audit_repeats r ON r.id = a.id"
-        let rows: [SQLiteRow]
-        if let server {
-            rows = try database.query(select + " WHERE a.server = ? ORDER BY a.id DESC LIMIT ?", [.text(server), .integer(Int64(max(0, limit)))])
-        } else {
-            rows = try database.query(select + " ORDER BY a.id DESC LIMIT ?", [.integer(Int64(max(0, limit)))])
-        }
-        return try rows.reversed().map { row in
-            var e = try decode(AuditEntry.self, row[0], what: "audit log")
-            if let n = row[1].int, n > 0 {
-                e.repeats = n
-                e.lastTime = row[2].int64
+        try await offPool { [self] in
+            let select = "SELECT a.entry, r.count, r.last_time FROM audit a LEFT JOIN audit_repeats r ON r.id = a.id"
+            let rows: [SQLiteRow]
+            if let server {
+                rows = try database.query(select + " WHERE a.server = ? ORDER BY a.id DESC LIMIT ?", [.text(server), .integer(Int64(max(0, limit)))])
+            } else {
+                rows = try database.query(select + " ORDER BY a.id DESC LIMIT ?", [.integer(Int64(max(0, limit)))])
             }
-            return e
+            return try rows.reversed().map { row in
+                var e = try decode(AuditEntry.self, row[0], what: "audit log")
+                if let n = row[1].int, n > 0 {
+                    e.repeats = n
+                    e.lastTime = row[2].int64
+                }
+                return e
+            }
         }
     }
 
     public func compactedAudit(server: String?) async throws -> [AuditSummary] {
-        let select = "SELECT server, action, revision, outcome, count, first_time, last_time FROM audit_summary"
-        let rows = try server.map { try database.query(select + " WHERE server = ? ORDER BY first_time, action", [.text($0)]) }
-            ?? database.query(select + " ORDER BY server, first_time, action")
-        return rows.map {
-            AuditSummary(server: $0[0].string ?? "", action: $0[1].string ?? "", revision: ($0[2].string).flatMap { $0.isEmpty ? nil : $0 },
-                         outcome: $0[3].string ?? "", count: $0[4].int ?? 0, firstTime: $0[5].int64 ?? 0, lastTime: $0[6].int64 ?? 0)
+        try await offPool { [self] in
+            let select = "SELECT server, action, revision, outcome, count, first_time, last_time FROM audit_summary"
+            let rows = try server.map { try database.query(select + " WHERE server = ? ORDER BY first_time, action", [.text($0)]) }
+                ?? database.query(select + " ORDER BY server, first_time, action")
+            return rows.map {
+                AuditSummary(server: $0[0].string ?? "", action: $0[1].string ?? "", revision: ($0[2].string).flatMap { $0.isEmpty ? nil : $0 },
+                             outcome: $0[3].string ?? "", count: $0[4].int ?? 0, firstTime: $0[5].int64 ?? 0, lastTime: $0[6].int64 ?? 0)
+            }
         }
     }
 
-    public func heartbeat(now: Int64) async throws {
-        try database.execute("INSERT INTO store_meta (key, value) VALUES ('controller-heartbeat', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                             [.text(String(now))])
+    public func heartbeat(now: Int64?) async throws {
+        try await offPool { [self] in
+            if let now {
+                try database.execute("INSERT INTO store_meta (key, value) VALUES ('controller-heartbeat', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                                     [.text(String(now))])
+            } else {
+                try database.execute("DELETE FROM store_meta WHERE key = 'controller-heartbeat'")
+            }
+        }
     }
 
+    public var keepsHeartbeat: Bool { true }
+
     public func lastHeartbeat() async throws -> Int64? {
-        try database.query("SELECT value FROM store_meta WHERE key = 'controller-heartbeat'").first?[0].int64
+        try await offPool { [self] in
+            try database.query("SELECT value FROM store_meta WHERE key = 'controller-heartbeat'").first?[0].int64
+        }
     }
 
     /// Rows per table of the store in the file at `path` (read-only), for `mcpfleet state` reports; nil

@@ -50,10 +50,12 @@ public actor InMemoryRolloutStore: RolloutStore {
     public private(set) var failing: DriverError?
     public func setFailing(_ error: DriverError?) { failing = error }
 
-    public func heartbeat(now: Int64) throws {
+    public func heartbeat(now: Int64?) throws {
         if let failure = failing { throw failure }
         beat = now
     }
+
+    public nonisolated var keepsHeartbeat: Bool { true }
 
     public func lastHeartbeat() -> Int64? { beat }
 

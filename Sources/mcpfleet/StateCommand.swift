@@ -87,16 +87,18 @@ struct StateRestoreCommand: AsyncParsableCommand {
             throw CommandFailure(message: "\(target.file) is not an mcpfleet state backup (it has no rollout store)")
         }
         let directory = (path as NSString).deletingLastPathComponent
-        // One controller at a time: the local driver's lock, and any controller's heartbeat.
-        let lock = open(directory + "/supervisor.lock", O_RDWR | O_CLOEXEC)
-        if lock >= 0 {
-            defer { close(lock) }
-            guard flock(lock, LOCK_EX | LOCK_NB) == 0 else {
-                throw CommandFailure(message: "a controller is running on \(directory); stop it before restoring its state")
+        // One controller at a time: the local driver's supervision lock; for systemd, a live heartbeat
+        // (a controller clears it when it stops).
+        if fleet.environment.driver == .local {
+            let lock = open(directory + "/supervisor.lock", O_RDWR | O_CLOEXEC)
+            if lock >= 0 {
+                defer { close(lock) }
+                guard flock(lock, LOCK_EX | LOCK_NB) == 0 else {
+                    throw CommandFailure(message: "a controller is running on \(directory); stop it before restoring its state")
+                }
             }
-        }
-        if let row = try? SQLiteDatabase.readOnlyQuery(path, "SELECT value FROM store_meta WHERE key = 'controller-heartbeat'").first, let beat = row[0].int64,
-           Int64(Date().timeIntervalSince1970 * 1000) - beat < ControllerPresence.aliveWithinMs {
+        } else if let row = try? SQLiteDatabase.readOnlyQuery(path, "SELECT value FROM store_meta WHERE key = 'controller-heartbeat'").first,
+                  let beat = row[0].int64, Int64(Date().timeIntervalSince1970 * 1000) - beat < ControllerPresence.aliveWithinMs {
             throw CommandFailure(message: "a controller wrote to \(path) moments ago; stop it before restoring its state")
         }
         // Never lose the record: the file being replaced (with its WAL) is moved aside, not deleted.

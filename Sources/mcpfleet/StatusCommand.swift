@@ -79,25 +79,28 @@ struct StatusCommand: AsyncParsableCommand {
     }
 }
 
-/// Whether a controller is alive on this state, by the heartbeat it writes to the store every few seconds.
+/// Whether a controller is alive on this state, by the heartbeat it writes to the store every few
+/// seconds (and clears when it stops).
 struct ControllerPresence {
     /// A heartbeat younger than this means a controller runs (it writes one every 5 s).
     static let aliveWithinMs: Int64 = 20_000
 
+    /// The store keeps heartbeats (else nobody can tell, and the controller's view is taken as current).
+    var kept: Bool
     var lastHeartbeat: Int64?
     var now: Int64
 
-    /// True when a controller runs — or when the store keeps no heartbeat, so nobody can say otherwise.
-    var alive: Bool { lastHeartbeat.map { now - $0 < Self.aliveWithinMs } ?? true }
+    var alive: Bool { !kept || lastHeartbeat.map { now - $0 < Self.aliveWithinMs } ?? false }
 
-    /// A line for status when the controller is gone (READY is then the runtime's view alone).
+    /// A line for status when no controller runs (READY is then the runtime's view alone).
     var note: String? {
-        guard let beat = lastHeartbeat, !alive else { return nil }
+        guard !alive else { return nil }
+        guard let beat = lastHeartbeat else { return "no controller is running; READY is the runtime's view, not probed" }
         let ago = Int((now - beat) / 1000)
-        return "no controller is running: the last one reported \(ago >= 120 ? "\(ago / 60) min" : "\(ago) s") ago; READY is the runtime's view, not probed"
+        return "no controller has reported for \(ago >= 120 ? "\(ago / 60) min" : "\(ago) s") (killed?); READY is the runtime's view, not probed"
     }
 
     static func read(_ store: any RolloutStore) async throws -> ControllerPresence {
-        ControllerPresence(lastHeartbeat: try await store.lastHeartbeat(), now: Int64(Date().timeIntervalSince1970 * 1000))
+        ControllerPresence(kept: store.keepsHeartbeat, lastHeartbeat: try await store.lastHeartbeat(), now: Int64(Date().timeIntervalSince1970 * 1000))
     }
 }

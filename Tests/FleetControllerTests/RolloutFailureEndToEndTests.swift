@@ -184,6 +184,10 @@ import Testing
         try f.write([crash])
         let v4 = try await f.revision()
         let began = ContinuousClock.now
+        try await waitUntil("status shows the exit status under a running controller", timeout: .seconds(60), every: .milliseconds(200)) {
+            try await f.fleet(["status", f.dir, "-o", "json"]).out.contains("exited with status 2")
+        }
+        #expect(try await f.fleet(["status", f.dir, "-o", "json"]).out.contains("no controller is supervising") == false)
         try await waitUntil("rollback of the crash loop", timeout: .seconds(90), every: .milliseconds(200)) { try await rollbackEntry(f, v4) != nil }
         #expect(ContinuousClock.now - began < .seconds(60))
         let crashReason = try #require(try await rollbackEntry(f, v4)?.reason)

@@ -123,6 +123,8 @@ import Glibc
         try await store.heartbeat(now: 42)
         try await store.heartbeat(now: 43)
         #expect(try await SQLiteRolloutStore(path: root + "/state.db").lastHeartbeat() == 43)
+        try await store.heartbeat(now: nil)  // the controller stopped
+        #expect(try await store.lastHeartbeat() == nil && store.keepsHeartbeat)
     }
 
     @Test func recordsOfEarlierVersionsStillDecode() throws {

@@ -273,18 +273,21 @@ public protocol RolloutStore: Sendable {
     /// retried for an hour is one row with a count, never a row per retry.
     func appendAudit(_ entry: AuditEntry) async throws
     func audit(server: String?, limit: Int) async throws -> [AuditEntry]
-    /// Notes that a controller is alive and the store writable (it writes); a store that cannot say
-    /// keeps the default, which does nothing.
-    func heartbeat(now: Int64) async throws
-    /// When a controller last wrote a heartbeat, if the store keeps it.
+    /// Notes that a controller is alive and the store writable (it writes); nil: the controller stops.
+    /// A store that cannot keep it has the default, which does nothing.
+    func heartbeat(now: Int64?) async throws
+    /// When a running controller last wrote a heartbeat (nil: none runs, or the store keeps none).
     func lastHeartbeat() async throws -> Int64?
+    /// True when the store keeps heartbeats, so a nil or old one means no controller runs.
+    var keepsHeartbeat: Bool { get }
     /// What compaction kept of audit entries it removed (see `AuditSummary`).
     func compactedAudit(server: String?) async throws -> [AuditSummary]
 }
 
 extension RolloutStore {
-    public func heartbeat(now: Int64) async throws {}
+    public func heartbeat(now: Int64?) async throws {}
     public func lastHeartbeat() async throws -> Int64? { nil }
+    public var keepsHeartbeat: Bool { false }
     /// Counts of audit entries compacted away (stores with bounded retention keep these).
     public func compactedAudit(server: String?) async throws -> [AuditSummary] { [] }
 }
