@@ -84,6 +84,34 @@ public enum PortOwnership {
         #endif
     }
 
+    /// Whether the listeners on `port` belong to `processes` (for example every process of a systemd
+    /// unit's control group).
+    public static func verdict(port: Int, processes: [Int32], listeners: Listeners = .read()) -> Verdict {
+        #if os(Linux)
+        guard listeners.readable else { return .unknown }
+        let inodes = Set(listeners.inodes(port: port))
+        guard !inodes.isEmpty else { return .free }
+        var ours = Set<UInt64>()
+        for p in processes {
+            ours.formUnion(socketInodes(of: p).intersection(inodes))
+            if ours == inodes { return .owned }
+        }
+        return .foreign(holders(of: inodes.subtracting(ours)))
+        #else
+        return .unknown
+        #endif
+    }
+
+    /// The processes of a control group (`cgroup.procs` under the cgroup v2, hybrid or v1 systemd
+    /// hierarchy below `root`), as pids of this process's namespace; nil when none can be read.
+    public static func controlGroupProcesses(_ group: String, root: String = "") -> [Int32]? {
+        for hierarchy in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/systemd"] {
+            guard let text = readText(root + hierarchy + group + "/cgroup.procs", limit: 1 << 20) else { continue }
+            return text.split(separator: "\n").compactMap { Int32($0) }
+        }
+        return nil
+    }
+
     /// Who holds the listeners on `port`, if anyone (before starting an instance there).
     public static func holders(port: Int, listeners: Listeners = .read()) -> Verdict {
         #if os(Linux)

@@ -1,4 +1,5 @@
 import FleetCore
+import FleetState
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -335,12 +336,37 @@ public actor SystemdDriver: RuntimeDriver {
 
     static var startLimitBurst: Int { SystemdRenderer.startLimitBurst }
 
+    /// Running instances whose port is held by the unit's own processes (its control group): a probe
+    /// never tests another process that took the port (the unit itself then fails to bind and restarts).
     public func endpoints(server: String, revision: String) async throws -> [Endpoint] {
         let base = renderer.unitBase(server: server, revision: revision)
         guard let record = readJSON(RevisionRecordFile.self, renderer.revisionRecordFile(unitBase: base)), let port = record.port else { return [] }
-        return try await listInstances().filter { $0.base == base && $0.activeState == "active" && $0.subState == "running" }.sorted { $0.slot < $1.slot }.map {
+        let running = try await listInstances().filter { $0.base == base && $0.activeState == "active" && $0.subState == "running" }.sorted { $0.slot < $1.slot }
+        guard !running.isEmpty else { return [] }
+        let groups = try await controlGroups(running.map(\.unit))
+        let listeners = PortOwnership.Listeners.read()
+        return running.filter { inst in
+            guard let group = groups[inst.unit], let pids = PortOwnership.controlGroupProcesses(group, root: fileSystemRoot) else { return true }
+            let verdict = PortOwnership.verdict(port: port + inst.slot, processes: pids, listeners: listeners)
+            return verdict == .owned || verdict == .unknown
+        }.map {
             Endpoint(instance: $0.unit, host: "127.0.0.1", port: port + $0.slot, path: record.path)
         }
+    }
+
+    /// `ControlGroup` of each unit, in one `systemctl show`.
+    func controlGroups(_ units: [String]) async throws -> [String: String] {
+        let r = try await systemctl(["show", "-p", "Id", "-p", "ControlGroup"] + units, resource: "environment/\(environmentName)")
+        var out: [String: String] = [:]
+        for block in r.stdout.components(separatedBy: "\n\n") {
+            var id: String?, group: String?
+            for line in block.split(separator: "\n") {
+                if line.hasPrefix("Id=") { id = String(line.dropFirst(3)) }
+                if line.hasPrefix("ControlGroup=") { group = String(line.dropFirst(13)) }
+            }
+            if let id, let group, !group.isEmpty { out[id] = group }
+        }
+        return out
     }
 
     // MARK: Listing

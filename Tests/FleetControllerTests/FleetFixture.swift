@@ -140,6 +140,20 @@ struct FleetFixture {
 
     func server(_ name: String = "time") async throws -> LiveServer? { try await status().server(name) }
 
+    /// `status -o json` checked against Schemas/live-state.schema.json by Python's jsonschema.
+    func statusValidatesAgainstTheSchema() async throws {
+        let out = try await fleet(["status", dir, "-o", "json"]).out
+        try out.write(toFile: root + "/status.json", atomically: true, encoding: .utf8)
+        let check = try TestProcess("/usr/bin/env", ["python3", "-c", """
+            import json, sys
+            from jsonschema import Draft202012Validator
+            schema = json.load(open(sys.argv[1])); doc = json.load(open(sys.argv[2]))
+            errors = [e.message for e in Draft202012Validator(schema).iter_errors(doc)]
+            print("\\n".join(errors)); sys.exit(1 if errors else 0)
+            """, TestEnvironment.repositoryRoot() + "/Schemas/live-state.schema.json", root + "/status.json"])
+        guard try await check.wait() == 0 else { throw TestFailure("status -o json does not match the schema: \(check.output)") }
+    }
+
     struct History: Decodable {
         var revisions: [RevisionRecord]
         var audit: [AuditEntry]

@@ -171,6 +171,7 @@ import Testing
             guard let s = try await f.server(), let r = s.revisions.first(where: { $0.revision == v3 }), r.replicas > 0 else { return false }
             return r.instances?.contains { !$0.healthy && ($0.reason ?? "").contains("probe failed") } == true
         }
+        try await f.statusValidatesAgainstTheSchema()
         let during = try #require(try await f.server())
         #expect(during.revisions.first { $0.revision == v3 }?.ready == 0)
         #expect(during.readyReplicas == 2, "READY counts only instances that pass the MCP probe: \(during.revisions.map { "\($0.ready)/\($0.replicas) \(($0.instances ?? []).map { "\($0.id) \($0.healthy) \($0.reason ?? "")" })" })")
@@ -188,6 +189,7 @@ import Testing
             try await f.fleet(["status", f.dir, "-o", "json"]).out.contains("exited with status 2")
         }
         #expect(try await f.fleet(["status", f.dir, "-o", "json"]).out.contains("no controller is supervising") == false)
+        try await f.statusValidatesAgainstTheSchema()
         try await waitUntil("rollback of the crash loop", timeout: .seconds(90), every: .milliseconds(200)) { try await rollbackEntry(f, v4) != nil }
         #expect(ContinuousClock.now - began < .seconds(60))
         let crashReason = try #require(try await rollbackEntry(f, v4)?.reason)
