@@ -510,8 +510,15 @@ actor LocalSupervisor {
         var out = text.split(whereSeparator: \.isNewline).map { String($0).trimmingCharacters(in: .whitespaces) }
             .filter { !$0.isEmpty && !$0.hasPrefix("mcpfleet: ") }
         if start > 0, !out.isEmpty { out.removeFirst() }  // likely cut mid-line
-        let tail = out.suffix(lines).map { $0.count > 200 ? String($0.prefix(199)) + "…" : $0 }
-        return tail.isEmpty ? nil : Array(tail)
+        // The last `lines` distinct lines, in the order they last appeared: a crash loop prints the same
+        // few lines on every start, and each is worth showing once.
+        var seen = Set<String>()
+        var tail: [String] = []
+        for line in out.reversed() where seen.insert(line).inserted {
+            tail.insert(line.count > 200 ? String(line.prefix(199)) + "…" : line, at: 0)
+            if tail.count == lines { break }
+        }
+        return tail.isEmpty ? nil : tail
     }
 
     /// Instances to probe: running, and listening on their port themselves (never a port another

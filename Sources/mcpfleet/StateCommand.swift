@@ -115,6 +115,8 @@ struct StateRestoreCommand: AsyncParsableCommand {
         }
         let database = try SQLiteDatabase(path: path)
         try database.restore(from: target.file)
+        // The backup may hold the heartbeat of the controller that ran when it was taken: none runs now.
+        try await SQLiteRolloutStore(database: database).heartbeat(now: nil)
         writeStdout("Restored the state of environment \(fleet.environment.name) from \(target.file): \(backupCounts.rollouts) rollout records, "
                     + "\(backupCounts.revisions) revisions, \(backupCounts.audit) audit entries." + (kept.map { " The previous file is kept at \($0)." } ?? "") + "\n")
     }

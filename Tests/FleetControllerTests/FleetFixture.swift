@@ -50,7 +50,8 @@ struct FleetFixture {
     var dir: String { root + "/cat" }
     var stateDirectory: String { root + "/state" }
 
-    func write(_ servers: [ServerManifest], restartBackoff: String = "1s") throws {
+    /// `documents`: more YAML documents (policies, …) appended to the catalog.
+    func write(_ servers: [ServerManifest], restartBackoff: String = "1s", documents: String = "") throws {
         var yaml = """
         apiVersion: mcpfleet.io/v1alpha1
         kind: Environment
@@ -114,6 +115,7 @@ struct FleetFixture {
 
             """
         }
+        if !documents.isEmpty { yaml += "---\n" + documents + "\n" }
         try yaml.write(toFile: dir + "/fleet.yaml", atomically: true, encoding: .utf8)
     }
 

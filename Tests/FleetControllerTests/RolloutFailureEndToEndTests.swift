@@ -199,4 +199,50 @@ import Testing
         #expect(text.contains("boom: cannot load /etc/time.conf"), "\(text)")
         #expect(try await f.server()?.readyReplicas == 2)
     }
+
+    @Test func rollbackRespectsTheGatesUnlessForced() async throws {
+        let f = try FleetFixture("gates")
+        defer { f.cleanUp() }
+        let controller = try await start(f)
+        defer { controller.signal(SIGKILL) }
+        // A revision that failed its rollout is refused as a rollback target.
+        var broken = good("2")
+        broken.command = #"["${MANIFEST_DIR}/time/not-executable.sh"]"#
+        try f.write([broken])
+        let v2 = try await f.revision()
+        try await waitUntil("rollback", timeout: .seconds(30), every: .milliseconds(100)) { try await rollbackEntry(f, v2) != nil }
+        let refused = try await f.fleet(["rollback", "time", "-C", f.dir, "--to", v2])
+        #expect(refused.status == 2 && refused.out.contains("not pinning time to \(v2): revision \(v2) failed its rollout"), "\(refused.out)")
+
+        // A revision policy blocks: held, recorded as blocked, and refused as a pin unless forced.
+        let policy = """
+            apiVersion: mcpfleet.io/v1alpha1
+            kind: Policy
+            metadata:
+              name: sbom-required
+            spec:
+              mode: enforce
+              environments: [dev]
+              requireSBOM: true
+            """
+        try f.write([good("3")], documents: policy)
+        let v3 = try await f.revision()
+        try await waitUntil("blocked revision recorded", timeout: .seconds(30), every: .milliseconds(200)) {
+            try await f.history().revisions.contains { $0.revision == v3 && $0.outcome == .blocked }
+        }
+        let held = try await f.server()?.message ?? ""
+        #expect(held.contains("revision \(v3) is blocked by policy") && held.contains("no SBOM"), "\(held)")
+        let blocked = try await f.fleet(["rollback", "time", "-C", f.dir, "--to", v3])
+        #expect(blocked.status == 2 && blocked.out.contains("is blocked by policy") && blocked.out.contains("no SBOM"), "\(blocked.out)")
+        #expect(try await f.server()?.revisions.contains { $0.revision == v3 && $0.replicas > 0 } == false)
+        let forced = try await f.fleet(["rollback", "time", "-C", f.dir, "--to", v3, "--force"])
+        #expect(forced.status == 0 && forced.out.contains("Pinned time to revision \(v3) (forced: revision \(v3) is blocked by policy"), "\(forced.out)")
+        let pin = try #require(try await f.history().audit.last { $0.action == "pin" })
+        #expect(pin.revision == v3 && pin.reason.contains("manual rollback forced past a gate: revision \(v3) is blocked by policy"), "\(pin.reason)")
+        try await waitUntil("the forced pin is deployed", timeout: .seconds(60), every: .milliseconds(200)) {
+            let s = try await f.server()
+            return s?.servingRevision?.revision == v3 && s?.readyReplicas == 2 && s?.pinForced == true
+        }
+        #expect(try await f.fleet(["status", f.dir]).out.contains("pinned \(v3) (forced)"))
+    }
 }

@@ -223,7 +223,13 @@ public enum RolloutMachine {
                 return
             }
             if let rule {
-                hold(message: RolloutRules.message(rule, facts: facts))
+                let message = RolloutRules.message(rule, facts: facts)
+                if case .blocked(let rev, let reason, _) = rule, record.message != message {
+                    // Recorded once, when the hold begins: `history` shows why a release never rolled out.
+                    actions.append(.recordRevision(revision: rev, outcome: .blocked, reason: reason))
+                    actions.append(.audit(action: "blocked", revision: rev, reason: reason))
+                }
+                hold(message: message)
                 return
             }
             if record.targetRevision == nil {
