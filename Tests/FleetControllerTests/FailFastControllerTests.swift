@@ -15,7 +15,10 @@ import Testing
         await h.driver.setUnstartable("rev-2", why)
         let started = ContinuousClock.now
         await h.source.set([ctlServer("2", replicas: 2, strategy: .rolling, deadline: 60_000)])
-        try await waitUntil("rollback", timeout: .seconds(10)) { await h.rolledBackToRev1() }
+        try await waitUntil("rollback", timeout: .seconds(10)) {
+            let recorded = await h.store.revisions(server: "time").first { $0.revision == "rev-2" }?.outcome == .rolledBack
+            return await h.rolledBackToRev1() && recorded
+        }
         #expect(ContinuousClock.now - started < .seconds(5))
         let record = await h.record()
         #expect(record?.failedRevisions == ["rev-2"])

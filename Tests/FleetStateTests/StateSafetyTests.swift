@@ -96,15 +96,13 @@ import Glibc
             try store.database.backup(to: root + "/backup.db")
             try await writer.value
         }
-        // Every connection to the file is closed now (the controller stopped), as before a restore.
         let counts = try #require(try SQLiteRolloutStore.counts(path: root + "/backup.db"))
         #expect(counts.rollouts == 1 && counts.revisions == 1 && counts.audit <= 300)
         try SQLiteDatabase.checkIntegrity(root + "/backup.db")
 
-        // The state is lost (truncated); restoring brings the history back.
-        try Data().write(to: URL(fileURLWithPath: root + "/state.db"))
-        for suffix in ["-wal", "-shm"] { try? FileManager.default.removeItem(atPath: root + "/state.db" + suffix) }
-        let empty = try SQLiteRolloutStore(path: root + "/state.db")
+        // The state is lost: a database with nothing in it (a new file here; the end-to-end tests truncate
+        // the real one between processes). Restoring brings the history back.
+        let empty = try SQLiteRolloutStore(path: root + "/lost/state.db")
         #expect(try await empty.records().isEmpty)
         try empty.database.restore(from: root + "/backup.db")
         #expect(try await empty.record(server: "web")?.failureReasons == ["r0": "crash loop"])

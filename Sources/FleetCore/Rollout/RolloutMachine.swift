@@ -258,7 +258,9 @@ public enum RolloutMachine {
 
         /// Why the revision's instances are not ready, on one line (empty when nothing is known).
         func why(_ rev: String) -> String {
-            input.problems[rev]?.summary.map { " — \($0)" } ?? ""
+            guard let p = input.problems[rev] else { return "" }
+            let parts = [p.unstartable.map { "cannot start: \($0)" }, p.summary].compactMap { $0 }
+            return parts.isEmpty ? "" : " — " + parts.joined(separator: "; ")
         }
 
         /// Stays on the stable revision (or nothing) while the desired one may not be rolled out.
@@ -287,7 +289,9 @@ public enum RolloutMachine {
             if pinned { abandonTarget(for: rev) }
             let reached = converge(to: rev, goal: d.replicas)
             if pinned {
-                record.message = RolloutRules.message(.pinned(revision: rev), facts: facts)
+                // Until the pin is reached, say how far it is and what holds it up (a forced pin may not start).
+                let progress = reached ? "" : "; \(group(rev)?.ready ?? 0)/\(d.replicas) ready on \(rev)" + why(rev)
+                record.message = RolloutRules.message(.pinned(revision: rev), facts: facts) + progress
                 record.phase = reached ? .stable : .progressing
                 if reached { record.stableRevision = rev }
             } else if record.phase != .rolledBack && record.phase != .failed {
@@ -465,10 +469,12 @@ public enum RolloutMachine {
 
         mutating func rollback(reason: String) {
             let t = record.targetRevision ?? d.revision
-            actions.append(.audit(action: d.rollout.autoRollback && record.stableRevision != nil ? "rollback" : "rollout-failed", revision: t, reason: reason))
-            guard d.rollout.autoRollback, let stable = record.stableRevision else {
+            let rollingBack = d.rollout.autoRollback && record.stableRevision != nil
+            // The outcome first, then the audit entry: whoever sees the entry finds the history written.
+            actions.append(.recordRevision(revision: t, outcome: rollingBack ? .rolledBack : .failed, reason: reason))
+            actions.append(.audit(action: rollingBack ? "rollback" : "rollout-failed", revision: t, reason: reason))
+            guard rollingBack, let stable = record.stableRevision else {
                 // Nothing to go back to (a first deployment) or rollback disabled: stop here, keep what runs.
-                actions.append(.recordRevision(revision: t, outcome: .failed, reason: reason))
                 record.phase = .failed
                 record.message = reason
                 if record.stableRevision == nil {
@@ -479,7 +485,6 @@ public enum RolloutMachine {
                 return
             }
             remember(failed: t, reason: reason)
-            actions.append(.recordRevision(revision: t, outcome: .rolledBack, reason: reason))
             record.targetRevision = nil
             record.phase = .rolledBack
             record.message = reason

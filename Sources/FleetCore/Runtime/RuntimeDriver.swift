@@ -248,10 +248,11 @@ public struct AuditEntry: Codable, Hashable, Sendable {
         self.lastTime = lastTime
     }
 
-    /// The same event again (a retry failing the same way): same server, action, revision, reason,
-    /// outcome and commit. Stores count it on the earlier entry instead of appending a row.
+    /// The same failure again (a retry failing the same way): an error outcome, with the same server,
+    /// action, revision, reason, outcome and commit. Stores count it on the earlier entry instead of
+    /// appending a row. Successful entries are events of their own and are always appended.
     public func isRepeat(of other: AuditEntry) -> Bool {
-        server == other.server && action == other.action && revision == other.revision && reason == other.reason
+        outcome != "ok" && server == other.server && action == other.action && revision == other.revision && reason == other.reason
             && outcome == other.outcome && manifestCommit == other.manifestCommit
     }
 
@@ -268,9 +269,9 @@ public protocol RolloutStore: Sendable {
     func removeRecord(server: String) async throws
     func revisions(server: String) async throws -> [RevisionRecord]
     func saveRevision(_ revision: RevisionRecord) async throws
-    /// Appends `entry`, unless it repeats one of the server's last `AuditEntry.repeatWindow` entries
-    /// (`isRepeat(of:)`): then that entry's `repeats` and `lastTime` count it instead, so a failure
-    /// retried for an hour is one row with a count, never a row per retry.
+    /// Appends `entry`, unless it is a failure repeating one of the server's last `AuditEntry.repeatWindow`
+    /// entries (`isRepeat(of:)`): then that entry's `repeats` and `lastTime` count it instead, so a
+    /// failure retried for an hour is one row with a count, never a row per retry.
     func appendAudit(_ entry: AuditEntry) async throws
     func audit(server: String?, limit: Int) async throws -> [AuditEntry]
     /// Notes that a controller is alive and the store writable (it writes); nil: the controller stops.
