@@ -405,8 +405,9 @@ public final class Controller: Service, Sendable {
             if let e = await state.startError(server: desired.name, revision: r.revision) { p.unstartable = e }
             if p != RevisionProblems() { out[r.revision] = p }
         }
-        if out[desired.revision] == nil, let e = await state.startError(server: desired.name, revision: desired.revision) {
-            out[desired.revision] = RevisionProblems(unstartable: e)
+        // Revisions the runtime has no group of (their start failed before it recorded anything).
+        for (revision, e) in await state.startErrors(server: desired.name) where out[revision] == nil {
+            out[revision] = RevisionProblems(unstartable: e)
         }
         for line in await state.newProblems(server: desired.name, out.values.flatMap(\.reasons)) {
             logger.warning("instance not ready", metadata: ["server": "\(desired.name)", "reason": "\(line)"])
@@ -654,6 +655,7 @@ actor ControllerState {
     }
 
     func startError(server: String, revision: String) -> String? { startErrors[server]?[revision] }
+    func startErrors(server: String) -> [String: String] { startErrors[server] ?? [:] }
     func setStartError(server: String, revision: String, _ message: String?) { startErrors[server, default: [:]][revision] = message }
 
     /// The lines among `lines` not reported before (the rest were logged already).
