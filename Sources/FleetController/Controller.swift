@@ -170,7 +170,11 @@ public final class Controller: Service, Sendable {
             if let records = try? await store.records() {
                 for r in records {
                     let mark = "\(r.pinnedRevision ?? "")|\(r.pinForced)|\(r.paused)|\(r.promoted)|\(r.stepStartedAt)|\(r.failedRevisions)"
-                    if let old = operatorMarks[r.server], old != mark { await queue.add(.server(r.server), bypassingBackoff: true) }
+                    if let old = operatorMarks[r.server], old != mark {
+                        // An operator acted (e.g. `resume --retry` after adding a secret): start failures are tried afresh.
+                        await state.clearStartErrors(server: r.server)
+                        await queue.add(.server(r.server), bypassingBackoff: true)
+                    }
                     operatorMarks[r.server] = mark
                 }
             }
@@ -250,6 +254,7 @@ public final class Controller: Service, Sendable {
         let desiredNames = Set(snap.desired.servers.map(\.name))
         // A changed catalog may fix what failed: those keys skip their backoff; a plain resync does not.
         let changed = await state.syncedSnapshot(snap.fingerprint)
+        if changed { await state.clearStartErrors(server: nil) }
         for s in snap.desired.servers { await queue.add(.server(s.name), bypassingBackoff: changed) }
         for l in live.servers where l.managed && !desiredNames.contains(l.name) { await queue.add(.server(l.name)) }
         // Bookkeeping of servers neither desired nor running (a deletion interrupted after the runtime
@@ -657,6 +662,10 @@ actor ControllerState {
     func startError(server: String, revision: String) -> String? { startErrors[server]?[revision] }
     func startErrors(server: String) -> [String: String] { startErrors[server] ?? [:] }
     func setStartError(server: String, revision: String, _ message: String?) { startErrors[server, default: [:]][revision] = message }
+    /// Forgets start failures (of one server, or all): something changed that may let them start.
+    func clearStartErrors(server: String?) {
+        if let server { startErrors[server] = nil } else { startErrors = [:] }
+    }
 
     /// The lines among `lines` not reported before (the rest were logged already).
     func newProblems(server: String, _ lines: [String]) -> [String] {

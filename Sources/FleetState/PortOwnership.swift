@@ -69,19 +69,9 @@ public enum PortOwnership {
     /// Whether the listeners on `port` belong to the process tree rooted at `pid` (the instance's
     /// process-group leader and its descendants).
     public static func verdict(port: Int, pid: Int32, listeners: Listeners = .read()) -> Verdict {
-        #if os(Linux)
-        guard listeners.readable else { return .unknown }
-        let inodes = Set(listeners.inodes(port: port))
-        guard !inodes.isEmpty else { return .free }
-        var ours = Set<UInt64>()
-        for p in tree(of: pid) {
-            ours.formUnion(socketInodes(of: p).intersection(inodes))
-            if ours == inodes { return .owned }
-        }
-        return .foreign(holders(of: inodes.subtracting(ours)))
-        #else
-        return .unknown
-        #endif
+        // Nothing listening: no need to walk the process tree.
+        guard listeners.readable, !listeners.inodes(port: port).isEmpty else { return listeners.readable ? .free : .unknown }
+        return verdict(port: port, processes: tree(of: pid), listeners: listeners)
     }
 
     /// Whether the listeners on `port` belong to `processes` (for example every process of a systemd
@@ -179,7 +169,8 @@ public enum PortOwnership {
         return joined.count > 120 ? String(joined.prefix(117)) + "…" : (joined.isEmpty ? "?" : joined)
     }
 
-    static func readText(_ path: String, limit: Int) -> String? {
+    /// Reads up to `limit` bytes of a (proc) file, which has no size to go by.
+    public static func readText(_ path: String, limit: Int) -> String? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }

@@ -195,14 +195,22 @@ public final class SQLiteDatabase: Sendable {
 
     /// Runs one query on a read-only connection to `path` (the file is not changed, not even its journal mode).
     public static func readOnlyQuery(_ path: String, _ sql: String, _ parameters: [SQLiteValue] = []) throws -> [SQLiteRow] {
-        var db: OpaquePointer?
-        let rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nil)
+        let db = try openRaw(path, flags: SQLITE_OPEN_READONLY)
         defer { sqlite3_close_v2(db) }
-        guard rc == SQLITE_OK, let db else {
-            throw SQLiteError(path: path, code: rc, message: db.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open")
-        }
         sqlite3_busy_timeout(db, 5000)
         return try Connection(db: db, path: path).query(sql, parameters)
+    }
+
+    /// A connection of its own to `path` (the caller closes it), for one-off work beside the shared one.
+    private static func openRaw(_ path: String, flags: Int32) throws -> OpaquePointer {
+        var db: OpaquePointer?
+        let rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, nil)
+        guard rc == SQLITE_OK, let db else {
+            let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open"
+            sqlite3_close_v2(db)
+            throw SQLiteError(path: path, code: rc, message: message)
+        }
+        return db
     }
 
     /// `PRAGMA quick_check` on a read-only connection: throws `StateDamage` naming the first problems.
@@ -224,12 +232,8 @@ public final class SQLiteDatabase: Sendable {
     /// consistent snapshot while writers carry on. The file is created with mode 0600 and checked.
     public func backup(to destination: String) throws {
         try Self.prepareFile(destination)
-        var dest: OpaquePointer?
-        let rc = sqlite3_open_v2(destination, &dest, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nil)
+        let dest = try Self.openRaw(destination, flags: SQLITE_OPEN_READWRITE)
         defer { sqlite3_close_v2(dest) }
-        guard rc == SQLITE_OK, let dest else {
-            throw SQLiteError(path: destination, code: rc, message: dest.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open")
-        }
         // The other connection is this function's alone; the lock guards ours.
         let other = ConnectionPointer(db: dest)
         try handle.withLock { src in try Self.copy(from: ConnectionPointer(db: src.db), to: other, destinationPath: destination) }
@@ -239,12 +243,8 @@ public final class SQLiteDatabase: Sendable {
     /// backup API, so the WAL and every open connection stay consistent.
     public func restore(from source: String) throws {
         try Self.checkIntegrity(source)
-        var src: OpaquePointer?
-        let rc = sqlite3_open_v2(source, &src, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nil)
+        let src = try Self.openRaw(source, flags: SQLITE_OPEN_READONLY)
         defer { sqlite3_close_v2(src) }
-        guard rc == SQLITE_OK, let src else {
-            throw SQLiteError(path: source, code: rc, message: src.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open")
-        }
         let other = ConnectionPointer(db: src)
         let path = self.path
         try handle.withLock { dest in try Self.copy(from: other, to: ConnectionPointer(db: dest.db), destinationPath: path) }

@@ -122,9 +122,7 @@ struct FleetFixture {
     /// Runs `mcpfleet ARGS` to completion (bounded).
     @discardableResult
     func fleet(_ args: [String], timeout: Duration = .seconds(120)) async throws -> (status: Int32, out: String) {
-        let p = try TestProcess(try TestEnvironment.mcpfleetBinary(), args)
-        let status = try await p.wait(timeout: timeout)
-        return (status, p.output)
+        try await runFleet(args, timeout: timeout)
     }
 
     /// The long-running controller (JSON logs at debug level, so tests can follow its steps).
@@ -181,16 +179,7 @@ struct FleetFixture {
     }
 
     /// Server processes started from this catalog (by command line), with their ports.
-    func serverProcesses() -> [(pid: Int32, port: String)] {
-        var found: [(pid: Int32, port: String)] = []
-        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
-            guard let pid = Int32(entry), let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { continue }
-            let args = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-            guard args.contains(where: { $0.hasPrefix(root) && $0.hasSuffix("server.py") }), let i = args.firstIndex(of: "--port"), i + 1 < args.count else { continue }
-            found.append((pid: pid, port: args[i + 1]))
-        }
-        return found.sorted { $0.pid < $1.pid }
-    }
+    func serverProcesses() -> [(pid: Int32, port: String)] { catalogServerProcesses(root: root) }
 
     func cleanUp() {
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
@@ -199,6 +188,25 @@ struct FleetFixture {
         }
         try? FileManager.default.removeItem(atPath: root)
     }
+}
+
+/// Runs `mcpfleet ARGS` to completion (bounded): its exit status and output.
+func runFleet(_ args: [String], timeout: Duration) async throws -> (status: Int32, out: String) {
+    let p = try TestProcess(try TestEnvironment.mcpfleetBinary(), args)
+    let status = try await p.wait(timeout: timeout)
+    return (status, p.output)
+}
+
+/// Processes running a `server.py` from under `root` (by command line), with their `--port`, by pid.
+func catalogServerProcesses(root: String) -> [(pid: Int32, port: String)] {
+    var found: [(pid: Int32, port: String)] = []
+    for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+        guard let pid = Int32(entry), let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { continue }
+        let args = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        guard args.contains(where: { $0.hasPrefix(root) && $0.hasSuffix("server.py") }), let i = args.firstIndex(of: "--port"), i + 1 < args.count else { continue }
+        found.append((pid: pid, port: args[i + 1]))
+    }
+    return found.sorted { $0.pid < $1.pid }
 }
 
 struct TestFailure: Error, CustomStringConvertible {

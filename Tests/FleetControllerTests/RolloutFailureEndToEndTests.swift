@@ -84,6 +84,16 @@ import Testing
         let errors = after.filter { $0.outcome.hasPrefix("error") }
         #expect(Set(errors.map(\.outcome)).count == errors.count, "\(errors.map(\.outcome))")
         #expect(f.serverProcesses().count == 2)
+
+        // The secret file is added; `resume --retry` rolls the same revision out again, and it starts.
+        try FileManager.default.createDirectory(atPath: f.root + "/secrets/api", withIntermediateDirectories: true)
+        try Data("t0ken\n".utf8).write(to: URL(fileURLWithPath: f.root + "/secrets/api/token"))
+        let resumed = try await f.fleet(["resume", "time", "-C", f.dir, "--retry"])
+        #expect(resumed.status == 0, "\(resumed.out)")
+        try await waitUntil("the retried revision promoted", timeout: .seconds(90), every: .milliseconds(250)) {
+            try await f.history().revisions.first { $0.revision == v3 }?.outcome == .promoted
+        }
+        #expect(try await f.server()?.servingRevision?.revision == v3)
     }
 
     @Test func aForeignListenerOnTheReplicasPortFailsItAndTheOldRevisionKeepsServing() async throws {
