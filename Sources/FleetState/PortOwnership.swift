@@ -41,9 +41,29 @@ public enum PortOwnership {
         public let byPort: [Int: [UInt64]]
         public let readable: Bool
 
-        /// Reads /proc/net/tcp and /proc/net/tcp6 once (read it once per pass over many instances).
+        /// The LISTEN sockets now (read once per pass over many instances): through the kernel's
+        /// sock_diag netlink interface (what `ss -lt` uses), which walks only the listening table, else
+        /// from /proc/net/tcp{,6} — whose reading walks every established socket of the kernel, costly
+        /// on a busy host.
         public static func read() -> Listeners {
             #if os(Linux)
+            return readNetlink() ?? readProcNet()
+            #else
+            return Listeners(byPort: [:], readable: false)
+            #endif
+        }
+
+        /// Through sock_diag netlink only; nil when the kernel does not answer (no netlink, no permission).
+        public static func readNetlink() -> Listeners? {
+            #if os(Linux)
+            return SockDiag.listeningTCP().map { Listeners(byPort: $0, readable: true) }
+            #else
+            return nil
+            #endif
+        }
+
+        /// The same from /proc/net/tcp and /proc/net/tcp6 (the fallback, and a cross-check in tests).
+        public static func readProcNet() -> Listeners {
             var out: [Int: [UInt64]] = [:]
             var any = false
             for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
@@ -58,9 +78,6 @@ public enum PortOwnership {
                 }
             }
             return Listeners(byPort: out, readable: any)
-            #else
-            return Listeners(byPort: [:], readable: false)
-            #endif
         }
 
         public func inodes(port: Int) -> [UInt64] { byPort[port] ?? [] }
@@ -199,3 +216,80 @@ extension PortOwnership.Verdict {
         }
     }
 }
+
+#if os(Linux)
+/// The kernel's sock_diag netlink interface (linux/inet_diag.h), for one question: which TCP sockets
+/// listen, on which port, with which inode. Asking for the LISTEN state only, the kernel walks only its
+/// listening table. The few structures involved are laid out here byte by byte (they are not in the
+/// C library's headers Swift imports).
+enum SockDiag {
+    static let netlinkSockDiag: Int32 = 4          // NETLINK_SOCK_DIAG
+    static let sockDiagByFamily: UInt16 = 20       // SOCK_DIAG_BY_FAMILY
+    static let done: UInt16 = 3                    // NLMSG_DONE
+    static let error: UInt16 = 2                   // NLMSG_ERROR
+    static let tcpListen: UInt32 = 10              // TCP_LISTEN
+    static let requestDump: UInt16 = 0x1 | 0x300   // NLM_F_REQUEST | NLM_F_DUMP
+
+    /// Port → inodes of the listening TCP sockets (IPv4 and IPv6), or nil when netlink cannot answer.
+    static func listeningTCP() -> [Int: [UInt64]]? {
+        let fd = socket(AF_NETLINK, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), netlinkSockDiag)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: 2, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var out: [Int: [UInt64]] = [:]
+        for family in [UInt8(AF_INET), UInt8(AF_INET6)] {
+            guard ask(fd, family: family, sequence: UInt32(family)), collect(fd, into: &out) else { return nil }
+        }
+        return out
+    }
+
+    /// nlmsghdr (16 bytes) + inet_diag_req_v2 (56 bytes): TCP sockets of `family` in LISTEN state.
+    static func ask(_ fd: Int32, family: UInt8, sequence: UInt32) -> Bool {
+        var request = [UInt8](repeating: 0, count: 72)
+        func put32(_ v: UInt32, at i: Int) { withUnsafeBytes(of: v.littleEndian) { for (k, b) in $0.enumerated() { request[i + k] = b } } }
+        func put16(_ v: UInt16, at i: Int) { withUnsafeBytes(of: v.littleEndian) { for (k, b) in $0.enumerated() { request[i + k] = b } } }
+        put32(72, at: 0)                                   // nlmsg_len
+        put16(sockDiagByFamily, at: 4)                     // nlmsg_type
+        put16(requestDump, at: 6)                          // nlmsg_flags
+        put32(sequence, at: 8)                             // nlmsg_seq
+        request[16] = family                               // sdiag_family
+        request[17] = UInt8(IPPROTO_TCP)                   // sdiag_protocol
+        put32(1 << tcpListen, at: 20)                      // idiag_states
+        // sockaddr_nl: family (2 bytes), padding, pid 0 (the kernel), groups 0.
+        var address = [UInt8](repeating: 0, count: 12)
+        withUnsafeBytes(of: UInt16(AF_NETLINK).littleEndian) { address[0] = $0[0]; address[1] = $0[1] }
+        let sent = address.withUnsafeBytes { a in
+            request.withUnsafeBytes { sendto(fd, $0.baseAddress, $0.count, 0, a.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(a.count)) }
+        }
+        return sent == 72
+    }
+
+    /// Reads the dump's answers until NLMSG_DONE: each an inet_diag_msg (source port at offset 4 of the
+    /// message, big-endian; inode at offset 68).
+    static func collect(_ fd: Int32, into out: inout [Int: [UInt64]]) -> Bool {
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return false }
+            var offset = 0
+            while offset + 16 <= n {
+                func u32(_ i: Int) -> UInt32 { UInt32(buffer[i]) | UInt32(buffer[i + 1]) << 8 | UInt32(buffer[i + 2]) << 16 | UInt32(buffer[i + 3]) << 24 }
+                let length = Int(u32(offset))
+                let type = UInt16(buffer[offset + 4]) | UInt16(buffer[offset + 5]) << 8
+                guard length >= 16, offset + length <= n else { return false }
+                if type == done { return true }
+                if type == error { return false }
+                let message = offset + 16
+                if length >= 16 + 72 {
+                    let port = Int(buffer[message + 4]) << 8 | Int(buffer[message + 5])
+                    let inode = UInt64(u32(message + 68))
+                    if inode != 0 { out[port, default: []].append(inode) }
+                }
+                offset += (length + 3) & ~3
+            }
+        }
+    }
+}
+#endif

@@ -7,9 +7,10 @@ import Foundation
 ///
 /// The audit log is append-only: triggers refuse updates, and deletes except by compaction. A repeat of
 /// a recent entry (a retry failing the same way) is counted beside it (`audit_repeats`) instead of
-/// appended. Retention is bounded per server: past `auditRetention + auditRetention / 10` entries, the
-/// oldest are compacted down to `auditRetention` — folded into `audit_summary` (a count and the first
-/// and last time per action, revision and outcome) in the same transaction, never silently dropped.
+/// appended. Retention is bounded per server: past `auditRetention + auditRetention / 10` entries
+/// (checked every 64 appends), the oldest are compacted down to `auditRetention` — folded into
+/// `audit_summary` (a count and the first and last time per action, revision and outcome) in the same
+/// transaction, never silently dropped.
 public final class SQLiteRolloutStore: RolloutStore {
     public let database: SQLiteDatabase
     /// Audit entries kept in full per server (see the type's documentation).
@@ -129,8 +130,9 @@ public final class SQLiteRolloutStore: RolloutStore {
         try await offPool { [self] in
             let text = try Self.encode(entry)
             try database.transaction { conn in
-                let recent = try conn.query("SELECT id, entry FROM audit WHERE server = ? ORDER BY id DESC LIMIT ?",
-                                            [.text(entry.server), .integer(Int64(AuditEntry.repeatWindow))])
+                // Only failures repeat (`isRepeat(of:)`): successful entries are appended without a look back.
+                let recent = entry.outcome == "ok" ? [] : try conn.query("SELECT id, entry FROM audit WHERE server = ? ORDER BY id DESC LIMIT ?",
+                                                                          [.text(entry.server), .integer(Int64(AuditEntry.repeatWindow))])
                 for row in recent {
                     guard let old = try? decode(AuditEntry.self, row[1], what: "audit log"), entry.isRepeat(of: old) else { continue }
                     try conn.execute("""
@@ -140,6 +142,8 @@ public final class SQLiteRolloutStore: RolloutStore {
                     return
                 }
                 try conn.execute("INSERT INTO audit (time, server, entry) VALUES (?, ?, ?)", [.integer(entry.time), .text(entry.server), .text(text)])
+                // The bound is checked every 64th row (counting is a scan); compaction starts past 10% over it.
+                guard try conn.query("SELECT last_insert_rowid() % 64").first?[0].int == 0 else { return }
                 let count = try conn.query("SELECT COUNT(*) FROM audit WHERE server = ?", [.text(entry.server)]).first?[0].int ?? 0
                 if count > auditRetention + auditRetention / 10 { try compact(server: entry.server, conn) }
             }

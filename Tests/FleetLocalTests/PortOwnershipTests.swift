@@ -35,6 +35,10 @@ func silentListener(port: Int, fork: Bool = false) async throws -> TestProcess {
     @Test func ownedFreeAndForeignListeners() async throws {
         let listener = try await silentListener(port: 21950)
         defer { listener.signal(SIGKILL) }
+        // The kernel's two views agree: sock_diag netlink (used) and /proc/net/tcp (the fallback).
+        let viaNetlink = try #require(PortOwnership.Listeners.readNetlink())
+        #expect(!viaNetlink.inodes(port: 21950).isEmpty)
+        #expect(viaNetlink.inodes(port: 21950) == PortOwnership.Listeners.readProcNet().inodes(port: 21950))
         #expect(PortOwnership.verdict(port: 21950, pid: listener.pid) == .owned)
         let stranger = try TestProcess("/bin/sleep", ["60"])
         defer { stranger.signal(SIGKILL) }
