@@ -1,4 +1,5 @@
 import FleetCore
+import Synchronization
 import Foundation
 
 /// The `RolloutStore` of host drivers: one SQLite file (WAL, transactions), so a controller killed at
@@ -8,7 +9,7 @@ import Foundation
 /// The audit log is append-only: triggers refuse updates, and deletes except by compaction. A repeat of
 /// a recent entry (a retry failing the same way) is counted beside it (`audit_repeats`) instead of
 /// appended. Retention is bounded per server: past `auditRetention + auditRetention / 10` entries
-/// (checked every 64 appends), the oldest are compacted down to `auditRetention` — folded into
+/// (checked every 64 appends of the server), the oldest are compacted down to `auditRetention` — folded into
 /// `audit_summary` (a count and the first and last time per action, revision and outcome) in the same
 /// transaction, never silently dropped.
 public final class SQLiteRolloutStore: RolloutStore {
@@ -16,6 +17,9 @@ public final class SQLiteRolloutStore: RolloutStore {
     /// Audit entries kept in full per server (see the type's documentation).
     public let auditRetention: Int
     public static let defaultAuditRetention = 5_000
+    /// Appends of a server between two checks of its bound.
+    var compactionCheckEvery: Int { max(1, min(64, auditRetention / 10)) }
+    private let appendsSinceCheck = Mutex<[String: Int]>([:])
 
     static let schema: [String] = [
         """
@@ -142,8 +146,14 @@ public final class SQLiteRolloutStore: RolloutStore {
                     return
                 }
                 try conn.execute("INSERT INTO audit (time, server, entry) VALUES (?, ?, ?)", [.integer(entry.time), .text(entry.server), .text(text)])
-                // The bound is checked every 64th row (counting is a scan); compaction starts past 10% over it.
-                guard try conn.query("SELECT last_insert_rowid() % 64").first?[0].int == 0 else { return }
+                // The bound is checked every `compactionCheckEvery` appends of the server (counting is a
+                // scan) and the first time after opening; compaction starts past 10% over it.
+                let due = appendsSinceCheck.withLock { counts -> Bool in
+                    let n = counts[entry.server].map { $0 + 1 } ?? compactionCheckEvery
+                    counts[entry.server] = n >= compactionCheckEvery ? 0 : n
+                    return n >= compactionCheckEvery
+                }
+                guard due else { return }
                 let count = try conn.query("SELECT COUNT(*) FROM audit WHERE server = ?", [.text(entry.server)]).first?[0].int ?? 0
                 if count > auditRetention + auditRetention / 10 { try compact(server: entry.server, conn) }
             }
