@@ -19,7 +19,7 @@ public enum ManifestDecoder {
         static let documentRequired = ["apiVersion", "kind", "metadata"]
         static let metadata = ["name", "labels", "annotations"]
         static let metadataRequired = ["name"]
-        static let server = ["description", "version", "tenant", "artifact", "transport", "env", "replicas", "resources", "health", "rollout", "slo", "supplyChain", "environments"]
+        static let server = ["description", "version", "tenant", "artifact", "transport", "env", "replicas", "resources", "health", "rollout", "slo", "supplyChain", "environments", "gateway"]
         static let serverRequired = ["version", "tenant", "artifact", "transport"]
         static let artifact = ["image", "command", "workingDirectory", "digest"]
         static let transport = ["type", "port", "path"]
@@ -40,9 +40,9 @@ public enum ManifestDecoder {
         static let analysis = ["provider", "interval", "count", "failureLimit", "prometheus"]
         static let prometheus = ["address", "successRateQuery", "latencyP95Query"]
         static let prometheusRequired = ["address"]
-        static let tenant = ["displayName", "isolation", "namespace", "quota"]
+        static let tenant = ["displayName", "isolation", "namespace", "quota", "gateway"]
         static let quota = ["cpu", "memory", "maxServers", "maxReplicas", "tasks"]
-        static let environment = ["driver", "description", "portRange", "stateDir", "secretsDir", "serverSelector", "local", "systemd", "kubernetes"]
+        static let environment = ["driver", "description", "portRange", "stateDir", "secretsDir", "serverSelector", "local", "systemd", "kubernetes", "gateway"]
         static let environmentRequired = ["driver"]
         static let local = ["logDir", "maxLogBytes", "restartBackoff"]
         static let systemd = ["unitDir", "unitPrefix", "relax"]
@@ -193,6 +193,7 @@ public enum ManifestDecoder {
         s.slo = slo
         s.supplyChain = supplyChain
         s.environments = environments
+        s.gateway = f.value("gateway").flatMap { serverGateway($0, r) }
         s.locations = r.locations
         return s
     }
@@ -549,6 +550,7 @@ public enum ManifestDecoder {
             t.quota.maxReplicas = r.int(q, "maxReplicas", range: 0...1_000_000)
             t.quota.tasks = r.int(q, "tasks", range: 1...1_000_000)
         }
+        t.gateway = f.value("gateway").flatMap { tenantGateway($0, r) }
         t.locations = r.locations
         return t
     }
@@ -606,6 +608,7 @@ public enum ManifestDecoder {
             s.imagePullSecrets = r.nameList(k, "imagePullSecrets") ?? []
             e.kubernetes = s
         }
+        e.gateway = f.value("gateway").flatMap { environmentGateway($0, r) }
         e.locations = r.locations
         return e
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FleetController
 import FleetCore
+import FleetGateway
 import FleetKubernetes
 import FleetHTTP
 import FleetLocal
@@ -96,8 +97,16 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Reconcile everything at this interval even without changes.")
     var resync: String = "30s"
 
-    @Option(name: .customLong("metrics-address"), help: "Serve /metrics, /healthz and /readyz here (HOST:PORT; empty: off).")
+    @Option(name: .customLong("metrics-address"), help: "Serve /metrics, /healthz, /readyz and /health/detailed here (HOST:PORT; empty: off).")
     var metricsAddress: String = "127.0.0.1:9464"
+
+    @Option(name: .customLong("gateway-address"), help: ArgumentHelp(
+        "Serve the MCP gateway here: http://ADDRESS/{server}/mcp (HOST:PORT; empty: off).",
+        discussion: "Default: the environment's spec.gateway.address, else \(GatewayWiring.defaultLocalAddress) for local environments (not with --once)."))
+    var gatewayAddress: String?
+
+    @Option(name: .customLong("access-log"), help: "Gateway access log, JSON lines: a file, - for stderr, empty for off (default: <stateDir>/gateway-access.log).")
+    var accessLog: String?
 
     @Flag(name: .long, help: "Converge once (until every server is settled), then exit.")
     var once = false
@@ -164,16 +173,42 @@ struct RunCommand: AsyncParsableCommand {
             elector = e
         }
         let leaderElector = elector
-        if !metricsAddress.isEmpty {
-            let server = try HealthServer(address: metricsAddress, logger: logger) { route in
+        let gateway = GatewayWiring.address(flag: gatewayAddress, environment: target.environment, once: once)
+        if !metricsAddress.isEmpty || gateway != nil {
+            // One HTTP stack (docs/designs/0005-gateway.md): the metrics address serves the operational
+            // endpoints, the gateway address the MCP routes and the same operational endpoints.
+            let environment = target.environment
+            let ops = OpsEndpoints(
                 // A standby replica (not holding the Lease) is healthy and ready: it is waiting, not failing.
-                Self.route(route, controller: controller, standby: {
+                ready: {
+                    if await controller.isReady() { return true }
                     guard let elector = leaderElector else { return false }
                     return await !elector.isLeader
+                },
+                metrics: { controller.metrics.exposition() },
+                servers: {
+                    guard let live = await controller.lastLive() else { return [] }
+                    return GatewayWiring.serverHealth(live: live, desired: await controller.snapshot()?.desired, gateway: gateway)
                 })
+            let policies = GatewayPolicies(path: path, environment: environment, manifestRoot: target.loaded.root)
+            // A missing token file stops here, naming the secret reference (never opening the route).
+            _ = try await policies.current()
+            let http = try GatewayWiring.server(environment: environment, manifestRoot: target.loaded.root, registry: controller.metrics.registry,
+                                                ops: ops, accessLog: accessLog, logger: logger)
+            do {
+                if !metricsAddress.isEmpty { try await http.listen(metricsAddress, mcp: metricsAddress == gateway) }
+                if let gateway, gateway != metricsAddress { try await http.listen(gateway, mcp: true) }
+            } catch {
+                await http.shutdown()
+                throw CommandFailure(message: "\(error)")
             }
-            do { try server.start() } catch { throw CommandFailure(message: "\(error)") }
-            services.append(.init(service: server))
+            let refresh: Duration = environment.driver == .kubernetes ? .seconds(2) : .milliseconds(500)
+            let service = GatewayService(server: http, refresh: refresh, logger: logger) {
+                let live = try await driver.observe()
+                return await GatewayWiring.routes(driver: driver, live: live, policies: try await policies.current())
+            }
+            await service.refreshOnce()
+            services.append(.init(service: service))
         }
         if let gitPull {
             services.append(.init(service: GitPuller(directory: path, intervalMs: try DurationArgument.ms(gitPull, option: "--git-pull"),
@@ -218,44 +253,6 @@ struct RunCommand: AsyncParsableCommand {
                 try await driver.scale(spec, replicas: 0)
             }
         }
-    }
-
-    static func route(_ path: String, controller: Controller, standby: @escaping @Sendable () async -> Bool = { false }) -> HealthServer.Response {
-        switch path {
-        case "/metrics":
-            return HealthServer.Response(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: controller.metrics.exposition())
-        case "/healthz":
-            return HealthServer.Response(status: 200, body: "ok\n")
-        case "/readyz":
-            let ready = blockingWait {
-                if await controller.isReady() { return true }
-                return await standby()
-            }
-            return HealthServer.Response(status: ready ? 200 : 503, body: ready ? "ready\n" : "not ready: first sync not done\n")
-        default:
-            return HealthServer.Response(status: 404, body: "not found\n")
-        }
-    }
-
-    /// Bridges the health server's thread to an async question (bounded: it only reads an actor's flag).
-    static func blockingWait(_ body: @escaping @Sendable () async -> Bool) -> Bool {
-        let semaphore = DispatchSemaphore(value: 0)
-        let box = BoolBox()
-        Task {
-            box.value = await body()
-            semaphore.signal()
-        }
-        _ = semaphore.wait(timeout: .now() + 2)
-        return box.value
-    }
-}
-
-final class BoolBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var v = false
-    var value: Bool {
-        get { lock.withLock { v } }
-        set { lock.withLock { v = newValue } }
     }
 }
 

@@ -290,6 +290,7 @@ public struct Server: Sendable, Hashable {
     public var slo: String?
     public var supplyChain: SupplyChainSpec?
     public var environments: [String]?
+    public var gateway: ServerGatewaySettings?
     public var source: DocumentSource
     public var locations: FieldLocations
 
@@ -440,6 +441,7 @@ public struct Tenant: Sendable, Hashable {
     public var isolation: Isolation = .strict
     public var namespace: String?
     public var quota = TenantQuota()
+    public var gateway: TenantGatewaySettings?
     public var source: DocumentSource
     public var locations: FieldLocations
 
@@ -512,6 +514,7 @@ public struct Environment: Sendable, Hashable {
     public var local: LocalSettings?
     public var systemd: SystemdSettings?
     public var kubernetes: KubernetesSettings?
+    public var gateway: EnvironmentGatewaySettings?
     public var source: DocumentSource
     public var locations: FieldLocations
 
