@@ -18,7 +18,7 @@ public final class GatewayServer: Sendable {
     let logger: Logger
     let group: MultiThreadedEventLoopGroup
     private let ownsGroup: Bool
-    let pools: [ObjectIdentifier: NIOLoopBound<UpstreamPool>]
+    let pools: [ObjectIdentifier: PoolBox]
     private let connectionCount = NIOLockedValueBox(0)
     private let listeners = NIOLockedValueBox<[any Channel]>([])
 
@@ -33,11 +33,11 @@ public final class GatewayServer: Sendable {
         let threads = state.configuration.threads > 0 ? state.configuration.threads : System.coreCount
         self.group = group ?? MultiThreadedEventLoopGroup(numberOfThreads: threads)
         ownsGroup = group == nil
-        var pools: [ObjectIdentifier: NIOLoopBound<UpstreamPool>] = [:]
+        var pools: [ObjectIdentifier: PoolBox] = [:]
         let c = state.configuration
         for loop in self.group.makeIterator() {
             let pool = UpstreamPool(eventLoop: loop, maxIdle: c.maxIdleUpstreamConnections, connectTimeout: .nanoseconds(Int64(c.connectTimeout.nanoseconds)))
-            pools[ObjectIdentifier(loop)] = NIOLoopBound(pool, eventLoop: loop)
+            pools[ObjectIdentifier(loop)] = PoolBox(value: pool)
         }
         self.pools = pools
     }
@@ -119,6 +119,11 @@ public final class GatewayServer: Sendable {
         await close()
         if ownsGroup { try? await group.shutdownGracefully() }
     }
+}
+
+/// A pool made off its loop and used only on it (its methods check the loop).
+struct PoolBox: @unchecked Sendable {
+    let value: UpstreamPool
 }
 
 extension Duration {

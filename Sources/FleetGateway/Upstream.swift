@@ -147,6 +147,7 @@ final class UpstreamPool {
     }
 
     private func release(_ c: UpstreamConnection) {
+        eventLoop.preconditionInEventLoop()
         var list = idle[c.key] ?? []
         if list.count >= maxIdle {
             c.channel.close(promise: nil)
@@ -163,6 +164,7 @@ final class UpstreamPool {
     }
 
     func closeAll() {
+        eventLoop.preconditionInEventLoop()
         for list in idle.values { for c in list { c.channel.close(promise: nil) } }
         idle = [:]
     }
