@@ -103,7 +103,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-            ]),
+            ],
+            exclude: ["mcp_client.py", "py_server.py"]),
         .testTarget(name: "MCPFleetCLITests", dependencies: ["FleetCore", "FleetTesting"]),
     ]
 )
