@@ -215,7 +215,7 @@ struct RunCommand: AsyncParsableCommand {
                                                      clock: SystemClock(), logger: logger)))
         }
         let timeoutMs = try DurationArgument.ms(timeout, option: "--timeout")
-        let progress = ProgressReporter(controller: controller, interactive: interactive, once: once, timeoutMs: timeoutMs)
+        let progress = ProgressReporter(controller: controller, interactive: interactive, once: once, timeoutMs: timeoutMs, gateway: gateway)
         services.append(.init(service: progress, successTerminationBehavior: once ? .gracefullyShutdownGroup : .ignore))
 
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
@@ -225,7 +225,7 @@ struct RunCommand: AsyncParsableCommand {
         if once {
             // Read back what runs and the final bookkeeping (the controller's last observation may predate its last step).
             let live = try await target.observe(driver, store)
-            writeStdout(StatusCommand.table(live, desired: await controller.snapshot()?.desired))
+            writeStdout(StatusCommand.table(live, desired: await controller.snapshot()?.desired, gateway: gateway))
         }
         let stop = stopOnExit ?? (target.environment.driver == .local && !once)
         if let local = driver as? LocalDriver {
@@ -263,6 +263,7 @@ struct ProgressReporter: Service {
     let interactive: Bool
     let once: Bool
     let timeoutMs: Int64
+    var gateway: String?
 
     func run() async throws {
         let start = ContinuousClock.now
@@ -278,7 +279,7 @@ struct ProgressReporter: Service {
                     last = line
                     printedTable = false
                 } else if settled && !printedTable {
-                    writeStdout(StatusCommand.table(live, desired: desired))
+                    writeStdout(StatusCommand.table(live, desired: desired, gateway: gateway))
                     printedTable = true
                     last = ""
                 }

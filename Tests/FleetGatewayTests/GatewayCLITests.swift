@@ -1,0 +1,203 @@
+import FleetCore
+import FleetHTTP
+import FleetTesting
+import Foundation
+import Testing
+
+/// `mcpfleet run` (the built binary, local driver) serving the gateway: one stable endpoint across a
+/// rolling update, driven by the Python SDK's client; tokens from secret files; `status` shows it.
+@Suite(.serialized) struct GatewayCLITests {
+    struct Catalog {
+        let root = NSTemporaryDirectory() + "mcpfleet-gw-\(UUID().uuidString.prefix(8))"
+        let basePort = 21_000 + Int.random(in: 0..<300) * 10
+        let gatewayPort = 9_500 + Int.random(in: 0..<400)
+        var dir: String { root + "/cat" }
+        var gateway: String { "127.0.0.1:\(gatewayPort)" }
+
+        init() throws {
+            try FileManager.default.createDirectory(atPath: root + "/cat", withIntermediateDirectories: true)
+            let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().path + "/py_server.py"
+            try FileManager.default.copyItem(atPath: script, toPath: root + "/cat/py_server.py")
+        }
+
+        func write(version: String, tokens: Bool = false) throws {
+            let yaml = """
+            apiVersion: mcpfleet.io/v1alpha1
+            kind: Environment
+            metadata:
+              name: dev
+            spec:
+              driver: local
+              portRange: \(basePort)-\(basePort + 9)
+              stateDir: \(root)/state
+              secretsDir: \(root)/secrets
+              gateway:
+                address: \(gateway)
+                maxBodyBytes: 65536
+            ---
+            apiVersion: mcpfleet.io/v1alpha1
+            kind: Tenant
+            metadata:
+              name: research
+            spec:
+              isolation: shared
+            \(tokens ? "  gateway:\n    tokens:\n      - {name: research-gateway, key: token}" : "")
+            ---
+            apiVersion: mcpfleet.io/v1alpha1
+            kind: Server
+            metadata:
+              name: echo
+            spec:
+              version: "\(version)"
+              tenant: research
+              artifact:
+                command: ["python3", "${MANIFEST_DIR}/py_server.py", "--port", "${PORT}"]
+              transport:
+                type: streamable-http
+                port: \(basePort)
+                path: /mcp
+              replicas: 2
+              health:
+                probe: mcp
+                interval: 300ms
+                timeout: 2s
+                failureThreshold: 2
+                requireTools: [echo]
+              rollout:
+                strategy: rolling
+                maxSurge: 1
+                maxUnavailable: 0
+                progressDeadline: 60s
+
+            """
+            try yaml.write(toFile: dir + "/fleet.yaml", atomically: true, encoding: .utf8)
+        }
+
+        func fleet(_ args: [String]) async throws -> (status: Int32, out: String) {
+            let p = try TestProcess(try TestEnvironment.mcpfleetBinary(), args)
+            let status = try await p.wait(timeout: .seconds(60))
+            return (status, p.output)
+        }
+
+        func live() async throws -> LiveServer? {
+            let r = try await fleet(["status", dir, "-o", "json"])
+            guard let start = r.out.firstIndex(of: "{") else { return nil }
+            return try JSONDecoder().decode(LiveState.self, from: Data(r.out[start...].utf8)).server("echo")
+        }
+
+        func cleanUp() {
+            let proc = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+            for entry in proc {
+                guard let pid = Int32(entry), let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { continue }
+                if String(decoding: data, as: UTF8.self).contains(root) { kill(pid, SIGKILL) }
+            }
+            try? FileManager.default.removeItem(atPath: root)
+        }
+    }
+
+    func waitForGateway(_ c: Catalog, token: String? = nil) async throws {
+        let http = try CurlTransport(CurlTransportConfiguration(proxy: .none))
+        var headers = HTTPHeaders([("Content-Type", "application/json"), ("Accept", "application/json, text/event-stream")])
+        if let token { headers.add(name: "Authorization", value: "Bearer \(token)") }
+        try await waitUntil("the gateway to route echo", timeout: .seconds(60), every: .milliseconds(200)) {
+            let r = try? await http.send(HTTPRequest(method: "POST", url: "http://\(c.gateway)/echo/mcp", headers: headers,
+                                                     body: Array(GatewayHarness.initialize.utf8), timeout: .seconds(5)))
+            return r?.status == 200
+        }
+    }
+
+    @Test func oneStableEndpointAcrossARollingUpdate() async throws {
+        let c = try Catalog()
+        defer { c.cleanUp() }
+        try c.write(version: "1.0")
+        let controller = try TestProcess(try TestEnvironment.mcpfleetBinary(), ["run", c.dir, "--metrics-address", "", "--poll", "200ms"])
+        defer { Task { await controller.stop() } }
+        try await waitForGateway(c)
+        try await waitUntil("2 ready replicas", timeout: .seconds(60), every: .milliseconds(300)) { try await c.live()?.readyReplicas == 2 }
+        let status = try await c.fleet(["status", c.dir])
+        #expect(status.out.contains("ENDPOINT") && status.out.contains("http://\(c.gateway)/echo/mcp"), "\(status.out)")
+        let oldRevision = try #require(try await c.live()?.servingRevision?.revision)
+
+        // Two long-lived sessions: least-sessions balancing puts one on each old replica. When the first
+        // old replica stops, its client re-initializes onto the new revision while the other session
+        // goes on on the old one.
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().path + "/mcp_client.py"
+        var clients: [TestProcess] = []
+        for _ in 0..<2 {
+            let client = try TestProcess("/usr/bin/env", ["python3", script, "http://\(c.gateway)/echo/mcp", "--loop", #"echo:40:{"text":"t"}"#])
+            try await waitUntil("the client's first calls", timeout: .seconds(30), every: .milliseconds(100)) { client.output.contains("\"call\"") }
+            clients.append(client)
+        }
+        try c.write(version: "1.1")
+        try await waitUntil("the rollout to 1.1", timeout: .seconds(90), every: .milliseconds(500)) {
+            guard let s = try await c.live() else { return false }
+            return s.revisions.filter { $0.replicas > 0 }.map(\.version) == ["1.1"] && s.readyReplicas == 2 && s.phase == .stable
+        }
+        let newRevision = try #require(try await c.live()?.servingRevision?.revision)
+        #expect(newRevision != oldRevision)
+        for client in clients {
+            _ = try await client.wait(timeout: .seconds(90))
+            let events = client.output.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            let calls = events.filter { $0["event"] as? String == "call" }
+            #expect(calls.count > 50, "\(client.output)")
+            #expect(calls.allSatisfy { $0["isError"] as? Bool == false }, "every call answered")
+            // A session ends only when its replica is stopped: answered 404 (gone), or — for a call in
+            // flight at that instant — its stream cut (draining comes with traffic-shifting rollouts).
+            // Each client then re-initializes and goes on.
+            let errors = events.filter { $0["event"] as? String == "session-error" }
+            #expect(errors.count <= 2, "at most one per old replica: \(errors)")
+            for e in errors {
+                let text = (e["error"] as? String ?? "").lowercased()
+                #expect(text.contains("session") || text.contains("stream ended"), "\(e)")
+            }
+            let lastSession = calls.compactMap { $0["session"] as? Int }.max() ?? 0
+            #expect(calls.contains { $0["session"] as? Int == lastSession }, "calls after the last re-initialize")
+        }
+
+        // The access log shows the old session's calls answered by the old revision while the new one already served.
+        let log = try String(contentsOfFile: c.root + "/state/gateway-access.log", encoding: .utf8)
+        let entries = log.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        let toolCalls = entries.filter { ($0["tools"] as? [String]) == ["echo"] }
+        let firstNew = try #require(toolCalls.firstIndex { $0["revision"] as? String == newRevision })
+        let oldAfterNew = toolCalls[firstNew...].filter { $0["revision"] as? String == oldRevision && $0["status"] as? Int == 200 }
+        #expect(!oldAfterNew.isEmpty, "a session opened before the update kept working on its replica after the new revision served")
+        #expect(toolCalls.last?["revision"] as? String == newRevision)
+    }
+
+    @Test func tenantTokensFromSecretFilesAndLimits() async throws {
+        let c = try Catalog()
+        defer { c.cleanUp() }
+        try c.write(version: "1.0", tokens: true)
+        // The token file is missing: run refuses to start, naming the reference, not a value.
+        let missing = try await c.fleet(["run", c.dir, "--once", "--metrics-address", "", "--gateway-address", c.gateway, "--timeout", "30s"])
+        #expect(missing.status == 2, "\(missing.out)")
+        #expect(missing.out.contains("secret research-gateway/token"), "\(missing.out)")
+        let token = "gw-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: c.root + "/secrets/research-gateway", withIntermediateDirectories: true)
+        try (token + "\n").write(toFile: c.root + "/secrets/research-gateway/token", atomically: true, encoding: .utf8)
+        let controller = try TestProcess(try TestEnvironment.mcpfleetBinary(), ["run", c.dir, "--metrics-address", "", "--poll", "200ms"])
+        defer { Task { await controller.stop() } }
+        try await waitForGateway(c, token: token)
+        let denied = try await GatewayHarness.pythonClient(["http://\(c.gateway)/echo/mcp", "--token", "wrong", "--calls", "echo:1"])
+        #expect(denied.contains { $0["event"] as? String == "failed" }, "\(denied)")
+        let allowed = try await GatewayHarness.pythonClient(["http://\(c.gateway)/echo/mcp", "--token", token, "--calls", "echo:3"])
+        #expect(allowed.filter { $0["event"] as? String == "call" }.count == 3, "\(allowed)")
+        // Per-tenant path works too.
+        let tenantPath = try await GatewayHarness.pythonClient(["http://\(c.gateway)/research/echo/mcp", "--token", token, "--calls", "echo:1"])
+        #expect(tenantPath.filter { $0["event"] as? String == "call" }.count == 1, "\(tenantPath)")
+        // Body limit from the manifest (65536).
+        let http = try CurlTransport(CurlTransportConfiguration(proxy: .none))
+        let big = try await http.send(HTTPRequest(method: "POST", url: "http://\(c.gateway)/echo/mcp",
+                                                  headers: HTTPHeaders([("Content-Type", "application/json"), ("Authorization", "Bearer \(token)")]),
+                                                  body: Array(repeating: 0x20, count: 70_000)))
+        #expect(big.status == 413)
+        // The token is in no log, status or health output.
+        let detail = try await http.send(HTTPRequest(url: "http://\(c.gateway)/health/detailed"))
+        #expect(detail.status == 200 && !String(decoding: detail.body, as: UTF8.self).contains(token))
+        #expect(!(try await c.fleet(["status", c.dir])).out.contains(token))
+        await controller.stop()
+        #expect(!controller.output.contains(token))
+        let log = try String(contentsOfFile: c.root + "/state/gateway-access.log", encoding: .utf8)
+        #expect(!log.contains(token) && log.contains("\"status\":401"))
+    }
+}
