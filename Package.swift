@@ -98,7 +98,7 @@ let package = Package(
         .testTarget(
             name: "FleetGatewayTests",
             dependencies: [
-                "FleetGateway", "FleetCore", "FleetHTTP", "FleetTesting",
+                "FleetGateway", "FleetCore", "FleetYAML", "FleetHTTP", "FleetTesting",
                 .product(name: "MCP", package: "swift-sdk"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
