@@ -27,7 +27,7 @@ if [ $build = 1 ]; then
   swift build -c release --product mcpfleet >/dev/null
   swift build -c release --product mcp-everything-server >/dev/null
 fi
-bin=$(swift build -c release --show-bin-path)
+bin=${BENCH_BIN:-$root/.build/release}
 work=$(mktemp -d /tmp/mcpfleet-gwbench.XXXXXX)
 out=$here/out; mkdir -p "$out"; : > "$out/results.jsonl"
 server_port=18510; haproxy_port=18511; gateway_port=18512; cf_port=18513
@@ -101,7 +101,7 @@ measure() { # name url rate connections
   local name=$1 url=$2 rate=$3 c=$4
   local load; load=$(cut -d' ' -f1-3 /proc/loadavg)
   local text
-  text=$(RATE=$rate CONNECTIONS=$c TOKEN=${CONTEXTFORGE_TOKEN:-} wrk -t "$c" -c "$c" -d "$duration" --timeout 5s --latency -s $here/mcp.lua "$url" 2>&1)
+  text=$(RATE=$rate CONNECTIONS=$c TOKEN=${CONTEXTFORGE_TOKEN:-} wrk -t "$c" -c "$c" -d "$duration" --timeout 5s --latency -s $here/mcp.lua "$url" 2>&1) || true
   python3 $here/parse_wrk.py "$name" "$rate" "$c" "$load" <<<"$text" | tee -a "$out/results.jsonl"
 }
 for t in "${targets[@]}"; do

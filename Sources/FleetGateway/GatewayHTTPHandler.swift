@@ -26,6 +26,26 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         self.mcp = mcp
     }
 
+    /// The last session id verified and signed on this connection: a client sends the same one on
+    /// every request, and a replica answers with the same upstream id, so each is computed once.
+    private var verified: (token: String, claims: SessionSigner.Claims)?
+    private var signed: (claims: SessionSigner.Claims, token: String)?
+
+    func verify(_ token: String) -> SessionSigner.Claims? {
+        if let v = verified, v.token == token { return v.claims }
+        guard let claims = server.signer.verify(token) else { return nil }
+        verified = (token, claims)
+        return claims
+    }
+
+    func sign(_ claims: SessionSigner.Claims) -> String {
+        if let s = signed, s.claims == claims { return s.token }
+        let token = server.signer.sign(claims)
+        signed = (claims, token)
+        verified = (token, claims)
+        return token
+    }
+
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
@@ -112,6 +132,7 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         if closing { headers.add(name: "Connection", value: "close") }
         writeResponse(HTTPResponseHead(version: h.version, status: status, headers: headers), body: ByteBuffer(string: body), close: closing)
         if let route { server.metrics.request(server: route.server, code: Int(status.code)) }
+        guard server.accessLog.isEnabled else { return }
         server.accessLog.write(AccessLog.Entry(
             time: Date(), requestID: id, method: h.method.rawValue, path: String(Self.path(h.uri)), server: route?.server, tenant: route?.tenant,
             replica: nil, revision: nil, status: Int(status.code), durationMs: Self.ms(since: started), bytesIn: bodyBytes, bytesOut: body.utf8.count,

@@ -16,8 +16,13 @@ enum JSONRPCInspector {
     }
 
     /// Methods and tool calls of a request body (one message or a batch).
+    static let toolsCall = Array("\"tools/call\"".utf8)
+    static let methodKey = Array("\"method\"".utf8)
+
     static func request(_ body: [UInt8]) -> Request {
-        guard contains(body, Array("\"method\"".utf8)) else { return Request() }
+        guard let at = find(body, methodKey) else { return Request() }
+        // Without a tools/call the method name is all that is needed: read it in place.
+        guard find(body, toolsCall) != nil else { return Request(method: stringValue(body, after: at + methodKey.count)) }
         guard let object = try? JSONSerialization.jsonObject(with: Data(body)) else { return Request() }
         let messages = (object as? [Any]) ?? [object]
         var out = Request()
@@ -51,19 +56,32 @@ enum JSONRPCInspector {
         return nil
     }
 
-    static func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
-        guard needle.count <= haystack.count, let first = needle.first else { return false }
+    static func find(_ haystack: [UInt8], _ needle: [UInt8]) -> Int? {
+        guard needle.count <= haystack.count, let first = needle.first else { return nil }
         var i = 0
         let last = haystack.count - needle.count
         while i <= last {
             if haystack[i] == first {
                 var j = 1
                 while j < needle.count && haystack[i + j] == needle[j] { j += 1 }
-                if j == needle.count { return true }
+                if j == needle.count { return i }
             }
             i += 1
         }
-        return false
+        return nil
+    }
+
+    /// `: "text"` after a key: the plain string (nil if it has escapes or is not a string).
+    static func stringValue(_ b: [UInt8], after i: Int) -> String? {
+        var k = i
+        while k < b.count, b[k] == 0x20 || b[k] == 0x09 || b[k] == 0x0a || b[k] == 0x0d || b[k] == 0x3a { k += 1 }
+        guard k < b.count, b[k] == 0x22 else { return nil }
+        var e = k + 1
+        while e < b.count, b[e] != 0x22 {
+            if b[e] == 0x5c { return nil }
+            e += 1
+        }
+        return e < b.count ? String(decoding: b[(k + 1)..<e], as: UTF8.self) : nil
     }
 }
 
@@ -77,6 +95,8 @@ struct SSEParser {
     let limit: Int
 
     init(limit: Int = 1 << 20) { self.limit = limit }
+
+    static let dataPrefix = Array("data:".utf8)
 
     mutating func feed(_ bytes: UnsafeRawBufferPointer, _ emit: (Data) -> Void) {
         for b in bytes {
@@ -100,7 +120,7 @@ struct SSEParser {
             overflow = false
             return
         }
-        guard line.starts(with: Array("data:".utf8)) else { return }
+        guard line.starts(with: Self.dataPrefix) else { return }
         var value = line.dropFirst(5)
         if value.first == 0x20 { value = value.dropFirst() }
         if hasData { data.append(0x0a) }

@@ -32,6 +32,7 @@ final class ProxyExchange: UpstreamDelegate {
     private var sse: SSEParser?
     private var json: [UInt8]?
     private var responseStarted = false
+    private var unflushed = false
     private var done = false
     private var failureReason: String?
 
@@ -51,7 +52,8 @@ final class ProxyExchange: UpstreamDelegate {
             return given
         }
         var g = SystemRandomNumberGenerator()
-        return String(format: "%016llx", g.next() as UInt64)
+        let hex = String(g.next() as UInt64, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
     }
 
     // MARK: Admission and routing
@@ -83,7 +85,7 @@ final class ProxyExchange: UpstreamDelegate {
             return
         }
         if let presented = head.headers.first(name: "mcp-session-id") {
-            guard let claims = server.signer.verify(presented), claims.route == route.server else {
+            guard let claims = handler.verify(presented), claims.route == route.server else {
                 refuse(.notFound, "unknown session; initialize a new one", reason: "unknown-session")
                 return
             }
@@ -138,20 +140,14 @@ final class ProxyExchange: UpstreamDelegate {
         }
     }
 
+    static let hopByHop = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade"]
+
     private func upstreamHead(_ b: Backend) -> HTTPRequestHead {
-        var headers = HTTPHeaders()
-        for (name, value) in head.headers {
-            switch name.lowercased() {
-            case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade", "host", "content-length", "mcp-session-id",
-                 "x-request-id":
-                continue
-            case "authorization" where !route.policy.tokens.isEmpty:
-                // The gateway's own credential never reaches a server.
-                continue
-            default:
-                headers.add(name: name, value: value)
-            }
-        }
+        var headers = head.headers
+        for name in Self.hopByHop { headers.remove(name: name) }
+        for name in ["host", "content-length", "mcp-session-id", "x-request-id"] { headers.remove(name: name) }
+        // The gateway's own credential never reaches a server.
+        if !route.policy.tokens.isEmpty { headers.remove(name: "authorization") }
         headers.add(name: "Host", value: "\(b.host):\(b.port)")
         headers.add(name: "X-Request-Id", value: requestID)
         if let upstreamSession { headers.add(name: "Mcp-Session-Id", value: upstreamSession) }
@@ -197,17 +193,12 @@ final class ProxyExchange: UpstreamDelegate {
         guard let b = backend else { return }
         status = Int(h.status.code)
         responseStarted = true
-        var headers = HTTPHeaders()
-        for (name, value) in h.headers {
-            switch name.lowercased() {
-            case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade":
-                continue
-            case "mcp-session-id":
-                headers.add(name: "Mcp-Session-Id", value: server.signer.sign(.init(route: route.server, replica: b.id, upstreamSession: value)))
-                if !sessionBound && (200..<300).contains(status) { server.state.sessionOpened(server: route.server, replica: b.id) }
-            default:
-                headers.add(name: name, value: value)
-            }
+        var headers = h.headers
+        for name in Self.hopByHop { headers.remove(name: name) }
+        if let upstream = headers.first(name: "mcp-session-id") {
+            headers.remove(name: "mcp-session-id")
+            headers.add(name: "Mcp-Session-Id", value: handler.sign(.init(route: route.server, replica: b.id, upstreamSession: upstream)))
+            if !sessionBound && (200..<300).contains(status) { server.state.sessionOpened(server: route.server, replica: b.id) }
         }
         if sessionBound && (status == 404 || (head.method == .DELETE && (200..<300).contains(status))) {
             server.state.sessionClosed(server: route.server, replica: b.id)
@@ -221,7 +212,13 @@ final class ProxyExchange: UpstreamDelegate {
             json = []
         }
         handler.context?.write(handler.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: h.status, headers: headers))), promise: nil)
-        if sse != nil { handler.context?.flush() }
+        unflushed = true
+    }
+
+    func upstreamReadComplete() {
+        // Event streams go out as they come; a JSON answer is flushed with its end.
+        if unflushed && sse != nil { handler.context?.flush() }
+        unflushed = false
     }
 
     func upstreamBody(_ buffer: ByteBuffer) {
@@ -237,12 +234,8 @@ final class ProxyExchange: UpstreamDelegate {
                 json = nil
             }
         }
-        guard let context = handler.context else { return }
-        if sse != nil {
-            context.writeAndFlush(handler.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
-        } else {
-            context.write(handler.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
-        }
+        handler.context?.write(handler.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        unflushed = true
     }
 
     func upstreamEnd() {
@@ -347,10 +340,10 @@ final class ProxyExchange: UpstreamDelegate {
         }
         pending = [:]
         server.metrics.request(server: route.server, code: status)
-        server.accessLog.write(AccessLog.Entry(
+        if server.accessLog.isEnabled { server.accessLog.write(AccessLog.Entry(
             time: Date(), requestID: requestID, method: head.method.rawValue, path: String(GatewayHTTPHandler.path(head.uri)), server: route.server,
             tenant: route.tenant, replica: backend?.id, revision: backend?.revision, status: status, durationMs: GatewayHTTPHandler.ms(since: started),
-            bytesIn: body?.readableBytes ?? 0, bytesOut: bytesOut, rpcMethod: rpc.method, tools: rpc.calls.map(\.tool), reason: failureReason))
+            bytesIn: body?.readableBytes ?? 0, bytesOut: bytesOut, rpcMethod: rpc.method, tools: rpc.calls.map(\.tool), reason: failureReason)) }
         handler.exchangeEnded(self)
     }
 }

@@ -20,9 +20,9 @@ public struct SessionSigner: Sendable {
     }
 
     public func sign(_ claims: Claims) -> String {
-        let payload = Data("\(claims.route)\n\(claims.replica)\n\(claims.upstreamSession)".utf8)
+        let payload = Array("\(claims.route)\n\(claims.replica)\n\(claims.upstreamSession)".utf8)
         let mac = HMAC<SHA256>.authenticationCode(for: payload, using: key)
-        return "mf1." + Self.base64url(payload) + "." + Self.base64url(Data(mac))
+        return "mf1." + Self.base64url(payload) + "." + Self.base64url(Array(mac))
     }
 
     /// The claims of a token this key signed; nil for anything else (malformed, forged, other key).
@@ -35,14 +35,52 @@ public struct SessionSigner: Sendable {
         return Claims(route: String(fields[0]), replica: String(fields[1]), upstreamSession: String(fields[2]))
     }
 
-    static func base64url(_ d: Data) -> String {
-        d.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+    private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
+    private static let values: [UInt8] = {
+        var v = [UInt8](repeating: 0xff, count: 256)
+        for (i, c) in alphabet.enumerated() { v[Int(c)] = UInt8(i) }
+        return v
+    }()
+
+    /// Base64url without padding (RFC 4648 §5), on bytes: this runs for every proxied response.
+    static func base64url<D: Collection>(_ d: D) -> String where D.Element == UInt8 {
+        let bytes = Array(d)
+        var out: [UInt8] = []
+        out.reserveCapacity((bytes.count + 2) / 3 * 4)
+        var i = 0
+        while i + 2 < bytes.count {
+            let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2])
+            out += [alphabet[Int(n >> 18 & 63)], alphabet[Int(n >> 12 & 63)], alphabet[Int(n >> 6 & 63)], alphabet[Int(n & 63)]]
+            i += 3
+        }
+        if bytes.count - i == 1 {
+            let n = UInt32(bytes[i]) << 16
+            out += [alphabet[Int(n >> 18 & 63)], alphabet[Int(n >> 12 & 63)]]
+        } else if bytes.count - i == 2 {
+            let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8
+            out += [alphabet[Int(n >> 18 & 63)], alphabet[Int(n >> 12 & 63)], alphabet[Int(n >> 6 & 63)]]
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
-    static func unbase64url<S: StringProtocol>(_ s: S) -> Data? {
-        var t = s.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        while t.count % 4 != 0 { t += "=" }
-        return Data(base64Encoded: t)
+    /// The inverse; nil for any character outside the alphabet or an impossible length.
+    static func unbase64url<S: StringProtocol>(_ s: S) -> [UInt8]? {
+        let chars = Array(s.utf8)
+        guard chars.count % 4 != 1 else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(chars.count * 3 / 4)
+        var acc: UInt32 = 0, bits = 0
+        for c in chars {
+            let v = values[Int(c)]
+            guard v != 0xff else { return nil }
+            acc = acc << 6 | UInt32(v)
+            bits += 6
+            if bits >= 8 {
+                bits -= 8
+                out.append(UInt8(acc >> UInt32(bits) & 0xff))
+            }
+        }
+        return out
     }
 }
 

@@ -7,6 +7,8 @@ protocol UpstreamDelegate: AnyObject {
     func upstreamHead(_ head: HTTPResponseHead)
     func upstreamBody(_ buffer: ByteBuffer)
     func upstreamEnd()
+    /// The end of one read cycle: flush what was passed on (one write per cycle, not per chunk).
+    func upstreamReadComplete()
     /// `responseStarted`: the head was already passed on (the client connection can only be closed).
     func upstreamFailed(_ error: any Error, responseStarted: Bool)
 }
@@ -39,6 +41,11 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
             if keepAlive, context.channel.isActive { onReusable?() } else { context.close(promise: nil) }
             d?.upstreamEnd()
         }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        delegate?.upstreamReadComplete()
+        context.fireChannelReadComplete()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
