@@ -22,6 +22,8 @@ enum GatewayWiring {
 
     static func configuration(_ environment: Environment) -> GatewayConfiguration {
         var c = GatewayConfiguration()
+        // Event-loop threads (default: one per core), e.g. 1 on a host where the servers need the cores.
+        if let t = ProcessInfo.processInfo.environment["MCPFLEET_GATEWAY_THREADS"].flatMap(Int.init), t > 0 { c.threads = t }
         guard let g = environment.gateway else { return c }
         if let v = g.maxConnections { c.maxConnections = v }
         if let v = g.maxBodyBytes { c.maxBodyBytes = v }
