@@ -49,6 +49,11 @@ public struct CircuitBreaker: Sendable, Hashable {
         }
     }
 
+    /// An exchange ended without a verdict (the client went away): a half-open trial may be taken again.
+    public mutating func release() {
+        trialInFlight = false
+    }
+
     public mutating func success() {
         consecutiveFailures = 0
         opened = false

@@ -148,7 +148,7 @@ public final class GatewayState: Sendable {
             switch failed {
             case true?: s.replicas[k]!.breaker.failure(nowNanos: t)
             case false?: s.replicas[k]!.breaker.success()
-            case nil: break
+            case nil: s.replicas[k]!.breaker.release()
             }
         }
     }

@@ -309,7 +309,7 @@ final class ProxyExchange: UpstreamDelegate {
     }
 
     func clientWritable(_ writable: Bool) {
-        _ = connection?.channel.setOption(ChannelOptions.autoRead, value: writable)
+        connection?.pause(!writable)
     }
 
     private func refuse(_ status: HTTPResponseStatus, _ message: String, extra: [(String, String)] = [], reason: String? = nil) {

@@ -86,7 +86,18 @@ final class UpstreamConnection: @unchecked Sendable {
         self.key = key
     }
 
+    /// Reading paused because the client could not take more (backpressure).
+    private var paused = false
+
+    func pause(_ on: Bool) {
+        guard on != paused else { return }
+        paused = on
+        _ = channel.setOption(ChannelOptions.autoRead, value: !on)
+    }
+
     func send(head: HTTPRequestHead, body: ByteBuffer?, to delegate: any UpstreamDelegate) {
+        // A connection back from the pool always reads again, whatever the last client did.
+        pause(false)
         handler.delegate = delegate
         channel.write(HTTPClientRequestPart.head(head), promise: nil)
         if let body, body.readableBytes > 0 { channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil) }

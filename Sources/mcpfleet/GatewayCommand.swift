@@ -58,8 +58,8 @@ struct GatewayCommand: AsyncParsableCommand {
         let refreshMs = try DurationArgument.ms(refresh, option: "--refresh")
 
         let registry = PrometheusCollectorRegistry()
-        let firstRefresh = ReadyFlag()
-        let lastLive = LiveBox()
+        let firstRefresh = Locked(false)
+        let lastLive = Locked<LiveState?>(nil)
         let ops = OpsEndpoints(ready: { firstRefresh.value }, metrics: { registry.emitToString() }, servers: {
             GatewayWiring.serverHealth(live: lastLive.value ?? LiveState(), desired: target.desired, gateway: listen)
         })
@@ -91,19 +91,14 @@ struct GatewayCommand: AsyncParsableCommand {
     }
 }
 
-final class ReadyFlag: @unchecked Sendable {
+/// A value shared between the refresh loop and the HTTP endpoints.
+final class Locked<Value>: @unchecked Sendable {
     private let lock = NSLock()
-    private var v = false
-    var value: Bool {
-        get { lock.withLock { v } }
-        set { lock.withLock { v = newValue } }
-    }
-}
+    private var v: Value
 
-final class LiveBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var v: LiveState?
-    var value: LiveState? {
+    init(_ value: Value) { v = value }
+
+    var value: Value {
         get { lock.withLock { v } }
         set { lock.withLock { v = newValue } }
     }

@@ -157,3 +157,14 @@ import Testing
         #expect((300...500).contains(canary), "20 % of 2000 ± 5 points, got \(canary)")
     }
 }
+
+@Suite struct BreakerReleaseTests {
+    @Test func aTrialThatEndsWithoutAVerdictCanBeTakenAgain() {
+        var b = CircuitBreaker(threshold: 1, ejection: .seconds(1))
+        b.failure(nowNanos: 0)
+        let trial = b.admit(nowNanos: 2_000_000_000)
+        #expect(trial && !b.available(nowNanos: 2_000_000_000))
+        b.release()
+        #expect(b.available(nowNanos: 2_000_000_000) && b.state(nowNanos: 2_000_000_000) == .halfOpen)
+    }
+}
