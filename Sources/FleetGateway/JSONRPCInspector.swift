@@ -16,13 +16,18 @@ enum JSONRPCInspector {
     }
 
     /// Methods and tool calls of a request body (one message or a batch).
-    static let toolsCall = Array("\"tools/call\"".utf8)
+    static let toolsCall = Array("tools/call".utf8)
+    /// As encoders that escape `/` write it (Foundation's JSONEncoder on Linux, used by the Swift SDK).
+    static let toolsCallEscaped = Array("tools\\/call".utf8)
     static let methodKey = Array("\"method\"".utf8)
 
     static func request(_ body: [UInt8]) -> Request {
         guard let at = find(body, methodKey) else { return Request() }
-        // Without a tools/call the method name is all that is needed: read it in place.
-        guard find(body, toolsCall) != nil else { return Request(method: stringValue(body, after: at + methodKey.count)) }
+        // Without a tools/call the method name is all that is needed: read it in place (a name with
+        // escapes is left to the full parse).
+        if find(body, toolsCall) == nil && find(body, toolsCallEscaped) == nil, let method = stringValue(body, after: at + methodKey.count) {
+            return Request(method: method)
+        }
         guard let object = try? JSONSerialization.jsonObject(with: Data(body)) else { return Request() }
         let messages = (object as? [Any]) ?? [object]
         var out = Request()

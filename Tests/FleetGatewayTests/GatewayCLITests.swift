@@ -4,6 +4,16 @@ import FleetTesting
 import Foundation
 import Testing
 
+final class Locked<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var v: Value
+    init(_ value: Value) { v = value }
+    var value: Value {
+        get { lock.withLock { v } }
+        set { lock.withLock { v = newValue } }
+    }
+}
+
 /// `mcpfleet run` (the built binary, local driver) serving the gateway: one stable endpoint across a
 /// rolling update, driven by the Python SDK's client; tokens from secret files; `status` shows it.
 @Suite(.serialized) struct GatewayCLITests {
@@ -128,6 +138,21 @@ import Testing
             try await waitUntil("the client's first calls", timeout: .seconds(30), every: .milliseconds(100)) { client.output.contains("\"call\"") }
             clients.append(client)
         }
+        // When the gateway first routes a replica of the new revision (its /health/detailed).
+        let firstNewRouted = Locked<Date?>(nil)
+        let gateway = c.gateway
+        let watcher = Task {
+            let http = try CurlTransport(CurlTransportConfiguration(proxy: .none))
+            while !Task.isCancelled && firstNewRouted.value == nil {
+                if let r = try? await http.send(HTTPRequest(url: "http://\(gateway)/health/detailed", timeout: .seconds(2))),
+                   let json = try? JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any],
+                   let replicas = json["replicas"] as? [[String: Any]],
+                   replicas.contains(where: { $0["revision"] as? String != oldRevision && $0["healthy"] as? Bool == true }) {
+                    firstNewRouted.value = Date()
+                }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
         try c.write(version: "1.1")
         try await waitUntil("the rollout to 1.1", timeout: .seconds(90), every: .milliseconds(500)) {
             guard let s = try await c.live() else { return false }
@@ -154,13 +179,19 @@ import Testing
             #expect(calls.contains { $0["session"] as? Int == lastSession }, "calls after the last re-initialize")
         }
 
-        // The access log shows the old session's calls answered by the old revision while the new one already served.
+        // The access log shows sessions opened before the update answered by the old revision while the
+        // gateway already routed the new one (until their replica was stopped).
+        watcher.cancel()
+        let routedAt = try #require(firstNewRouted.value)
         let log = try String(contentsOfFile: c.root + "/state/gateway-access.log", encoding: .utf8)
         let entries = log.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
         let toolCalls = entries.filter { ($0["tools"] as? [String]) == ["echo"] }
-        let firstNew = try #require(toolCalls.firstIndex { $0["revision"] as? String == newRevision })
-        let oldAfterNew = toolCalls[firstNew...].filter { $0["revision"] as? String == oldRevision && $0["status"] as? Int == 200 }
-        #expect(!oldAfterNew.isEmpty, "a session opened before the update kept working on its replica after the new revision served")
+        let parser = ISO8601DateFormatter()
+        parser.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let oldAfterNew = toolCalls.filter {
+            $0["revision"] as? String == oldRevision && $0["status"] as? Int == 200 && (($0["time"] as? String).flatMap(parser.date(from:)) ?? .distantPast) > routedAt
+        }
+        #expect(!oldAfterNew.isEmpty, "a session opened before the update kept working on its replica after the new revision was routed")
         #expect(toolCalls.last?["revision"] as? String == newRevision)
     }
 

@@ -168,3 +168,15 @@ import Testing
         #expect(b.available(nowNanos: 2_000_000_000) && b.state(nowNanos: 2_000_000_000) == .halfOpen)
     }
 }
+
+@Suite struct InspectorEscapesTests {
+    @Test func toolCallsWithEscapedSlashesAreSeen() {
+        // Foundation's JSONEncoder on Linux (the Swift SDK's client) writes `tools\/call`.
+        let r = JSONRPCInspector.request(Array(#"{"jsonrpc":"2.0","id":3,"method":"tools\/call","params":{"name":"echo"}}"#.utf8))
+        #expect(r.method == "tools/call" && r.calls == [.init(id: "n:3", tool: "echo")])
+        let plain = JSONRPCInspector.request(Array(#"{"jsonrpc":"2.0","id":1,"method" : "tools/list"}"#.utf8))
+        #expect(plain.method == "tools/list" && plain.calls.isEmpty)
+        let escaped = JSONRPCInspector.request(Array(#"{"jsonrpc":"2.0","id":1,"method":"notifications\/initialized"}"#.utf8))
+        #expect(escaped.method == "notifications/initialized")
+    }
+}
