@@ -7,10 +7,11 @@ import ServiceLifecycle
 public struct GatewayService: Service {
     let server: GatewayServer
     let refreshNanos: Int64
-    let routes: @Sendable () async throws -> RouteTable
+    let routes: (@Sendable () async throws -> RouteTable)?
     let logger: Logger
 
-    public init(server: GatewayServer, refresh: Duration, logger: Logger, routes: @escaping @Sendable () async throws -> RouteTable) {
+    /// `routes` nil: no MCP routes (only the operational endpoints are served); nothing is refreshed.
+    public init(server: GatewayServer, refresh: Duration, logger: Logger, routes: (@Sendable () async throws -> RouteTable)?) {
         self.server = server
         refreshNanos = refresh.nanoseconds
         self.routes = routes
@@ -19,6 +20,7 @@ public struct GatewayService: Service {
 
     /// One refresh now (also the first one, before serving).
     public func refreshOnce() async {
+        guard let routes else { return }
         do {
             server.state.publish(try await routes())
         } catch {
@@ -28,6 +30,11 @@ public struct GatewayService: Service {
     }
 
     public func run() async throws {
+        if routes == nil {
+            try? await gracefulShutdown()
+            await server.shutdown()
+            return
+        }
         await withGracefulShutdownHandler {
             while !Task.isCancelled && !Task.isShuttingDownGracefully {
                 await refreshOnce()

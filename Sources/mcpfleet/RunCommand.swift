@@ -192,7 +192,7 @@ struct RunCommand: AsyncParsableCommand {
                 })
             let policies = GatewayPolicies(path: path, environment: environment, manifestRoot: target.loaded.root)
             // A missing token file stops here, naming the secret reference (never opening the route).
-            _ = try await policies.current()
+            if gateway != nil { _ = try await policies.current() }
             let http = try GatewayWiring.server(environment: environment, manifestRoot: target.loaded.root, registry: controller.metrics.registry,
                                                 ops: ops, accessLog: accessLog, logger: logger)
             do {
@@ -203,10 +203,10 @@ struct RunCommand: AsyncParsableCommand {
                 throw CommandFailure(message: "\(error)")
             }
             let refresh: Duration = environment.driver == .kubernetes ? .seconds(2) : .milliseconds(500)
-            let service = GatewayService(server: http, refresh: refresh, logger: logger) {
+            let service = GatewayService(server: http, refresh: refresh, logger: logger, routes: gateway == nil ? nil : {
                 let live = try await driver.observe()
                 return await GatewayWiring.routes(driver: driver, live: live, policies: try await policies.current())
-            }
+            })
             await service.refreshOnce()
             services.append(.init(service: service))
         }

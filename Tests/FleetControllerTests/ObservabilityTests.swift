@@ -113,15 +113,6 @@ func startFakePrometheus(port: Int) async throws -> TestProcess {
     }
 }
 
-final class BoolFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var v = false
-    var value: Bool {
-        get { lock.withLock { v } }
-        set { lock.withLock { v = newValue } }
-    }
-}
-
 final class LineSink: @unchecked Sendable {
     private let lock = NSLock()
     private var lines: [String] = []

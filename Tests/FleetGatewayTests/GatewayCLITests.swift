@@ -222,6 +222,10 @@ final class Locked<Value>: @unchecked Sendable {
                                                   headers: HTTPHeaders([("Content-Type", "application/json"), ("Authorization", "Bearer \(token)")]),
                                                   body: Array(repeating: 0x20, count: 70_000)))
         #expect(big.status == 413)
+        // One /metrics: the controller's and the gateway's per-tool series together; /readyz after the first sync.
+        let metrics = String(decoding: try await http.send(HTTPRequest(url: "http://\(c.gateway)/metrics")).body, as: UTF8.self)
+        #expect(metrics.contains("mcpfleet_reconcile_duration_seconds") && metrics.contains(#"mcpfleet_gateway_tool_calls_total{server="echo""#), "\(metrics)")
+        #expect(try await http.send(HTTPRequest(url: "http://\(c.gateway)/readyz")).status == 200)
         // The token is in no log, status or health output.
         let detail = try await http.send(HTTPRequest(url: "http://\(c.gateway)/health/detailed"))
         #expect(detail.status == 200 && !String(decoding: detail.body, as: UTF8.self).contains(token))
