@@ -203,10 +203,11 @@ struct RunCommand: AsyncParsableCommand {
                 throw CommandFailure(message: "\(error)")
             }
             let refresh: Duration = environment.driver == .kubernetes ? .seconds(2) : .milliseconds(500)
-            let service = GatewayService(server: http, refresh: refresh, logger: logger, routes: gateway == nil ? nil : {
+            let routes: @Sendable () async throws -> RouteTable = {
                 let live = try await driver.observe()
                 return await GatewayWiring.routes(driver: driver, live: live, policies: try await policies.current())
-            })
+            }
+            let service = GatewayService(server: http, refresh: refresh, logger: logger, routes: gateway == nil ? nil : routes)
             await service.refreshOnce()
             services.append(.init(service: service))
         }

@@ -2,7 +2,12 @@ import FleetCore
 import FleetHTTP
 import FleetTesting
 import Foundation
+import MCP
 import Testing
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 
 final class Locked<Value>: @unchecked Sendable {
     private let lock = NSLock()
@@ -30,7 +35,7 @@ final class Locked<Value>: @unchecked Sendable {
             try FileManager.default.copyItem(atPath: script, toPath: root + "/cat/py_server.py")
         }
 
-        func write(version: String, tokens: Bool = false) throws {
+        func write(version: String, tokens: Bool = false, stdio: Bool = false) throws {
             let yaml = """
             apiVersion: mcpfleet.io/v1alpha1
             kind: Environment
@@ -79,7 +84,29 @@ final class Locked<Value>: @unchecked Sendable {
                 maxUnavailable: 0
                 progressDeadline: 60s
 
-            """
+            """ + (stdio ? """
+            ---
+            apiVersion: mcpfleet.io/v1alpha1
+            kind: Server
+            metadata:
+              name: stdio-echo
+            spec:
+              version: "1.0"
+              tenant: research
+              artifact:
+                command: ["python3", "${MANIFEST_DIR}/py_server.py", "--stdio", "--port", "0"]
+              transport:
+                type: stdio
+                port: \(basePort + 5)
+                path: /mcp
+              replicas: 1
+              health:
+                probe: mcp
+                interval: 300ms
+                timeout: 2s
+                failureThreshold: 2
+
+            """ : "")
             try yaml.write(toFile: dir + "/fleet.yaml", atomically: true, encoding: .utf8)
         }
 
@@ -188,11 +215,58 @@ final class Locked<Value>: @unchecked Sendable {
         let toolCalls = entries.filter { ($0["tools"] as? [String]) == ["echo"] }
         let parser = ISO8601DateFormatter()
         parser.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        // The new revision serves from when the gateway routes it (seen by the watcher, which may see it
+        // late on a loaded machine) or answers its first request, whichever is first.
+        let firstNewEntry = entries.first { $0["revision"] as? String == newRevision }.flatMap { ($0["time"] as? String).flatMap(parser.date(from:)) }
+        let serving = min(routedAt, firstNewEntry ?? routedAt)
         let oldAfterNew = toolCalls.filter {
-            $0["revision"] as? String == oldRevision && $0["status"] as? Int == 200 && (($0["time"] as? String).flatMap(parser.date(from:)) ?? .distantPast) > routedAt
+            $0["revision"] as? String == oldRevision && $0["status"] as? Int == 200 && (($0["time"] as? String).flatMap(parser.date(from:)) ?? .distantPast) > serving
         }
-        #expect(!oldAfterNew.isEmpty, "a session opened before the update kept working on its replica after the new revision was routed")
+        let lastOld = toolCalls.last { $0["revision"] as? String == oldRevision }?["time"] as? String
+        let firstNew = toolCalls.first { $0["revision"] as? String != oldRevision }?["time"] as? String
+        #expect(!oldAfterNew.isEmpty, """
+            a session opened before the update kept working on its replica after the new revision was routed \
+            (routed at \(routedAt), last old call \(lastOld ?? "-"), first new call \(firstNew ?? "-"), \
+            replicas of old calls: \(Set(toolCalls.filter { $0["revision"] as? String == oldRevision }.compactMap { $0["replica"] as? String })))
+            """)
         #expect(toolCalls.last?["revision"] as? String == newRevision)
+    }
+
+    /// A stdio server behind the local driver's bridge, through the gateway, with the Swift SDK's
+    /// client (the bridge answers JSON, which that client reads on Linux) and the Python SDK's.
+    @Test func stdioServerThroughTheBridgeAndTheGateway() async throws {
+        let c = try Catalog()
+        defer { c.cleanUp() }
+        try c.write(version: "1.0", stdio: true)
+        let controller = try TestProcess(try TestEnvironment.mcpfleetBinary(), ["run", c.dir, "--metrics-address", "", "--poll", "200ms"])
+        defer { Task { await controller.stop() } }
+        let http = try CurlTransport(CurlTransportConfiguration(proxy: .none))
+        try await waitUntil("the gateway to route stdio-echo", timeout: .seconds(60), every: .milliseconds(200)) {
+            let r = try? await http.send(HTTPRequest(method: "POST", url: "http://\(c.gateway)/stdio-echo/mcp",
+                                                     headers: HTTPHeaders([("Content-Type", "application/json"), ("Accept", "application/json, text/event-stream")]),
+                                                     body: Array(GatewayHarness.initialize.utf8), timeout: .seconds(5)))
+            return r?.status == 200
+        }
+        let client = Client(name: "swift-sdk-test", version: "1.0")
+        _ = try await client.connect(transport: HTTPClientTransport(endpoint: URL(string: "http://\(c.gateway)/stdio-echo/mcp")!, streaming: false))
+        let (content, isError) = try await client.callTool(name: "echo", arguments: ["text": "via-bridge"])
+        #expect(isError != true)
+        guard case .text(let text, _, _)? = content.first else { Issue.record("no text content: \(content)"); return }
+        #expect(text.hasPrefix("via-bridge@"))
+        let (_, failed) = try await client.callTool(name: "fail")
+        #expect(failed == true)
+        await client.disconnect()
+        let py = try await GatewayHarness.pythonClient(["http://\(c.gateway)/stdio-echo/mcp", "--calls", #"echo:2:{"text":"py"}"#])
+        #expect(py.filter { $0["event"] as? String == "call" && $0["isError"] as? Bool == false }.count == 2, "\(py)")
+        let metrics = String(decoding: try await http.send(HTTPRequest(url: "http://\(c.gateway)/metrics")).body, as: UTF8.self)
+        func sample(_ name: String, _ tool: String) -> String? {
+            metrics.split(separator: "\n").first { $0.hasPrefix("\(name){server=\"stdio-echo\"") && $0.contains("tool=\"\(tool)\"}") }
+                .map { String($0.split(separator: " ").last ?? "") }
+        }
+        #expect(sample("mcpfleet_gateway_tool_calls_total", "echo") == "3", "\(metrics)")
+        #expect(sample("mcpfleet_gateway_tool_calls_total", "fail") == "1")
+        #expect(sample("mcpfleet_gateway_tool_errors_total", "fail") == "1")
+        #expect(sample("mcpfleet_gateway_tool_errors_total", "echo") == "0")
     }
 
     @Test func tenantTokensFromSecretFilesAndLimits() async throws {

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """A Python MCPServer (official SDK 2.x) for FleetGatewayTests: `echo` answers, `fail` raises (a tool
-result with isError: true). --json answers with JSON bodies instead of SSE streams."""
+result with isError: true). --json answers with JSON bodies instead of SSE streams; --stdio serves
+standard input/output (the local driver puts its stdio bridge in front)."""
 import argparse
 
 from mcp.server.mcpserver import MCPServer
@@ -8,6 +9,7 @@ from mcp.server.mcpserver import MCPServer
 p = argparse.ArgumentParser()
 p.add_argument("--port", type=int, required=True)
 p.add_argument("--json", action="store_true")
+p.add_argument("--stdio", action="store_true", help="serve on standard input/output instead (behind mcpfleet's stdio bridge)")
 a = p.parse_args()
 server = MCPServer("gateway-test")
 
@@ -24,4 +26,7 @@ def fail() -> str:
     raise ValueError("failing on purpose")
 
 
-server.run(transport="streamable-http", host="127.0.0.1", port=a.port, json_response=a.json)
+if a.stdio:
+    server.run(transport="stdio")
+else:
+    server.run(transport="streamable-http", host="127.0.0.1", port=a.port, json_response=a.json)
