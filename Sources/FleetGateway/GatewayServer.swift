@@ -21,6 +21,7 @@ public final class GatewayServer: Sendable {
     let pools: [ObjectIdentifier: PoolBox]
     private let connectionCount = NIOLockedValueBox(0)
     private let listeners = NIOLockedValueBox<[any Channel]>([])
+    private let stopped = NIOLockedValueBox(false)
 
     public init(state: GatewayState, metrics: GatewayMetrics, signer: SessionSigner, ops: OpsEndpoints, accessLog: AccessLog = .off,
                 logger: Logger, group: MultiThreadedEventLoopGroup? = nil) {
@@ -115,7 +116,9 @@ public final class GatewayServer: Sendable {
         }
     }
 
+    /// Idempotent: the service and its owner may both call it.
     public func shutdown() async {
+        guard stopped.withLockedValue({ s in defer { s = true }; return !s }) else { return }
         await close()
         if ownsGroup { try? await group.shutdownGracefully() }
     }

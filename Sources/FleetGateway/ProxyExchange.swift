@@ -265,6 +265,15 @@ final class ProxyExchange: UpstreamDelegate {
             send(to: b)
             return
         }
+        if !self.responseStarted, !sessionBound, rpc.method == "initialize" || head.method == .GET, tried.count < 3, let b = backend {
+            // A replica dying as a session starts (reset before any answer): a new session is safe to
+            // start elsewhere; a tool call without a session is not retried (it may have run).
+            server.state.finished(server: route.server, replica: b.id, counted: counted, failed: true)
+            server.metrics.upstreamFailure(server: route.server, replica: b.id)
+            counted = false
+            pickAndSend()
+            return
+        }
         failureReason = "upstream: \(error)"
         if self.responseStarted {
             // Mid-stream: the client sees its connection end, as it would with the replica itself.

@@ -269,6 +269,29 @@ final class Locked<Value>: @unchecked Sendable {
         #expect(sample("mcpfleet_gateway_tool_errors_total", "echo") == "0")
     }
 
+    /// `mcpfleet gateway` alone: the controller runs without a gateway, the standalone gateway reads the
+    /// routes from the state the controller's driver writes.
+    @Test func standaloneGatewayRoutesFromTheDriversState() async throws {
+        let c = try Catalog()
+        defer { c.cleanUp() }
+        try c.write(version: "1.0")
+        let controller = try TestProcess(try TestEnvironment.mcpfleetBinary(), ["run", c.dir, "--metrics-address", "", "--gateway-address", "", "--poll", "200ms"])
+        defer { Task { await controller.stop() } }
+        try await waitUntil("2 ready replicas", timeout: .seconds(60), every: .milliseconds(300)) { try await c.live()?.readyReplicas == 2 }
+        let gateway = try TestProcess(try TestEnvironment.mcpfleetBinary(), ["gateway", c.dir, "--refresh", "300ms", "--access-log", ""])
+        defer { Task { await gateway.stop() } }
+        try await waitForGateway(c)
+        let py = try await GatewayHarness.pythonClient(["http://\(c.gateway)/echo/mcp", "--calls", #"echo:3:{"text":"alone"}"#])
+        #expect(py.filter { $0["event"] as? String == "call" && $0["isError"] as? Bool == false }.count == 3, "\(py)")
+        let http = try CurlTransport(CurlTransportConfiguration(proxy: .none))
+        #expect(try await http.send(HTTPRequest(url: "http://\(c.gateway)/readyz")).status == 200)
+        let detail = try JSONSerialization.jsonObject(with: Data(try await http.send(HTTPRequest(url: "http://\(c.gateway)/health/detailed")).body)) as? [String: Any]
+        #expect((detail?["replicas"] as? [[String: Any]])?.count == 2, "\(String(describing: detail))")
+        // SIGTERM ends it cleanly.
+        gateway.signal(SIGTERM)
+        #expect(try await gateway.wait(timeout: .seconds(10)) == 0, "\(gateway.output)")
+    }
+
     @Test func tenantTokensFromSecretFilesAndLimits() async throws {
         let c = try Catalog()
         defer { c.cleanUp() }
