@@ -199,6 +199,8 @@ public enum ManifestDecoder {
 
     static func artifactSpec(_ node: Node, _ r: FieldReader) -> Artifact? {
         guard let f = r.mapping(node, path: "spec.artifact", allowed: Keys.artifact) else { return nil }
+        r.recordItems(f, "command")
+        r.record("spec.artifact.workingDirectory", f.entry("workingDirectory"))
         var a = Artifact()
         if let n = f.value("image"), let image = r.string(n, path: "spec.artifact.image") {
             if image.isEmpty || image.contains(where: { $0.isWhitespace }) || Syntax.hasControlCharacter(image) {
@@ -224,17 +226,20 @@ public enum ManifestDecoder {
                         r.error("invalid-path", "`\(path)` must be an absolute path, a program name found on PATH, or start with `${MANIFEST_DIR}/`; found `\(arg)`", at: item.location)
                         continue
                     }
-                    if arg.split(separator: "/").contains("..") {
-                        r.error("invalid-path", "`\(path)` must not contain `..`", at: item.location)
-                        continue
-                    }
+                }
+                // `${MANIFEST_DIR}` stays the manifest directory: no climbing out of it.
+                if (i == 0 || arg.hasPrefix("${MANIFEST_DIR}")), arg.split(separator: "/").contains("..") {
+                    r.error("invalid-path", "`\(path)` must not contain `..`", at: item.location)
+                    continue
                 }
                 argv.append(arg)
             }
             if argv.count == items.count, !items.isEmpty { a.command = argv }
         }
         if let n = f.value("workingDirectory"), let wd = r.string(n, path: "spec.artifact.workingDirectory"), checkSafe(wd, path: "spec.artifact.workingDirectory", at: n.location, r) {
-            if wd.hasPrefix("/") || wd.hasPrefix("${MANIFEST_DIR}") { a.workingDirectory = wd }
+            if wd.hasPrefix("${MANIFEST_DIR}"), wd.split(separator: "/").contains("..") {
+                r.error("invalid-path", "`spec.artifact.workingDirectory` must not contain `..`", at: n.location)
+            } else if wd.hasPrefix("/") || wd.hasPrefix("${MANIFEST_DIR}") { a.workingDirectory = wd }
             else { r.error("invalid-path", "`spec.artifact.workingDirectory` must be absolute, found `\(wd)`", at: n.location) }
         }
         if let n = f.value("digest"), let d = r.string(n, path: "spec.artifact.digest") {
