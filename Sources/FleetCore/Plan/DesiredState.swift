@@ -80,15 +80,21 @@ public struct DesiredRollout: Codable, Hashable, Sendable {
     public var steps: [DesiredCanaryStep]
     public var autoRollback: Bool
     public var progressDeadlineMs: Int64
+    /// `maxSurge` and `maxUnavailable` as written (`25%`), which plans compare: the resolved counts
+    /// above move with the replica count, the setting does not.
+    public var maxSurgeSpec: String?
+    public var maxUnavailableSpec: String?
 
     public init(strategy: RolloutStrategy = .rolling, maxSurge: Int = 1, maxUnavailable: Int = 0, steps: [DesiredCanaryStep] = [],
-                autoRollback: Bool = true, progressDeadlineMs: Int64 = 600_000) {
+                autoRollback: Bool = true, progressDeadlineMs: Int64 = 600_000, maxSurgeSpec: String? = nil, maxUnavailableSpec: String? = nil) {
         self.strategy = strategy
         self.maxSurge = maxSurge
         self.maxUnavailable = maxUnavailable
         self.steps = steps
         self.autoRollback = autoRollback
         self.progressDeadlineMs = progressDeadlineMs
+        self.maxSurgeSpec = maxSurgeSpec
+        self.maxUnavailableSpec = maxUnavailableSpec
     }
 }
 
@@ -498,7 +504,8 @@ public enum Renderer {
         var maxSurge = r.maxSurge.resolve(p.pointee.replicas, roundUp: true)
         if maxSurge == 0 && maxUnavailable == 0 { maxSurge = 1 }
         if r.strategy == .recreate { maxSurge = 0; maxUnavailable = p.pointee.replicas }
-        let rollout = DesiredRollout(strategy: r.strategy, maxSurge: maxSurge, maxUnavailable: maxUnavailable, steps: steps, autoRollback: r.autoRollback, progressDeadlineMs: ms(r.progressDeadline))
+        let rollout = DesiredRollout(strategy: r.strategy, maxSurge: maxSurge, maxUnavailable: maxUnavailable, steps: steps, autoRollback: r.autoRollback, progressDeadlineMs: ms(r.progressDeadline),
+                                     maxSurgeSpec: r.maxSurge.description, maxUnavailableSpec: r.maxUnavailable.description)
         var d = DesiredServer(
             name: p.pointee.name, tenant: p.pointee.tenant, version: p.pointee.version, revision: "", replicas: p.pointee.replicas,
             image: p.pointee.artifact.image, command: p.pointee.artifact.command, workingDirectory: p.pointee.artifact.workingDirectory, digest: p.pointee.artifact.digest,

@@ -37,14 +37,16 @@ public struct ServerSettings: Codable, Hashable, Sendable {
     func matches(_ d: UnsafePointer<DesiredServer>) -> Bool {
         rollout == d.pointee.rollout && slo == d.pointee.slo?.name && labels == d.pointee.labels
     }
+    // (A mismatch only in the resolved surge counts, after a scale, yields no field change: `fields`
+    // shows the settings as written.)
 
     /// The settings as plan fields, in a fixed order.
     public var fields: [SpecField] {
         let r = rollout
         var f: [SpecField] = [
             SpecField(path: "rollout.strategy", display: r.strategy.rawValue),
-            SpecField(path: "rollout.maxSurge", display: String(r.maxSurge)),
-            SpecField(path: "rollout.maxUnavailable", display: String(r.maxUnavailable)),
+            SpecField(path: "rollout.maxSurge", display: r.maxSurgeSpec ?? String(r.maxSurge)),
+            SpecField(path: "rollout.maxUnavailable", display: r.maxUnavailableSpec ?? String(r.maxUnavailable)),
         ]
         for (i, step) in r.steps.enumerated() {
             var parts: [String] = []
@@ -217,7 +219,11 @@ extension Renderer {
 
     static func environmentObject(_ e: Environment) -> CatalogObject {
         var f = [SpecField(path: "driver", display: e.driver.rawValue)]
-        func add(_ path: String, _ v: String?) { if let v { f.append(SpecField(path: path, display: PlanSafety.display(name: path, v))) } }
+        func add(_ path: String, _ v: String?) {
+            guard let v else { return }
+            let sensitive = PlanSafety.isSensitive(name: path, value: v)
+            f.append(SpecField(path: path, display: sensitive ? PlanSafety.masked(v) : v, canonical: sensitive ? PlanSafety.digest(v) : v))
+        }
         add("portRange", e.portRange?.description)
         add("stateDir", e.stateDir)
         add("secretsDir", e.secretsDir)
