@@ -174,6 +174,9 @@ public enum ManifestLoader {
         return String(p)
     }
 
+    /// A file under the root as diagnostics show it.
+    public static func displayPath(root: String, relative: String) -> String { join(root, relative) }
+
     static func join(_ root: String, _ relative: String) -> String {
         if root.isEmpty { return relative }
         return root.hasSuffix("/") ? root + relative : root + "/" + relative
