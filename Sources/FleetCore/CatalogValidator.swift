@@ -26,6 +26,9 @@ public enum CatalogValidator {
         for (environment, selected) in zip(catalog.environments, selections) where environment.driver.isHost {
             ports(catalog, environment, selected, &d)
         }
+        for (environment, selected) in zip(catalog.environments, selections) where environment.driver == .kubernetes {
+            namespaces(catalog, environment, selected, &d)
+        }
         quotas(catalog, catalog.environments.isEmpty ? [order] : selections, &d)
         files(catalog, check, &d)
         return d
@@ -117,6 +120,23 @@ public enum CatalogValidator {
                 d.error("port-collision", "server `\(s.name)` needs ports \(block.lowerBound)-\(block.upperBound - 1), which overlap server `\(c.servers[other.server].name)`'s ports \(other.range.lowerBound)-\(other.range.upperBound - 1) in environment `\(env.name)`", at: s.locations["spec.transport.port"],
                         hint: "each replica slot of a host driver listens on port + slot; give the servers blocks at least replicas + surge apart")
             }
+        }
+    }
+
+    /// Every namespace a Kubernetes environment would create (tenant namespace, after the environment's
+    /// prefix) must itself be a DNS label: the renderer refuses anything else.
+    static func namespaces(_ c: Catalog, _ env: Environment, _ selected: [Int], _ d: inout Diagnostics) {
+        let prefix = env.kubernetes?.namespacePrefix ?? ""
+        var seen = Set<String>()
+        for i in selected {
+            let name = c.servers[i].tenant
+            guard seen.insert(name).inserted, let t = c.tenant(name) else { continue }
+            let ns = t.kubernetesNamespace
+            let effective = prefix.isEmpty || ns.hasPrefix(prefix) ? ns : prefix + ns
+            guard !Syntax.isDNSLabel(effective) else { continue }
+            let at = prefix.isEmpty ? t.locations["metadata.name"] : env.locations["spec.kubernetes.namespacePrefix"]
+            d.error("invalid-name", "tenant `\(name)` would get namespace `\(effective)` in environment `\(env.name)`, which is not \(Syntax.NameRule.dnsLabel.requirement)", at: at,
+                    hint: prefix.isEmpty ? "set a shorter `spec.namespace` on the tenant" : "shorten the prefix or the tenant's namespace")
         }
     }
 

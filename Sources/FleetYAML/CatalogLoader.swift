@@ -14,9 +14,13 @@ public struct LoadedCatalog: Sendable {
 
     public func sourceText(_ file: String) -> String? { set.files.first { $0.path == file }?.text }
 
+    /// Diagnostics as people read them: excerpts, messages and hints never show a sensitive value.
     public func renderDiagnostics(color: Bool) -> String {
-        DiagnosticFormatter(color: color).format(diagnostics, source: sourceText)
+        DiagnosticFormatter(color: color, sensitive: catalog.sensitiveValues).format(diagnostics, source: sourceText)
     }
+
+    /// The JSON form, as safe as the text form.
+    public var report: DiagnosticReport { DiagnosticReport(diagnostics, sensitive: catalog.sensitiveValues) }
 }
 
 public enum CatalogLoader {

@@ -549,6 +549,9 @@ public struct Catalog: Sendable, Hashable {
     public var slos: [SLO] = []
     public var tenants: [Tenant] = []
     public var environments: [Environment] = []
+    /// Plain values the manifests carry that must never be shown (sensitive by name or by shape):
+    /// rendered diagnostics mask them wherever they would appear.
+    public var sensitiveValues: Set<String> = []
 
     public init() {}
 
