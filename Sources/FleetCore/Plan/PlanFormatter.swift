@@ -131,8 +131,9 @@ public struct PlanFormatter: Sendable {
                 for c in detailed {
                     out += "# \(c.subject)\n"
                     for f in c.fields where !(c.action == .scale && f.path == "replicas") {
-                        if let o = f.old { out += "- \(f.path): \(o)\n" }
-                        if let n = f.new { out += "+ \(f.path): \(n)\n" }
+                        // No value can close the code fence and write markdown of its own.
+                        if let o = f.old { out += "- \(f.path): \(o.replacingAll("`", with: "'"))\n" }
+                        if let n = f.new { out += "+ \(f.path): \(n.replacingAll("`", with: "'"))\n" }
                     }
                 }
                 out += "```\n\n</details>\n"
