@@ -14,7 +14,8 @@ public struct DiagnosticFormatter: Sendable {
     public static func redact(_ text: String, _ sensitive: Set<String>) -> String {
         var out = PlanSafety.redact(text)
         // Longest first, so a value containing another is masked whole; a multi-line value line by line.
-        for v in sensitive.flatMap({ $0.split(separator: "\n").map(String.init) }).sorted(by: { $0.utf8.count > $1.utf8.count }) where !v.isEmpty {
+        // Pieces under 3 characters are left: masking every `x` of a line hides nothing and garbles it.
+        for v in sensitive.flatMap({ $0.split(separator: "\n").map(String.init) }).sorted(by: { $0.utf8.count > $1.utf8.count }) where v.utf8.count >= 3 {
             if out.contains(v) { out = out.replacingOccurrences(of: v, with: PlanSafety.masked(v)) }
         }
         return out
