@@ -128,20 +128,7 @@ public enum ManifestLoader {
         var selected: [(relativePath: String, bytes: [UInt8])] = []
         for file in files {
             let relativePath = normalize(file.relativePath)
-            let components = relativePath.split(separator: "/")
-            guard let name = components.last, isManifestName(name),
-                  !components.contains(where: { $0.hasPrefix(".") })
-            else { continue }
-            var ignored = false
-            var prefix = ""
-            for (i, component) in components.enumerated() {
-                prefix = prefix.isEmpty ? String(component) : prefix + "/" + component
-                if rules.ignores(prefix, isDirectory: i < components.count - 1) {
-                    ignored = true
-                    break
-                }
-            }
-            if !ignored { selected.append((relativePath, file.bytes)) }
+            if selects(relativePath, rules) { selected.append((relativePath, file.bytes)) }
         }
         selected.sort { $0.relativePath.utf8.lexicographicallyPrecedes($1.relativePath.utf8) }
         let loaded = Parallel.map(selected.count, minimumChunk: 2) { i -> (ManifestFile?, [Diagnostic]) in
@@ -152,6 +139,24 @@ public enum ManifestLoader {
         }
         set.add(loaded)
         return set
+    }
+
+    /// Of `paths` (relative to a root), the ones a load would read: manifest names, not hidden, not
+    /// matched by the root's `.mcpfleetignore` (its text, when there is one).
+    public static func selected(_ paths: [String], ignoreText: String?) -> [String] {
+        let rules = ignoreText.map(IgnoreRules.init) ?? IgnoreRules()
+        return paths.filter { selects(normalize($0), rules) }
+    }
+
+    private static func selects(_ relativePath: String, _ rules: IgnoreRules) -> Bool {
+        let components = relativePath.split(separator: "/")
+        guard let name = components.last, isManifestName(name), !components.contains(where: { $0.hasPrefix(".") }) else { return false }
+        var prefix = ""
+        for (i, component) in components.enumerated() {
+            prefix = prefix.isEmpty ? String(component) : prefix + "/" + component
+            if rules.ignores(prefix, isDirectory: i < components.count - 1) { return false }
+        }
+        return true
     }
 
     // MARK: - Helpers

@@ -137,7 +137,16 @@ enum GitSource {
         func manifestSet() throws -> ManifestSet {
             var wanted: [(path: String, object: String)] = []
             var escapes: [Diagnostic] = []
-            for path in entries.keys.sorted() where path.hasSuffix(".yaml") || path.hasSuffix(".yml") || path.hasSuffix(".mcpfleetignore") {
+            // The root's ignore file first: what it ignores is never read, links included.
+            var ignoreText: String?
+            if entries[".mcpfleetignore"] != nil {
+                guard let resolved = try resolve(".mcpfleetignore"), let e = entries[resolved], e.mode.hasPrefix("100") else {
+                    throw Failure(description: "\(ManifestLoader.displayPath(root: directory, relative: ".mcpfleetignore")) at \(ref) is a symbolic link that leads out of the manifest root")
+                }
+                ignoreText = String(decoding: try blobs([e.object]).first ?? Data(), as: UTF8.self)
+                wanted.append((".mcpfleetignore", e.object))
+            }
+            for path in ManifestLoader.selected(entries.keys.sorted(), ignoreText: ignoreText) {
                 guard let entry = entries[path], entry.mode != "160000" else { continue } // a submodule is no file
                 guard let resolved = try resolve(path), let target = entries[resolved], target.mode != Self.linkMode, target.mode != "160000" else {
                     let shown = ManifestLoader.displayPath(root: directory, relative: path)
