@@ -130,18 +130,7 @@ public enum ManifestDecoder {
         r.record("metadata.name", m.entry("name"))
         let name = r.name(m, "name")
         var meta = ObjectMeta(name: name ?? "")
-        let labels = r.stringMap(m, "labels") ?? []
-        // Sized once: growing a dictionary from empty rehashes it at every doubling.
-        meta.labels.reserveCapacity(labels.count)
-        for entry in labels {
-            if !Syntax.isLabelKey(entry.key) {
-                r.error("invalid-value", "label key `\(FieldReader.printable(entry.key))` is not a valid label key", at: entry.keyLocation)
-            } else if !Syntax.isLabelValue(entry.value) {
-                r.error("invalid-value", "label value `\(FieldReader.printable(entry.value))` for `\(entry.key)` is not a valid label value (≤ 63 of A-Z a-z 0-9 - _ ., starting and ending alphanumeric)", at: entry.valueLocation)
-            } else {
-                meta.labels[entry.key] = entry.value
-            }
-        }
+        meta.labels = labelMap(m, "labels", r)
         let annotations = r.stringMap(m, "annotations") ?? []
         meta.annotations.reserveCapacity(annotations.count)
         for entry in annotations {
@@ -149,6 +138,24 @@ public enum ManifestDecoder {
             else { r.error("invalid-name", "annotation key `\(FieldReader.printable(entry.key))` must be \(Syntax.NameRule.labelKey.requirement)", at: entry.keyLocation) }
         }
         return name == nil ? nil : meta
+    }
+
+    /// A label map (`metadata.labels`, `spec.serverSelector`): keys and values by the shared name rules.
+    static func labelMap(_ f: Fields, _ key: String, _ r: FieldReader) -> [String: String] {
+        let entries = r.stringMap(f, key) ?? []
+        var out: [String: String] = [:]
+        // Sized once: growing a dictionary from empty rehashes it at every doubling.
+        out.reserveCapacity(entries.count)
+        for entry in entries {
+            if !Syntax.NameRule.labelKey.accepts(entry.key) {
+                r.error("invalid-name", "`\(f.child(key))` key `\(FieldReader.printable(entry.key))` must be \(Syntax.NameRule.labelKey.requirement)", at: entry.keyLocation)
+            } else if !Syntax.NameRule.labelValue.accepts(entry.value) {
+                r.error("invalid-value", "`\(f.child(key)).\(entry.key)` must be \(Syntax.NameRule.labelValue.requirement); found `\(FieldReader.printable(entry.value))`", at: entry.valueLocation)
+            } else {
+                out[entry.key] = entry.value
+            }
+        }
+        return out
     }
 
     // MARK: Server
@@ -600,15 +607,7 @@ public enum ManifestDecoder {
                 if key == "stateDir" { e.stateDir = text } else { e.secretsDir = text }
             }
         }
-        for entry in r.stringMap(f, "serverSelector") ?? [] {
-            if !Syntax.isLabelKey(entry.key) {
-                r.error("invalid-name", "`spec.serverSelector` key `\(FieldReader.printable(entry.key))` must be \(Syntax.NameRule.labelKey.requirement)", at: entry.keyLocation)
-            } else if !Syntax.isLabelValue(entry.value) {
-                r.error("invalid-value", "`spec.serverSelector.\(entry.key)` must be \(Syntax.NameRule.labelValue.requirement); found `\(FieldReader.printable(entry.value))`", at: entry.valueLocation)
-            } else {
-                e.serverSelector[entry.key] = entry.value
-            }
-        }
+        e.serverSelector = labelMap(f, "serverSelector", r)
         let sections = ["local", "systemd", "kubernetes"].filter { f.has($0) }
         for section in sections where section != driver.rawValue {
             r.error("conflicting-fields", "`spec.\(section)` does not match `spec.driver: \(driver.rawValue)`", at: f.keyLocation(section) ?? node.location)
