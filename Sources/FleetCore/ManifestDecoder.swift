@@ -211,8 +211,6 @@ public enum ManifestDecoder {
 
     static func artifactSpec(_ node: Node, _ r: FieldReader) -> Artifact? {
         guard let f = r.mapping(node, path: "spec.artifact", allowed: Keys.artifact) else { return nil }
-        r.recordItems(f, "command")
-        r.record("spec.artifact.workingDirectory", f.entry("workingDirectory"))
         var a = Artifact()
         if let n = f.value("image"), let image = r.string(n, path: "spec.artifact.image") {
             if image.isEmpty || image.contains(where: { $0.isWhitespace }) || Syntax.hasControlCharacter(image) {
@@ -232,6 +230,9 @@ public enum ManifestDecoder {
                 let path = FieldPath("spec.artifact.command", index: i)
                 guard let arg = r.string(item, path: "\(path)") else { continue }
                 guard checkSafe(arg, path: "\(path)", at: item.location, r) else { continue }
+                // Where CatalogValidator may point (a `${MANIFEST_DIR}` file that links out of the root);
+                // recorded only then: building every item's path cost more than the rest of the item.
+                if arg.hasPrefix("${MANIFEST_DIR}") { r.locations.record(path.description, item.location) }
                 if i == 0 {
                     let ok = arg.hasPrefix("/") || arg.hasPrefix("${MANIFEST_DIR}/") || (!arg.isEmpty && !arg.contains("/") && !arg.contains("$"))
                     if !ok {
@@ -248,7 +249,7 @@ public enum ManifestDecoder {
             }
             if argv.count == items.count, !items.isEmpty {
                 a.command = argv
-                for (i, sensitive) in PlanSafety.sensitiveArguments(argv).enumerated() where sensitive {
+                for (i, sensitive) in (PlanSafety.anySensitiveArgument(argv) ? PlanSafety.sensitiveArguments(argv) : []).enumerated() where sensitive {
                     r.sensitive.append(argv[i])
                     r.diagnostics.append(.warning("possible-secret", "`\(FieldPath("spec.artifact.command", index: i))` looks like a credential; plans show only its digest, but a real secret belongs in a secretRef passed through the environment", at: items[i].location,
                                                   hint: "command lines are visible to every user of the host (`ps`); read the secret from an environment variable instead"))
@@ -256,6 +257,7 @@ public enum ManifestDecoder {
             }
         }
         if let n = f.value("workingDirectory"), let wd = r.string(n, path: "spec.artifact.workingDirectory"), checkSafe(wd, path: "spec.artifact.workingDirectory", at: n.location, r) {
+            if wd.hasPrefix("${MANIFEST_DIR}") { r.locations.record("spec.artifact.workingDirectory", n.location) }
             if wd.hasPrefix("${MANIFEST_DIR}"), wd.split(separator: "/").contains("..") {
                 r.error("invalid-path", "`spec.artifact.workingDirectory` must not contain `..`", at: n.location)
             } else if wd.hasPrefix("/") || wd.hasPrefix("${MANIFEST_DIR}") { a.workingDirectory = wd }

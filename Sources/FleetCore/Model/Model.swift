@@ -197,7 +197,8 @@ public enum IntOrPercent: Sendable, Hashable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .count(let n): return String(n)
-        case .percent(let p): return "\(p)%"
+        // Concatenation, not interpolation: rendered for every server (a small string, no allocation).
+        case .percent(let p): return String(p) + "%"
         }
     }
 }

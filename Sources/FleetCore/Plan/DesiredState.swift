@@ -296,9 +296,8 @@ public struct DesiredServer: Codable, Hashable, Sendable {
     }
 
     static func sealedArguments(_ argv: [String]) -> [String] {
-        let sensitive = PlanSafety.sensitiveArguments(argv)
-        guard sensitive.contains(true) else { return argv }
-        return zip(argv, sensitive).map { $1 ? PlanSafety.sealed($0) : $0 }
+        guard PlanSafety.anySensitiveArgument(argv) else { return argv }
+        return zip(argv, PlanSafety.sensitiveArguments(argv)).map { $1 ? PlanSafety.sealed($0) : $0 }
     }
 
     /// Digests of the sensitive values this spec lacks: it was decoded from a persisted form that
@@ -551,8 +550,8 @@ public enum Renderer {
         if let v = s.image { f.append(SpecField(path: "artifact.image", display: v)) }
         if let v = s.command {
             // A sensitive argument is shown masked and hashed by its sealed digest (what `revision` writes).
-            let sensitive = PlanSafety.sensitiveArguments(v)
-            if sensitive.contains(true) {
+            if PlanSafety.anySensitiveArgument(v) {
+                let sensitive = PlanSafety.sensitiveArguments(v)
                 let shown = zip(v, sensitive).map { $1 ? PlanSafety.masked($0) : quote($0) }
                 let hashed = zip(v, sensitive).map { $1 ? PlanSafety.sealed($0) : quote($0) }
                 f.append(SpecField(path: "artifact.command", display: "[" + shown.joined(separator: ", ") + "]", canonical: "[" + hashed.joined(separator: ", ") + "]"))
@@ -633,8 +632,8 @@ public enum Renderer {
         // Paths in `String` order, which is byte order for these ASCII paths.
         if let command = s.command {
             field("artifact.command")
-            let sensitive = PlanSafety.sensitiveArguments(command)
-            if sensitive.contains(true) {
+            if PlanSafety.anySensitiveArgument(command) {
+                let sensitive = PlanSafety.sensitiveArguments(command)
                 b.append(0x5b)
                 for (i, arg) in command.enumerated() {
                     if i > 0 { b.append(0x2c); b.append(0x20) }

@@ -16,13 +16,10 @@ import Foundation
 /// The scans read bytes once and only look closely at word starts: they run for every env value and
 /// command argument of every server at render time.
 public enum PlanSafety {
-    static let sensitiveMarkers = ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "API_KEY", "APIKEY", "PRIVATE", "CREDENTIAL", "AUTH"]
-    /// Names under which only a random-looking value is taken for a secret (`KEY` alone also names
-    /// `SORT_KEY`, `CACHE_KEY=region`, …).
-    static let weakMarkers = ["KEY", "PASS", "PWD", "SESSION", "COOKIE", "SALT", "SIGNING", "DSN", "CERT", "SIG"]
+    // Name markers (see `nameClass`): strong `TOKEN`, `SECRET`, `PASSWORD`, `PASSWD`, `API_KEY`,
+    // `APIKEY`, `PRIVATE`, `CREDENTIAL`, `AUTH`; weak (a random-looking value only: `KEY` alone also
+    // names `SORT_KEY`) `KEY`, `PASS`, `PWD`, `SESSION`, `COOKIE`, `SALT`, `SIG`, `DSN`, `CERT`.
 
-    static let sensitiveMarkerBytes = sensitiveMarkers.map { Array($0.utf8) }
-    static let weakMarkerBytes = weakMarkers.map { Array($0.utf8) }
 
     /// The placeholder shown for a sensitive value: its SHA-256, cut to 12 hex digits for people.
     public static func masked(_ value: String) -> String {
@@ -54,72 +51,124 @@ public enum PlanSafety {
 
     /// Whether a plain value must never be shown or stored as written.
     public static func isSensitive(name: String?, value: String) -> Bool {
-        if let name, looksSensitive(name) { return true }
-        if looksLikeSecret(value) { return true }
-        if let name, hasWeakMarker(name), isHighEntropy(value) { return true }
-        return false
+        switch name.map({ nameClass($0.utf8) }) ?? .none {
+        case .strong: return true
+        case .weak: if isHighEntropy(value) { return true }
+        case .none: break
+        }
+        return looksLikeSecret(value)
     }
 
     /// Which elements of an argv are sensitive: credential-shaped arguments, `--token=…` with a
     /// secret-looking option name, and the argument after such an option (`--api-key VALUE`).
     public static func sensitiveArguments(_ argv: [String]) -> [Bool] {
-        var out = [Bool](repeating: false, count: argv.count)
-        var previousOption: Substring?
-        for (i, arg) in argv.enumerated() {
-            if let option = previousOption, !arg.hasPrefix("-"), isSensitive(name: String(option), value: arg) {
-                out[i] = true
-            } else if arg.hasPrefix("-"), let eq = arg.firstIndex(of: "=") {
-                let option = arg[..<eq].drop { $0 == "-" }
-                out[i] = isSensitive(name: String(option), value: String(arg[arg.index(after: eq)...]))
-            } else {
-                out[i] = looksLikeSecret(arg)
+        anySensitiveArgument(argv) ? argv.indices.map { sensitiveArgument(argv, $0) } : [Bool](repeating: false, count: argv.count)
+    }
+
+    /// Whether any argument is sensitive: what render asks of every server, so it reads bytes only.
+    public static func anySensitiveArgument(_ argv: [String]) -> Bool {
+        argv.indices.contains { sensitiveArgument(argv, $0) }
+    }
+
+    static func sensitiveArgument(_ argv: [String], _ i: Int) -> Bool {
+        let arg = argv[i]
+        let u = arg.utf8
+        if u.first == 0x2d { // an option: `--name=value` is judged by its name and value
+            guard let eq = u.firstIndex(of: 0x3d) else { return false }
+            let value = String(Substring(arg)[u.index(after: eq)...])
+            switch nameClass(u[..<eq]) {
+            case .strong: return true
+            case .weak: if isHighEntropy(value) { return true }
+            case .none: break
             }
-            previousOption = arg.hasPrefix("-") && !arg.contains("=") ? arg.drop { $0 == "-" } : nil
+            return looksLikeSecret(value)
         }
-        return out
+        if i > 0 {
+            let option = argv[i - 1].utf8
+            if option.first == 0x2d, !option.contains(0x3d) {
+                switch nameClass(option) {
+                case .strong: return true
+                case .weak: if isHighEntropy(arg) { return true }
+                case .none: break
+                }
+            }
+        }
+        return looksLikeSecret(arg)
     }
 
     // MARK: names
 
-    public static func looksSensitive(_ name: String) -> Bool { nameHas(name, sensitiveMarkers, sensitiveMarkerBytes) }
+    public static func looksSensitive(_ name: String) -> Bool { nameClass(name.utf8) == .strong }
 
-    static func hasWeakMarker(_ name: String) -> Bool { nameHas(name, weakMarkers, weakMarkerBytes) }
+    static func hasWeakMarker(_ name: String) -> Bool { nameClass(name.utf8) != .none }
 
-    private static func nameHas(_ name: String, _ markers: [String], _ markerBytes: [[UInt8]]) -> Bool {
-        // Environment names are ASCII (Syntax.isEnvName); compare bytes, case-insensitively, instead of
-        // uppercasing a copy. Other names take the general path, where Unicode uppercasing can turn a
-        // non-ASCII letter into a marker's (`ſ` → `S`).
-        var name = name
-        let ascii = name.withUTF8 { u -> Bool? in
-            for c in u where c >= 0x80 { return nil }
-            for marker in markerBytes where marker.count <= u.count {
-                var start = 0
-                while start + marker.count <= u.count {
-                    var k = 0
-                    while k < marker.count {
-                        var c = u[start + k]
-                        if c >= 0x61 && c <= 0x7a { c -= 0x20 }
-                        if c == 0x2d { c = 0x5f } // `api-key` as `API_KEY`
-                        if c != marker[k] { break }
-                        k += 1
-                    }
-                    if k == marker.count { return true }
-                    start += 1
-                }
-            }
-            return false
+    enum NameClass { case none, weak, strong }
+
+    /// Whether a name carries a strong marker (`TOKEN`, `SECRET`, …), only a weak one (`KEY`, `PASS`,
+    /// …) or none: one pass over the bytes, case-insensitive, `-` read as `_` (`api-key` is `API_KEY`).
+    /// Non-ASCII bytes never match a marker.
+    static func nameClass<C: Collection>(_ name: C) -> NameClass where C.Element == UInt8 {
+        if let r = name.withContiguousStorageIfAvailable({ nameClass(buffer: $0) }) { return r }
+        return Array(name).withUnsafeBufferPointer { nameClass(buffer: $0) }
+    }
+
+    private static func nameClass(buffer u: UnsafeBufferPointer<UInt8>) -> NameClass {
+        @inline(__always) func up(_ c: UInt8) -> UInt8 { c >= 0x61 && c <= 0x7a ? c - 0x20 : (c == 0x2d ? 0x5f : c) }
+        @inline(__always) func at(_ i: Int, _ word: StaticString) -> Bool {
+            let n = word.utf8CodeUnitCount
+            guard i + n <= u.count else { return false }
+            let w = word.utf8Start
+            for k in 1..<n where up(u[i + k]) != w[k] { return false }
+            return true
         }
-        if let ascii { return ascii }
-        let upper = name.uppercased()
-        return markers.contains { upper.contains($0) }
+        var weak = false
+        var i = 0
+        while i < u.count {
+            switch up(u[i]) {
+            case 0x54: if at(i, "TOKEN") { return .strong }                                          // T
+            case 0x53:                                                                              // S
+                if at(i, "SECRET") { return .strong }
+                if at(i, "SESSION") || at(i, "SALT") || at(i, "SIG") { weak = true }
+            case 0x50:                                                                              // P
+                if at(i, "PASSWORD") || at(i, "PASSWD") || at(i, "PRIVATE") { return .strong }
+                if at(i, "PASS") || at(i, "PWD") { weak = true }
+            case 0x41: if at(i, "API_KEY") || at(i, "APIKEY") || at(i, "AUTH") { return .strong }     // A
+            case 0x43:                                                                              // C
+                if at(i, "CREDENTIAL") { return .strong }
+                if at(i, "COOKIE") || at(i, "CERT") { weak = true }
+            case 0x4b: if at(i, "KEY") { weak = true }                                              // K
+            case 0x44: if at(i, "DSN") { weak = true }                                              // D
+            default: break
+            }
+            i += 1
+        }
+        return weak ? .weak : .none
     }
 
     // MARK: values
 
     /// Whether the value contains something shaped like a credential.
     public static func looksLikeSecret(_ value: String) -> Bool {
-        if let r = value.utf8.withContiguousStorageIfAvailable({ firstSecret(in: $0) != nil }) { return r }
-        return Array(value.utf8).withUnsafeBufferPointer { firstSecret(in: $0) != nil }
+        if let r = value.utf8.withContiguousStorageIfAvailable({ mayHoldSecret($0) && firstSecret(in: $0) != nil }) { return r }
+        return Array(value.utf8).withUnsafeBufferPointer { mayHoldSecret($0) && firstSecret(in: $0) != nil }
+    }
+
+    /// A cheap first look: every shape recognised holds a run of at least 15 token bytes
+    /// (`[A-Za-z0-9_.-]`), or a URL (`://`). Most values have neither.
+    @inline(__always)
+    static func mayHoldSecret(_ u: UnsafeBufferPointer<UInt8>) -> Bool {
+        var run = 0
+        for i in 0..<u.count {
+            let c = u[i]
+            if isAlnum(c) || c == 0x5f || c == 0x2d || c == 0x2e {
+                run += 1
+                if run >= 15 { return true }
+            } else {
+                if c == 0x3a, i + 2 < u.count, u[i + 1] == 0x2f, u[i + 2] == 0x2f { return true }
+                run = 0
+            }
+        }
+        return false
     }
 
     /// Byte ranges of credential-shaped substrings of `text` (for redacting a line of a file).

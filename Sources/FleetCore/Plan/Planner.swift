@@ -190,14 +190,16 @@ public enum Planner {
                                _ settingsUnrecorded: inout Bool, _ admissionUnrecorded: inout Bool) -> (fields: [FieldChange], reason: String, blocked: Bool) {
         var fields: [FieldChange] = []
         var what: [String] = []
-        if let s = lp.pointee.settings {
-            if !s.matches(dp) {
-                let diff = fieldChanges(old: s.fields, new: ServerSettings(dp.pointee).fields)
-                if !diff.isEmpty { fields += diff; what.append("settings changed (" + diff.map(\.path).joined(separator: ", ") + ")") }
-            }
-        } else {
+        // Read in place: binding the settings copied them (every field retained) for every server.
+        switch lp.pointee.settings?.matches(dp) {
+        case true?: break
+        case false?:
+            let diff = fieldChanges(old: lp.pointee.settings!.fields, new: ServerSettings(dp.pointee).fields)
+            if !diff.isEmpty { fields += diff; what.append("settings changed (" + diff.map(\.path).joined(separator: ", ") + ")") }
+        case nil:
             settingsUnrecorded = true
         }
+        guard verdict != nil || !fields.isEmpty else { return ([], "", false) }
         var blocked = false
         if let verdict {
             let new = verdict.admission
