@@ -468,7 +468,10 @@ public actor SystemdDriver: RuntimeDriver {
             guard let data = FileManager.default.contents(atPath: file) else {
                 throw DriverError("server/\(server.name)", "secret \(ref.name)/\(ref.key) for \(e.name) not found in the secrets directory")
             }
-            var value = String(decoding: data, as: UTF8.self)
+            // Never repaired silently: a secret that is not text cannot be passed on as it is.
+            guard var value = String(validating: data, as: UTF8.self) else {
+                throw DriverError("server/\(server.name)", "secret \(ref.name)/\(ref.key) for \(e.name) is not valid UTF-8", terminal: true)
+            }
             if value.hasSuffix("\n") { value.removeLast() }
             text += try SystemdSyntax.environmentFileLine(name: e.name, value: value, resource: "server/\(server.name)")
         }
