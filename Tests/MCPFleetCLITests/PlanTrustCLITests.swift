@@ -360,6 +360,16 @@ import Testing
         #expect(a.status == 2, "\(a.all)")
         #expect(a.stderr.contains("evidence changed since the plan was made (evidence/time-server.sig)"), "\(a.stderr)")
         #expect(!FileManager.default.fileExists(atPath: elsewhere + "/.mcpfleet"), "apply read or wrote the current directory")
+        // A plan made against a live state that is not what runs is refused too.
+        let fresh = try exampleRepository() + "/Manifests"
+        let live = dir + "/running.json"
+        try #"{"servers": [{"name": "time", "tenant": "research", "revisions": [{"revision": "0123456789ab", "replicas": 1, "ready": 1}]}], "tenants": []}"#
+            .write(toFile: live, atomically: true, encoding: .utf8)
+        let stalePlan = dir + "/stale.json"
+        #expect(try mcpfleet("plan", fresh, "--env", "local", "--live", live, "--out", stalePlan).status == 1)
+        let stale = try run(mcpfleetBinary, ["apply", stalePlan, "--timeout", "5s"], cwd: try makeTempDirectory("apply-stale"))
+        #expect(stale.status == 2, "\(stale.all)")
+        #expect(stale.stderr.contains("the live state changed since the plan was made"), "\(stale.stderr)")
         // An old plan format is refused with a reason.
         let old = dir + "/old.json"
         try #"{"formatVersion": 1}"#.write(toFile: old, atomically: true, encoding: .utf8)
