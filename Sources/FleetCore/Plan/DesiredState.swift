@@ -186,11 +186,14 @@ public struct DesiredServer: Codable, Hashable, Sendable {
     public var cpuMillis: Int? { willSet { pinFields() } }
     public var memoryBytes: Int64? { willSet { pinFields() } }
     public var health: DesiredHealth { willSet { pinFields() } }
-    public var rollout: DesiredRollout
-    public var slo: DesiredSLO?
-    public var labels: [String: String]
+    public var rollout: DesiredRollout { didSet { settingsHash = nil } }
+    public var slo: DesiredSLO? { didSet { settingsHash = nil } }
+    public var labels: [String: String] { didSet { settingsHash = nil } }
     /// The manifest's directory relative to the manifest root, for `${MANIFEST_DIR}`.
     public var manifestDirectory: String
+    /// `ServerSettings.hash` of this server's settings, taken at render (nil otherwise: computed when
+    /// asked). Derived: left out of equality, hashing and coding.
+    var settingsHash: Int? = nil
     /// Fields set explicitly (decoded, or assigned); nil for a rendered server, whose fields are derived
     /// from the properties above only when read — most plans never show them, and building every display
     /// string was most of the render time.
@@ -512,6 +515,7 @@ public enum Renderer {
             cpu: p.pointee.resources?.cpu, memory: p.pointee.resources?.memory, cpuMillis: p.pointee.resources?.cpuMillis, memoryBytes: p.pointee.resources?.memoryBytes,
             health: health, rollout: rollout, slo: slo, labels: p.pointee.metadata.labels, manifestDirectory: p.pointee.source.relativeDirectory)
         d.revision = revision(of: d, scratch: &scratch)
+        d.settingsHash = ServerSettings.hash(d.rollout, d.slo?.name, d.labels)
         return d
     }
 

@@ -21,21 +21,53 @@ public struct CatalogObject: Codable, Hashable, Sendable {
 
 /// What a server runs *with* beyond its revision: how it rolls out, the SLO gating it, its labels.
 public struct ServerSettings: Codable, Hashable, Sendable {
-    public var rollout: DesiredRollout
-    public var slo: String?
-    public var labels: [String: String]
+    public private(set) var rollout: DesiredRollout
+    public private(set) var slo: String?
+    public private(set) var labels: [String: String]
+    /// `Self.hash(…)` of the three, taken once (here, and for a desired server at render): the planner
+    /// compares these for every server instead of the settings. Seeded per process (never persisted,
+    /// recomputed when decoded), so no input can be crafted to collide.
+    let hash: Int
 
     public init(rollout: DesiredRollout, slo: String?, labels: [String: String]) {
         self.rollout = rollout
         self.slo = slo
         self.labels = labels
+        hash = Self.hash(rollout, slo, labels)
     }
 
     public init(_ d: DesiredServer) { self.init(rollout: d.rollout, slo: d.slo?.name, labels: d.labels) }
 
-    /// Equal to `ServerSettings(d)`, without building one (the planner asks this of every server).
-    func matches(_ d: UnsafePointer<DesiredServer>) -> Bool {
-        rollout == d.pointee.rollout && slo == d.pointee.slo?.name && labels == d.pointee.labels
+    static func hash(_ rollout: DesiredRollout, _ slo: String?, _ labels: [String: String]) -> Int {
+        var h = Hasher()
+        h.combine(rollout)
+        h.combine(slo)
+        h.combine(labels)
+        return h.finalize()
+    }
+
+    private enum CodingKeys: String, CodingKey { case rollout, slo, labels }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(rollout: try c.decode(DesiredRollout.self, forKey: .rollout), slo: try c.decodeIfPresent(String.self, forKey: .slo),
+                  labels: try c.decode([String: String].self, forKey: .labels))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(rollout, forKey: .rollout)
+        try c.encodeIfPresent(slo, forKey: .slo)
+        try c.encode(labels, forKey: .labels)
+    }
+
+    /// Whether the live server's settings are `ServerSettings(d)`, by their hashes (nil when the live
+    /// side records none). `Hasher` is SipHash with a key drawn per process: an accidental collision is
+    /// a 2^-64 chance and none can be aimed at. Read in place: the planner asks this of every server.
+    static func match(_ live: UnsafePointer<LiveServer>, _ d: UnsafePointer<DesiredServer>) -> Bool? {
+        guard let liveHash = live.pointee.settings?.hash else { return nil }
+        let desiredHash = d.pointee.settingsHash ?? hash(d.pointee.rollout, d.pointee.slo?.name, d.pointee.labels)
+        return liveHash == desiredHash
     }
     // (A mismatch only in the resolved surge counts, after a scale, yields no field change: `fields`
     // shows the settings as written.)

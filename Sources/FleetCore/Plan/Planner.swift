@@ -191,7 +191,7 @@ public enum Planner {
         var fields: [FieldChange] = []
         var what: [String] = []
         // Read in place: binding the settings copied them (every field retained) for every server.
-        switch lp.pointee.settings?.matches(dp) {
+        switch ServerSettings.match(lp, dp) {
         case true?: break
         case false?:
             let diff = fieldChanges(old: lp.pointee.settings!.fields, new: ServerSettings(dp.pointee).fields)
