@@ -23,7 +23,9 @@ public final class LocalDriver: RuntimeDriver {
     public let database: SQLiteDatabase
     let supervisor: LocalSupervisor
 
-    public init(environment: Environment, manifestRoot: String, stateDirectory: String? = nil) throws {
+    /// `sensitiveValues`: sensitive plain values by digest from the manifests as they are now (see
+    /// `LocalConfiguration.sensitiveValues`); nil when the catalog carries none.
+    public init(environment: Environment, manifestRoot: String, stateDirectory: String? = nil, sensitiveValues: (@Sendable () -> [String: String])? = nil) throws {
         let cwd = FileManager.default.currentDirectoryPath
         let state = LocalSupervisor.absolute(stateDirectory ?? environment.effectiveStateDir, against: cwd)
         self.stateDirectory = state
@@ -49,7 +51,8 @@ public final class LocalDriver: RuntimeDriver {
             bridgeScript: bridge,
             maxLogBytes: environment.local?.maxLogBytes ?? 10 * 1024 * 1024,
             maxBackoff: environment.local?.restartBackoff ?? .seconds(30),
-            inherited: inherited)
+            inherited: inherited,
+            sensitiveValues: sensitiveValues)
         database = try SQLiteDatabase(path: state + "/state.db")
         supervisor = try LocalSupervisor(configuration: configuration, tables: LocalStateTables(database: database))
     }

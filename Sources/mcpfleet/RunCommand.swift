@@ -49,7 +49,7 @@ struct FleetTarget {
         let loaded = LoadedCatalog.load(path: path)
         if loaded.diagnostics.hasErrors || loaded.hasIOErrors {
             let first = loaded.diagnostics.items.first { $0.severity == .error }
-            throw CommandFailure(message: "the catalog in \(path) is invalid (\(first.map { "\($0.message)" } ?? "see `mcpfleet validate`")); keeping the last good state")
+            throw CommandFailure(message: "the catalog in \(path) is invalid (\(first.map { DiagnosticFormatter.redact($0.message, loaded.catalog.sensitiveValues) } ?? "see `mcpfleet validate`")); keeping the last good state")
         }
         guard let environment = loaded.catalog.environment(environmentName) else {
             throw CommandFailure(message: "environment \(environmentName) is no longer in the catalog")

@@ -197,7 +197,8 @@ public enum IntOrPercent: Sendable, Hashable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .count(let n): return String(n)
-        case .percent(let p): return "\(p)%"
+        // Concatenation, not interpolation: rendered for every server (a small string, no allocation).
+        case .percent(let p): return String(p) + "%"
         }
     }
 }
@@ -552,6 +553,9 @@ public struct Catalog: Sendable, Hashable {
     public var slos: [SLO] = []
     public var tenants: [Tenant] = []
     public var environments: [Environment] = []
+    /// Plain values the manifests carry that must never be shown (sensitive by name or by shape):
+    /// rendered diagnostics mask them wherever they would appear.
+    public var sensitiveValues: Set<String> = []
 
     public init() {}
 
