@@ -84,6 +84,15 @@ import Testing
         Edit(description: "a server label", env: "local", exit: 1, named: ["labels.sdk"]) { m in
             try PlanTrustCLITests().edit(m + "/servers/time.yaml", "sdk: python", "sdk: python3")
         },
+        Edit(description: "a gateway setting of the environment", env: "local", exit: 1, named: ["local", "gateway.maxBodyBytes"]) { m in
+            try PlanTrustCLITests().edit(m + "/environments/local.yaml", "  local:\n", "  gateway: {maxBodyBytes: 1024}\n  local:\n")
+        },
+        Edit(description: "a tenant's gateway rate limit", env: "local", exit: 1, named: ["research", "gateway.rateLimit"]) { m in
+            try PlanTrustCLITests().edit(m + "/tenants.yaml", "  isolation: strict\n", "  isolation: strict\n  gateway: {rateLimit: {requestsPerSecond: 5}}\n")
+        },
+        Edit(description: "a server's gateway rate limit", env: "local", exit: 1, named: ["time", "gateway.rateLimit"]) { m in
+            try PlanTrustCLITests().edit(m + "/servers/time.yaml", "  tenant: research\n", "  tenant: research\n  gateway: {rateLimit: {requestsPerSecond: 50}}\n")
+        },
     ]
 
     @Test(arguments: edits)

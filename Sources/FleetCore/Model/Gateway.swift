@@ -2,7 +2,7 @@
 /// not by the servers' processes, so none of them is part of a server's revision.
 
 /// A token bucket: `requestsPerSecond` refill, `burst` capacity (default: one second's worth).
-public struct GatewayRateLimit: Sendable, Hashable {
+public struct GatewayRateLimit: Codable, Sendable, Hashable, CustomStringConvertible {
     public var requestsPerSecond: Int
     public var burst: Int?
 
@@ -10,6 +10,8 @@ public struct GatewayRateLimit: Sendable, Hashable {
         self.requestsPerSecond = requestsPerSecond
         self.burst = burst
     }
+
+    public var description: String { "\(requestsPerSecond)/s" + (burst.map { ", burst \($0)" } ?? "") }
 }
 
 /// `Server.spec.gateway`.

@@ -189,6 +189,8 @@ public struct DesiredServer: Codable, Hashable, Sendable {
     public var rollout: DesiredRollout { didSet { settingsHash = nil } }
     public var slo: DesiredSLO? { didSet { settingsHash = nil } }
     public var labels: [String: String] { didSet { settingsHash = nil } }
+    /// `spec.gateway.rateLimit`: read by the gateway, not by the server's processes (no revision).
+    public var gatewayRateLimit: GatewayRateLimit? { didSet { settingsHash = nil } }
     /// The manifest's directory relative to the manifest root, for `${MANIFEST_DIR}`.
     public var manifestDirectory: String
     /// `ServerSettings.hash` of this server's settings, taken at render (nil otherwise: computed when
@@ -239,7 +241,7 @@ public struct DesiredServer: Codable, Hashable, Sendable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case name, tenant, version, revision, replicas, image, command, workingDirectory, digest, transport, port, path, env, cpu, memory, cpuMillis, memoryBytes, health, rollout, slo, labels, manifestDirectory, fields
+        case name, tenant, version, revision, replicas, image, command, workingDirectory, digest, transport, port, path, env, cpu, memory, cpuMillis, memoryBytes, health, rollout, slo, labels, gatewayRateLimit, manifestDirectory, fields
     }
 
     public init(from decoder: any Decoder) throws {
@@ -265,6 +267,7 @@ public struct DesiredServer: Codable, Hashable, Sendable {
         rollout = try c.decode(DesiredRollout.self, forKey: .rollout)
         slo = try c.decodeIfPresent(DesiredSLO.self, forKey: .slo)
         labels = try c.decode([String: String].self, forKey: .labels)
+        gatewayRateLimit = try c.decodeIfPresent(GatewayRateLimit.self, forKey: .gatewayRateLimit)
         manifestDirectory = try c.decode(String.self, forKey: .manifestDirectory)
         explicitFields = try c.decode([SpecField].self, forKey: .fields)
     }
@@ -294,6 +297,7 @@ public struct DesiredServer: Codable, Hashable, Sendable {
         try c.encode(rollout, forKey: .rollout)
         try c.encodeIfPresent(slo, forKey: .slo)
         try c.encode(labels, forKey: .labels)
+        try c.encodeIfPresent(gatewayRateLimit, forKey: .gatewayRateLimit)
         try c.encode(manifestDirectory, forKey: .manifestDirectory)
         try c.encode(fields, forKey: .fields)
     }
@@ -514,8 +518,9 @@ public enum Renderer {
             transport: p.pointee.transport.type, port: p.pointee.transport.port, path: p.pointee.transport.path, env: env,
             cpu: p.pointee.resources?.cpu, memory: p.pointee.resources?.memory, cpuMillis: p.pointee.resources?.cpuMillis, memoryBytes: p.pointee.resources?.memoryBytes,
             health: health, rollout: rollout, slo: slo, labels: p.pointee.metadata.labels, manifestDirectory: p.pointee.source.relativeDirectory)
+        d.gatewayRateLimit = p.pointee.gateway?.rateLimit
         d.revision = revision(of: d, scratch: &scratch)
-        d.settingsHash = ServerSettings.hash(d.rollout, d.slo?.name, d.labels)
+        d.settingsHash = ServerSettings.hash(d.rollout, d.slo?.name, d.labels, d.gatewayRateLimit)
         return d
     }
 
@@ -726,6 +731,11 @@ public enum Renderer {
         if let v = q.maxServers { f.append(SpecField(path: "quota.maxServers", display: String(v))) }
         if let v = q.maxReplicas { f.append(SpecField(path: "quota.maxReplicas", display: String(v))) }
         if let v = q.tasks { f.append(SpecField(path: "quota.tasks", display: String(v))) }
+        if let g = t.gateway {
+            // Tokens by reference only; the gateway reads their files.
+            if !g.tokens.isEmpty { f.append(SpecField(path: "gateway.tokens", display: "[" + g.tokens.map(\.description).joined(separator: ", ") + "]")) }
+            if let r = g.rateLimit { f.append(SpecField(path: "gateway.rateLimit", display: r.description)) }
+        }
         return DesiredTenant(name: t.name, isolation: t.isolation, namespace: t.kubernetesNamespace, fields: f)
     }
 }

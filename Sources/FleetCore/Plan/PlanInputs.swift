@@ -24,34 +24,38 @@ public struct ServerSettings: Codable, Hashable, Sendable {
     public private(set) var rollout: DesiredRollout
     public private(set) var slo: String?
     public private(set) var labels: [String: String]
+    public private(set) var gatewayRateLimit: GatewayRateLimit?
     /// `Self.hash(…)` of the three, taken once (here, and for a desired server at render): the planner
     /// compares these for every server instead of the settings. Seeded per process (never persisted,
     /// recomputed when decoded), so no input can be crafted to collide.
     let hash: Int
 
-    public init(rollout: DesiredRollout, slo: String?, labels: [String: String]) {
+    public init(rollout: DesiredRollout, slo: String?, labels: [String: String], gatewayRateLimit: GatewayRateLimit? = nil) {
         self.rollout = rollout
         self.slo = slo
         self.labels = labels
-        hash = Self.hash(rollout, slo, labels)
+        self.gatewayRateLimit = gatewayRateLimit
+        hash = Self.hash(rollout, slo, labels, gatewayRateLimit)
     }
 
-    public init(_ d: DesiredServer) { self.init(rollout: d.rollout, slo: d.slo?.name, labels: d.labels) }
+    public init(_ d: DesiredServer) { self.init(rollout: d.rollout, slo: d.slo?.name, labels: d.labels, gatewayRateLimit: d.gatewayRateLimit) }
 
-    static func hash(_ rollout: DesiredRollout, _ slo: String?, _ labels: [String: String]) -> Int {
+    static func hash(_ rollout: DesiredRollout, _ slo: String?, _ labels: [String: String], _ gatewayRateLimit: GatewayRateLimit?) -> Int {
         var h = Hasher()
         h.combine(rollout)
         h.combine(slo)
         h.combine(labels)
+        h.combine(gatewayRateLimit)
         return h.finalize()
     }
 
-    private enum CodingKeys: String, CodingKey { case rollout, slo, labels }
+    private enum CodingKeys: String, CodingKey { case rollout, slo, labels, gatewayRateLimit }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         self.init(rollout: try c.decode(DesiredRollout.self, forKey: .rollout), slo: try c.decodeIfPresent(String.self, forKey: .slo),
-                  labels: try c.decode([String: String].self, forKey: .labels))
+                  labels: try c.decode([String: String].self, forKey: .labels),
+                  gatewayRateLimit: try c.decodeIfPresent(GatewayRateLimit.self, forKey: .gatewayRateLimit))
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -59,6 +63,7 @@ public struct ServerSettings: Codable, Hashable, Sendable {
         try c.encode(rollout, forKey: .rollout)
         try c.encodeIfPresent(slo, forKey: .slo)
         try c.encode(labels, forKey: .labels)
+        try c.encodeIfPresent(gatewayRateLimit, forKey: .gatewayRateLimit)
     }
 
     /// Whether the live server's settings are `ServerSettings(d)`, by their hashes (nil when the live
@@ -66,7 +71,7 @@ public struct ServerSettings: Codable, Hashable, Sendable {
     /// a 2^-64 chance and none can be aimed at. Read in place: the planner asks this of every server.
     static func match(_ live: UnsafePointer<LiveServer>, _ d: UnsafePointer<DesiredServer>) -> Bool? {
         guard let liveHash = live.pointee.settings?.hash else { return nil }
-        let desiredHash = d.pointee.settingsHash ?? hash(d.pointee.rollout, d.pointee.slo?.name, d.pointee.labels)
+        let desiredHash = d.pointee.settingsHash ?? hash(d.pointee.rollout, d.pointee.slo?.name, d.pointee.labels, d.pointee.gatewayRateLimit)
         return liveHash == desiredHash
     }
     // (A mismatch only in the resolved surge counts, after a scale, yields no field change: `fields`
@@ -95,6 +100,7 @@ public struct ServerSettings: Codable, Hashable, Sendable {
         for (k, v) in labels.sorted(by: { $0.key < $1.key }) {
             f.append(SpecField(path: "labels." + k, display: PlanSafety.display(name: k, v), canonical: PlanSafety.isSensitive(name: k, value: v) ? PlanSafety.digest(v) : v))
         }
+        if let r = gatewayRateLimit { f.append(SpecField(path: "gateway.rateLimit", display: r.description)) }
         return f
     }
 }
@@ -149,6 +155,47 @@ public struct EnvironmentSpec: Codable, Hashable, Sendable {
     public var namespacePrefix: String?
     public var fieldManager: String?
     public var imagePullSecrets: [String]?
+    /// `spec.gateway`, as plan fields (secrets only as references): what the gateway serving this
+    /// environment is told, so a plan applied from file starts the same gateway.
+    public var gateway: GatewaySpec?
+
+    public struct GatewaySpec: Codable, Hashable, Sendable {
+        public var address: String?
+        public var signingKey: SecretReference?
+        public var maxConnections: Int?
+        public var maxBodyBytes: Int?
+        public var headerTimeoutMs: Int64?
+        public var idleTimeoutMs: Int64?
+        public var upstreamTimeoutMs: Int64?
+        public var consecutiveFailures: Int?
+        public var ejectionTimeMs: Int64?
+
+        init(_ g: EnvironmentGatewaySettings) {
+            address = g.address
+            signingKey = g.signingKey
+            maxConnections = g.maxConnections
+            maxBodyBytes = g.maxBodyBytes
+            headerTimeoutMs = g.headerTimeout.map(Renderer.ms)
+            idleTimeoutMs = g.idleTimeout.map(Renderer.ms)
+            upstreamTimeoutMs = g.upstreamTimeout.map(Renderer.ms)
+            consecutiveFailures = g.consecutiveFailures
+            ejectionTimeMs = g.ejectionTime.map(Renderer.ms)
+        }
+
+        var settings: EnvironmentGatewaySettings {
+            var g = EnvironmentGatewaySettings()
+            g.address = address
+            g.signingKey = signingKey
+            g.maxConnections = maxConnections
+            g.maxBodyBytes = maxBodyBytes
+            g.headerTimeout = headerTimeoutMs.map { .milliseconds($0) }
+            g.idleTimeout = idleTimeoutMs.map { .milliseconds($0) }
+            g.upstreamTimeout = upstreamTimeoutMs.map { .milliseconds($0) }
+            g.consecutiveFailures = consecutiveFailures
+            g.ejectionTime = ejectionTimeMs.map { .milliseconds($0) }
+            return g
+        }
+    }
 
     public init(_ e: Environment) {
         driver = e.driver
@@ -168,6 +215,7 @@ public struct EnvironmentSpec: Codable, Hashable, Sendable {
         namespacePrefix = e.kubernetes?.namespacePrefix
         fieldManager = e.kubernetes?.fieldManager
         imagePullSecrets = e.kubernetes?.imagePullSecrets
+        gateway = e.gateway.map(GatewaySpec.init)
     }
 
     /// The Environment these settings describe; `origin` names where it came from in messages.
@@ -182,6 +230,7 @@ public struct EnvironmentSpec: Codable, Hashable, Sendable {
         e.stateDir = stateDir
         e.secretsDir = secretsDir
         e.serverSelector = serverSelector
+        e.gateway = gateway?.settings
         switch driver {
         case .local:
             if logDir != nil || maxLogBytes != nil || restartBackoffMs != nil {
@@ -277,6 +326,17 @@ extension Renderer {
             add("kubernetes.namespacePrefix", k.namespacePrefix)
             add("kubernetes.fieldManager", k.fieldManager)
             if !k.imagePullSecrets.isEmpty { add("kubernetes.imagePullSecrets", "[" + k.imagePullSecrets.joined(separator: ", ") + "]") }
+        }
+        if let g = e.gateway {
+            add("gateway.address", g.address)
+            add("gateway.signingKey", g.signingKey?.description)
+            add("gateway.maxConnections", g.maxConnections.map(String.init))
+            add("gateway.maxBodyBytes", g.maxBodyBytes.map(String.init))
+            add("gateway.headerTimeout", g.headerTimeout.map(Syntax.format))
+            add("gateway.idleTimeout", g.idleTimeout.map(Syntax.format))
+            add("gateway.upstreamTimeout", g.upstreamTimeout.map(Syntax.format))
+            add("gateway.consecutiveFailures", g.consecutiveFailures.map(String.init))
+            add("gateway.ejectionTime", g.ejectionTime.map(Syntax.format))
         }
         return CatalogObject(kind: .environment, name: e.name, fields: f)
     }
