@@ -25,7 +25,9 @@ public final class LocalDriver: RuntimeDriver {
     public let database: SQLiteDatabase
     let supervisor: LocalSupervisor
 
-    public init(environment: Environment, manifestRoot: String, stateDirectory: String? = nil) throws {
+    /// `sensitiveValues`: sensitive plain values by digest from the manifests as they are now (see
+    /// `LocalConfiguration.sensitiveValues`); nil when the catalog carries none.
+    public init(environment: Environment, manifestRoot: String, stateDirectory: String? = nil, sensitiveValues: (@Sendable () -> [String: String])? = nil) throws {
         let cwd = FileManager.default.currentDirectoryPath
         let state = LocalSupervisor.absolute(stateDirectory ?? environment.effectiveStateDir, against: cwd)
         self.stateDirectory = state
@@ -51,7 +53,8 @@ public final class LocalDriver: RuntimeDriver {
             bridgeScript: bridge,
             maxLogBytes: environment.local?.maxLogBytes ?? 10 * 1024 * 1024,
             maxBackoff: environment.local?.restartBackoff ?? .seconds(30),
-            inherited: inherited)
+            inherited: inherited,
+            sensitiveValues: sensitiveValues)
         database = try SQLiteDatabase(path: state + "/state.db")
         if try LocalStateTables.isFresh(database) {
             // No state, yet processes this state directory started still run: the database was lost.

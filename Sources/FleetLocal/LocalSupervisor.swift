@@ -24,6 +24,9 @@ struct LocalConfiguration: Sendable {
     var tickInterval: Duration = .milliseconds(200)
     /// PATH, HOME and LANG of the controller: all an instance inherits.
     var inherited: [String: String]
+    /// Sensitive plain values by digest, from the manifests as they are now. The state database keeps
+    /// specs sealed (never the values), so a revision reloaded from it is made whole from here.
+    var sensitiveValues: (@Sendable () -> [String: String])? = nil
 }
 
 /// Everything needed to start one instance.
@@ -251,10 +254,21 @@ actor LocalSupervisor {
     private func launch(_ key: Key, countRestart: Bool) {
         guard var inst = instances[key] else { return }
         let now = clock.now
-        guard let spec = revisions[key.server]?[inst.row.revision] else {
+        guard var spec = revisions[key.server]?[inst.row.revision] else {
             inst.phase = .backoff(reason: "revision \(inst.row.revision) is not recorded", until: now.advanced(by: configuration.maxBackoff))
             instances[key] = inst
             return
+        }
+        if !spec.sealedDigests.isEmpty {
+            // Reloaded from the state database, which never holds sensitive values.
+            if spec.unseal(configuration.sensitiveValues?() ?? [:]).isEmpty {
+                revisions[key.server]?[inst.row.revision] = spec
+            } else {
+                inst.phase = .backoff(reason: "revision \(inst.row.revision) has sensitive values the state does not keep and the manifests no longer carry; it starts again when the controller applies a revision",
+                                      until: now.advanced(by: configuration.maxBackoff))
+                instances[key] = inst
+                return
+            }
         }
         if countRestart { inst.row.restarts += 1 }
         func refuse(_ reason: String, unstartable: Bool) {
@@ -548,6 +562,9 @@ actor LocalSupervisor {
     /// reference — never a value.
     func plan(_ spec: DesiredServer, slot: Int, port: Int) throws -> LaunchPlan {
         let resource = "server/\(spec.name)"
+        guard spec.sealedDigests.isEmpty else {
+            throw DriverError(resource, "revision \(spec.revision) lacks its sensitive values (sealed); it cannot start", terminal: true)
+        }
         guard let command = spec.command, let program = command.first, !program.isEmpty else {
             throw DriverError(resource, "has no artifact.command; the local driver runs commands", terminal: true)
         }
@@ -618,7 +635,12 @@ actor LocalSupervisor {
             // Terminal: the revision cannot start as written; it fails at once instead of retrying until the deadline.
             throw DriverError(resource, "env \(variable): \(ref) not found (no readable file \(path))", terminal: true)
         }
-        var value = String(decoding: data, as: UTF8.self)
+        // An environment value ends at a NUL: a secret holding one would be cut short without a word.
+        if data.contains(0) { throw DriverError(resource, "env \(variable): \(ref) contains a NUL byte, which an environment variable cannot hold", terminal: true) }
+        guard let text = String(validating: data, as: UTF8.self) else {
+            throw DriverError(resource, "env \(variable): \(ref) is not valid UTF-8", terminal: true)
+        }
+        var value = text
         // Files written with `echo` end in a newline that is not part of the secret.
         if value.hasSuffix("\n") { value.removeLast() }
         return value

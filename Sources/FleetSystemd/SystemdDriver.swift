@@ -478,20 +478,26 @@ public actor SystemdDriver: RuntimeDriver {
 
     /// Secret values go to a 0600 environment file read by PID 1 only; never into the unit text.
     func writeSecrets(_ server: DesiredServer, base: String) throws {
-        let refs = server.env.filter { $0.secretRef != nil }
+        let refs = server.env.filter { $0.secretRef != nil || $0.isSensitive }
         let path = renderer.secretEnvironmentFile(unitBase: base)
         guard !refs.isEmpty else { return }
-        guard let dir = secretsDirectory else {
-            throw DriverError("server/\(server.name)", "uses secrets but the environment has no spec.secretsDir", terminal: true)
-        }
         var text = ""
         for e in refs {
-            guard let ref = e.secretRef else { continue }
+            guard let ref = e.secretRef else {
+                if let value = e.value { text += try SystemdSyntax.environmentFileLine(name: e.name, value: value, resource: "server/\(server.name)") }
+                continue
+            }
+            guard let dir = secretsDirectory else {
+                throw DriverError("server/\(server.name)", "uses secrets but the environment has no spec.secretsDir", terminal: true)
+            }
             let file = "\(dir)/\(ref.name)/\(ref.key)"
             guard let data = FileManager.default.contents(atPath: file) else {
                 throw DriverError("server/\(server.name)", "secret \(ref.name)/\(ref.key) for \(e.name) not found in the secrets directory")
             }
-            var value = String(decoding: data, as: UTF8.self)
+            // Never repaired silently: a secret that is not text cannot be passed on as it is.
+            guard var value = String(validating: data, as: UTF8.self) else {
+                throw DriverError("server/\(server.name)", "secret \(ref.name)/\(ref.key) for \(e.name) is not valid UTF-8", terminal: true)
+            }
             if value.hasSuffix("\n") { value.removeLast() }
             text += try SystemdSyntax.environmentFileLine(name: e.name, value: value, resource: "server/\(server.name)")
         }

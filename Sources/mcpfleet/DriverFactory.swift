@@ -3,6 +3,7 @@ import FleetKubernetes
 import FleetLocal
 import FleetState
 import FleetSystemd
+import FleetYAML
 import Foundation
 
 /// The composition root's choice of driver and rollout store for an environment.
@@ -33,7 +34,14 @@ enum DriverFactory {
         let manifestRoot = URL(fileURLWithPath: root, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath)).standardizedFileURL.path
         switch environment.driver {
         case .local:
-            let driver = try LocalDriver(environment: environment, manifestRoot: manifestRoot)
+            // Sensitive plain values are never in the driver's state: a revision it reloads is made whole
+            // from the manifests as they are when it needs them (their digests must still match).
+            let name = environment.name
+            let driver = try LocalDriver(environment: environment, manifestRoot: manifestRoot, sensitiveValues: {
+                let loaded = CatalogLoader.load(path: manifestRoot)
+                guard !loaded.diagnostics.hasErrors, let e = loaded.catalog.environment(name) else { return [:] }
+                return Renderer.sensitiveValues(Renderer.desiredState(loaded.catalog, environment: e))
+            })
             return (driver, try driver.rolloutStore())
         case .systemd:
             // Units live in the runtime; the rollout bookkeeping in SQLite beside the driver's own files.

@@ -30,7 +30,7 @@ struct StatusCommand: AsyncParsableCommand {
         case .json: writeStdout(try encodeJSON(live))
         default:
             let desired = target.desired
-            var text = Self.table(live, desired: desired)
+            var text = Self.table(live, desired: desired, gateway: GatewayWiring.address(flag: nil, environment: target.environment, once: false))
             text += Self.notes(live, desired: desired, records: try await store.records())
             if let note = try await ControllerPresence.read(store).note { text += "  \(note)\n" }
             writeStdout(text)
@@ -53,8 +53,9 @@ struct StatusCommand: AsyncParsableCommand {
         return out.isEmpty ? "" : "\n" + out.joined(separator: "\n") + "\n"
     }
 
-    static func table(_ live: LiveState, desired: DesiredState?) -> String {
-        var rows: [[String]] = [["SERVER", "TENANT", "DESIRED", "READY", "REVISION", "TARGET", "PHASE", "NOTES"]]
+    /// `gateway`: the gateway's address, for an ENDPOINT column (`http://ADDRESS/{server}/mcp`).
+    static func table(_ live: LiveState, desired: DesiredState?, gateway: String? = nil) -> String {
+        var rows: [[String]] = [["SERVER", "TENANT", "DESIRED", "READY", "REVISION", "TARGET", "PHASE"] + (gateway == nil ? [] : ["ENDPOINT"]) + ["NOTES"]]
         var names = Set(live.servers.map(\.name))
         for d in desired?.servers ?? [] { names.insert(d.name) }
         for name in names.sorted() {
@@ -67,9 +68,12 @@ struct StatusCommand: AsyncParsableCommand {
             if s == nil { notes.append("not running") }
             if s?.managed == false { notes.append("unmanaged") }
             if let d, let serving = s?.servingRevision?.revision, serving != d.revision, s?.targetRevision != d.revision { notes.append("desired \(d.revision)") }
-            rows.append([name, s?.tenant ?? d?.tenant ?? "-", d.map { String($0.replicas) } ?? "-",
-                         s.map { "\($0.readyReplicas)/\($0.totalReplicas)" } ?? "0/0",
-                         s?.servingRevision?.revision ?? "-", s?.targetRevision ?? "-", s?.phase.rawValue ?? "-", notes.joined(separator: "; ")])
+            var row: [String] = [name, s?.tenant ?? d?.tenant ?? "-", d.map { String($0.replicas) } ?? "-",
+                                 s.map { "\($0.readyReplicas)/\($0.totalReplicas)" } ?? "0/0",
+                                 s?.servingRevision?.revision ?? "-", s?.targetRevision ?? "-", s?.phase.rawValue ?? "-"]
+            if let gateway { row.append(GatewayWiring.endpoint(gateway, server: name)) }
+            row.append(notes.joined(separator: "; "))
+            rows.append(row)
         }
         let widths = rows[0].indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
         return rows.map { row in
