@@ -242,6 +242,12 @@ struct RunCommand: AsyncParsableCommand {
             if !(await controller.isSettled()) {
                 throw CommandFailure(message: "not converged within \(timeout)", exitCode: 1)
             }
+            // Settled is not converged when a revision failed with nothing to roll back to: say why, exit 1.
+            let desiredNames = Set(await controller.snapshot()?.desired.servers.map(\.name) ?? [])
+            let failed = try await store.records().filter { $0.phase == .failed && desiredNames.contains($0.server) }
+            if !failed.isEmpty {
+                throw CommandFailure(message: failed.map { "\($0.server): \($0.message ?? "failed")" }.joined(separator: "; "), exitCode: 1)
+            }
         }
     }
 
