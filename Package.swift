@@ -21,6 +21,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         // The official MCP Swift SDK: its `mcp-everything-server` is the real MCP server the example fleet and the tests run.
         .package(url: "https://github.com/modelcontextprotocol/swift-sdk.git", from: "0.12.1"),
+        // The gateway's HTTP stack (server and upstream client). Already built for the SDK's everything-server,
+        // so it adds no packages to a build (docs/designs/0005-gateway.md).
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     ],
     targets: [
         // System libraries (Debian: libyaml-dev, libcurl4-openssl-dev, libsqlite3-dev).
@@ -53,15 +56,32 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict),
+        // The data plane: one HTTP stack (NIO) for the MCP gateway and the controller's /metrics, /healthz, /readyz.
+        .target(
+            name: "FleetGateway",
+            dependencies: [
+                "FleetCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict),
         // Test doubles shared by test targets: in-memory driver and store, manual clock, sandboxes.
         .target(name: "FleetTesting", dependencies: ["FleetCore"], swiftSettings: strict),
         .executableTarget(
             name: "mcpfleet",
             dependencies: [
                 "FleetCore", "FleetYAML", "FleetSupplyChain", "FleetHTTP", "FleetState", "FleetLocal", "FleetSystemd",
-                "FleetKubernetes", "FleetController",
+                "FleetKubernetes", "FleetController", "FleetGateway",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict),
@@ -75,6 +95,16 @@ let package = Package(
         .testTarget(name: "FleetSystemdTests", dependencies: ["FleetSystemd", "FleetState", "FleetCore", "FleetTesting"]),
         .testTarget(name: "FleetKubernetesTests", dependencies: ["FleetKubernetes", "FleetHTTP", "FleetCore", "FleetYAML", "FleetTesting"]),
         .testTarget(name: "FleetControllerTests", dependencies: ["FleetController", "FleetCore", "FleetHTTP", "FleetTesting"]),
+        .testTarget(
+            name: "FleetGatewayTests",
+            dependencies: [
+                "FleetGateway", "FleetCore", "FleetYAML", "FleetHTTP", "FleetTesting",
+                .product(name: "MCP", package: "swift-sdk"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            exclude: ["mcp_client.py", "py_server.py"]),
         .testTarget(name: "MCPFleetCLITests", dependencies: ["FleetCore", "FleetTesting"]),
     ]
 )

@@ -16,6 +16,10 @@ public struct ControllerConfiguration: Sendable {
     /// Probe scheduler tick; each instance is probed every `health.interval`, new ones at once.
     public var probeTickMs: Int64 = 200
     public var probeConcurrency: Int = 32
+    /// How often the controller writes a heartbeat to the store (and so learns whether it is writable).
+    public var heartbeatIntervalMs: Int64 = 5_000
+    /// Reconciles failing in a row, with none succeeding, after which `/readyz` says not ready.
+    public var failureStreakLimit: Int = 3
 
     public init() {}
 }
@@ -69,7 +73,8 @@ public final class Controller: Service, Sendable {
         self.configuration = configuration
         self.metrics = metrics
         prober = transport.map { Prober(transport: $0) }
-        let queue = WorkQueue<ReconcileKey>(clock: clock)
+        // Failures back off up to the resync interval: a resync would retry them then anyway.
+        let queue = WorkQueue<ReconcileKey>(clock: clock, maxDelayMs: max(WorkQueue<ReconcileKey>.baseDelayMs, configuration.resyncIntervalMs))
         self.queue = queue
         let tracker = HealthTracker()
         self.tracker = tracker
@@ -89,6 +94,7 @@ public final class Controller: Service, Sendable {
             await withTaskGroup(of: Void.self) { g in
                 g.addTask { await self.sourceLoop() }
                 g.addTask { await self.probeLoop() }
+                g.addTask { await self.heartbeatLoop() }
             }
         }
         await withTaskCancellationOrGracefulShutdownHandler {
@@ -107,6 +113,24 @@ public final class Controller: Service, Sendable {
 
     /// True once the manifests were loaded and a first pass over every server was made.
     public func isReady() async -> Bool { await state.ready }
+
+    /// Whether the controller can do its job now, and if not why: what `/readyz` answers.
+    public struct Readiness: Sendable, Hashable {
+        public var ready: Bool
+        public var reason: String
+    }
+
+    /// Ready once the first sync is done, unless the store cannot be written (nothing the controller
+    /// does could be recorded, so it must not act) or every reconcile has been failing.
+    public func readiness() async -> Readiness {
+        let s = await state.health()
+        if !s.ready { return Readiness(ready: false, reason: "first sync not done") }
+        if let e = s.storeError { return Readiness(ready: false, reason: "the rollout store is not writable: \(e)") }
+        if s.failureStreak >= configuration.failureStreakLimit, let e = s.lastError {
+            return Readiness(ready: false, reason: "every reconcile is failing (\(s.failureStreak) in a row, none succeeded since): \(e)")
+        }
+        return Readiness(ready: true, reason: "ready")
+    }
 
     /// The last live state observed, with the controller's bookkeeping folded in.
     public func lastLive() async -> LiveState? { await state.lastLive }
@@ -145,8 +169,12 @@ public final class Controller: Service, Sendable {
             // `mcpfleet rollback|pause|resume|promote` edit the store; notice them without waiting for a resync.
             if let records = try? await store.records() {
                 for r in records {
-                    let mark = "\(r.pinnedRevision ?? "")|\(r.paused)|\(r.promoted)|\(r.stepStartedAt)"
-                    if let old = operatorMarks[r.server], old != mark { await queue.add(.server(r.server)) }
+                    let mark = "\(r.pinnedRevision ?? "")|\(r.pinForced)|\(r.paused)|\(r.promoted)|\(r.stepStartedAt)|\(r.failedRevisions)"
+                    if let old = operatorMarks[r.server], old != mark {
+                        // An operator acted (e.g. `resume --retry` after adding a secret): start failures are tried afresh.
+                        await state.clearStartErrors(server: r.server)
+                        await queue.add(.server(r.server), bypassingBackoff: true)
+                    }
                     operatorMarks[r.server] = mark
                 }
             }
@@ -191,16 +219,20 @@ public final class Controller: Service, Sendable {
             case .server(let name): try await reconcile(server: name, log: log, correlation: correlation)
             }
             await queue.forget(key)
+            await state.reconciled(key, error: nil)
             metrics.reconcileDuration(ContinuousClock.now - start, result: "success")
         } catch {
             metrics.reconcileDuration(ContinuousClock.now - start, result: "error")
             if case .server(let name) = key { metrics.reconcileError(server: name) }
-            if let e = error as? DriverError, e.terminal {
-                log.error("reconcile failed; not retried until something changes", metadata: ["error": "\(e)"])
-            } else {
-                let delay = await queue.addRateLimited(key)
-                log.warning("reconcile failed; retrying", metadata: ["error": "\(error)", "retry_in_ms": "\(delay)"])
-            }
+            let terminal = (error as? DriverError)?.terminal ?? false
+            let delay = await queue.addRateLimited(key, terminal: terminal)
+            // The same failure again is logged once at warning, then at debug, with a count (and at
+            // warning again at 10, 100, 1000 … repeats), so a stuck key does not flood the log.
+            let repeats = await state.reconciled(key, error: "\(error)")
+            let level: Logger.Level = repeats == 0 || [10, 100, 1000, 10000].contains(repeats) ? .warning : .debug
+            log.log(level: level, terminal ? "reconcile failed with an error retrying cannot fix; retried at the next resync or sooner if the catalog or an operator changes it"
+                                           : "reconcile failed; retrying",
+                    metadata: ["error": "\(error)", "retry_in_ms": "\(delay)", "repeats": "\(repeats)"])
         }
     }
 
@@ -220,8 +252,17 @@ public final class Controller: Service, Sendable {
             }
         }
         let desiredNames = Set(snap.desired.servers.map(\.name))
-        for s in snap.desired.servers { await queue.add(.server(s.name)) }
+        // A changed catalog may fix what failed: those keys skip their backoff; a plain resync does not.
+        let changed = await state.syncedSnapshot(snap.fingerprint)
+        if changed { await state.clearStartErrors(server: nil) }
+        for s in snap.desired.servers { await queue.add(.server(s.name), bypassingBackoff: changed) }
         for l in live.servers where l.managed && !desiredNames.contains(l.name) { await queue.add(.server(l.name)) }
+        // Bookkeeping of servers neither desired nor running (a deletion interrupted after the runtime
+        // forgot the server): reconciling the key removes the record.
+        let liveNames = Set(live.servers.map(\.name))
+        for r in try await store.records() where !desiredNames.contains(r.server) && !liveNames.contains(r.server) {
+            await queue.add(.server(r.server))
+        }
         let desiredTenants = Set(snap.desired.tenants.map(\.name))
         for t in live.tenants where t.managed && !desiredTenants.contains(t.name) && !live.servers.contains(where: { $0.tenant == t.name }) {
             try await act("remove-tenant", server: "tenant/\(t.name)", revision: nil, reason: "no desired server belongs to it", snap: snap, correlation: correlation) {
@@ -276,26 +317,39 @@ public final class Controller: Service, Sendable {
         var currentLive = liveServer
         var settled = false
         var wakeAt: Int64?
-        // A few machine steps when it only changed phase (no actions), so a step boundary costs no extra round.
-        for _ in 0..<4 {
+        // A few machine steps when it only changed phase (no actions), so a step boundary costs no extra
+        // round; and one more when a start failed in a way retrying cannot fix, so the revision fails now.
+        for _ in 0..<5 {
             let health = await healthSummary(desired, live: currentLive)
             let status = await analysis.status(server: name)
+            let problems = await problems(desired, live: currentLive)
             let now = clock.nowMs()
-            let out = RolloutMachine.step(RolloutInput(desired: desired, record: record, live: currentLive, analysis: status,
-                                                       health: health, blockedReason: blocked, now: now))
+            var input = record
+            input?.probes = await probeNotes(desired, live: currentLive)
+            let out = RolloutMachine.step(RolloutInput(desired: desired, record: input, live: currentLive, analysis: status,
+                                                       health: health, blockedReason: blocked, problems: problems, now: now))
             if record.map({ var a = $0; a.updatedAt = 0; var b = out.record; b.updatedAt = 0; return a != b }) ?? true || !out.actions.isEmpty {
                 // Bookkeeping first: a controller killed after this line resumes from the new record.
-                try await store.save(out.record)
-                if record?.phase != out.record.phase || record?.targetRevision != out.record.targetRevision {
-                    log.info("rollout phase", metadata: ["server": "\(name)", "phase": "\(out.record.phase.rawValue)",
-                                                         "target": "\(out.record.targetRevision ?? "")", "stable": "\(out.record.stableRevision ?? "")",
-                                                         "message": "\(out.record.message ?? "")"])
+                try await persist { try await self.store.save(out.record) }
+                if record?.phase != out.record.phase || record?.targetRevision != out.record.targetRevision || record?.message != out.record.message {
+                    let level: Logger.Level = [.rolledBack, .failed, .degraded].contains(out.record.phase) ? .warning : .info
+                    log.log(level: level, "rollout phase", metadata: ["server": "\(name)", "phase": "\(out.record.phase.rawValue)",
+                                                                   "target": "\(out.record.targetRevision ?? "")", "stable": "\(out.record.stableRevision ?? "")",
+                                                                   "message": "\(out.record.message ?? "")"])
                 }
             }
             log.debug("step", metadata: ["server": "\(name)", "actions": "\(out.actions.map(\.description))", "settled": "\(out.settled)",
                                          "health": "\(health.map { "\($0.key)=\($0.value.healthy)/\($0.value.probed)" })", "message": "\(out.record.message ?? "")"])
             record = out.record
-            try await perform(out.actions, desired: desired, live: currentLive, snap: snap, correlation: correlation)
+            do {
+                try await perform(out.actions, desired: desired, live: currentLive, snap: snap, correlation: correlation)
+            } catch let failure as StartFailure {
+                // Retrying cannot start this revision: the machine hears it at once and fails the rollout.
+                log.warning("cannot start revision", metadata: ["server": "\(name)", "revision": "\(failure.revision)", "error": "\(failure.error)"])
+                if failure.revision != out.record.targetRevision { throw failure.error }
+                currentLive = try await observe().server(name)
+                continue
+            }
             settled = out.settled
             wakeAt = out.wakeAt
             guard out.again && out.actions.allSatisfy({ if case .scale = $0 { false } else { true } }) else { break }
@@ -303,7 +357,7 @@ public final class Controller: Service, Sendable {
                 currentLive = try await observe().server(name)
             }
         }
-        metrics.phase(server: name, phase: record?.phase ?? .stable)
+        metrics.phase(server: name, phase: record?.displayPhase ?? .stable)
         metrics.replicas(server: name, desired: desired.replicas, ready: currentLive?.readyReplicas ?? 0)
         await state.setSettled(name, settled)
         if !settled {
@@ -325,6 +379,52 @@ public final class Controller: Service, Sendable {
             out[r.revision] = RevisionHealth(healthy: 0, probed: 0)
         }
         return out
+    }
+
+    /// Why each revision's instances are not ready: the driver's view (state, exit status, port holder,
+    /// log tail, unstartable) and the controller's probes (failure messages), plus start failures the
+    /// driver reported from `scale`. New reasons are logged at warning level, once each.
+    func problems(_ desired: DesiredServer, live: LiveServer?) async -> [String: RevisionProblems] {
+        var out: [String: RevisionProblems] = [:]
+        let probeFailures = await tracker.failures(server: desired.name, threshold: desired.health.failureThreshold)
+        for r in live?.revisions ?? [] {
+            var p = RevisionProblems()
+            for i in r.instances ?? [] {
+                p.restarts += i.restarts ?? 0
+                var why: String?
+                if i.unstartable == true {
+                    why = i.reason ?? "cannot start"
+                    p.unstartable = p.unstartable ?? "\(i.id): \(why!)"
+                } else if i.state != .running || !i.healthy {
+                    why = i.reason ?? i.state.rawValue
+                } else if let failure = probeFailures[i.id] {
+                    why = "probe failed: \(failure)"
+                }
+                if let why { p.reasons.append(RevisionProblems.line(instance: i.id, why: why, logTail: i.logTail)) }
+            }
+            if r.instances == nil {
+                for (id, failure) in probeFailures.sorted(by: { $0.key < $1.key }) where id.contains(r.revision) {
+                    p.reasons.append(RevisionProblems.line(instance: id, why: "probe failed: \(failure)", logTail: nil))
+                }
+            }
+            if let e = await state.startError(server: desired.name, revision: r.revision) { p.unstartable = e }
+            if p != RevisionProblems() { out[r.revision] = p }
+        }
+        // Revisions the runtime has no group of (their start failed before it recorded anything).
+        for (revision, e) in await state.startErrors(server: desired.name) where out[revision] == nil {
+            out[revision] = RevisionProblems(unstartable: e)
+        }
+        for line in await state.newProblems(server: desired.name, out.values.flatMap(\.reasons)) {
+            logger.warning("instance not ready", metadata: ["server": "\(desired.name)", "reason": "\(line)"])
+        }
+        return out
+    }
+
+    /// The controller's probe verdicts, for the record (`status` folds them into READY).
+    func probeNotes(_ desired: DesiredServer, live: LiveServer?) async -> [String: ProbeNote] {
+        guard prober != nil, desired.transport != .stdio, let live else { return [:] }
+        let known = Set(live.revisions.flatMap { ($0.instances ?? []).map(\.id) })
+        return await tracker.notes(server: desired.name, threshold: desired.health.failureThreshold).filter { known.isEmpty || known.contains($0.key) }
     }
 
     /// The health check a revision was deployed with: from the spec rendered in this process, else from the
@@ -363,8 +463,14 @@ public final class Controller: Service, Sendable {
             case .scale(let revision, let replicas):
                 let s = await spec(for: revision, desired: desired, live: live)
                 let from = live?.revisions.first { $0.revision == revision }?.replicas ?? 0
-                try await act("scale", server: name, revision: revision, reason: "\(from) → \(replicas) replicas", snap: snap, correlation: correlation) {
-                    try await self.driver.scale(s, replicas: replicas)
+                do {
+                    try await act("scale", server: name, revision: revision, reason: "\(from) → \(replicas) replicas", snap: snap, correlation: correlation) {
+                        try await self.driver.scale(s, replicas: replicas)
+                    }
+                    await state.setStartError(server: name, revision: revision, nil)
+                } catch let e as DriverError where e.terminal && replicas > from {
+                    await state.setStartError(server: name, revision: revision, e.message)
+                    throw StartFailure(revision: revision, error: e)
                 }
             case .removeRevision(let revision):
                 try await act("remove-revision", server: name, revision: revision, reason: "revision no longer needed", snap: snap, correlation: correlation) {
@@ -379,9 +485,12 @@ public final class Controller: Service, Sendable {
                     createdAt: existing?.createdAt ?? clock.nowMs(), outcome: outcome, reason: reason,
                     manifestCommit: existing?.manifestCommit ?? snap.commit, evidence: existing?.evidence ?? verdict?.evidence))
             case .audit(let what, let revision, let reason):
-                try await store.appendAudit(AuditEntry(time: clock.nowMs(), server: name, action: what, revision: revision, reason: reason,
-                                                       manifestCommit: snap.commit, outcome: "ok", correlationId: correlation))
-                logger.info("\(what)", metadata: ["server": "\(name)", "revision": "\(revision ?? "")", "reason": "\(reason)", "correlation_id": "\(correlation)"])
+                try await persist {
+                    try await self.store.appendAudit(AuditEntry(time: self.clock.nowMs(), server: name, action: what, revision: revision, reason: reason,
+                                                                manifestCommit: snap.commit, outcome: "ok", correlationId: correlation))
+                }
+                let level: Logger.Level = ["rollback", "rollout-failed"].contains(what) ? .warning : .info
+                logger.log(level: level, "\(what)", metadata: ["server": "\(name)", "revision": "\(revision ?? "")", "reason": "\(reason)", "correlation_id": "\(correlation)"])
             case .runAnalysis(let revision, let step, let notBefore):
                 let before = await analysis.status(server: name)
                 await analysis.ensure(server: desired, revision: revision, step: step, notBefore: notBefore)
@@ -393,18 +502,51 @@ public final class Controller: Service, Sendable {
         }
     }
 
-    /// Runs one driver call and appends it to the audit log either way.
+    /// Runs one driver call and appends it to the audit log either way (a failure repeated by retries
+    /// is counted on its first entry by the store, not appended again).
     func act(_ action: String, server: String, revision: String?, reason: String, snap: DesiredStateSnapshot, correlation: String,
              _ body: @Sendable () async throws -> Void) async throws {
         do {
             try await body()
-            metrics.change(action: action)
-            try await store.appendAudit(AuditEntry(time: clock.nowMs(), server: server, action: action, revision: revision, reason: reason,
-                                                   manifestCommit: snap.commit, outcome: "ok", correlationId: correlation))
         } catch {
-            try? await store.appendAudit(AuditEntry(time: clock.nowMs(), server: server, action: action, revision: revision, reason: reason,
-                                                    manifestCommit: snap.commit, outcome: "error: \(error)", correlationId: correlation))
+            let entry = AuditEntry(time: clock.nowMs(), server: server, action: action, revision: revision, reason: reason,
+                                   manifestCommit: snap.commit, outcome: "error: \(error)", correlationId: correlation)
+            do { try await persist { try await self.store.appendAudit(entry) } } catch {
+                logger.error("cannot write the audit log", metadata: ["error": "\(error)", "entry": "\(action) \(server)"])
+            }
             throw error
+        }
+        metrics.change(action: action)
+        try await persist {
+            try await self.store.appendAudit(AuditEntry(time: self.clock.nowMs(), server: server, action: action, revision: revision, reason: reason,
+                                                        manifestCommit: snap.commit, outcome: "ok", correlationId: correlation))
+        }
+    }
+
+    /// A store write; its outcome is what readiness knows about the store.
+    func persist(_ body: () async throws -> Void) async throws {
+        do {
+            try await body()
+            if await state.setStoreError(nil) { logger.notice("the rollout store is writable again; the controller is ready") }
+        } catch {
+            if await state.setStoreError("\(error)") {
+                logger.error("the rollout store is not writable; the controller reports not ready and acts on nothing it cannot record", metadata: ["error": "\(error)"])
+            }
+            throw error
+        }
+    }
+
+    /// Writes a heartbeat every `heartbeatIntervalMs`: `status` tells a live controller by it, and a
+    /// store that refuses it makes the controller not ready until it accepts one again.
+    func heartbeatLoop() async {
+        while !Task.isCancelled {
+            // `persist` logs the store becoming unwritable (and writable again) once.
+            do { try await persist { try await self.store.heartbeat(now: self.clock.nowMs()) } } catch {}
+            do { try await clock.sleep(milliseconds: configuration.heartbeatIntervalMs) } catch { break }
+        }
+        // Stopping: no controller runs on this store any more (status and `state restore` rely on it).
+        do { try await store.heartbeat(now: nil) } catch {
+            logger.warning("cannot clear the controller's heartbeat", metadata: ["error": "\(error)"])
         }
     }
 
@@ -441,7 +583,7 @@ public final class Controller: Service, Sendable {
                                                                         threshold: d.health.failureThreshold, now: self.clock.nowMs())
                                 await self.state.endProbe(d.name + "/" + e.instance)
                                 if flipped {
-                                    self.logger.info(result.success ? "instance healthy" : "instance unhealthy", metadata: [
+                                    self.logger.log(level: result.success ? .info : .warning, result.success ? "instance healthy" : "instance unhealthy", metadata: [
                                         "server": "\(d.name)", "revision": "\(revision)", "instance": "\(e.instance)", "reason": "\(result.message ?? "")"])
                                     await self.queue.add(.server(d.name))
                                 }
@@ -458,6 +600,13 @@ public final class Controller: Service, Sendable {
     }
 }
 
+/// A `scale` that starts instances failed in a way retrying cannot fix (the driver's terminal error).
+struct StartFailure: Error, CustomStringConvertible {
+    var revision: String
+    var error: DriverError
+    var description: String { "\(error)" }
+}
+
 /// The controller's in-memory state (rebuilt from the source, the driver and the store after a restart).
 actor ControllerState {
     var snapshot: DesiredStateSnapshot?
@@ -467,6 +616,64 @@ actor ControllerState {
     private var settled: [String: Bool] = [:]
     private var knownInstances: [String: [String: Set<String>]] = [:]
     private var probing: Set<String> = []
+    private var startErrors: [String: [String: String]] = [:]
+    private var loggedProblems: [String: Set<String>] = [:]
+    private var lastSyncedFingerprint: String?
+    private var storeError: String?
+    private var failureStreak = 0
+    private var lastError: String?
+    private var lastErrorByKey: [ReconcileKey: (error: String, repeats: Int)] = [:]
+
+    struct Health {
+        var ready: Bool
+        var storeError: String?
+        var failureStreak: Int
+        var lastError: String?
+    }
+
+    func health() -> Health { Health(ready: ready, storeError: storeError, failureStreak: failureStreak, lastError: lastError) }
+    /// Returns true when the store went from writable to not, or back.
+    func setStoreError(_ e: String?) -> Bool {
+        defer { storeError = e }
+        return (storeError == nil) != (e == nil)
+    }
+
+    /// Counts a reconcile's outcome; returns how often this key failed the same way in a row before.
+    @discardableResult
+    func reconciled(_ key: ReconcileKey, error: String?) -> Int {
+        guard let error else {
+            failureStreak = 0
+            lastErrorByKey[key] = nil
+            return 0
+        }
+        failureStreak += 1
+        lastError = error
+        let repeats = lastErrorByKey[key].map { $0.error == error ? $0.repeats + 1 : 0 } ?? 0
+        lastErrorByKey[key] = (error, repeats)
+        return repeats
+    }
+
+    /// Returns true when `fingerprint` differs from the last sync's.
+    func syncedSnapshot(_ fingerprint: String) -> Bool {
+        defer { lastSyncedFingerprint = fingerprint }
+        return lastSyncedFingerprint != nil && lastSyncedFingerprint != fingerprint
+    }
+
+    func startError(server: String, revision: String) -> String? { startErrors[server]?[revision] }
+    func startErrors(server: String) -> [String: String] { startErrors[server] ?? [:] }
+    func setStartError(server: String, revision: String, _ message: String?) { startErrors[server, default: [:]][revision] = message }
+    /// Forgets start failures (of one server, or all): something changed that may let them start.
+    func clearStartErrors(server: String?) {
+        if let server { startErrors[server] = nil } else { startErrors = [:] }
+    }
+
+    /// The lines among `lines` not reported before (the rest were logged already).
+    func newProblems(server: String, _ lines: [String]) -> [String] {
+        let current = Set(lines)
+        let old = loggedProblems[server] ?? []
+        loggedProblems[server] = current
+        return lines.filter { !old.contains($0) }
+    }
 
     /// Returns true when the desired state changed.
     func setSnapshot(_ s: DesiredStateSnapshot) -> Bool {
@@ -494,6 +701,8 @@ actor ControllerState {
         settled[server] = nil
         knownInstances[server] = nil
         specs[server] = nil
+        startErrors[server] = nil
+        loggedProblems[server] = nil
     }
 
     func beginProbe(_ key: String, limit: Int) -> Bool {

@@ -9,6 +9,8 @@ public actor HealthTracker {
         var successes = 0
         var lastProbeMs: Int64 = 0
         var lastMessage: String?
+        /// The last failed probe's message (kept while later probes also fail or none passed yet).
+        var lastFailure: String?
     }
 
     struct Window {
@@ -35,6 +37,7 @@ public actor HealthTracker {
             h.successes += 1
         } else {
             h.consecutiveFailures += 1
+            h.lastFailure = result.message ?? "probe failed"
         }
         instances[server, default: [:]][instance] = h
         lastResults[server, default: [:]][instance] = result
@@ -52,6 +55,20 @@ public actor HealthTracker {
     public func lastProbe(server: String, instance: String) -> Int64? { instances[server]?[instance]?.lastProbeMs }
 
     public func lastResult(server: String, instance: String) -> ProbeResult? { lastResults[server]?[instance] }
+
+    /// Instances probed and not healthy, with why (the last failed probe's message).
+    public func failures(server: String, threshold: Int) -> [String: String] {
+        (instances[server] ?? [:]).compactMapValues { h in
+            healthy(h, threshold: threshold) ? nil : (h.lastFailure ?? "no probe has passed yet")
+        }
+    }
+
+    /// Every probed instance's verdict, with why for the unhealthy ones.
+    public func notes(server: String, threshold: Int) -> [String: ProbeNote] {
+        (instances[server] ?? [:]).mapValues { h in
+            healthy(h, threshold: threshold) ? ProbeNote(healthy: true) : ProbeNote(healthy: false, reason: h.lastFailure ?? "no probe has passed yet")
+        }
+    }
 
     /// Forgets instances that no longer exist.
     public func retain(server: String, instances keep: Set<String>) {

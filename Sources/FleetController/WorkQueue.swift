@@ -2,10 +2,13 @@ import FleetCore
 
 /// A controller-runtime style work queue: keys are de-duplicated, a key is never handed to two workers
 /// at once (a key added while being processed is queued again when it is done), failures back off
-/// exponentially per key (5 ms → 1000 s).
+/// exponentially per key (5 ms → `maxDelayMs`). While a key waits out its backoff, plain `add`s of it
+/// (resyncs, probe flips) wait too — so the delay a failure logs is when the retry happens; only
+/// `add(_:bypassingBackoff:)` (a changed catalog, an operator's edit) retries it sooner.
 public actor WorkQueue<Key: Hashable & Sendable> {
     public static var baseDelayMs: Int64 { 5 }
-    public static var maxDelayMs: Int64 { 1_000_000 }
+    public static var defaultMaxDelayMs: Int64 { 1_000_000 }
+    public nonisolated let maxDelayMs: Int64
 
     private var queue: [Key] = []
     private var queued: Set<Key> = []
@@ -14,11 +17,14 @@ public actor WorkQueue<Key: Hashable & Sendable> {
     private var waiters: [CheckedContinuation<Key?, Never>] = []
     private var failures: [Key: Int] = [:]
     private var delayed: [Key: (due: Int64, task: Task<Void, Never>)] = [:]
+    /// Keys waiting out a failure's backoff, with the retry's due time.
+    private var backingOff: [Key: Int64] = [:]
     private var shuttingDown = false
     private let clock: any ControllerClock
 
-    public init(clock: any ControllerClock) {
+    public init(clock: any ControllerClock, maxDelayMs: Int64 = WorkQueue.defaultMaxDelayMs) {
         self.clock = clock
+        self.maxDelayMs = max(Self.baseDelayMs, maxDelayMs)
     }
 
     /// Keys waiting to be processed (not counting those in progress or delayed).
@@ -28,6 +34,19 @@ public actor WorkQueue<Key: Hashable & Sendable> {
 
     public func add(_ key: Key) {
         guard !shuttingDown else { return }
+        if let due = backingOff[key], clock.nowMs() < due { return }
+        enqueue(key)
+    }
+
+    /// Adds `key` now even if it is waiting out a failure's backoff (something changed that may fix it).
+    public func add(_ key: Key, bypassingBackoff: Bool) {
+        guard bypassingBackoff else { return add(key) }
+        guard !shuttingDown else { return }
+        backingOff[key] = nil
+        enqueue(key)
+    }
+
+    private func enqueue(_ key: Key) {
         if processing.contains(key) {
             dirty.insert(key)
             return
@@ -48,6 +67,7 @@ public actor WorkQueue<Key: Hashable & Sendable> {
         if delayMs <= 0 { return add(key) }
         let due = clock.nowMs() + delayMs
         if let existing = delayed[key], existing.due <= due { return }
+        if let retry = backingOff[key], due < retry { return }  // the backoff's retry comes first
         delayed[key]?.task.cancel()
         let clock = self.clock
         let task = Task {
@@ -60,21 +80,33 @@ public actor WorkQueue<Key: Hashable & Sendable> {
     private func fire(_ key: Key, due: Int64) {
         guard delayed[key]?.due == due else { return }
         delayed[key] = nil
-        add(key)
+        if backingOff[key] == due { backingOff[key] = nil }
+        enqueue(key)
     }
 
-    /// Requeues after a failure with exponential backoff; returns the delay used.
+    /// Requeues after a failure with exponential backoff (at once the longest for a failure retrying
+    /// cannot fix, `terminal`); returns the delay used — when the key is processed again, unless
+    /// `add(_:bypassingBackoff:)` brings it sooner.
     @discardableResult
-    public func addRateLimited(_ key: Key) -> Int64 {
+    public func addRateLimited(_ key: Key, terminal: Bool = false) -> Int64 {
         let n = failures[key, default: 0]
         failures[key] = n + 1
-        let delay = min(Self.maxDelayMs, Self.baseDelayMs << Int64(min(n, 40)))
+        let delay = terminal ? maxDelayMs : min(maxDelayMs, Self.baseDelayMs << Int64(min(n, 40)))
+        let due = clock.nowMs() + delay
+        // The retry replaces any earlier wake-up: nothing processes the key before it.
+        delayed[key]?.task.cancel()
+        delayed[key] = nil
+        dirty.remove(key)
+        backingOff[key] = due
         add(key, afterMs: delay)
         return delay
     }
 
     /// Clears the failure count after a success.
-    public func forget(_ key: Key) { failures[key] = nil }
+    public func forget(_ key: Key) {
+        failures[key] = nil
+        backingOff[key] = nil
+    }
     public func failureCount(_ key: Key) -> Int { failures[key] ?? 0 }
 
     /// The next key to process, or nil once shut down.
@@ -101,6 +133,7 @@ public actor WorkQueue<Key: Hashable & Sendable> {
         waiters = []
         for (_, d) in delayed { d.task.cancel() }
         delayed = [:]
+        backingOff = [:]
         queue = []
         queued = []
     }

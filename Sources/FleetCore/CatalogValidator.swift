@@ -1,7 +1,20 @@
 /// Rules that span documents: names unique per kind, references resolve, port blocks do not collide,
 /// tenant quotas hold. Pure: file existence is asked through `fileExists`.
+/// What the file system says about a path relative to the manifest root.
+public enum FileCheck: Sendable, Hashable {
+    case exists
+    case missing
+    /// It exists, but following its links leads out of the manifest root.
+    case outsideRoot
+}
+
 public enum CatalogValidator {
     public static func validate(_ catalog: Catalog, fileExists: (String) -> Bool = { _ in true }) -> Diagnostics {
+        validate(catalog, files: { fileExists($0) ? .exists : .missing })
+    }
+
+    /// `files` answers for paths relative to the manifest root (evidence, keys, `${MANIFEST_DIR}/…`).
+    public static func validate(_ catalog: Catalog, files check: (String) -> FileCheck) -> Diagnostics {
         var d = Diagnostics()
         duplicates(catalog, &d)
         references(catalog, &d)
@@ -13,8 +26,11 @@ public enum CatalogValidator {
         for (environment, selected) in zip(catalog.environments, selections) where environment.driver.isHost {
             ports(catalog, environment, selected, &d)
         }
+        for (environment, selected) in zip(catalog.environments, selections) where environment.driver == .kubernetes {
+            namespaces(catalog, environment, selected, &d)
+        }
         quotas(catalog, catalog.environments.isEmpty ? [order] : selections, &d)
-        files(catalog, fileExists, &d)
+        files(catalog, check, &d)
         return d
     }
 
@@ -107,6 +123,23 @@ public enum CatalogValidator {
         }
     }
 
+    /// Every namespace a Kubernetes environment would create (tenant namespace, after the environment's
+    /// prefix) must itself be a DNS label: the renderer refuses anything else.
+    static func namespaces(_ c: Catalog, _ env: Environment, _ selected: [Int], _ d: inout Diagnostics) {
+        let prefix = env.kubernetes?.namespacePrefix ?? ""
+        var seen = Set<String>()
+        for i in selected {
+            let name = c.servers[i].tenant
+            guard seen.insert(name).inserted, let t = c.tenant(name) else { continue }
+            let ns = t.kubernetesNamespace
+            let effective = prefix.isEmpty || ns.hasPrefix(prefix) ? ns : prefix + ns
+            guard !Syntax.isDNSLabel(effective) else { continue }
+            let at = prefix.isEmpty ? t.locations["metadata.name"] : env.locations["spec.kubernetes.namespacePrefix"]
+            d.error("invalid-name", "tenant `\(name)` would get namespace `\(effective)` in environment `\(env.name)`, which is not \(Syntax.NameRule.dnsLabel.requirement)", at: at,
+                    hint: prefix.isEmpty ? "set a shorter `spec.namespace` on the tenant" : "shorten the prefix or the tenant's namespace")
+        }
+    }
+
     /// `scopes`: per environment (or the whole catalog when it has none), its servers in load order.
     static func quotas(_ c: Catalog, _ scopes: [[Int]], _ d: inout Diagnostics) {
         var reported = Set<SourceLocation>()
@@ -143,21 +176,57 @@ public enum CatalogValidator {
         }
     }
 
-    static func files(_ c: Catalog, _ exists: (String) -> Bool, _ d: inout Diagnostics) {
+    static func files(_ c: Catalog, _ check: (String) -> FileCheck, _ d: inout Diagnostics) {
+        func outside(_ what: String, _ path: String, at location: SourceLocation) {
+            d.error("link-outside-root", "\(what) names `\(path)`, a symbolic link that leads out of the manifest root; it is not read", at: location,
+                    hint: "evidence, keys and `${MANIFEST_DIR}` files must live under the manifest root; copy the file in instead of linking to it")
+        }
         c.servers.forEachInPlace { s in
-            guard let sc = s.pointee.supplyChain else { return }
-            for (key, path) in [("artifact", sc.artifact), ("signature", sc.signature), ("sbom", sc.sbom), ("scan", sc.scan), ("provenance", sc.provenance)] {
-                if let path, !exists(path) {
-                    d.error("missing-file", "`spec.supplyChain.\(key)` names `\(path)`, which does not exist", at: s.pointee.locations["spec.supplyChain.\(key)"])
+            if let sc = s.pointee.supplyChain {
+                for (key, path) in [("artifact", sc.artifact), ("signature", sc.signature), ("sbom", sc.sbom), ("scan", sc.scan), ("provenance", sc.provenance)] {
+                    guard let path else { continue }
+                    let at = s.pointee.locations["spec.supplyChain.\(key)"]
+                    switch check(path) {
+                    case .exists: break
+                    case .missing: d.error("missing-file", "`spec.supplyChain.\(key)` names `\(path)`, which does not exist", at: at)
+                    case .outsideRoot: outside("`spec.supplyChain.\(key)`", path, at: at)
+                    }
+                }
+            }
+            // `${MANIFEST_DIR}/…` in the command and working directory: files the host runs or reads.
+            let dir = s.pointee.source.relativeDirectory
+            var uses: [(String, String)] = []
+            for (i, arg) in (s.pointee.artifact.command ?? []).enumerated() { uses.append(("spec.artifact.command[\(i)]", arg)) }
+            if let wd = s.pointee.artifact.workingDirectory { uses.append(("spec.artifact.workingDirectory", wd)) }
+            for (path, value) in uses {
+                guard let rest = manifestDirRest(value) else { continue }
+                let relative = rest.isEmpty ? dir : (dir.isEmpty ? rest : dir + "/" + rest)
+                if !relative.isEmpty, check(relative) == .outsideRoot {
+                    outside("`\(path)`", value, at: s.pointee.locations[path])
                 }
             }
         }
         for p in c.policies {
             for (i, k) in p.trustedKeys.enumerated() {
-                if case .file(let path) = k.material, !exists(path) {
-                    d.error("missing-file", "trusted key `\(k.name)` names file `\(path)`, which does not exist", at: p.locations["spec.trustedKeys[\(i)]"])
+                guard case .file(let path) = k.material else { continue }
+                switch check(path) {
+                case .exists: break
+                case .missing: d.error("missing-file", "trusted key `\(k.name)` names file `\(path)`, which does not exist", at: p.locations["spec.trustedKeys[\(i)]"])
+                case .outsideRoot: outside("trusted key `\(k.name)`", path, at: p.locations["spec.trustedKeys[\(i)]"])
                 }
             }
         }
+    }
+
+    /// The part of a `${MANIFEST_DIR}/…` value after the directory, up to the next substitution or
+    /// space (`${MANIFEST_DIR}/bin/server` → `bin/server`); nil when the value does not start so.
+    static func manifestDirRest(_ value: String) -> String? {
+        let prefix = "${MANIFEST_DIR}"
+        guard value.hasPrefix(prefix) else { return nil }
+        var rest = value.dropFirst(prefix.count)
+        guard rest.isEmpty || rest.first == "/" else { return nil }
+        rest = rest.drop { $0 == "/" }
+        let end = rest.firstIndex { $0 == "$" || $0 == " " || $0 == "=" } ?? rest.endIndex
+        return String(rest[..<end]).split(separator: "/").filter { $0 != "." }.joined(separator: "/")
     }
 }

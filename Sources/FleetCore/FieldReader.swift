@@ -8,6 +8,9 @@
 final class FieldReader {
     var diagnostics: Diagnostics
     var locations: FieldLocations
+    /// Values met in this document that must never be shown (sensitive env values, credential-shaped
+    /// arguments): diagnostics of the file mask them in their excerpts.
+    var sensitive: [String] = []
 
     init(document: SourceLocation) {
         self.diagnostics = Diagnostics()
@@ -129,11 +132,32 @@ final class FieldReader {
 
     func duration(_ f: Fields, _ key: String, allowZero: Bool = false) -> Duration? {
         guard let node = f.value(key), let text = string(node, path: f.child(key)) else { return nil }
+        return checkDuration(text, path: f.child(key), at: node.location, allowZero: allowZero)
+    }
+
+    /// A duration within the one bound (`Syntax.maxDuration`), or nil with a diagnostic.
+    func checkDuration(_ text: String, path: @autoclosure () -> String, at location: SourceLocation, allowZero: Bool = false) -> Duration? {
         guard let d = Syntax.duration(text), allowZero || d > .zero else {
-            error("invalid-duration", "`\(f.child(key))` must be a duration such as `400ms`, `30s`, `5m` or `1h30m`, found `\(Self.printable(text))`", at: node.location)
+            error("invalid-duration", "`\(path())` must be a duration such as `400ms`, `30s`, `5m` or `1h30m`, found `\(Self.printable(text))`", at: location,
+                  hint: Syntax.duration(text) == nil && text.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || [0x68, 0x6d, 0x73].contains($0) }) && !text.isEmpty
+                    ? "durations are at most \(Syntax.format(Syntax.maxDuration))" : nil)
+            return nil
+        }
+        guard d <= Syntax.maxDuration else {
+            error("invalid-duration", "`\(path())` must be at most \(Syntax.format(Syntax.maxDuration)) (7 days), found `\(Self.printable(text))`", at: location,
+                  hint: "every duration in a manifest is more than zero and at most 168h; wait longer with `pause: untilPromoted`")
             return nil
         }
         return d
+    }
+
+    /// A name held to one of the shared rules (`Syntax.NameRule`).
+    func checkName(_ text: String, rule: Syntax.NameRule, path: @autoclosure () -> String, at location: SourceLocation) -> String? {
+        guard rule.accepts(text) else {
+            error("invalid-name", "`\(path())` must be \(rule.requirement); found `\(Self.printable(text))`", at: location)
+            return nil
+        }
+        return text
     }
 
     func port(_ f: Fields, _ key: String) -> Int? {

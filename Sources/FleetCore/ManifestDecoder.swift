@@ -19,7 +19,7 @@ public enum ManifestDecoder {
         static let documentRequired = ["apiVersion", "kind", "metadata"]
         static let metadata = ["name", "labels", "annotations"]
         static let metadataRequired = ["name"]
-        static let server = ["description", "version", "tenant", "artifact", "transport", "env", "replicas", "resources", "health", "rollout", "slo", "supplyChain", "environments"]
+        static let server = ["description", "version", "tenant", "artifact", "transport", "env", "replicas", "resources", "health", "rollout", "slo", "supplyChain", "environments", "gateway"]
         static let serverRequired = ["version", "tenant", "artifact", "transport"]
         static let artifact = ["image", "command", "workingDirectory", "digest"]
         static let transport = ["type", "port", "path"]
@@ -40,9 +40,9 @@ public enum ManifestDecoder {
         static let analysis = ["provider", "interval", "count", "failureLimit", "prometheus"]
         static let prometheus = ["address", "successRateQuery", "latencyP95Query"]
         static let prometheusRequired = ["address"]
-        static let tenant = ["displayName", "isolation", "namespace", "quota"]
+        static let tenant = ["displayName", "isolation", "namespace", "quota", "gateway"]
         static let quota = ["cpu", "memory", "maxServers", "maxReplicas", "tasks"]
-        static let environment = ["driver", "description", "portRange", "stateDir", "secretsDir", "serverSelector", "local", "systemd", "kubernetes"]
+        static let environment = ["driver", "description", "portRange", "stateDir", "secretsDir", "serverSelector", "local", "systemd", "kubernetes", "gateway"]
         static let environmentRequired = ["driver"]
         static let local = ["logDir", "maxLogBytes", "restartBackoff"]
         static let systemd = ["unitDir", "unitPrefix", "relax"]
@@ -63,6 +63,7 @@ public enum ManifestDecoder {
                         let reader = FieldReader(document: root.location)
                         decodeDocument(root, source: source, reader: reader, into: &catalog)
                         diagnostics.append(contentsOf: reader.diagnostics)
+                        if !reader.sensitive.isEmpty { catalog.sensitiveValues.formUnion(reader.sensitive) }
                     }
                 }
                 return (catalog, diagnostics)
@@ -76,6 +77,7 @@ public enum ManifestDecoder {
                 catalog.slos.append(contentsOf: part.slos)
                 catalog.tenants.append(contentsOf: part.tenants)
                 catalog.environments.append(contentsOf: part.environments)
+                catalog.sensitiveValues.formUnion(part.sensitiveValues)
                 diagnostics.append(contentsOf: partDiagnostics)
             }
         }
@@ -128,22 +130,32 @@ public enum ManifestDecoder {
         r.record("metadata.name", m.entry("name"))
         let name = r.name(m, "name")
         var meta = ObjectMeta(name: name ?? "")
-        let labels = r.stringMap(m, "labels") ?? []
-        // Sized once: growing a dictionary from empty rehashes it at every doubling.
-        meta.labels.reserveCapacity(labels.count)
-        for entry in labels {
-            if !Syntax.isLabelKey(entry.key) {
-                r.error("invalid-value", "label key `\(FieldReader.printable(entry.key))` is not a valid label key", at: entry.keyLocation)
-            } else if !Syntax.isLabelValue(entry.value) {
-                r.error("invalid-value", "label value `\(FieldReader.printable(entry.value))` for `\(entry.key)` is not a valid label value (≤ 63 of A-Z a-z 0-9 - _ ., starting and ending alphanumeric)", at: entry.valueLocation)
-            } else {
-                meta.labels[entry.key] = entry.value
-            }
-        }
+        meta.labels = labelMap(m, "labels", r)
         let annotations = r.stringMap(m, "annotations") ?? []
         meta.annotations.reserveCapacity(annotations.count)
-        for entry in annotations { meta.annotations[entry.key] = entry.value }
+        for entry in annotations {
+            if Syntax.isLabelKey(entry.key) { meta.annotations[entry.key] = entry.value }
+            else { r.error("invalid-name", "annotation key `\(FieldReader.printable(entry.key))` must be \(Syntax.NameRule.labelKey.requirement)", at: entry.keyLocation) }
+        }
         return name == nil ? nil : meta
+    }
+
+    /// A label map (`metadata.labels`, `spec.serverSelector`): keys and values by the shared name rules.
+    static func labelMap(_ f: Fields, _ key: String, _ r: FieldReader) -> [String: String] {
+        let entries = r.stringMap(f, key) ?? []
+        var out: [String: String] = [:]
+        // Sized once: growing a dictionary from empty rehashes it at every doubling.
+        out.reserveCapacity(entries.count)
+        for entry in entries {
+            if !Syntax.NameRule.labelKey.accepts(entry.key) {
+                r.error("invalid-name", "`\(f.child(key))` key `\(FieldReader.printable(entry.key))` must be \(Syntax.NameRule.labelKey.requirement)", at: entry.keyLocation)
+            } else if !Syntax.NameRule.labelValue.accepts(entry.value) {
+                r.error("invalid-value", "`\(f.child(key)).\(entry.key)` must be \(Syntax.NameRule.labelValue.requirement); found `\(FieldReader.printable(entry.value))`", at: entry.valueLocation)
+            } else {
+                out[entry.key] = entry.value
+            }
+        }
+        return out
     }
 
     // MARK: Server
@@ -193,6 +205,7 @@ public enum ManifestDecoder {
         s.slo = slo
         s.supplyChain = supplyChain
         s.environments = environments
+        s.gateway = f.value("gateway").flatMap { serverGateway($0, r) }
         s.locations = r.locations
         return s
     }
@@ -218,23 +231,37 @@ public enum ManifestDecoder {
                 let path = FieldPath("spec.artifact.command", index: i)
                 guard let arg = r.string(item, path: "\(path)") else { continue }
                 guard checkSafe(arg, path: "\(path)", at: item.location, r) else { continue }
+                // Where CatalogValidator may point (a `${MANIFEST_DIR}` file that links out of the root);
+                // recorded only then: building every item's path cost more than the rest of the item.
+                if arg.hasPrefix("${MANIFEST_DIR}") { r.locations.record(path.description, item.location) }
                 if i == 0 {
                     let ok = arg.hasPrefix("/") || arg.hasPrefix("${MANIFEST_DIR}/") || (!arg.isEmpty && !arg.contains("/") && !arg.contains("$"))
                     if !ok {
                         r.error("invalid-path", "`\(path)` must be an absolute path, a program name found on PATH, or start with `${MANIFEST_DIR}/`; found `\(arg)`", at: item.location)
                         continue
                     }
-                    if arg.split(separator: "/").contains("..") {
-                        r.error("invalid-path", "`\(path)` must not contain `..`", at: item.location)
-                        continue
-                    }
+                }
+                // `${MANIFEST_DIR}` stays the manifest directory: no climbing out of it.
+                if (i == 0 || arg.hasPrefix("${MANIFEST_DIR}")), arg.split(separator: "/").contains("..") {
+                    r.error("invalid-path", "`\(path)` must not contain `..`", at: item.location)
+                    continue
                 }
                 argv.append(arg)
             }
-            if argv.count == items.count, !items.isEmpty { a.command = argv }
+            if argv.count == items.count, !items.isEmpty {
+                a.command = argv
+                for (i, sensitive) in (PlanSafety.anySensitiveArgument(argv) ? PlanSafety.sensitiveArguments(argv) : []).enumerated() where sensitive {
+                    r.sensitive.append(argv[i])
+                    r.diagnostics.append(.warning("possible-secret", "`\(FieldPath("spec.artifact.command", index: i))` looks like a credential; plans show only its digest, but a real secret belongs in a secretRef passed through the environment", at: items[i].location,
+                                                  hint: "command lines are visible to every user of the host (`ps`); read the secret from an environment variable instead"))
+                }
+            }
         }
         if let n = f.value("workingDirectory"), let wd = r.string(n, path: "spec.artifact.workingDirectory"), checkSafe(wd, path: "spec.artifact.workingDirectory", at: n.location, r) {
-            if wd.hasPrefix("/") || wd.hasPrefix("${MANIFEST_DIR}") { a.workingDirectory = wd }
+            if wd.hasPrefix("${MANIFEST_DIR}") { r.locations.record("spec.artifact.workingDirectory", n.location) }
+            if wd.hasPrefix("${MANIFEST_DIR}"), wd.split(separator: "/").contains("..") {
+                r.error("invalid-path", "`spec.artifact.workingDirectory` must not contain `..`", at: n.location)
+            } else if wd.hasPrefix("/") || wd.hasPrefix("${MANIFEST_DIR}") { a.workingDirectory = wd }
             else { r.error("invalid-path", "`spec.artifact.workingDirectory` must be absolute, found `\(wd)`", at: n.location) }
         }
         if let n = f.value("digest"), let d = r.string(n, path: "spec.artifact.digest") {
@@ -250,9 +277,11 @@ public enum ManifestDecoder {
     /// Rejects control characters and unknown `${…}` substitutions in values that reach a command line,
     /// unit file or environment.
     @discardableResult
-    static func checkSafe(_ value: String, path: @autoclosure () -> String, at location: SourceLocation, _ r: FieldReader) -> Bool {
+    /// `echo: false` for values that may be secrets: the message names the field, never the value.
+    static func checkSafe(_ value: String, path: @autoclosure () -> String, at location: SourceLocation, _ r: FieldReader, echo: Bool = true) -> Bool {
         if Syntax.hasControlCharacter(value) {
-            r.error("unsafe-value", "`\(path())` contains a control character (`\(FieldReader.printable(value))`); newlines and NUL cannot be written safely into a unit or command line", at: location)
+            let shown = echo ? " (`\(FieldReader.printable(value))`)" : ""
+            r.error("unsafe-value", "`\(path())` contains a control character\(shown); newlines and NUL cannot be written safely into a unit or command line", at: location)
             return false
         }
         guard let subs = Syntax.substitutions(in: value) else {
@@ -308,13 +337,19 @@ public enum ManifestDecoder {
                 r.error("conflicting-fields", "`\(path)` sets both `value` and `secretRef`; use exactly one", at: second)
             } else if let v = e.value("value") {
                 if isSecret {
+                    if let t = v.scalar?.text { r.sensitive.append(t) }
                     r.error("secret-inline", "`\(path)` (\(name ?? "?")) is marked isSecret but carries an inline value; secrets must come from a secretRef, never from the manifest", at: e.keyLocation("value") ?? v.location)
-                } else if let text = r.string(v, path: "\(path).value"), checkSafe(text, path: "\(path).value", at: v.location, r) {
+                } else if let text = r.string(v, path: "\(path).value"), checkSafe(text, path: "\(path).value", at: v.location, r, echo: false) {
                     source = .value(text)
-                    if let name, PlanSafety.looksSensitive(name) {
-                        r.diagnostics.append(.warning("possible-secret", "`\(path)` (\(name)) has a secret-looking name but an inline value; plans mask it, but a real secret belongs in a secretRef", at: e.keyLocation("value") ?? v.location,
+                    if PlanSafety.isSensitive(name: name, value: text) {
+                        // Never shown again: excerpts of this file mask it (LoadedCatalog.sourceText).
+                        r.sensitive.append(text)
+                        let why = name.map(PlanSafety.looksSensitive) == true ? "has a secret-looking name" : "looks like a credential"
+                        r.diagnostics.append(.warning("possible-secret", "`\(path)` (\(name ?? "?")) \(why) but an inline value; plans and saved plans show only its digest, but a real secret belongs in a secretRef", at: e.keyLocation("value") ?? v.location,
                                                       hint: "use `secretRef: {name: …, key: …}` and `isSecret: true`"))
                     }
+                } else if let text = v.scalar?.text, PlanSafety.isSensitive(name: name, value: text) || Syntax.hasControlCharacter(text) {
+                    r.sensitive.append(text)
                 }
             } else if let ref = e.value("secretRef") {
                 if let rf = r.mapping(ref, path: path.appending("secretRef"), allowed: Keys.secretRef, required: Keys.secretRefRequired),
@@ -394,7 +429,7 @@ public enum ManifestDecoder {
                 var pause: CanaryPause?
                 if let pn = s.value("pause"), let text = r.string(pn, path: "\(path).pause") {
                     if text == "untilPromoted" { pause = .untilPromoted }
-                    else if let d = Syntax.duration(text) { pause = .duration(d) }
+                    else if Syntax.duration(text) != nil { pause = r.checkDuration(text, path: "\(path).pause", at: pn.location, allowZero: true).map { .duration($0) } }
                     else { r.error("invalid-duration", "`\(path).pause` must be a duration such as `5m` or `untilPromoted`, found `\(FieldReader.printable(text))`", at: pn.location) }
                 }
                 let analysis = r.bool(s, "analysis")
@@ -549,6 +584,7 @@ public enum ManifestDecoder {
             t.quota.maxReplicas = r.int(q, "maxReplicas", range: 0...1_000_000)
             t.quota.tasks = r.int(q, "tasks", range: 1...1_000_000)
         }
+        t.gateway = f.value("gateway").flatMap { tenantGateway($0, r) }
         t.locations = r.locations
         return t
     }
@@ -575,7 +611,7 @@ public enum ManifestDecoder {
                 if key == "stateDir" { e.stateDir = text } else { e.secretsDir = text }
             }
         }
-        for entry in r.stringMap(f, "serverSelector") ?? [] { e.serverSelector[entry.key] = entry.value }
+        e.serverSelector = labelMap(f, "serverSelector", r)
         let sections = ["local", "systemd", "kubernetes"].filter { f.has($0) }
         for section in sections where section != driver.rawValue {
             r.error("conflicting-fields", "`spec.\(section)` does not match `spec.driver: \(driver.rawValue)`", at: f.keyLocation(section) ?? node.location)
@@ -601,11 +637,16 @@ public enum ManifestDecoder {
             s.context = r.string(k, "context")
             s.kubeconfig = r.string(k, "kubeconfig")
             s.inCluster = r.bool(k, "inCluster") ?? false
-            s.namespacePrefix = r.string(k, "namespacePrefix")
-            if let fm = r.string(k, "fieldManager") { s.fieldManager = fm }
+            r.record("spec.kubernetes.namespacePrefix", k.entry("namespacePrefix"))
+            if let n = k.value("namespacePrefix"), let p = r.string(n, path: "spec.kubernetes.namespacePrefix") {
+                s.namespacePrefix = r.checkName(p, rule: .namespacePrefix, path: "spec.kubernetes.namespacePrefix", at: n.location)
+            }
+            if let n = k.value("fieldManager"), let fm = r.string(n, path: "spec.kubernetes.fieldManager"),
+               let ok = r.checkName(fm, rule: .fieldManager, path: "spec.kubernetes.fieldManager", at: n.location) { s.fieldManager = ok }
             s.imagePullSecrets = r.nameList(k, "imagePullSecrets") ?? []
             e.kubernetes = s
         }
+        e.gateway = f.value("gateway").flatMap { environmentGateway($0, r) }
         e.locations = r.locations
         return e
     }

@@ -10,6 +10,82 @@ public enum Syntax {
         return u.allSatisfy { alnum($0) || $0 == 0x2d }
     }
 
+    /// The one bound every manifest duration is held to: more than zero, at most 168h (7 days). Longer
+    /// waits are `untilPromoted` pauses, not durations; the bound keeps every rendered form (Kubernetes
+    /// `periodSeconds`, systemd timers) well inside its integer range.
+    public static let maxDuration: Duration = .seconds(168 * 3600)
+
+    /// The rules every name that reaches a runtime is held to, in one place: `mcpfleet validate` checks
+    /// them (FieldReader, ManifestDecoder) and the Kubernetes renderer refuses anything else.
+    public enum NameRule: String, Sendable, CaseIterable {
+        /// Servers, tenants, namespaces, secrets, SLOs, environments, unit prefixes (RFC 1123 label).
+        case dnsLabel
+        /// `spec.kubernetes.namespacePrefix`: the start of a DNS label (it may end in `-`).
+        case namespacePrefix
+        /// Label and annotation keys: `[prefix/]name`, prefix a DNS subdomain.
+        case labelKey
+        case labelValue
+        /// Environment variable names.
+        case envName
+        /// `spec.kubernetes.fieldManager`.
+        case fieldManager
+
+        public func accepts(_ s: String) -> Bool {
+            switch self {
+            case .dnsLabel: return Syntax.isDNSLabel(s)
+            case .namespacePrefix: return Syntax.isNamespacePrefix(s)
+            case .labelKey: return Syntax.isLabelKey(s)
+            case .labelValue: return Syntax.isLabelValue(s)
+            case .envName: return Syntax.isEnvName(s)
+            case .fieldManager: return Syntax.isFieldManager(s)
+            }
+        }
+
+        /// What the rule asks, for messages.
+        public var requirement: String {
+            switch self {
+            case .dnsLabel: return "a DNS-1123 label: lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters"
+            case .namespacePrefix: return "lowercase letters, digits and '-', starting with a letter or digit, at most 62 characters"
+            case .labelKey: return "a label key: an optional DNS subdomain and '/', then at most 63 of A-Z a-z 0-9 - _ ., starting and ending alphanumeric"
+            case .labelValue: return "empty, or at most 63 of A-Z a-z 0-9 - _ ., starting and ending alphanumeric"
+            case .envName: return "[A-Za-z_][A-Za-z0-9_]*"
+            case .fieldManager: return "1 to 128 of A-Z a-z 0-9 . _ -, starting alphanumeric"
+            }
+        }
+    }
+
+    /// A value as messages show it: control characters escaped (a hostile value cannot forge lines), cut at 200.
+    public static func printable(_ s: String) -> String { FieldReader.printable(s) }
+
+    /// The start of a DNS label: `[a-z0-9][a-z0-9-]*`, at most 62 characters (one is left for a name).
+    public static func isNamespacePrefix(_ s: String) -> Bool {
+        let u = s.utf8
+        guard (1...62).contains(u.count), let first = u.first else { return false }
+        func alnum(_ c: UInt8) -> Bool { (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) }
+        return alnum(first) && u.allSatisfy { alnum($0) || $0 == 0x2d }
+    }
+
+    public static func isFieldManager(_ s: String) -> Bool {
+        let u = s.utf8
+        guard (1...128).contains(u.count), let first = u.first else { return false }
+        func alnum(_ c: UInt8) -> Bool { (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) }
+        return alnum(first) && u.allSatisfy { alnum($0) || $0 == 0x2d || $0 == 0x2e || $0 == 0x5f }
+    }
+
+    /// A DNS-1123 subdomain: dot-separated labels, at most 253 characters.
+    public static func isDNSSubdomain<C: Collection>(_ u: C) -> Bool where C.Element == UInt8 {
+        guard (1...253).contains(u.count) else { return false }
+        func alnum(_ c: UInt8) -> Bool { (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) }
+        var previous: UInt8 = 0x2e
+        for c in u {
+            if c == 0x2e { guard alnum(previous) else { return false } }
+            else if c == 0x2d { guard previous != 0x2e else { return false } }
+            else if !alnum(c) { return false }
+            previous = c
+        }
+        return alnum(previous)
+    }
+
     /// `400ms`, `5m`, `1h30m`, `10s`. Units ms, s, m, h; at least one component; no sign, no fraction.
     public static func duration(_ s: String) -> Duration? {
         var s = s
@@ -38,7 +114,11 @@ public enum Syntax {
             else if c == 0x6d { factor = 60_000; i += 1 }                                       // m
             else if c == 0x68 { factor = 3_600_000; i += 1 }                                    // h
             else { return nil }
-            total += digits * factor
+            // Checked: a long run of `999999999h` components must not overflow (it is refused instead).
+            let (product, o1) = digits.multipliedReportingOverflow(by: factor)
+            let (sum, o2) = total.addingReportingOverflow(product)
+            guard !o1, !o2 else { return nil }
+            total = sum
             digits = 0
             haveDigits = false
             components += 1
@@ -160,18 +240,11 @@ public enum Syntax {
         if u.allSatisfy({ $0 < 0x80 }) {
             guard let slash = u.firstIndex(of: 0x2f) else { return isLabelValue(u) && !u.isEmpty }
             let prefix = u[..<slash], name = u[u.index(after: slash)...]
-            guard !prefix.isEmpty, prefix.count <= 253,
-                  prefix.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2d || $0 == 0x2e }) else { return false }
+            guard isDNSSubdomain(prefix) else { return false }
             return isLabelValue(name) && !name.isEmpty
         }
-        var name = Substring(s)
-        if let slash = s.firstIndex(of: "/") {
-            let prefix = s[..<slash]
-            guard !prefix.isEmpty, prefix.count <= 253,
-                  prefix.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2d || $0 == 0x2e }) else { return false }
-            name = s[s.index(after: slash)...]
-        }
-        return isLabelValue(name.utf8) && !name.isEmpty
+        // Not ASCII: never a valid key (prefix and name are ASCII-only).
+        return false
     }
 
     /// Label values: empty, or ≤ 63 of `[A-Za-z0-9_.-]` starting and ending alphanumeric.

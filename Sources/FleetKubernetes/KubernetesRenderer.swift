@@ -66,6 +66,7 @@ public enum KubernetesRenderer {
         var out: [KubeObject] = []
         var namespaces: [String: String] = [:]
         for tenant in state.tenants {
+            try checkNames(tenant, options: options)
             namespaces[tenant.name] = namespace(for: tenant, options: options)
             out += tenantObjects(tenant, options: options)
         }
@@ -273,6 +274,7 @@ public enum KubernetesRenderer {
     /// The Deployment of one revision at `replicas`. Its pod template depends only on the revision's
     /// content, so scaling never restarts pods and a new revision never mutates an old Deployment.
     public static func deployment(_ server: DesiredServer, namespace: String, replicas: Int, options: KubernetesRenderOptions = KubernetesRenderOptions()) throws(KubernetesRenderError) -> KubeObject {
+        try checkNames(server, namespace: namespace, options: options)
         guard server.name.first?.isLetter == true else {
             throw KubernetesRenderError(server: server.name, message: "name must start with a letter to name a Kubernetes Service")
         }
@@ -344,6 +346,38 @@ public enum KubernetesRenderer {
                 ]),
             ]),
         ]))
+    }
+
+    // MARK: Names
+
+    /// Refuses any name Kubernetes would not take, by the rules `mcpfleet validate` applies
+    /// (`Syntax.NameRule`): a saved plan or a hand-made desired state gets no further than a catalog.
+    public static func checkNames(_ server: DesiredServer, namespace: String, options: KubernetesRenderOptions) throws(KubernetesRenderError) {
+        func need(_ ok: Bool, _ what: @autoclosure () -> String, _ rule: Syntax.NameRule) throws(KubernetesRenderError) {
+            if !ok { throw KubernetesRenderError(server: server.name, message: "\(what()) is not \(rule.requirement)") }
+        }
+        try need(Syntax.isDNSLabel(server.name), "name `\(Syntax.printable(server.name))`", .dnsLabel)
+        try need(Syntax.isDNSLabel(server.tenant), "tenant `\(Syntax.printable(server.tenant))`", .dnsLabel)
+        try need(Syntax.isDNSLabel(namespace), "namespace `\(Syntax.printable(namespace))`", .dnsLabel)
+        for e in server.env {
+            try need(Syntax.isEnvName(e.name), "environment variable `\(Syntax.printable(e.name))`", .envName)
+            if let ref = e.secretRef { try need(Syntax.isDNSLabel(ref.name), "secret name `\(Syntax.printable(ref.name))`", .dnsLabel) }
+        }
+        for (k, v) in server.labels {
+            try need(Syntax.isLabelKey(k), "label key `\(Syntax.printable(k))`", .labelKey)
+            try need(Syntax.isLabelValue(v), "label value of `\(Syntax.printable(k))`", .labelValue)
+        }
+        for s in options.imagePullSecrets { try need(Syntax.isDNSLabel(s), "image pull secret `\(Syntax.printable(s))`", .dnsLabel) }
+    }
+
+    public static func checkNames(_ tenant: DesiredTenant, options: KubernetesRenderOptions) throws(KubernetesRenderError) {
+        func need(_ ok: Bool, _ what: @autoclosure () -> String, _ rule: Syntax.NameRule) throws(KubernetesRenderError) {
+            if !ok { throw KubernetesRenderError(server: "tenant/\(tenant.name)", message: "\(what()) is not \(rule.requirement)") }
+        }
+        try need(Syntax.isDNSLabel(tenant.name), "tenant name `\(Syntax.printable(tenant.name))`", .dnsLabel)
+        if let p = options.namespacePrefix, !p.isEmpty { try need(Syntax.isNamespacePrefix(p), "namespace prefix `\(Syntax.printable(p))`", .namespacePrefix) }
+        let ns = namespace(for: tenant, options: options)
+        try need(Syntax.isDNSLabel(ns), "namespace `\(Syntax.printable(ns))`", .dnsLabel)
     }
 
     /// One Service per server selecting every revision's pods, so traffic follows replica counts.

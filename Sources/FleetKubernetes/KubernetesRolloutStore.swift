@@ -123,7 +123,13 @@ public final class KubernetesRolloutStore: RolloutStore {
     public func appendAudit(_ entry: AuditEntry) async throws {
         try await update(kind: "audit", server: entry.server, key: "audit.json") { old in
             var list = try old.map { try self.decode([AuditEntry].self, $0, server: entry.server) } ?? []
-            list.append(entry)
+            // A failure repeating a recent entry is counted on it (see `RolloutStore.appendAudit`).
+            if let i = list.indices.suffix(AuditEntry.repeatWindow).last(where: { entry.isRepeat(of: list[$0]) }) {
+                list[i].repeats = (list[i].repeats ?? 0) + 1
+                list[i].lastTime = entry.time
+            } else {
+                list.append(entry)
+            }
             if list.count > self.maxAuditEntries { list.removeFirst(list.count - self.maxAuditEntries) }
             return try self.encode(list)
         }

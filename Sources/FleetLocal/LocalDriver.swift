@@ -8,8 +8,10 @@ import Foundation
 /// server holds); each runs in its own process group with a minimal environment (PATH, HOME, LANG,
 /// the server's values and secrets read from `<secretsDir>/<name>/<key>`, PORT, MCP_PORT), its
 /// output appended to `logs/<server>/<server>-<revision>-<slot>.log` (rotated at
-/// `spec.local.maxLogBytes`, 3 kept). Exited instances restart after 1 s, doubling to
-/// `spec.local.restartBackoff` (30 s). `transport: stdio` servers run behind a small stdio-to-HTTP
+/// `spec.local.maxLogBytes`, 3 kept). Exited instances restart with a backoff bounded by
+/// `spec.local.restartBackoff` (see `LocalSupervisor.backoff`). An instance is ready only while its
+/// port's listener is its own process; one whose port another process holds is not started, and the
+/// holder is named. `transport: stdio` servers run behind a small stdio-to-HTTP
 /// bridge (python3, standard library only). Every instance is in `state.db` before it is started and
 /// carries a marker in its environment, so a new driver on the same state directory adopts what is
 /// still running (pid alive and start time unchanged) instead of starting duplicates.
@@ -23,7 +25,9 @@ public final class LocalDriver: RuntimeDriver {
     public let database: SQLiteDatabase
     let supervisor: LocalSupervisor
 
-    public init(environment: Environment, manifestRoot: String, stateDirectory: String? = nil) throws {
+    /// `sensitiveValues`: sensitive plain values by digest from the manifests as they are now (see
+    /// `LocalConfiguration.sensitiveValues`); nil when the catalog carries none.
+    public init(environment: Environment, manifestRoot: String, stateDirectory: String? = nil, sensitiveValues: (@Sendable () -> [String: String])? = nil) throws {
         let cwd = FileManager.default.currentDirectoryPath
         let state = LocalSupervisor.absolute(stateDirectory ?? environment.effectiveStateDir, against: cwd)
         self.stateDirectory = state
@@ -49,8 +53,15 @@ public final class LocalDriver: RuntimeDriver {
             bridgeScript: bridge,
             maxLogBytes: environment.local?.maxLogBytes ?? 10 * 1024 * 1024,
             maxBackoff: environment.local?.restartBackoff ?? .seconds(30),
-            inherited: inherited)
+            inherited: inherited,
+            sensitiveValues: sensitiveValues)
         database = try SQLiteDatabase(path: state + "/state.db")
+        if try LocalStateTables.isFresh(database) {
+            // No state, yet processes this state directory started still run: the database was lost.
+            // Starting afresh would orphan them (and clash with them on their ports): refuse, say how to recover.
+            let orphans = ProcessControl.instancesLogging(under: configuration.logDirectory, marker: LocalSupervisor.markerVariable)
+            if !orphans.isEmpty { throw LocalStateLost(database: database.path, stateDirectory: state, processes: orphans) }
+        }
         supervisor = try LocalSupervisor(configuration: configuration, tables: LocalStateTables(database: database))
     }
 
@@ -81,5 +92,18 @@ public final class LocalDriver: RuntimeDriver {
 
     public func endpoints(server: String, revision: String) async throws -> [Endpoint] {
         try await supervisor.endpoints(server: server, revision: revision)
+    }
+}
+
+/// The local driver's database is missing or empty while instances it started still run (found by the
+/// marker in their environment and their output going to this state directory's logs).
+public struct LocalStateLost: Error, Sendable, CustomStringConvertible {
+    public var database: String
+    public var stateDirectory: String
+    public var processes: [PortOwnership.Holder]
+
+    public var description: String {
+        "the state database \(database) is missing or empty, but \(processes.count) instance(s) started from \(stateDirectory) still run: "
+            + processes.map(\.description).joined(separator: ", ")
     }
 }

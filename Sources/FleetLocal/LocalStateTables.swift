@@ -21,6 +21,10 @@ struct LocalStateTables: Sendable {
             FOREIGN KEY (server, revision) REFERENCES local_revisions (server, revision) ON DELETE CASCADE);
         CREATE TABLE local_tenants (name TEXT PRIMARY KEY, spec TEXT NOT NULL);
         """,
+        """
+        ALTER TABLE local_instances ADD COLUMN reason TEXT;
+        ALTER TABLE local_instances ADD COLUMN unstartable INTEGER NOT NULL DEFAULT 0;
+        """,
     ]
 
     struct InstanceRow: Hashable, Sendable {
@@ -34,11 +38,23 @@ struct LocalStateTables: Sendable {
         var restarts: Int
         /// "run", or "stop" once the driver decided to stop it (a restarted driver finishes the stop).
         var intent: String
+        /// Why it last stopped or could not start (exit status or signal, port held, exec error).
+        var reason: String? = nil
+        /// It cannot start and retrying will not help.
+        var unstartable = false
     }
 
     init(database: SQLiteDatabase) throws {
         self.database = database
         try database.migrate(component: Self.component, steps: Self.schema)
+    }
+
+    /// True when the file holds no local-driver state yet: a new state directory, or one whose
+    /// database was lost (deleted, truncated) — the two look alike here; running processes tell them apart.
+    static func isFresh(_ database: SQLiteDatabase) throws -> Bool {
+        let tables = try database.query("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'local_meta'")
+        guard !tables.isEmpty else { return true }
+        return try database.query("SELECT value FROM local_meta WHERE key = 'driver-id'").isEmpty
     }
 
     /// A random id for this state directory, put in each instance's environment so a restarted driver can
@@ -75,9 +91,10 @@ struct LocalStateTables: Sendable {
     }
 
     func instances() throws -> [InstanceRow] {
-        try database.query("SELECT server, slot, revision, port, tenant, pid, start_time, restarts, intent FROM local_instances ORDER BY server, slot").map {
+        try database.query("SELECT server, slot, revision, port, tenant, pid, start_time, restarts, intent, reason, unstartable FROM local_instances ORDER BY server, slot").map {
             InstanceRow(server: $0[0].string ?? "", slot: $0[1].int ?? 0, revision: $0[2].string ?? "", port: $0[3].int ?? 0, tenant: $0[4].string ?? "",
-                        pid: $0[5].int64.map { Int32(truncatingIfNeeded: $0) }, startTime: $0[6].int64, restarts: $0[7].int ?? 0, intent: $0[8].string ?? "run")
+                        pid: $0[5].int64.map { Int32(truncatingIfNeeded: $0) }, startTime: $0[6].int64, restarts: $0[7].int ?? 0, intent: $0[8].string ?? "run",
+                        reason: $0[9].string, unstartable: ($0[10].int ?? 0) != 0)
         }
     }
 
@@ -92,9 +109,10 @@ struct LocalStateTables: Sendable {
         }
     }
 
-    func updateProcess(server: String, slot: Int, pid: Int32?, startTime: Int64?, restarts: Int) throws {
-        try database.execute("UPDATE local_instances SET pid = ?, start_time = ?, restarts = ? WHERE server = ? AND slot = ?",
-                             [pid.map { .integer(Int64($0)) } ?? .null, startTime.map { .integer($0) } ?? .null, .integer(Int64(restarts)), .text(server), .integer(Int64(slot))])
+    func updateProcess(_ row: InstanceRow) throws {
+        try database.execute("UPDATE local_instances SET pid = ?, start_time = ?, restarts = ?, reason = ?, unstartable = ? WHERE server = ? AND slot = ?",
+                             [row.pid.map { .integer(Int64($0)) } ?? .null, row.startTime.map { .integer($0) } ?? .null, .integer(Int64(row.restarts)),
+                              row.reason.map { .text($0) } ?? .null, .integer(row.unstartable ? 1 : 0), .text(row.server), .integer(Int64(row.slot))])
     }
 
     func markStopping(server: String, slots: [Int]) throws {

@@ -24,6 +24,9 @@ struct LocalConfiguration: Sendable {
     var tickInterval: Duration = .milliseconds(200)
     /// PATH, HOME and LANG of the controller: all an instance inherits.
     var inherited: [String: String]
+    /// Sensitive plain values by digest, from the manifests as they are now. The state database keeps
+    /// specs sealed (never the values), so a revision reloaded from it is made whole from here.
+    var sensitiveValues: (@Sendable () -> [String: String])? = nil
 }
 
 /// Everything needed to start one instance.
@@ -96,7 +99,7 @@ actor LocalSupervisor {
                 row.pid = nil
                 row.startTime = nil
             }
-            let phase: Phase = row.intent == "stop" ? .stopping : alive ? .running : .backoff(reason: "not running", until: clock.now)
+            let phase: Phase = row.intent == "stop" ? .stopping : alive ? .running : .backoff(reason: row.reason ?? "not running", until: clock.now)
             instances[Key(server: row.server, slot: row.slot)] = Instance(row: row, phase: phase)
         }
         let tenants = Dictionary(try tables.tenants().map { ($0.name, $0) }, uniquingKeysWith: { _, b in b })
@@ -153,8 +156,9 @@ actor LocalSupervisor {
             }
             inst.row.pid = found.pid
             inst.row.startTime = found.startTime
+            inst.row.reason = nil
             inst.phase = .running
-            try tables.updateProcess(server: key.server, slot: key.slot, pid: found.pid, startTime: found.startTime, restarts: inst.row.restarts)
+            try tables.updateProcess(inst.row)
             instances[key] = inst
         }
         if !strays.isEmpty { await terminate(strays) }
@@ -173,10 +177,11 @@ actor LocalSupervisor {
                 guard var inst = instances[key] else { continue }
                 inst.row.pid = nil
                 inst.row.startTime = nil
+                inst.row.reason = "stopped with the controller"
                 inst.phase = .backoff(reason: "stopped with the controller", until: clock.now)
                 instances[key] = inst
                 // Kept with intent "run": the next controller on this state directory starts it again.
-                do { try tables.updateProcess(server: key.server, slot: key.slot, pid: nil, startTime: nil, restarts: inst.row.restarts) } catch {}
+                do { try tables.updateProcess(inst.row) } catch {}
             }
         }
         if lockFD >= 0 {
@@ -230,29 +235,65 @@ actor LocalSupervisor {
         inst.phase = .backoff(reason: status.description, until: now.advanced(by: delay))
         inst.row.pid = nil
         inst.row.startTime = nil
+        inst.row.reason = status.description
         instances[key] = inst
         appendLog(inst.row, "mcpfleet: \(inst.id) \(status); restarting in \(delay)")
-        do { try tables.updateProcess(server: key.server, slot: key.slot, pid: nil, startTime: nil, restarts: inst.row.restarts) } catch {}
+        do { try tables.updateProcess(inst.row) } catch {}
     }
 
-    /// 1 s doubling up to the configured maximum.
+    /// The restart delay (`spec.local.restartBackoff` is its bound): 1 s after the first exit, doubling
+    /// with each exit in a row up to the bound; a run of `stableRun` (10 s) or more starts again at 1 s.
     private func backoff(afterFailures failures: Int) -> Duration {
         let seconds = 1 << min(max(failures - 1, 0), 20)
         return min(.seconds(seconds), configuration.maxBackoff)
     }
 
-    /// Starts (or restarts) an instance whose row is already in the database.
+    /// Starts (or restarts) an instance whose row is already in the database — unless its port is taken
+    /// by another process (then it waits, naming the holder) or it cannot start at all (then it says so,
+    /// and marks the instance unstartable: retrying will not help).
     private func launch(_ key: Key, countRestart: Bool) {
         guard var inst = instances[key] else { return }
         let now = clock.now
-        guard let spec = revisions[key.server]?[inst.row.revision] else {
+        guard var spec = revisions[key.server]?[inst.row.revision] else {
             inst.phase = .backoff(reason: "revision \(inst.row.revision) is not recorded", until: now.advanced(by: configuration.maxBackoff))
             instances[key] = inst
             return
         }
+        if !spec.sealedDigests.isEmpty {
+            // Reloaded from the state database, which never holds sensitive values.
+            if spec.unseal(configuration.sensitiveValues?() ?? [:]).isEmpty {
+                revisions[key.server]?[inst.row.revision] = spec
+            } else {
+                inst.phase = .backoff(reason: "revision \(inst.row.revision) has sensitive values the state does not keep and the manifests no longer carry; it starts again when the controller applies a revision",
+                                      until: now.advanced(by: configuration.maxBackoff))
+                instances[key] = inst
+                return
+            }
+        }
         if countRestart { inst.row.restarts += 1 }
+        func refuse(_ reason: String, unstartable: Bool) {
+            inst.failures += 1
+            inst.row.reason = reason
+            inst.row.unstartable = unstartable
+            if inst.row.pid == nil {
+                inst.phase = .backoff(reason: reason, until: now.advanced(by: backoff(afterFailures: inst.failures)))
+            }
+            instances[key] = inst
+            appendLog(inst.row, "mcpfleet: not starting \(inst.id): \(reason)")
+            do { try tables.updateProcess(inst.row) } catch {}
+        }
+        let plan: LaunchPlan
         do {
-            let plan = try self.plan(spec, slot: inst.row.slot, port: inst.row.port)
+            plan = try self.plan(spec, slot: inst.row.slot, port: inst.row.port)
+        } catch {
+            let e = error as? DriverError
+            return refuse(e?.message ?? String(describing: error), unstartable: e?.terminal ?? false)
+        }
+        if case .foreign(let holders) = PortOwnership.holders(port: inst.row.port) {
+            let who = holders.isEmpty ? "another process" : holders.map(\.description).joined(separator: ", ")
+            return refuse("port \(inst.row.port) is already in use by \(who)", unstartable: false)
+        }
+        do {
             rotateLogIfNeeded(plan.logPath)
             appendLog(inst.row, "mcpfleet: starting \(inst.id) on port \(inst.row.port)" + (inst.row.restarts > 0 ? " (restart \(inst.row.restarts))" : ""))
             let pid = try ProcessControl.spawn(executable: plan.executable, argv: plan.argv, environment: plan.environment,
@@ -260,17 +301,17 @@ actor LocalSupervisor {
             inst.row.pid = pid
             // Set at fork and kept across exec; the child is ours and unreaped, so /proc/<pid> exists.
             inst.row.startTime = ProcessControl.stat(pid)?.startTime ?? -1
+            // `reason` keeps the last exit: while the new process comes up, it says why it restarted.
+            inst.row.unstartable = false
             inst.phase = .running
             inst.launchedAt = now
             instances[key] = inst
-            try tables.updateProcess(server: key.server, slot: key.slot, pid: pid, startTime: inst.row.startTime, restarts: inst.row.restarts)
+            try tables.updateProcess(inst.row)
+        } catch let e as SpawnError {
+            // posix_spawn reports exec failures (no such file, not executable, bad interpreter): permanent.
+            refuse(e.description, unstartable: true)
         } catch {
-            inst.failures += 1
-            let reason = (error as? DriverError)?.message ?? String(describing: error)
-            if inst.row.pid == nil {
-                inst.phase = .backoff(reason: reason, until: now.advanced(by: backoff(afterFailures: inst.failures)))
-            }
-            instances[key] = inst
+            refuse(String(describing: error), unstartable: false)
         }
     }
 
@@ -389,6 +430,7 @@ actor LocalSupervisor {
 
     func observe() throws -> LiveState {
         if !supervising { (revisions, instances, tenants) = try Self.load(tables, clock: clock) }
+        let context = ObserveContext(listeners: PortOwnership.Listeners.read(), supervised: supervising || supervisedElsewhere())
         var servers: [LiveServer] = []
         for name in Set(revisions.keys).union(instances.keys.map(\.server)).sorted() {
             let specs = revisions[name] ?? [:]
@@ -396,7 +438,7 @@ actor LocalSupervisor {
             var live: [LiveRevision] = []
             for revision in Set(specs.keys).union(mine.map(\.row.revision)).sorted() {
                 let group = mine.filter { $0.row.revision == revision && $0.row.intent == "run" }
-                let reported = mine.filter { $0.row.revision == revision }.map(liveInstance)
+                let reported = mine.filter { $0.row.revision == revision }.map { liveInstance($0, context) }
                 live.append(LiveRevision(revision: revision, version: specs[revision]?.version, replicas: group.count,
                                          ready: reported.filter { $0.state == .running && $0.healthy }.count,
                                          fields: specs[revision]?.fields, instances: reported))
@@ -408,31 +450,104 @@ actor LocalSupervisor {
                          tenants: tenants.values.sorted { $0.name < $1.name }.map { LiveTenant(name: $0.name, fields: $0.fields) })
     }
 
-    private func liveInstance(_ inst: Instance) -> LiveInstance {
+    struct ObserveContext {
+        var listeners: PortOwnership.Listeners
+        /// This driver or another process (a running controller) supervises the state directory.
+        var supervised: Bool
+    }
+
+    /// True when another process holds the supervision lock (a controller runs on this state directory).
+    func supervisedElsewhere() -> Bool {
+        let fd = open(configuration.stateDirectory + "/supervisor.lock", O_RDWR | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { return errno == EWOULDBLOCK }
+        flock(fd, LOCK_UN)
+        return false
+    }
+
+    private func liveInstance(_ inst: Instance, _ context: ObserveContext) -> LiveInstance {
         let row = inst.row
         switch inst.phase {
         case .stopping:
             return LiveInstance(id: inst.id, revision: row.revision, slot: row.slot, port: row.port, pid: row.pid.map(Int.init), state: .stopping,
                                 healthy: false, restarts: row.restarts)
-        case .backoff(let reason, let until):
-            let wait = until - clock.now
-            let detail = supervising ? (wait > .zero ? "\(reason); restarting in \(wait.formatted(.units(allowed: [.seconds], width: .narrow)))" : reason)
-                                     : "\(reason) (no controller is supervising)"
+        case .backoff(let reason, _):
+            // No countdown here: reasons are compared and recorded, and must stay the same while nothing changes.
+            let detail = context.supervised ? reason : "\(reason) (no controller is supervising)"
             return LiveInstance(id: inst.id, revision: row.revision, slot: row.slot, port: row.port, state: .failed, healthy: false,
-                                reason: detail, restarts: row.restarts)
+                                reason: detail, restarts: row.restarts, logTail: logTail(row), unstartable: row.unstartable ? true : nil)
         case .running:
-            let listening = ProcessControl.isListening(port: row.port)
+            // Ready as far as the driver can tell only when the port's listener is this instance's own
+            // process (or a descendant): a foreign process on the port is never taken for the replica.
+            let verdict = row.pid.map { PortOwnership.verdict(port: row.port, pid: $0, listeners: context.listeners) } ?? .free
+            let owned: Bool
+            let problem: String?
+            if case .unknown = verdict {
+                owned = ProcessControl.isListening(port: row.port)
+                problem = owned ? nil : "not yet accepting connections on port \(row.port)"
+            } else {
+                owned = verdict == .owned
+                problem = verdict.problem(port: row.port, instancePid: row.pid)
+            }
+            var foreign = false
+            if case .foreign = verdict { foreign = true }
+            // Coming up again after an exit: say which, and show what it printed.
+            let restarted = problem != nil && row.restarts > 0 && row.reason != nil
+            let reason = problem.map { restarted ? "\($0) (restart \(row.restarts); last exit: \(row.reason!))" : $0 }
             return LiveInstance(id: inst.id, revision: row.revision, slot: row.slot, port: row.port, pid: row.pid.map(Int.init),
-                                state: listening ? .running : .starting, healthy: listening,
-                                reason: listening ? nil : "not yet accepting connections on port \(row.port)", restarts: row.restarts)
+                                state: owned ? .running : .starting, healthy: owned, reason: reason, restarts: row.restarts,
+                                logTail: foreign || restarted ? logTail(row) : nil)
         }
     }
 
+    /// The last lines the instance wrote (its own output, not mcpfleet's notes), each bounded, with the
+    /// values of its secrets replaced: status, history and the audit log show these.
+    func logTail(_ row: LocalStateTables.InstanceRow, lines: Int = 5) -> [String]? {
+        let path = logPath(row)
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        let size = lseek(fd, 0, SEEK_END)
+        let start = max(0, size - 8192)
+        guard lseek(fd, start, SEEK_SET) >= 0 else { return nil }
+        var buffer = [UInt8](repeating: 0, count: Int(size - start))
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard n > 0 else { return nil }
+        var text = String(decoding: buffer[0..<n], as: UTF8.self)
+        if let spec = revisions[row.server]?[row.revision] {
+            for variable in spec.env {
+                guard let ref = variable.secretRef, let value = try? readSecret(ref, resource: "", variable: variable.name), value.count >= 4 else { continue }
+                text = text.replacingOccurrences(of: value, with: "[secret \(variable.name)]")
+            }
+        }
+        var out = text.split(whereSeparator: \.isNewline).map { String($0).trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty && !$0.hasPrefix("mcpfleet: ") }
+        if start > 0, !out.isEmpty { out.removeFirst() }  // likely cut mid-line
+        // The last `lines` distinct lines, in the order they last appeared: a crash loop prints the same
+        // few lines on every start, and each is worth showing once.
+        var seen = Set<String>()
+        var tail: [String] = []
+        for line in out.reversed() where seen.insert(line).inserted {
+            tail.insert(line.count > 200 ? String(line.prefix(199)) + "…" : line, at: 0)
+            if tail.count == lines { break }
+        }
+        return tail.isEmpty ? nil : tail
+    }
+
+    /// Instances to probe: running, and listening on their port themselves (never a port another
+    /// process holds — a probe there would test the wrong server).
     func endpoints(server: String, revision: String) throws -> [Endpoint] {
         if !supervising { (revisions, instances, tenants) = try Self.load(tables, clock: clock) }
         let path = revisions[server]?[revision]?.path ?? "/mcp"
+        let listeners = PortOwnership.Listeners.read()
         return instances.values.filter { $0.row.server == server && $0.row.revision == revision && $0.row.intent == "run" }
             .filter { if case .running = $0.phase { return true } else { return false } }
+            .filter { inst in
+                guard let pid = inst.row.pid else { return false }
+                let verdict = PortOwnership.verdict(port: inst.row.port, pid: pid, listeners: listeners)
+                return verdict == .owned || verdict == .unknown
+            }
             .sorted { $0.row.slot < $1.row.slot }
             .map { Endpoint(instance: $0.id, host: "127.0.0.1", port: $0.row.port, path: path) }
     }
@@ -447,6 +562,9 @@ actor LocalSupervisor {
     /// reference — never a value.
     func plan(_ spec: DesiredServer, slot: Int, port: Int) throws -> LaunchPlan {
         let resource = "server/\(spec.name)"
+        guard spec.sealedDigests.isEmpty else {
+            throw DriverError(resource, "revision \(spec.revision) lacks its sensitive values (sealed); it cannot start", terminal: true)
+        }
         guard let command = spec.command, let program = command.first, !program.isEmpty else {
             throw DriverError(resource, "has no artifact.command; the local driver runs commands", terminal: true)
         }
@@ -514,9 +632,15 @@ actor LocalSupervisor {
         }
         let path = "\(configuration.secretsDirectory)/\(ref.name)/\(ref.key)"
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw DriverError(resource, "env \(variable): \(ref) not found (no readable file \(path))")
+            // Terminal: the revision cannot start as written; it fails at once instead of retrying until the deadline.
+            throw DriverError(resource, "env \(variable): \(ref) not found (no readable file \(path))", terminal: true)
         }
-        var value = String(decoding: data, as: UTF8.self)
+        // An environment value ends at a NUL: a secret holding one would be cut short without a word.
+        if data.contains(0) { throw DriverError(resource, "env \(variable): \(ref) contains a NUL byte, which an environment variable cannot hold", terminal: true) }
+        guard let text = String(validating: data, as: UTF8.self) else {
+            throw DriverError(resource, "env \(variable): \(ref) is not valid UTF-8", terminal: true)
+        }
+        var value = text
         // Files written with `echo` end in a newline that is not part of the secret.
         if value.hasSuffix("\n") { value.removeLast() }
         return value

@@ -1,3 +1,4 @@
+import FleetState
 import Foundation
 
 #if canImport(Glibc)
@@ -186,20 +187,20 @@ enum ProcessControl {
         return found
     }
 
-    static func readFile(_ path: String, limit: Int) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while bytes.count < limit {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { break }
-            bytes.append(contentsOf: buffer[0..<n])
-        }
-        return String(decoding: bytes, as: UTF8.self)
+    /// Process-group leaders carrying the instance marker whose standard output goes to a file under
+    /// `logDirectory`: instances some driver on that state directory started, whatever its database says.
+    static func instancesLogging(under logDirectory: String, marker: String) -> [PortOwnership.Holder] {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        return findMarked(variable: marker, prefix: "").compactMap { found -> PortOwnership.Holder? in
+            let n = readlink("/proc/\(found.pid)/fd/1", &buffer, buffer.count - 1)
+            guard n > 0 else { return nil }
+            let target = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            guard target.hasPrefix(logDirectory.hasSuffix("/") ? logDirectory : logDirectory + "/") else { return nil }
+            return PortOwnership.Holder(pid: found.pid, command: PortOwnership.commandLine(of: found.pid))
+        }.sorted { $0.pid < $1.pid }
     }
+
+    static func readFile(_ path: String, limit: Int) -> String? { PortOwnership.readText(path, limit: limit) }
 
     static func errorText() -> String { String(cString: strerror(errno)) }
 }

@@ -66,6 +66,19 @@ public struct SQLiteError: Error, Sendable, CustomStringConvertible {
     public var message: String
 
     public var description: String { "\(path): sqlite error \(code): \(message)" }
+
+    /// The file is damaged (SQLITE_CORRUPT, SQLITE_NOTADB, with extended codes): retrying cannot help.
+    public var isDamage: Bool { code & 0xff == SQLITE_CORRUPT || code & 0xff == SQLITE_NOTADB }
+}
+
+/// A state database that fails its integrity check (`PRAGMA quick_check`) or is not a database at all.
+/// Nothing was written to it; it must be restored from a backup or moved aside.
+public struct StateDamage: Error, Sendable, CustomStringConvertible {
+    public var path: String
+    /// The first problems SQLite reported.
+    public var detail: String
+
+    public var description: String { "the state database \(path) is damaged (\(detail))" }
 }
 
 /// A connection to one SQLite database file, safe to share between tasks (calls are serialised).
@@ -83,9 +96,12 @@ public final class SQLiteDatabase: Sendable {
 
     /// Opens (creating if needed) the database at `path`. Missing parent directories are created
     /// with mode 0700, a new database file with mode 0600 (its WAL and SHM files inherit that).
+    /// An existing file is checked first (`PRAGMA quick_check`): a damaged one throws `StateDamage`
+    /// before anything is written to it.
     public init(path: String, busyTimeoutMilliseconds: Int32 = 5000) throws {
         self.path = path
         try Self.prepareFile(path)
+        try Self.checkIntegrity(path)
         var db: OpaquePointer?
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
         let rc = sqlite3_open_v2(path, &db, flags, nil)
@@ -174,6 +190,86 @@ public final class SQLiteDatabase: Sendable {
             }
             try conn.execute("INSERT INTO schema_components (component, version) VALUES (?, ?) ON CONFLICT(component) DO UPDATE SET version = excluded.version",
                              [.text(component), .integer(Int64(steps.count))])
+        }
+    }
+
+    /// Runs one query on a read-only connection to `path` (the file is not changed, not even its journal mode).
+    public static func readOnlyQuery(_ path: String, _ sql: String, _ parameters: [SQLiteValue] = []) throws -> [SQLiteRow] {
+        let db = try openRaw(path, flags: SQLITE_OPEN_READONLY)
+        defer { sqlite3_close_v2(db) }
+        sqlite3_busy_timeout(db, 5000)
+        return try Connection(db: db, path: path).query(sql, parameters)
+    }
+
+    /// A connection of its own to `path` (the caller closes it), for one-off work beside the shared one.
+    private static func openRaw(_ path: String, flags: Int32) throws -> OpaquePointer {
+        var db: OpaquePointer?
+        let rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, nil)
+        guard rc == SQLITE_OK, let db else {
+            let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open"
+            sqlite3_close_v2(db)
+            throw SQLiteError(path: path, code: rc, message: message)
+        }
+        return db
+    }
+
+    /// `PRAGMA quick_check` on a read-only connection: throws `StateDamage` naming the first problems.
+    public static func checkIntegrity(_ path: String) throws {
+        let rows: [SQLiteRow]
+        do {
+            rows = try readOnlyQuery(path, "PRAGMA quick_check(20)")
+        } catch let e as SQLiteError where e.isDamage {
+            throw StateDamage(path: path, detail: e.message)
+        }
+        let problems = rows.compactMap { $0[0].string }.filter { $0 != "ok" }
+        guard problems.isEmpty else {
+            let text = problems.joined(separator: "; ").replacingOccurrences(of: "\n", with: " ")
+            throw StateDamage(path: path, detail: "quick_check: " + (text.count > 240 ? String(text.prefix(240)) + "…" : text))
+        }
+    }
+
+    /// Copies the whole database into a new file at `destination` with SQLite's online backup API: a
+    /// consistent snapshot while writers carry on. The file is created with mode 0600 and checked.
+    public func backup(to destination: String) throws {
+        try Self.prepareFile(destination)
+        let dest = try Self.openRaw(destination, flags: SQLITE_OPEN_READWRITE)
+        defer { sqlite3_close_v2(dest) }
+        // The other connection is this function's alone; the lock guards ours.
+        let other = ConnectionPointer(db: dest)
+        try handle.withLock { src in try Self.copy(from: ConnectionPointer(db: src.db), to: other, destinationPath: destination) }
+    }
+
+    /// Replaces this database's content with `source`'s (a file made by `backup(to:)`), through the
+    /// backup API, so the WAL and every open connection stay consistent.
+    public func restore(from source: String) throws {
+        try Self.checkIntegrity(source)
+        let src = try Self.openRaw(source, flags: SQLITE_OPEN_READONLY)
+        defer { sqlite3_close_v2(src) }
+        let other = ConnectionPointer(db: src)
+        let path = self.path
+        try handle.withLock { dest in try Self.copy(from: other, to: ConnectionPointer(db: dest.db), destinationPath: path) }
+    }
+
+    /// A raw connection handed into the lock for one backup call (used by one thread at a time).
+    struct ConnectionPointer: @unchecked Sendable {
+        let db: OpaquePointer
+    }
+
+    private static func copy(from source: ConnectionPointer, to destination: ConnectionPointer, destinationPath: String) throws {
+        let src = source.db, dest = destination.db
+        guard let backup = sqlite3_backup_init(dest, "main", src, "main") else {
+            throw SQLiteError(path: destinationPath, code: sqlite3_errcode(dest), message: String(cString: sqlite3_errmsg(dest)))
+        }
+        var step = SQLITE_OK
+        var waits = 0
+        repeat {
+            step = sqlite3_backup_step(backup, -1)
+            // Another connection holds a lock: wait a little (up to 10 s), as the busy timeout would.
+            if step == SQLITE_BUSY || step == SQLITE_LOCKED { waits += 1; sqlite3_sleep(20) }
+        } while (step == SQLITE_OK || step == SQLITE_BUSY || step == SQLITE_LOCKED) && waits < 500
+        let finish = sqlite3_backup_finish(backup)
+        guard step == SQLITE_DONE, finish == SQLITE_OK else {
+            throw SQLiteError(path: destinationPath, code: step == SQLITE_DONE ? finish : step, message: String(cString: sqlite3_errmsg(dest)))
         }
     }
 

@@ -138,7 +138,10 @@ struct Evaluation {
 
     mutating func run() -> GateVerdict {
         record.artifactDigest = inputs.subjectDigest
+        record.signatureDigest = inputs.signature.digest
         record.sbomDigest = inputs.sbom.digest
+        record.scanDigest = inputs.scan.digest
+        record.provenanceDigest = inputs.provenance.digest
         if policies.isEmpty {
             let builtin = GatePolicy(name: SupplyChainGate.builtinPolicyName)
             for m in digestProblems(builtin) { add(builtin, "digest", m) }
@@ -259,6 +262,7 @@ struct Evaluation {
                 if record.signedBy == nil {
                     record.signedBy = matched.name
                     record.signatureAlgorithm = matched.algorithm
+                    record.signerFingerprint = matched.fingerprint
                 }
                 return []
             }

@@ -20,7 +20,7 @@ import Darwin
 /// and renames it over `path`, so a crash never leaves a torn cache file.
 public final class VerificationCache: @unchecked Sendable {
     /// 2: evidence recorded as FleetCore's `EvidenceSummary` (scan counts by named severity).
-    public static let formatVersion = 2
+    public static let formatVersion = 3
 
     public let path: String?
     private let lock = NSLock()

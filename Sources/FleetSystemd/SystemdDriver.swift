@@ -1,4 +1,5 @@
 import FleetCore
+import FleetState
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -266,7 +267,7 @@ public actor SystemdDriver: RuntimeDriver {
     }
 
     /// Properties `observe` reads of each instance unit.
-    static let shownProperties = "Id,ActiveState,SubState,MainPID,NRestarts,Result,ExecMainStatus,ExecMainCode,MemoryCurrent,ActiveEnterTimestampMonotonic"
+    static let shownProperties = "Id,ActiveState,SubState,MainPID,NRestarts,Result,ExecMainStatus,ExecMainCode,MemoryCurrent,ActiveEnterTimestampMonotonic,ControlGroup"
 
     struct ShownInstance: Hashable {
         var listed: ListedInstance
@@ -453,7 +454,9 @@ public actor SystemdDriver: RuntimeDriver {
 
     static var startLimitBurst: Int { SystemdRenderer.startLimitBurst }
 
-    /// From the live-state cache (read first if it has not been, or if this driver changed the server since).
+    /// From the live-state cache (read first if it has not been, or if this driver changed the server since):
+    /// running instances whose port is held by the unit's own processes (its control group), so a probe
+    /// never tests another process that took the port (the unit itself then fails to bind and restarts).
     public func endpoints(server: String, revision: String) async throws -> [Endpoint] {
         if !listedAll {
             try await refreshAll()
@@ -462,9 +465,36 @@ public actor SystemdDriver: RuntimeDriver {
         }
         let base = renderer.unitBase(server: server, revision: revision)
         guard let record = files.json(RevisionRecordFile.self, hostPath(renderer.revisionRecordFile(unitBase: base))), let port = record.port else { return [] }
-        return units.values.map(\.listed).filter { $0.base == base && $0.activeState == "active" && $0.subState == "running" }.sorted { $0.slot < $1.slot }.map {
+        let running = units.values.map(\.listed).filter { $0.base == base && $0.activeState == "active" && $0.subState == "running" }.sorted { $0.slot < $1.slot }
+        guard !running.isEmpty else { return [] }
+        // The control group comes with the cached `show`; a unit read before it had one is asked again.
+        var groups: [String: String] = [:]
+        for inst in running { if let g = units[inst.unit]?.properties["ControlGroup"], !g.isEmpty { groups[inst.unit] = g } }
+        let unknown = running.map(\.unit).filter { groups[$0] == nil }
+        if !unknown.isEmpty { groups.merge(try await controlGroups(unknown)) { a, _ in a } }
+        let listeners = PortOwnership.Listeners.read()
+        return running.filter { inst in
+            guard let group = groups[inst.unit], let pids = PortOwnership.controlGroupProcesses(group, root: fileSystemRoot) else { return true }
+            let verdict = PortOwnership.verdict(port: port + inst.slot, processes: pids, listeners: listeners)
+            return verdict == .owned || verdict == .unknown
+        }.map {
             Endpoint(instance: $0.unit, host: "127.0.0.1", port: port + $0.slot, path: record.path)
         }
+    }
+
+    /// `ControlGroup` of each unit, in one `systemctl show`.
+    func controlGroups(_ units: [String]) async throws -> [String: String] {
+        let r = try await systemctl(["show", "-p", "Id", "-p", "ControlGroup"] + units, resource: "environment/\(environmentName)")
+        var out: [String: String] = [:]
+        for block in r.stdout.components(separatedBy: "\n\n") {
+            var id: String?, group: String?
+            for line in block.split(separator: "\n") {
+                if line.hasPrefix("Id=") { id = String(line.dropFirst(3)) }
+                if line.hasPrefix("ControlGroup=") { group = String(line.dropFirst(13)) }
+            }
+            if let id, let group, !group.isEmpty { out[id] = group }
+        }
+        return out
     }
 
     // MARK: Listing
@@ -571,20 +601,26 @@ public actor SystemdDriver: RuntimeDriver {
 
     /// Secret values go to a 0600 environment file read by PID 1 only; never into the unit text.
     func writeSecrets(_ server: DesiredServer, base: String) throws {
-        let refs = server.env.filter { $0.secretRef != nil }
+        let refs = server.env.filter { $0.secretRef != nil || $0.isSensitive }
         let path = renderer.secretEnvironmentFile(unitBase: base)
         guard !refs.isEmpty else { return }
-        guard let dir = secretsDirectory else {
-            throw DriverError("server/\(server.name)", "uses secrets but the environment has no spec.secretsDir", terminal: true)
-        }
         var text = ""
         for e in refs {
-            guard let ref = e.secretRef else { continue }
+            guard let ref = e.secretRef else {
+                if let value = e.value { text += try SystemdSyntax.environmentFileLine(name: e.name, value: value, resource: "server/\(server.name)") }
+                continue
+            }
+            guard let dir = secretsDirectory else {
+                throw DriverError("server/\(server.name)", "uses secrets but the environment has no spec.secretsDir", terminal: true)
+            }
             let file = "\(dir)/\(ref.name)/\(ref.key)"
             guard let data = FileManager.default.contents(atPath: file) else {
                 throw DriverError("server/\(server.name)", "secret \(ref.name)/\(ref.key) for \(e.name) not found in the secrets directory")
             }
-            var value = String(decoding: data, as: UTF8.self)
+            // Never repaired silently: a secret that is not text cannot be passed on as it is.
+            guard var value = String(validating: data, as: UTF8.self) else {
+                throw DriverError("server/\(server.name)", "secret \(ref.name)/\(ref.key) for \(e.name) is not valid UTF-8", terminal: true)
+            }
             if value.hasSuffix("\n") { value.removeLast() }
             text += try SystemdSyntax.environmentFileLine(name: e.name, value: value, resource: "server/\(server.name)")
         }

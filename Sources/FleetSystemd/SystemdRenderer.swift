@@ -163,11 +163,12 @@ public struct SystemdRenderer: Sendable {
             unit.append("WorkingDirectory=" + (try SystemdSyntax.path(dir, resource: resource, what: "artifact.workingDirectory")))
         }
         unit.append("EnvironmentFile=" + (try SystemdSyntax.path(instanceEnvironmentDirectory(unitBase: base), resource: resource, what: "state directory", allowSpaces: false)) + "/%i.env")
-        if server.env.contains(where: { $0.secretRef != nil }) {
+        // Secrets, and plain values that look like secrets, go to the 0600 file: never into unit text.
+        if server.env.contains(where: { $0.secretRef != nil || $0.isSensitive }) {
             unit.append("EnvironmentFile=" + (try SystemdSyntax.path(secretEnvironmentFile(unitBase: base), resource: resource, what: "state directory", allowSpaces: false)))
         }
         for e in server.env {
-            guard let value = e.value, e.secretRef == nil else { continue }
+            guard let value = e.value, e.secretRef == nil, !e.isSensitive else { continue }
             unit.append("Environment=" + (try SystemdSyntax.environmentAssignment(name: e.name, value: value, resource: resource)))
         }
         unit += [

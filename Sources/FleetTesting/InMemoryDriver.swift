@@ -38,6 +38,9 @@ public actor InMemoryDriver: RuntimeDriver {
     public var neverReady: Set<String> = []
     /// Calls to these operations throw (`scale`, `observe`, ...), to test retries.
     public var failingOperations: Set<String> = []
+    /// Revisions whose instances cannot start: scaling them up throws a terminal `DriverError` (as a
+    /// host driver does for a missing executable or secret).
+    public var unstartable: [String: String] = [:]
     public private(set) var calls: [String] = []
     public private(set) var trace: [Sample] = []
     /// Ports of real servers standing in for a revision's instances (instance i answers on port i mod count);
@@ -52,6 +55,7 @@ public actor InMemoryDriver: RuntimeDriver {
     public func setNeverReady(_ revisions: Set<String>) { neverReady = revisions }
     public func setReadyAfterObserves(_ n: Int) { readyAfterObserves = n }
     public func setFailing(_ operations: Set<String>) { failingOperations = operations }
+    public func setUnstartable(_ revision: String, _ message: String?) { unstartable[revision] = message }
     public func setPorts(_ ports: [Int], revision: String) { portsByRevision[revision] = ports }
 
     private func check(_ op: String, _ resource: String) throws {
@@ -114,6 +118,9 @@ public actor InMemoryDriver: RuntimeDriver {
 
     public func scale(_ server: DesiredServer, replicas: Int) async throws {
         try check("scale", "server/\(server.name)@\(server.revision)=\(replicas)")
+        if let message = unstartable[server.revision], replicas > (servers[server.name]?.groups[server.revision]?.instances.count ?? 0) {
+            throw DriverError("server/\(server.name)", message, terminal: true)
+        }
         var s = servers[server.name] ?? ServerState(tenant: server.tenant, groups: [:])
         var g = s.groups[server.revision] ?? Group(spec: server, instances: [])
         while g.instances.count < replicas {

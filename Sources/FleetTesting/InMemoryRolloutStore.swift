@@ -13,7 +13,8 @@ public actor InMemoryRolloutStore: RolloutStore {
     public func record(server: String) -> RolloutRecord? { recordsByServer[server] }
     public func records() -> [RolloutRecord] { recordsByServer.values.sorted { $0.server < $1.server } }
 
-    public func save(_ record: RolloutRecord) {
+    public func save(_ record: RolloutRecord) throws {
+        if let failure = failing { throw failure }
         recordsByServer[record.server] = record
         saves.append(record)
     }
@@ -32,7 +33,31 @@ public actor InMemoryRolloutStore: RolloutStore {
         revisionsByServer[revision.server] = list
     }
 
-    public func appendAudit(_ entry: AuditEntry) { auditLog.append(entry) }
+    /// Appends, or counts a repeat of one of the server's recent entries (as every store does).
+    public func appendAudit(_ entry: AuditEntry) throws {
+        if let failure = failing { throw failure }
+        let recent = auditLog.indices.reversed().filter { auditLog[$0].server == entry.server }.prefix(AuditEntry.repeatWindow)
+        if let i = recent.first(where: { entry.isRepeat(of: auditLog[$0]) }) {
+            auditLog[i].repeats = (auditLog[i].repeats ?? 0) + 1
+            auditLog[i].lastTime = entry.time
+            return
+        }
+        auditLog.append(entry)
+    }
+
+    private var beat: Int64?
+    /// When set, writes (saves, audit appends, heartbeats) throw it: an unwritable store.
+    public private(set) var failing: DriverError?
+    public func setFailing(_ error: DriverError?) { failing = error }
+
+    public func heartbeat(now: Int64?) throws {
+        if let failure = failing { throw failure }
+        beat = now
+    }
+
+    public nonisolated var keepsHeartbeat: Bool { true }
+
+    public func lastHeartbeat() -> Int64? { beat }
 
     public func audit(server: String?, limit: Int) -> [AuditEntry] {
         let matching = auditLog.filter { server == nil || $0.server == server }

@@ -14,9 +14,13 @@ public struct LoadedCatalog: Sendable {
 
     public func sourceText(_ file: String) -> String? { set.files.first { $0.path == file }?.text }
 
+    /// Diagnostics as people read them: excerpts, messages and hints never show a sensitive value.
     public func renderDiagnostics(color: Bool) -> String {
-        DiagnosticFormatter(color: color).format(diagnostics, source: sourceText)
+        DiagnosticFormatter(color: color, sensitive: catalog.sensitiveValues).format(diagnostics, source: sourceText)
     }
+
+    /// The JSON form, as safe as the text form.
+    public var report: DiagnosticReport { DiagnosticReport(diagnostics, sensitive: catalog.sensitiveValues) }
 }
 
 public enum CatalogLoader {
@@ -27,18 +31,30 @@ public enum CatalogLoader {
         let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDir)
         var base = exists && !isDir.boolValue ? (path as NSString).deletingLastPathComponent : path
         if base.isEmpty { base = "." }
-        return from(set: set, baseDirectory: base) { relative in
-            FileManager.default.fileExists(atPath: base + "/" + relative)
+        return from(set: set, baseDirectory: base, files: fileCheck(root: base))
+    }
+
+    /// Answers for paths relative to `root`: missing, present, or leading out of it through a link.
+    public static func fileCheck(root: String) -> @Sendable (String) -> FileCheck {
+        let confinement = RootConfinement(root: root)
+        return { relative in
+            let full = ManifestLoader.join(root, relative)
+            guard FileManager.default.fileExists(atPath: full) else { return .missing }
+            return confinement?.contains(full) == false ? .outsideRoot : .exists
         }
     }
 
     /// Decodes and validates an already loaded set (from disk or from git).
     public static func from(set: ManifestSet, baseDirectory: String, fileExists: (String) -> Bool) -> LoadedCatalog {
+        from(set: set, baseDirectory: baseDirectory, files: { fileExists($0) ? .exists : .missing })
+    }
+
+    public static func from(set: ManifestSet, baseDirectory: String, files: (String) -> FileCheck) -> LoadedCatalog {
         var diagnostics = Diagnostics(set.diagnostics)
         let inputs = set.files.map { ManifestFileInput(file: $0.path, relativePath: $0.relativePath, documents: $0.documents) }
         let (catalog, decodeDiagnostics) = ManifestDecoder.decode(inputs)
         diagnostics.append(contentsOf: decodeDiagnostics)
-        diagnostics.append(contentsOf: CatalogValidator.validate(catalog, fileExists: fileExists))
+        diagnostics.append(contentsOf: CatalogValidator.validate(catalog, files: files))
         return LoadedCatalog(root: set.root, baseDirectory: baseDirectory, set: set, catalog: catalog, diagnostics: diagnostics)
     }
 }

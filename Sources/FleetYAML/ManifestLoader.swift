@@ -54,7 +54,10 @@ public enum ManifestLoader {
     /// `path` is a directory (read recursively) or a single file. Reads `*.yaml` and `*.yml`, sorted
     /// by relative path (byte order), skipping hidden entries (names starting with ".") and anything
     /// matched by `.mcpfleetignore` at the root. Unreadable files become `io` diagnostics.
-    /// Symbolic links are followed; a directory reached twice (e.g. through a link cycle) is read once.
+    /// Symbolic links are followed while they stay inside the manifest root (the directory, or a single
+    /// file's directory); one that leaves it is an error naming the link, and its target is never read
+    /// (a pull request adding `x.yaml -> /proc/self/environ` must not get the CI runner's environment
+    /// printed in diagnostics). A directory reached twice (e.g. through a link cycle) is read once.
     public static func load(path: String, limits: YAMLLimits = .default) -> ManifestSet {
         var set = ManifestSet(root: path)
         var info = stat()
@@ -64,6 +67,11 @@ public enum ManifestLoader {
         }
         if !isDirectory(info) {
             let name = path.split(separator: "/").last.map(String.init) ?? path
+            let directory = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
+            if let escape = RootConfinement(root: directory.isEmpty ? "/" : directory)?.escape(path) {
+                set.diagnostics.append(escape)
+                return set
+            }
             switch readFile(path, limit: limits.maxBytes) {
             case .success(let bytes):
                 set.files.append(makeFile(path: path, relativePath: name, bytes: bytes, limits: limits, diagnostics: &set.diagnostics))
@@ -73,9 +81,15 @@ public enum ManifestLoader {
             return set
         }
 
+        guard let confinement = RootConfinement(root: path) else {
+            set.diagnostics.append(ioError("cannot resolve '\(path)': \(errnoText())"))
+            return set
+        }
         var rules = IgnoreRules()
         let ignorePath = join(path, ignoreFileName)
-        if access(ignorePath, F_OK) == 0 {
+        if let escape = confinement.escape(ignorePath) {
+            set.diagnostics.append(escape)
+        } else if access(ignorePath, F_OK) == 0 {
             switch readFile(ignorePath, limit: 1 << 20) {
             case .success(let bytes): rules = IgnoreRules(String(decoding: bytes, as: UTF8.self))
             case .failure(let message): set.diagnostics.append(ioError(message))
@@ -84,7 +98,7 @@ public enum ManifestLoader {
 
         var found: [String] = []
         var visited: Set<FileID> = [FileID(info)]
-        walk(directory: path, relative: "", rules: rules, visited: &visited, found: &found, diagnostics: &set.diagnostics)
+        walk(directory: path, relative: "", rules: rules, confinement: confinement, visited: &visited, found: &found, diagnostics: &set.diagnostics)
         found.sort { $0.utf8.lexicographicallyPrecedes($1.utf8) }
         // Files are read and parsed on every core; results are merged in file order, so files and
         // diagnostics come out exactly as a sequential loop would give them.
@@ -114,20 +128,7 @@ public enum ManifestLoader {
         var selected: [(relativePath: String, bytes: [UInt8])] = []
         for file in files {
             let relativePath = normalize(file.relativePath)
-            let components = relativePath.split(separator: "/")
-            guard let name = components.last, isManifestName(name),
-                  !components.contains(where: { $0.hasPrefix(".") })
-            else { continue }
-            var ignored = false
-            var prefix = ""
-            for (i, component) in components.enumerated() {
-                prefix = prefix.isEmpty ? String(component) : prefix + "/" + component
-                if rules.ignores(prefix, isDirectory: i < components.count - 1) {
-                    ignored = true
-                    break
-                }
-            }
-            if !ignored { selected.append((relativePath, file.bytes)) }
+            if selects(relativePath, rules) { selected.append((relativePath, file.bytes)) }
         }
         selected.sort { $0.relativePath.utf8.lexicographicallyPrecedes($1.relativePath.utf8) }
         let loaded = Parallel.map(selected.count, minimumChunk: 2) { i -> (ManifestFile?, [Diagnostic]) in
@@ -138,6 +139,24 @@ public enum ManifestLoader {
         }
         set.add(loaded)
         return set
+    }
+
+    /// Of `paths` (relative to a root), the ones a load would read: manifest names, not hidden, not
+    /// matched by the root's `.mcpfleetignore` (its text, when there is one).
+    public static func selected(_ paths: [String], ignoreText: String?) -> [String] {
+        let rules = ignoreText.map(IgnoreRules.init) ?? IgnoreRules()
+        return paths.filter { selects(normalize($0), rules) }
+    }
+
+    private static func selects(_ relativePath: String, _ rules: IgnoreRules) -> Bool {
+        let components = relativePath.split(separator: "/")
+        guard let name = components.last, isManifestName(name), !components.contains(where: { $0.hasPrefix(".") }) else { return false }
+        var prefix = ""
+        for (i, component) in components.enumerated() {
+            prefix = prefix.isEmpty ? String(component) : prefix + "/" + component
+            if rules.ignores(prefix, isDirectory: i < components.count - 1) { return false }
+        }
+        return true
     }
 
     // MARK: - Helpers
@@ -159,6 +178,9 @@ public enum ManifestLoader {
         while p.hasPrefix("/") { p = p.dropFirst() }
         return String(p)
     }
+
+    /// A file under the root as diagnostics show it.
+    public static func displayPath(root: String, relative: String) -> String { join(root, relative) }
 
     static func join(_ root: String, _ relative: String) -> String {
         if root.isEmpty { return relative }
@@ -184,7 +206,7 @@ public enum ManifestLoader {
     private static func errnoText() -> String { String(cString: strerror(errno)) }
 
     private static func walk(
-        directory: String, relative: String, rules: IgnoreRules,
+        directory: String, relative: String, rules: IgnoreRules, confinement: RootConfinement,
         visited: inout Set<FileID>, found: inout [String], diagnostics: inout [Diagnostic]
     ) {
         guard let dir = opendir(directory) else {
@@ -206,6 +228,11 @@ public enum ManifestLoader {
             let full = join(directory, name)
             let rel = relative.isEmpty ? name : relative + "/" + name
             var info = stat()
+            if lstat(full, &info) == 0, (info.st_mode & S_IFMT) == S_IFLNK, let escape = confinement.escape(full) {
+                // Reported only where it would have been read: ignored paths stay quiet.
+                if !rules.ignores(rel, isDirectory: false) && !rules.ignores(rel, isDirectory: true) { diagnostics.append(escape) }
+                continue
+            }
             guard stat(full, &info) == 0 else {
                 // A dangling link or a racing delete: only worth reporting if it looked like a manifest.
                 if isManifestName(name) && !rules.ignores(rel, isDirectory: false) {
@@ -216,7 +243,7 @@ public enum ManifestLoader {
             if isDirectory(info) {
                 guard !rules.ignores(rel, isDirectory: true) else { continue }
                 guard visited.insert(FileID(info)).inserted else { continue }
-                walk(directory: full, relative: rel, rules: rules, visited: &visited, found: &found, diagnostics: &diagnostics)
+                walk(directory: full, relative: rel, rules: rules, confinement: confinement, visited: &visited, found: &found, diagnostics: &diagnostics)
             } else if isRegular(info), isManifestName(name), !rules.ignores(rel, isDirectory: false) {
                 found.append(rel)
             }
@@ -252,5 +279,39 @@ public enum ManifestLoader {
             bytes.append(contentsOf: chunk[0..<n])
         }
         return .success(bytes)
+    }
+}
+
+/// The manifest root as the file system resolves it, and the check that a path stays inside it once
+/// every symbolic link on the way is followed.
+public struct RootConfinement: Sendable {
+    /// `realpath` of the root.
+    public let resolvedRoot: String
+
+    public init?(root: String) {
+        guard let r = RootConfinement.resolve(root) else { return nil }
+        resolvedRoot = r
+    }
+
+    /// The path with every link followed, or nil when it does not exist (or cannot be resolved).
+    public static func resolve(_ path: String) -> String? {
+        guard let p = realpath(path, nil) else { return nil }
+        defer { free(p) }
+        return String(cString: p)
+    }
+
+    /// Whether `path` (existing) resolves to the root or below it; nil when it does not exist.
+    public func contains(_ path: String) -> Bool? {
+        guard let r = Self.resolve(path) else { return nil }
+        return r == resolvedRoot || r.hasPrefix(resolvedRoot == "/" ? "/" : resolvedRoot + "/")
+    }
+
+    /// An error naming `path` when it resolves outside the root; nil when it stays inside or does not
+    /// exist. The target is never named or read: it may be anything on the machine.
+    public func escape(_ path: String) -> Diagnostic? {
+        guard contains(path) == false else { return nil }
+        return .error("link-outside-root", "'\(path)' is a symbolic link (or under one) that leads out of the manifest root; it is not read",
+                      at: SourceLocation(file: path, line: 1, column: 1),
+                      hint: "manifests, evidence and keys must live under the manifest root; copy the file in instead of linking to it")
     }
 }

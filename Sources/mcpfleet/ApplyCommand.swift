@@ -3,6 +3,8 @@ import FleetController
 import FleetCore
 import FleetHTTP
 import FleetLocal
+import FleetSupplyChain
+import FleetYAML
 import Foundation
 import Logging
 
@@ -54,15 +56,23 @@ struct ApplyCommand: AsyncParsableCommand {
             desired = snap.desired
             snapshotSource = { snap }
         } else {
+            // Everything comes from the plan: the environment's settings, the manifest root, the desired
+            // state and the verdicts. Nothing is read from the current directory.
             let plan = try Self.readPlan(source)
-            let target = try Self.environmentForPlan(plan)
-            (driver, store) = try target.runtime()
+            guard let spec = plan.environmentSpec, let origin = plan.source else {
+                throw CommandFailure(message: "\(source) does not say which environment and manifests it was made from; run `mcpfleet plan --out` again")
+            }
+            let environment = spec.environment(named: plan.environment, origin: source)
+            try Self.checkEvidence(origin)
+            var planned = plan.desired
+            try Self.unseal(&planned, origin: origin, environment: environment)
+            (driver, store) = try DriverFactory.make(environment: environment, manifestRoot: origin.root)
             let live = try await driver.observe().merging(try await store.records())
             guard live.fingerprint == plan.liveFingerprint else {
                 throw CommandFailure(message: "the live state changed since the plan was made (fingerprint \(plan.liveFingerprint) → \(live.fingerprint)); run `mcpfleet plan` again")
             }
-            desired = plan.desired
-            let snap = DesiredStateSnapshot(desired: plan.desired, fingerprint: "plan:\(plan.liveFingerprint)", commit: nil,
+            desired = planned
+            let snap = DesiredStateSnapshot(desired: planned, fingerprint: "plan:\(plan.liveFingerprint)", commit: origin.commit,
                                             verdicts: Dictionary(plan.verdicts.map { ($0.server, $0) }, uniquingKeysWith: { a, _ in a }))
             snapshotSource = { snap }
         }
@@ -91,19 +101,46 @@ struct ApplyCommand: AsyncParsableCommand {
 
     static func readPlan(_ file: String) throws -> Plan {
         guard let data = FileManager.default.contents(atPath: file) else { throw CommandFailure(message: "cannot read \(file)") }
+        struct Version: Decodable { var formatVersion: Int? }
+        let version = (try? JSONDecoder().decode(Version.self, from: data))?.formatVersion
+        guard version == Plan.formatVersion else {
+            throw CommandFailure(message: version == nil ? "\(file) is not a saved plan (no formatVersion)"
+                                 : "\(file) has plan format \(version!), this mcpfleet applies format \(Plan.formatVersion); run `mcpfleet plan --out` again")
+        }
         do { return try JSONDecoder().decode(Plan.self, from: data) } catch {
             throw CommandFailure(message: "\(file) is not a saved plan: \(error)")
         }
     }
 
-    /// A saved plan names its environment; its driver settings come from the catalog in the current directory
-    /// when it defines that environment, else from the plan alone (local driver defaults).
-    static func environmentForPlan(_ plan: Plan) throws -> FleetTarget {
-        do {
-            let target = try FleetTarget.load(path: ".", env: plan.environment)
-            return target
-        } catch {
-            throw CommandFailure(message: "applying a plan needs the catalog that defines environment \(plan.environment) in the current directory: \(error)")
+    /// Refuses the plan when a file its verdicts rest on is not byte for byte what it was.
+    static func checkEvidence(_ origin: PlanSource) throws {
+        var moved: [String] = []
+        for f in origin.evidence {
+            let full = f.path.hasPrefix("/") ? f.path : origin.root + "/" + f.path
+            let now = (try? ArtifactDigest.sha256(ofFile: full)) ?? "absent"
+            if now != f.sha256 { moved.append(f.path) }
+        }
+        guard moved.isEmpty else {
+            throw CommandFailure(message: "the supply-chain evidence changed since the plan was made (\(moved.joined(separator: ", "))); run `mcpfleet plan` again")
+        }
+    }
+
+    /// A saved plan seals sensitive plain values (their digests only). They are taken from the manifests
+    /// the plan names, and only while every one of those files is what the plan was made from.
+    static func unseal(_ desired: inout DesiredState, origin: PlanSource, environment: Environment) throws {
+        guard desired.servers.contains(where: { !$0.sealedDigests.isEmpty }) else { return }
+        let loaded = CatalogLoader.load(path: origin.root)
+        let now = Dictionary(loaded.set.files.map { ($0.relativePath, ArtifactDigest.sha256(of: Array($0.text.utf8))) }, uniquingKeysWith: { a, _ in a })
+        let then = Dictionary(origin.manifests.map { ($0.path, $0.sha256) }, uniquingKeysWith: { a, _ in a })
+        guard now == then, !loaded.diagnostics.hasErrors else {
+            throw CommandFailure(message: "the plan seals sensitive values that only its manifests carry, and the manifests in \(origin.root) changed since the plan was made; run `mcpfleet plan` again")
+        }
+        let values = Renderer.sensitiveValues(Renderer.desiredState(loaded.catalog, environment: environment))
+        for i in desired.servers.indices {
+            let missing = desired.servers[i].unseal(values)
+            if !missing.isEmpty {
+                throw CommandFailure(message: "server \(desired.servers[i].name): \(missing.count) sensitive value(s) of the plan are not in the manifests; run `mcpfleet plan` again")
+            }
         }
     }
 }

@@ -3,16 +3,45 @@ import FleetKubernetes
 import FleetLocal
 import FleetState
 import FleetSystemd
+import FleetYAML
 import Foundation
 
 /// The composition root's choice of driver and rollout store for an environment.
 enum DriverFactory {
     static func make(environment: Environment, manifestRoot root: String) throws -> (driver: any RuntimeDriver, store: any RolloutStore) {
+        do {
+            return try open(environment: environment, manifestRoot: root)
+        } catch let e as StateDamage {
+            throw CommandFailure(message: "\(e); nothing was changed. Restore the last backup (`mcpfleet state restore FILE -C \(root) --env \(environment.name)`), "
+                + "or move the file aside (with its -wal and -shm files) to start from empty state; running instances are then not adopted")
+        } catch let e as LocalStateLost {
+            throw CommandFailure(message: "\(e). Their revisions, rollout history and audit log went with the database. "
+                + "Restore it (`mcpfleet state restore FILE -C \(root) --env \(environment.name)`; the next `run` adopts them), "
+                + "or stop them (`kill -TERM -- \(e.processes.map { "-\($0.pid)" }.joined(separator: " "))`) and run again to start from empty state")
+        }
+    }
+
+    /// The state database of a host environment (absolute), nil for Kubernetes (state in the cluster).
+    static func stateDatabase(environment: Environment) -> String? {
+        guard environment.driver.isHost else { return nil }
+        let dir = environment.effectiveStateDir
+        let absolute = dir.hasPrefix("/") ? dir : FileManager.default.currentDirectoryPath + "/" + dir
+        return URL(fileURLWithPath: absolute).standardizedFileURL.path + "/state.db"
+    }
+
+    private static func open(environment: Environment, manifestRoot root: String) throws -> (driver: any RuntimeDriver, store: any RolloutStore) {
         // Drivers write the root into units and command lines: always hand them an absolute path.
         let manifestRoot = URL(fileURLWithPath: root, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath)).standardizedFileURL.path
         switch environment.driver {
         case .local:
-            let driver = try LocalDriver(environment: environment, manifestRoot: manifestRoot)
+            // Sensitive plain values are never in the driver's state: a revision it reloads is made whole
+            // from the manifests as they are when it needs them (their digests must still match).
+            let name = environment.name
+            let driver = try LocalDriver(environment: environment, manifestRoot: manifestRoot, sensitiveValues: {
+                let loaded = CatalogLoader.load(path: manifestRoot)
+                guard !loaded.diagnostics.hasErrors, let e = loaded.catalog.environment(name) else { return [:] }
+                return Renderer.sensitiveValues(Renderer.desiredState(loaded.catalog, environment: e))
+            })
             return (driver, try driver.rolloutStore())
         case .systemd:
             // Units live in the runtime; the rollout bookkeeping in SQLite beside the driver's own files.

@@ -27,6 +27,8 @@ struct HistoryCommand: AsyncParsableCommand {
         var server: String
         var revisions: [RevisionRecord]
         var audit: [AuditEntry]
+        /// Older entries compacted away (counts per action, revision and outcome).
+        var compacted: [AuditSummary]
     }
 
     func run() async throws {
@@ -34,17 +36,18 @@ struct HistoryCommand: AsyncParsableCommand {
         let (_, store) = try target.runtime()
         let revisions = try await store.revisions(server: server).sorted { $0.createdAt > $1.createdAt }
         let audit = try await store.audit(server: server, limit: limit)
+        let compacted = try await store.compactedAudit(server: server)
         if revisions.isEmpty && audit.isEmpty {
             throw CommandFailure(message: "no history for server `\(server)` in environment \(target.environment.name)")
         }
         if output == .json {
-            writeStdout(try encodeJSON(Report(server: server, revisions: revisions, audit: audit)))
+            writeStdout(try encodeJSON(Report(server: server, revisions: revisions, audit: audit, compacted: compacted)))
             return
         }
         var out = "Revisions of \(server) (newest first):\n"
         for r in revisions {
             out += "  \(r.revision)  \(r.version)  \(Self.time(r.createdAt))  \(r.outcome.rawValue)"
-            if let c = r.manifestCommit { out += "  commit \(c.prefix(12))" }
+            if let c = r.manifestCommit { out += "  \(GitSource.describeCommit(c))" }
             out += "\n"
             if let reason = r.reason { out += "      \(reason)\n" }
             if let e = r.evidence {
@@ -59,7 +62,15 @@ struct HistoryCommand: AsyncParsableCommand {
         }
         out += "\nAudit log (last \(audit.count)):\n"
         for a in audit {
-            out += "  \(Self.time(a.time))  \(a.action)  \(a.revision ?? "-")  \(a.outcome)  \(a.reason)\n"
+            out += "  \(Self.time(a.time))  \(a.action)  \(a.revision ?? "-")  \(a.outcome)  \(a.reason)"
+            if let n = a.repeats, n > 0 { out += "  (×\(n + 1), last at \(Self.time(a.lastTime ?? a.time)))" }
+            out += "\n"
+        }
+        if !compacted.isEmpty {
+            out += "\nCompacted (older entries, counted):\n"
+            for c in compacted {
+                out += "  \(Self.time(c.firstTime)) … \(Self.time(c.lastTime))  \(c.count) × \(c.action)  \(c.revision ?? "-")  \(c.outcome)\n"
+            }
         }
         writeStdout(out)
     }

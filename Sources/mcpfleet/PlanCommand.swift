@@ -1,5 +1,6 @@
 import ArgumentParser
 import FleetCore
+import FleetSupplyChain
 import FleetYAML
 import Foundation
 
@@ -45,7 +46,18 @@ struct PlanCommand: AsyncParsableCommand {
     func run() async throws {
         let target = try FleetTarget.load(path: path, env: env)
         let loaded = target.loaded, environment = target.environment
-        let desired = Renderer.desiredState(loaded.catalog, environment: environment)
+        var desired = Renderer.desiredState(loaded.catalog, environment: environment)
+        // The supply chain is verified on every plan: a verdict that changes is a change.
+        let wiring = SupplyChainWiring(catalog: loaded.catalog, baseDirectory: loaded.baseDirectory)
+        let verdicts: [String: PolicyVerdict]
+        let evidence: [FileDigest]
+        do {
+            verdicts = try wiring.verdicts(for: desired, environment: environment)
+            try wiring.recordKeyFingerprints(in: &desired, environment: environment)
+            evidence = try wiring.evidenceDigests(for: desired, environment: environment)
+        } catch {
+            throw CommandFailure(message: "\(error)")
+        }
 
         let liveState: LiveState
         let baseline: String
@@ -53,20 +65,7 @@ struct PlanCommand: AsyncParsableCommand {
             liveState = try PlanCommand.readLiveState(live)
             baseline = "live state \(live)"
         } else if let against {
-            let oldSet: ManifestSet
-            do { oldSet = try GitSource.load(directory: path, ref: against) } catch {
-                throw CommandFailure(message: "\(error)")
-            }
-            let old = CatalogLoader.from(set: oldSet, baseDirectory: path) { _ in true }
-            if old.diagnostics.hasErrors {
-                writeStderr(old.renderDiagnostics(color: false))
-                throw CommandFailure(message: "the catalog at \(against) is invalid, so it cannot serve as the baseline")
-            }
-            if let oldEnv = old.catalog.environment(environment.name) {
-                liveState = LiveState.converged(Renderer.desiredState(old.catalog, environment: oldEnv))
-            } else {
-                liveState = LiveState(environment: environment.name, driver: environment.driver.rawValue)
-            }
+            liveState = try Self.gitBaseline(path: path, ref: against, environment: environment)
             baseline = "git \(against)"
         } else {
             let (driver, store) = try target.runtime()
@@ -76,13 +75,11 @@ struct PlanCommand: AsyncParsableCommand {
             baseline = "\(environment.driver.rawValue) runtime of environment \(environment.name)"
         }
 
-        let verdicts: [String: PolicyVerdict]
-        do {
-            verdicts = try SupplyChainWiring(catalog: loaded.catalog, baseDirectory: loaded.baseDirectory).verdicts(for: desired, environment: environment)
-        } catch {
-            throw CommandFailure(message: "\(error)")
-        }
-        let plan = Planner.plan(desired: desired, live: liveState, verdicts: verdicts, baseline: baseline)
+        var plan = Planner.plan(desired: desired, live: liveState, verdicts: verdicts, baseline: baseline)
+        plan.environmentSpec = EnvironmentSpec(environment)
+        plan.source = PlanSource(root: Self.absolute(loaded.baseDirectory), commit: GitSource.headCommit(path),
+                                 manifests: loaded.set.files.map { FileDigest(path: $0.relativePath, sha256: ArtifactDigest.sha256(of: Array($0.text.utf8))) },
+                                 evidence: evidence)
 
         if let out {
             do {
@@ -99,6 +96,48 @@ struct PlanCommand: AsyncParsableCommand {
             writeStdout(PlanFormatter(color: color).text(plan))
         }
         if plan.exitCode != 0 { throw ExitCode(plan.exitCode) }
+    }
+
+    /// The catalog at `ref` as if fully converged: revisions, settings, the environment, its policies and
+    /// SLOs, and each server's verdict re-computed from the evidence as it was at `ref`.
+    static func gitBaseline(path: String, ref: String, environment: Environment) throws -> LiveState {
+        let tree: GitSource.Tree
+        let oldSet: ManifestSet
+        do {
+            tree = try GitSource.Tree(directory: path, ref: ref)
+            oldSet = try tree.manifestSet()
+        } catch {
+            throw CommandFailure(message: "\(error)")
+        }
+        let old = CatalogLoader.from(set: oldSet, baseDirectory: path) { _ in true }
+        if old.diagnostics.hasErrors {
+            writeStderr(old.renderDiagnostics(color: false))
+            throw CommandFailure(message: "the catalog at \(ref) is invalid, so it cannot serve as the baseline")
+        }
+        guard let oldEnv = old.catalog.environment(environment.name) else {
+            // Nothing of this environment existed: every object and server is new.
+            return LiveState(environment: environment.name, driver: environment.driver.rawValue, objects: [])
+        }
+        var oldDesired = Renderer.desiredState(old.catalog, environment: oldEnv)
+        // The evidence as it was: written out of git into a scratch root the gate reads.
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("mcpfleet-baseline-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        var oldVerdicts: [String: PolicyVerdict] = [:]
+        do {
+            try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+            try tree.materialize(SupplyChainWiring.referencedFiles(old.catalog), into: scratch)
+            let wiring = SupplyChainWiring(catalog: old.catalog, baseDirectory: scratch)
+            oldVerdicts = try wiring.verdicts(for: oldDesired, environment: oldEnv)
+            try wiring.recordKeyFingerprints(in: &oldDesired, environment: oldEnv)
+        } catch {
+            // An old catalog whose keys cannot be read has no verdicts to compare: the plan says so.
+            writeStderr("mcpfleet: warning: the supply-chain verdicts at \(ref) cannot be computed (\(error)); evidence is not compared\n")
+        }
+        return LiveState.converged(oldDesired, verdicts: oldVerdicts)
+    }
+
+    static func absolute(_ path: String) -> String {
+        URL(fileURLWithPath: path, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath)).standardizedFileURL.path
     }
 
     static func selectEnvironment(_ catalog: Catalog, _ name: String?) throws -> Environment {

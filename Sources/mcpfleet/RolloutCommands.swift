@@ -13,39 +13,63 @@ struct ServerTarget: ParsableArguments {
     @Option(name: .long, help: "Environment; may be omitted when the catalog has exactly one.")
     var env: String?
 
-    /// Loads the server's record, lets `change` edit it, saves it and appends an audit entry. The running
-    /// controller notices the change within its poll interval.
-    func edit(action: String, reason: String, _ change: (inout RolloutRecord, _ store: any RolloutStore) async throws -> String?) async throws {
+    /// Loads the server's record, lets `change` edit it (returning the revision concerned and the reason
+    /// to audit), saves it and appends an audit entry. The running controller notices within its poll interval.
+    func edit(action: String, _ change: (inout RolloutRecord, _ context: EditContext) async throws -> (revision: String?, reason: String)) async throws {
         let target = try FleetTarget.load(path: dir, env: env)
-        guard target.desired.server(server) != nil else {
+        guard let desired = target.desired.server(server) else {
             throw CommandFailure(message: "server `\(server)` is not in the catalog for environment \(target.environment.name)")
         }
         let (_, store) = try target.runtime()
         guard var record = try await store.record(server: server) else {
             throw CommandFailure(message: "server `\(server)` has no rollout record yet (has the controller run it?)")
         }
-        let revision = try await change(&record, store)
-        record.updatedAt = Int64(Date().timeIntervalSince1970 * 1000)
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let (revision, reason) = try await change(&record, EditContext(target: target, desired: desired, store: store, now: now))
+        record.updatedAt = now
         try await store.save(record)
-        try await store.appendAudit(AuditEntry(time: record.updatedAt, server: server, action: action, revision: revision, reason: reason,
-                                               manifestCommit: GitSource.headCommit(dir), outcome: "ok"))
+        try await store.appendAudit(AuditEntry(time: now, server: server, action: action, revision: revision, reason: reason,
+                                               manifestCommit: GitSource.manifestCommit(dir), outcome: "ok"))
+    }
+}
+
+struct EditContext {
+    var target: FleetTarget
+    var desired: DesiredServer
+    var store: any RolloutStore
+    var now: Int64
+
+    /// Why policy blocks `revision`, if it is the desired one and the supply-chain gate blocks it now.
+    func blockedReason(_ revision: String) throws -> String? {
+        guard revision == desired.revision else { return nil }
+        let snapshot = try FleetTarget.snapshot(path: target.path, environmentName: target.environment.name)
+        guard let v = snapshot.verdicts[desired.name], v.revision == revision, v.decision == .blocked else { return nil }
+        return v.reasons.joined(separator: "; ")
     }
 }
 
 struct RollbackCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rollback",
-        abstract: "Pin a server to an earlier revision (default: the last good one) until `mcpfleet resume`.")
+        abstract: "Pin a server to an earlier revision (default: the last good one) until `mcpfleet resume`.",
+        discussion: """
+        A revision that policy blocks, or that failed a rollout (probes, SLO analysis, progress deadline, \
+        crash loop), is refused: `--force` pins it anyway, and the audit log records what was overridden.
+        """)
 
     @OptionGroup var target: ServerTarget
 
     @Option(name: .long, help: "The revision to go back to (see `mcpfleet history SERVER`).")
     var to: String?
 
+    @Flag(name: .long, help: "Pin the revision even if policy blocks it or it failed a rollout (audited with the reason).")
+    var force = false
+
     func run() async throws {
         var chosen = ""
-        try await target.edit(action: "pin", reason: "manual rollback") { record, store in
-            let revisions = try await store.revisions(server: target.server)
+        var overridden: String?
+        try await target.edit(action: "pin") { record, context in
+            let revisions = try await context.store.revisions(server: target.server)
             let revision: String
             if let to {
                 guard revisions.contains(where: { $0.revision == to }) || record.stableRevision == to else {
@@ -60,13 +84,24 @@ struct RollbackCommand: AsyncParsableCommand {
             } else {
                 throw CommandFailure(message: "server `\(target.server)` has no earlier good revision to go back to; name one with --to")
             }
-            if let from = record.failedRevisions.firstIndex(of: revision) { record.failedRevisions.remove(at: from) }
+            // The same gates as a rollout: the rollout rules decide, `--force` overrides (audited).
+            if let refusal = RolloutRules.pinRefusal(revision: revision, blockedReason: try context.blockedReason(revision),
+                                                     failedRevisions: record.failedRevisions, history: revisions) {
+                guard force else {
+                    throw CommandFailure(message: "not pinning \(target.server) to \(revision): \(refusal). `--force` pins it anyway (audited)")
+                }
+                overridden = refusal
+                if let from = record.failedRevisions.firstIndex(of: revision) { record.failedRevisions.remove(at: from) }
+            }
             record.pinnedRevision = revision
+            record.pinForced = overridden != nil
             record.paused = false
+            record.pausedAt = nil
             chosen = revision
-            return revision
+            return (revision, overridden.map { "manual rollback forced past a gate: \($0)" } ?? "manual rollback")
         }
-        writeStdout("Pinned \(target.server) to revision \(chosen); the controller moves it there and holds it. `mcpfleet resume \(target.server)` releases the pin.\n")
+        writeStdout("Pinned \(target.server) to revision \(chosen)" + (overridden != nil ? " (forced: \(overridden!))" : "")
+                    + "; the controller moves it there and holds it. `mcpfleet resume \(target.server)` releases the pin.\n")
     }
 }
 
@@ -76,28 +111,38 @@ struct PauseCommand: AsyncParsableCommand {
     @OptionGroup var target: ServerTarget
 
     func run() async throws {
-        try await target.edit(action: "pause", reason: "paused by an operator") { record, _ in
-            record.paused = true
-            record.message = "paused by an operator"
-            return record.targetRevision
+        try await target.edit(action: "pause") { record, context in
+            record.pause(at: context.now, message: "paused by an operator (`mcpfleet resume \(target.server)` continues)")
+            return (record.targetRevision, "paused by an operator")
         }
         writeStdout("Paused \(target.server). `mcpfleet resume \(target.server)` continues.\n")
     }
 }
 
 struct ResumeCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "resume", abstract: "Continue a paused rollout and release a rollback pin.")
+    static let configuration = CommandConfiguration(
+        commandName: "resume", abstract: "Continue a paused rollout and release a rollback pin.",
+        discussion: """
+        A canary pause and the progress deadline continue where they were when paused (the time spent \
+        paused does not count). With --retry, the desired revision is tried again although it failed \
+        (after fixing what it lacked, e.g. a secret file).
+        """)
 
     @OptionGroup var target: ServerTarget
 
+    @Flag(name: .long, help: "Also roll out the desired revision again if it failed before.")
+    var retry = false
+
     func run() async throws {
-        try await target.edit(action: "resume", reason: "resumed by an operator") { record, _ in
-            record.paused = false
-            record.pinnedRevision = nil
-            record.message = nil
-            // The current step (pause, analysis, deadline) starts over from now.
-            record.stepStartedAt = Int64(Date().timeIntervalSince1970 * 1000)
-            return record.targetRevision
+        try await target.edit(action: "resume") { record, context in
+            record.resume(at: context.now)
+            var reason = "resumed by an operator"
+            if retry, let i = record.failedRevisions.firstIndex(of: context.desired.revision) {
+                record.failedRevisions.remove(at: i)
+                record.failureReasons[context.desired.revision] = nil
+                reason += "; failed revision \(context.desired.revision) to be retried"
+            }
+            return (record.targetRevision ?? (retry ? context.desired.revision : nil), reason)
         }
         writeStdout("Resumed \(target.server).\n")
     }
@@ -110,13 +155,15 @@ struct PromoteCommand: AsyncParsableCommand {
     @OptionGroup var target: ServerTarget
 
     func run() async throws {
-        try await target.edit(action: "promote", reason: "promoted by an operator") { record, _ in
+        try await target.edit(action: "promote") { record, _ in
             guard record.targetRevision != nil else {
                 throw CommandFailure(message: "server `\(target.server)` has no rollout in progress")
             }
+            // Promote accepts where the rollout stands (an inconclusive analysis included): no clock shift.
             record.promoted = true
             record.paused = false
-            return record.targetRevision
+            record.pausedAt = nil
+            return (record.targetRevision, "promoted by an operator")
         }
         writeStdout("Promoted \(target.server): the rollout continues with its next step.\n")
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FleetController
 import FleetCore
+import FleetGateway
 import FleetKubernetes
 import FleetHTTP
 import FleetLocal
@@ -31,13 +32,14 @@ struct FleetTarget {
 
     var desired: DesiredState { Renderer.desiredState(loaded.catalog, environment: environment) }
 
-    /// What runs, as the driver sees it, with the controller's bookkeeping folded in.
+    /// What runs, as the driver sees it, with the controller's bookkeeping folded in (its probe verdicts
+    /// only while a controller is alive to have made them).
     func observe(_ driver: any RuntimeDriver, _ store: any RolloutStore) async throws -> LiveState {
         do {
             var observed = try await driver.observe()
             observed.environment = environment.name
             observed.driver = environment.driver.rawValue
-            return observed.merging(try await store.records())
+            return observed.merging(try await store.records(), probes: try await ControllerPresence.read(store).alive)
         } catch {
             throw CommandFailure(message: "cannot observe environment \(environment.name) (\(environment.driver.rawValue)): \(error)")
         }
@@ -48,14 +50,14 @@ struct FleetTarget {
         let loaded = LoadedCatalog.load(path: path)
         if loaded.diagnostics.hasErrors || loaded.hasIOErrors {
             let first = loaded.diagnostics.items.first { $0.severity == .error }
-            throw CommandFailure(message: "the catalog in \(path) is invalid (\(first.map { "\($0.message)" } ?? "see `mcpfleet validate`")); keeping the last good state")
+            throw CommandFailure(message: "the catalog in \(path) is invalid (\(first.map { DiagnosticFormatter.redact($0.message, loaded.catalog.sensitiveValues) } ?? "see `mcpfleet validate`")); keeping the last good state")
         }
         guard let environment = loaded.catalog.environment(environmentName) else {
             throw CommandFailure(message: "environment \(environmentName) is no longer in the catalog")
         }
         let desired = Renderer.desiredState(loaded.catalog, environment: environment)
         let verdicts = try SupplyChainWiring(catalog: loaded.catalog, baseDirectory: loaded.baseDirectory).verdicts(for: desired, environment: environment)
-        return DesiredStateSnapshot(desired: desired, fingerprint: DirectoryFingerprint.compute(path), commit: GitSource.headCommit(path), verdicts: verdicts)
+        return DesiredStateSnapshot(desired: desired, fingerprint: DirectoryFingerprint.compute(path), commit: GitSource.manifestCommit(path), verdicts: verdicts)
     }
 }
 
@@ -96,8 +98,16 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Reconcile everything at this interval even without changes.")
     var resync: String = "30s"
 
-    @Option(name: .customLong("metrics-address"), help: "Serve /metrics, /healthz and /readyz here (HOST:PORT; empty: off).")
+    @Option(name: .customLong("metrics-address"), help: "Serve /metrics, /healthz, /readyz and /health/detailed here (HOST:PORT; empty: off).")
     var metricsAddress: String = "127.0.0.1:9464"
+
+    @Option(name: .customLong("gateway-address"), help: ArgumentHelp(
+        "Serve the MCP gateway here: http://ADDRESS/{server}/mcp (HOST:PORT; empty: off).",
+        discussion: "Default: the environment's spec.gateway.address, else \(GatewayWiring.defaultLocalAddress) for local environments (not with --once)."))
+    var gatewayAddress: String?
+
+    @Option(name: .customLong("access-log"), help: "Gateway access log, JSON lines: a file, - for stderr, empty for off (default: <stateDir>/gateway-access.log).")
+    var accessLog: String?
 
     @Flag(name: .long, help: "Converge once (until every server is settled), then exit.")
     var once = false
@@ -164,23 +174,51 @@ struct RunCommand: AsyncParsableCommand {
             elector = e
         }
         let leaderElector = elector
-        if !metricsAddress.isEmpty {
-            let server = try HealthServer(address: metricsAddress, logger: logger) { route in
+        let gateway = GatewayWiring.address(flag: gatewayAddress, environment: target.environment, once: once)
+        if !metricsAddress.isEmpty || gateway != nil {
+            // One HTTP stack (docs/designs/0005-gateway.md): the metrics address serves the operational
+            // endpoints, the gateway address the MCP routes and the same operational endpoints.
+            let environment = target.environment
+            let ops = OpsEndpoints(
                 // A standby replica (not holding the Lease) is healthy and ready: it is waiting, not failing.
-                Self.route(route, controller: controller, standby: {
+                ready: {
+                    if await controller.readiness().ready { return true }
                     guard let elector = leaderElector else { return false }
                     return await !elector.isLeader
+                },
+                notReady: { await controller.readiness().reason },
+                metrics: { controller.metrics.exposition() },
+                servers: {
+                    guard let live = await controller.lastLive() else { return [] }
+                    return GatewayWiring.serverHealth(live: live, desired: await controller.snapshot()?.desired, gateway: gateway)
                 })
+            let policies = GatewayPolicies(path: path, environment: environment, manifestRoot: target.loaded.root)
+            // A missing token file stops here, naming the secret reference (never opening the route).
+            if gateway != nil { _ = try await policies.current() }
+            let http = try GatewayWiring.server(environment: environment, manifestRoot: target.loaded.root, registry: controller.metrics.registry,
+                                                ops: ops, accessLog: accessLog, logger: logger)
+            do {
+                if !metricsAddress.isEmpty { try await http.listen(metricsAddress, mcp: metricsAddress == gateway) }
+                if let gateway, gateway != metricsAddress { try await http.listen(gateway, mcp: true) }
+            } catch {
+                await http.shutdown()
+                throw CommandFailure(message: "\(error)")
             }
-            do { try server.start() } catch { throw CommandFailure(message: "\(error)") }
-            services.append(.init(service: server))
+            let refresh: Duration = environment.driver == .kubernetes ? .seconds(2) : .milliseconds(500)
+            let routes: @Sendable () async throws -> RouteTable = {
+                let live = try await driver.observe()
+                return await GatewayWiring.routes(driver: driver, live: live, policies: try await policies.current())
+            }
+            let service = GatewayService(server: http, refresh: refresh, logger: logger, routes: gateway == nil ? nil : routes)
+            await service.refreshOnce()
+            services.append(.init(service: service))
         }
         if let gitPull {
             services.append(.init(service: GitPuller(directory: path, intervalMs: try DurationArgument.ms(gitPull, option: "--git-pull"),
                                                      clock: SystemClock(), logger: logger)))
         }
         let timeoutMs = try DurationArgument.ms(timeout, option: "--timeout")
-        let progress = ProgressReporter(controller: controller, interactive: interactive, once: once, timeoutMs: timeoutMs)
+        let progress = ProgressReporter(controller: controller, interactive: interactive, once: once, timeoutMs: timeoutMs, gateway: gateway)
         services.append(.init(service: progress, successTerminationBehavior: once ? .gracefullyShutdownGroup : .ignore))
 
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
@@ -190,7 +228,7 @@ struct RunCommand: AsyncParsableCommand {
         if once {
             // Read back what runs and the final bookkeeping (the controller's last observation may predate its last step).
             let live = try await target.observe(driver, store)
-            writeStdout(StatusCommand.table(live, desired: await controller.snapshot()?.desired))
+            writeStdout(StatusCommand.table(live, desired: await controller.snapshot()?.desired, gateway: gateway))
         }
         let stop = stopOnExit ?? (target.environment.driver == .local && !once)
         if let local = driver as? LocalDriver {
@@ -203,6 +241,12 @@ struct RunCommand: AsyncParsableCommand {
         if once {
             if !(await controller.isSettled()) {
                 throw CommandFailure(message: "not converged within \(timeout)", exitCode: 1)
+            }
+            // Settled is not converged when a revision failed with nothing to roll back to: say why, exit 1.
+            let desiredNames = Set(await controller.snapshot()?.desired.servers.map(\.name) ?? [])
+            let failed = try await store.records().filter { $0.phase == .failed && desiredNames.contains($0.server) }
+            if !failed.isEmpty {
+                throw CommandFailure(message: failed.map { "\($0.server): \($0.message ?? "failed")" }.joined(separator: "; "), exitCode: 1)
             }
         }
     }
@@ -219,44 +263,6 @@ struct RunCommand: AsyncParsableCommand {
             }
         }
     }
-
-    static func route(_ path: String, controller: Controller, standby: @escaping @Sendable () async -> Bool = { false }) -> HealthServer.Response {
-        switch path {
-        case "/metrics":
-            return HealthServer.Response(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: controller.metrics.exposition())
-        case "/healthz":
-            return HealthServer.Response(status: 200, body: "ok\n")
-        case "/readyz":
-            let ready = blockingWait {
-                if await controller.isReady() { return true }
-                return await standby()
-            }
-            return HealthServer.Response(status: ready ? 200 : 503, body: ready ? "ready\n" : "not ready: first sync not done\n")
-        default:
-            return HealthServer.Response(status: 404, body: "not found\n")
-        }
-    }
-
-    /// Bridges the health server's thread to an async question (bounded: it only reads an actor's flag).
-    static func blockingWait(_ body: @escaping @Sendable () async -> Bool) -> Bool {
-        let semaphore = DispatchSemaphore(value: 0)
-        let box = BoolBox()
-        Task {
-            box.value = await body()
-            semaphore.signal()
-        }
-        _ = semaphore.wait(timeout: .now() + 2)
-        return box.value
-    }
-}
-
-final class BoolBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var v = false
-    var value: Bool {
-        get { lock.withLock { v } }
-        set { lock.withLock { v = newValue } }
-    }
 }
 
 /// Live progress on a terminal (replicas ready per server while anything moves, then a status table),
@@ -266,6 +272,7 @@ struct ProgressReporter: Service {
     let interactive: Bool
     let once: Bool
     let timeoutMs: Int64
+    var gateway: String?
 
     func run() async throws {
         let start = ContinuousClock.now
@@ -281,7 +288,7 @@ struct ProgressReporter: Service {
                     last = line
                     printedTable = false
                 } else if settled && !printedTable {
-                    writeStdout(StatusCommand.table(live, desired: desired))
+                    writeStdout(StatusCommand.table(live, desired: desired, gateway: gateway))
                     printedTable = true
                     last = ""
                 }

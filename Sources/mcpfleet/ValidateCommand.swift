@@ -18,7 +18,7 @@ struct ValidateCommand: ParsableCommand {
     func run() throws {
         let loaded = LoadedCatalog.load(path: path)
         switch options.output {
-        case .json: writeStdout(try encodeJSON(DiagnosticReport(loaded.diagnostics)))
+        case .json: writeStdout(try encodeJSON(loaded.report))
         default:
             let text = loaded.renderDiagnostics(color: options.useColor)
             if loaded.diagnostics.isEmpty {

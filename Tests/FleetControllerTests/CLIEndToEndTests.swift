@@ -73,9 +73,7 @@ struct TestCatalog {
     /// Runs `mcpfleet ARGS` to completion (bounded) and returns its exit status and standard output.
     @discardableResult
     func fleet(_ args: [String], timeout: Duration = .seconds(120)) async throws -> (status: Int32, out: String) {
-        let p = try TestProcess(try TestEnvironment.mcpfleetBinary(), args)
-        let status = try await p.wait(timeout: timeout)
-        return (status, p.output)
+        try await runFleet(args, timeout: timeout)
     }
 
     func live() async throws -> LiveServer? {
@@ -87,17 +85,7 @@ struct TestCatalog {
     }
 
     /// Processes of this catalog's servers (by their command line), with their ports.
-    func serverProcesses() -> [(pid: Int32, port: String)] {
-        var found: [(Int32, String)] = []
-        let proc = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        for entry in proc {
-            guard let pid = Int32(entry), let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { continue }
-            let args = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-            guard args.contains(where: { $0.hasPrefix(root) && $0.hasSuffix("server.py") }), let i = args.firstIndex(of: "--port"), i + 1 < args.count else { continue }
-            found.append((pid, args[i + 1]))
-        }
-        return found
-    }
+    func serverProcesses() -> [(pid: Int32, port: String)] { catalogServerProcesses(root: root) }
 
     func cleanUp() {
         for p in serverProcesses() { kill(p.pid, SIGKILL) }

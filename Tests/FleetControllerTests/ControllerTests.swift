@@ -48,6 +48,7 @@ func fastConfiguration() -> ControllerConfiguration {
     c.rolloutPollMs = 10
     c.resyncIntervalMs = 500
     c.probeTickMs = 20
+    c.heartbeatIntervalMs = 50
     return c
 }
 

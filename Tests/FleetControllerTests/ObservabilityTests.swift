@@ -76,7 +76,7 @@ func startFakePrometheus(port: Int) async throws -> TestProcess {
         #expect(await provider.measure(server: server, revision: "good", slo: emptySLO, now: 1).result == .inconclusive)
     }
 
-    @Test func metricsAndHealthEndpoints() async throws {
+    @Test func metricsExposition() async throws {
         let metrics = ControllerMetrics()
         metrics.phase(server: "time", phase: .progressing)
         metrics.change(action: "scale")
@@ -85,31 +85,13 @@ func startFakePrometheus(port: Int) async throws -> TestProcess {
         metrics.slo(server: "time", revision: "r1", measurement: SLOMeasurement(result: .pass, successRate: 0.999, latencyP95Ms: 120, time: 0))
         metrics.policyDenial(server: "time")
         metrics.queueDepth(3)
-        let ready = BoolFlag()
-        let server = try HealthServer(address: "127.0.0.1:0", logger: Logger(label: "t") { _ in SwiftLogNoOpLogHandler() }) { path in
-            switch path {
-            case "/metrics": return .init(status: 200, body: metrics.exposition())
-            case "/healthz": return .init(status: 200, body: "ok\n")
-            case "/readyz": return ready.value ? .init(status: 200, body: "ready\n") : .init(status: 503, body: "not ready\n")
-            default: return .init(status: 404, body: "not found\n")
-            }
-        }
-        let port = try server.start()
-        defer { server.stop() }
-        let http = try CurlTransport(CurlTransportConfiguration(proxy: .none))
-        let m = try await http.send(HTTPRequest(url: "http://127.0.0.1:\(port)/metrics"))
-        #expect(m.status == 200)
-        let text = String(decoding: m.body, as: UTF8.self)
+        // Served over HTTP by the gateway's stack (FleetGatewayTests.OpsEndpointTests).
+        let text = metrics.exposition()
         for name in ["mcpfleet_reconcile_duration_seconds_bucket", "mcpfleet_workqueue_depth", "mcpfleet_changes_total{action=\"scale\"}",
                      "mcpfleet_rollout_phase{server=\"time\",phase=\"progressing\"} 1", "mcpfleet_slo_success_rate", "mcpfleet_probe_duration_seconds",
                      "mcpfleet_policy_denials_total"] {
             #expect(text.contains(name), "\(name) missing from\n\(text)")
         }
-        #expect(try await http.send(HTTPRequest(url: "http://127.0.0.1:\(port)/healthz")).status == 200)
-        #expect(try await http.send(HTTPRequest(url: "http://127.0.0.1:\(port)/readyz")).status == 503)
-        ready.value = true
-        #expect(try await http.send(HTTPRequest(url: "http://127.0.0.1:\(port)/readyz")).status == 200)
-        #expect(try await http.send(HTTPRequest(url: "http://127.0.0.1:\(port)/nope")).status == 404)
     }
 
     @Test func jsonLogsAreOneObjectPerLine() throws {
@@ -128,15 +110,6 @@ func startFakePrometheus(port: Int) async throws -> TestProcess {
         let first = try JSONSerialization.jsonObject(with: Data(lines.all[0].utf8)) as? [String: Any]
         #expect(first?["server"] as? String == "time")
         #expect(first?["message"] as? String == "rollout phase")
-    }
-}
-
-final class BoolFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var v = false
-    var value: Bool {
-        get { lock.withLock { v } }
-        set { lock.withLock { v = newValue } }
     }
 }
 

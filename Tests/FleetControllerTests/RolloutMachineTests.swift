@@ -19,11 +19,11 @@ func live(_ groups: (String, Int, Int)...) -> LiveServer {
     LiveServer(name: "time", revisions: groups.map { LiveRevision(revision: "rev-\($0.0)", replicas: $0.1, ready: $0.2) })
 }
 
-func rec(phase: RolloutPhase = .stable, stable: String? = "1", target: String? = nil, pinned: String? = nil, failed: [String] = [],
-         paused: Bool = false, step: Int = 0, stepStartedAt: Int64 = t0, promoted: Bool = false) -> RolloutRecord {
+func rec(phase: RolloutPhase = .stable, stable: String? = "1", target: String? = nil, pinned: String? = nil, pinForced: Bool = false, failed: [String] = [],
+         paused: Bool = false, step: Int = 0, stepStartedAt: Int64 = t0, promoted: Bool = false, failureReasons: [String: String] = [:]) -> RolloutRecord {
     RolloutRecord(server: "time", phase: phase, stableRevision: stable.map { "rev-\($0)" }, targetRevision: target.map { "rev-\($0)" },
-                  pinnedRevision: pinned.map { "rev-\($0)" }, failedRevisions: failed.map { "rev-\($0)" }, paused: paused, step: step,
-                  stepStartedAt: stepStartedAt, promoted: promoted)
+                  pinnedRevision: pinned.map { "rev-\($0)" }, pinForced: pinForced, failedRevisions: failed.map { "rev-\($0)" }, paused: paused, step: step,
+                  stepStartedAt: stepStartedAt, promoted: promoted, failureReasons: Dictionary(uniqueKeysWithValues: failureReasons.map { ("rev-\($0.key)", $0.value) }))
 }
 
 let slo = DesiredSLO(name: "fast", successRate: 0.99, provider: .probe, intervalMs: 1000, count: 3, failureLimit: 1)
@@ -49,6 +49,11 @@ struct Transition: CustomTestStringConvertible, Sendable {
     var step: Int? = nil
     var analyses: Int? = nil
     var health: [String: RevisionHealth] = [:]
+    var problems: [String: RevisionProblems] = [:]
+    /// Text the record's message must contain.
+    var message: String? = nil
+    var stepStartedAt: Int64? = nil
+    var displayPhase: RolloutPhase? = nil
 
     var testDescription: String { name }
 }
@@ -165,23 +170,27 @@ let transitions: [Transition] = [
                scales: [:], phase: .rolledBack, target: .some(nil), failed: ["rev-2"], outcomes: [.rolledBack]),
     Transition(name: "progress deadline, rollback disabled: failed, held", desired: server("2", autoRollback: false, deadline: 10_000),
                record: rec(phase: .progressing, target: "2"), live: live(("1", 2, 2), ("2", 1, 0)), now: t0 + 10_000,
-               scales: [:], phase: .failed, target: "rev-2", settled: true),
+               scales: [:], phase: .failed, target: "rev-2", outcomes: [.failed], settled: true),
     Transition(name: "failed phase stays put", desired: server("2", autoRollback: false, deadline: 10_000),
                record: rec(phase: .failed, target: "2"), live: live(("1", 2, 2), ("2", 1, 0)), now: t0 + 20_000,
                scales: [:], phase: .failed, settled: true),
     Transition(name: "first deployment never healthy: failed, nothing to go back to", desired: server("1", deadline: 10_000),
                record: rec(phase: .progressing, stable: nil, target: "1"), live: live(("1", 2, 0)), now: t0 + 10_000,
-               scales: [:], phase: .failed, target: .some(nil), failed: ["rev-1"]),
+               scales: [:], phase: .failed, target: .some(nil), failed: ["rev-1"], outcomes: [.failed]),
     Transition(name: "paused holds everything", desired: server("2"), record: rec(phase: .progressing, target: "2", paused: true),
                live: live(("1", 2, 2), ("2", 1, 1)), scales: [:], phase: .progressing, settled: true),
     Transition(name: "pinned: converge on the pin", desired: server("2"), record: rec(stable: "2", pinned: "1"), live: live(("1", 0, 0), ("2", 2, 2)),
                scales: ["1": 1], phase: .progressing),
     Transition(name: "pinned: held there", desired: server("3"), record: rec(stable: "1", pinned: "1"), live: live(("1", 2, 2), ("2", 0, 0)),
                scales: [:], phase: .stable, target: .some(nil), stable: "rev-1", settled: true),
-    Transition(name: "pinned mid-rollout: the rollout ends as rolled back", desired: server("2"), record: rec(phase: .progressing, target: "2", pinned: "1"),
-               live: live(("1", 2, 2), ("2", 1, 1)), scales: ["2": 0], phase: .progressing, target: .some(nil), failed: ["rev-2"], outcomes: [.rolledBack]),
-    Transition(name: "blocked by policy: never rolled out", desired: server("2"), record: rec(), live: live(("1", 2, 2)), blocked: "unsigned",
-               scales: [:], phase: .stable, target: .some(nil), settled: true),
+    Transition(name: "pinned mid-rollout: the rollout is abandoned, its revision not marked failed", desired: server("2"),
+               record: rec(phase: .progressing, target: "2", pinned: "1"), live: live(("1", 2, 2), ("2", 1, 1)),
+               scales: ["2": 0], phase: .progressing, target: .some(nil), failed: [], outcomes: [.abandoned], message: "pinned to revision rev-1"),
+    Transition(name: "blocked by policy: never rolled out, recorded once", desired: server("2"), record: rec(), live: live(("1", 2, 2)), blocked: "unsigned",
+               scales: [:], phase: .stable, target: .some(nil), outcomes: [.blocked], settled: false),
+    Transition(name: "blocked by policy: held, not recorded again", desired: server("2"),
+               record: { var r = rec(); r.message = "revision rev-2 is blocked by policy: unsigned"; return r }(), live: live(("1", 2, 2)), blocked: "unsigned",
+               scales: [:], phase: .stable, target: .some(nil), outcomes: [], settled: true),
     Transition(name: "blocked mid-rollout: roll back", desired: server("2"), record: rec(phase: .progressing, target: "2"),
                live: live(("1", 2, 2), ("2", 1, 1)), blocked: "scan over ceiling",
                scales: [:], phase: .rolledBack, failed: ["rev-2"], outcomes: [.rolledBack]),
@@ -195,12 +204,39 @@ let transitions: [Transition] = [
                record: rec(phase: .rolledBack, failed: ["2"]), live: live(("1", 2, 2), ("2", 1, 1)),
                scales: ["2": 0], phase: .rolledBack, health: ["rev-1": RevisionHealth(healthy: 2, probed: 2), "rev-2": RevisionHealth(healthy: 0, probed: 1)]),
     Transition(name: "desired changes mid-rollout: superseded, new rollout", desired: server("3"), record: rec(phase: .progressing, target: "2"),
-               live: live(("1", 2, 2), ("2", 1, 1)), scales: ["2": 0], phase: .progressing, target: "rev-3", outcomes: [.superseded, .pending]),
+               live: live(("1", 2, 2), ("2", 1, 1)), scales: ["2": 0], phase: .progressing, target: "rev-3", outcomes: [.abandoned, .pending]),
+
+    // Fail fast, say why (issue 13).
+    Transition(name: "a scale planned again (a retry) never moves the deadline", desired: server("2", deadline: 10_000), record: rec(phase: .progressing, target: "2"), live: live(("1", 2, 2)), now: t0 + 5_000, scales: ["2": 1], phase: .progressing, stepStartedAt: t0),
+    Transition(name: "the deadline counts from the step's start when scales keep being retried", desired: server("2", deadline: 10_000), record: rec(phase: .progressing, target: "2"), live: live(("1", 2, 2)), now: t0 + 10_000, scales: [:], phase: .rolledBack, failed: ["rev-2"], outcomes: [.rolledBack], message: "progress deadline"),
+    Transition(name: "more target instances ready than ever in the step moves the deadline on", desired: server("2", deadline: 10_000), record: rec(phase: .progressing, target: "2"), live: live(("1", 2, 2), ("2", 1, 1)), now: t0 + 9_000, scales: ["1": 1], phase: .progressing, stepStartedAt: t0 + 9_000),
+    Transition(name: "a start failure retrying cannot fix fails the revision at once", desired: server("2"), record: rec(phase: .progressing, target: "2"), live: live(("1", 2, 2)), scales: [:], phase: .rolledBack, failed: ["rev-2"], outcomes: [.rolledBack], problems: ["rev-2": RevisionProblems(unstartable: "command /srv/time is not an executable file")], message: "cannot start: command /srv/time is not an executable file"),
+    Transition(name: "a crash loop fails the revision before the deadline", desired: server("2"), record: rec(phase: .progressing, target: "2"), live: live(("1", 2, 2), ("2", 1, 0)), scales: [:], phase: .rolledBack, failed: ["rev-2"], outcomes: [.rolledBack], problems: ["rev-2": RevisionProblems(restarts: 5, reasons: ["time-rev-2-2: exited with status 1 — log: OSError: [Errno 98] Address already in use"])], message: "crash-looping: 5 restarts since its rollout began — time-rev-2-2: exited with status 1"),
+    Transition(name: "restarts below the crash-loop limit: the rollout goes on", desired: server("2"), record: rec(phase: .progressing, target: "2"), live: live(("1", 2, 2), ("2", 1, 0)), scales: [:], phase: .progressing, problems: ["rev-2": RevisionProblems(restarts: 4, reasons: ["time-rev-2-2: exited with status 1"])], message: "rolling: 0/2 ready on rev-2 — time-rev-2-2: exited with status 1"),
+    Transition(name: "the deadline rollback names the cause", desired: server("2", deadline: 10_000), record: rec(phase: .progressing, target: "2"), live: live(("1", 2, 2), ("2", 1, 1)), now: t0 + 10_000, scales: [:], phase: .rolledBack, outcomes: [.rolledBack], health: ["rev-2": RevisionHealth(healthy: 0, probed: 1)], problems: ["rev-2": RevisionProblems(reasons: ["time-rev-2-2: probe failed: required tool(s) missing: echo"])], message: "(0/2 ready) — time-rev-2-2: probe failed: required tool(s) missing: echo"),
+    Transition(name: "progress message says why instances are not ready", desired: server("2"), record: rec(phase: .progressing, target: "2"), live: live(("1", 2, 2), ("2", 1, 0)), scales: [:], phase: .progressing, problems: ["rev-2": RevisionProblems(reasons: ["time-rev-2-2: port 20001 is held by pid 42 (python3 -m http.server 20001)"])], message: "rolling: 0/2 ready on rev-2 — time-rev-2-2: port 20001 is held by pid 42"),
+    Transition(name: "a rolled-back revision's hold says why it failed", desired: server("2"), record: rec(phase: .rolledBack, failed: ["2"], failureReasons: ["2": "revision rev-2 cannot start: no such file"]), live: live(("1", 2, 2)), scales: [:], phase: .rolledBack, settled: true, message: "failed its rollout and was rolled back: revision rev-2 cannot start: no such file"),
+    Transition(name: "a failed first deployment is not adopted as the stable revision", desired: server("1"), record: rec(phase: .failed, stable: nil, failed: ["1"]), live: live(("1", 2, 0)), scales: [:], phase: .failed, target: .some(nil), stable: .some(nil), settled: true, message: "failed its rollout"),
+
+    // Status details (issue 13).
+    Transition(name: "stable with 1 of 2 ready is degraded, saying why", desired: server("1"), record: rec(), live: live(("1", 2, 1)), scales: [:], phase: .degraded, problems: ["rev-1": RevisionProblems(reasons: ["time-rev-1-1: exited with status 2"])], message: "1/2 replicas ready on rev-1 — time-rev-1-1: exited with status 2"),
+    Transition(name: "degraded recovers to stable", desired: server("1"), record: rec(phase: .degraded), live: live(("1", 2, 2)), scales: [:], phase: .stable, settled: true),
+    Transition(name: "a scale-up in progress is not degraded", desired: server("1", replicas: 3), record: rec(), live: live(("1", 2, 2)), scales: ["1": 3], phase: .stable),
+    Transition(name: "unprobed instances after a restart are not degraded", desired: server("1"), record: rec(), live: live(("1", 2, 2)), scales: [:], phase: .stable, health: ["rev-1": RevisionHealth(healthy: 0, probed: 0)]),
+    Transition(name: "an operator pause shows as paused, the step kept", desired: server("2"), record: rec(phase: .progressing, target: "2", paused: true), live: live(("1", 2, 2), ("2", 1, 1)), scales: [:], phase: .progressing, settled: true, displayPhase: .paused),
+    Transition(name: "a 2-step canary counts 2 steps", desired: server("2", replicas: 4, strategy: .canary, steps: canarySteps, slo: slo), record: rec(phase: .progressing, target: "2"), live: live(("1", 4, 4), ("2", 1, 0)), scales: [:], phase: .progressing, message: "step 1 of 2: 0/1 ready"),
+    Transition(name: "the canary's last move is the final step", desired: server("2", replicas: 4, strategy: .canary, steps: canarySteps, slo: slo), record: rec(phase: .progressing, target: "2", step: 2), live: live(("1", 1, 1), ("2", 4, 3)), scales: [:], phase: .progressing, message: "final step: 3/4 ready"),
+
+    // One rule set (issue 13).
+    Transition(name: "a pin to a revision policy blocks is not deployed", desired: server("2"), record: rec(pinned: "2"), live: live(("1", 2, 2), ("2", 0, 0)), blocked: "unsigned artifact", scales: [:], phase: .stable, stable: "rev-1", message: "pinned revision rev-2 is blocked by policy: unsigned artifact"),
+    Transition(name: "a forced pin to a blocked revision is deployed", desired: server("2"), record: rec(pinned: "2", pinForced: true), live: live(("1", 2, 2), ("2", 0, 0)), blocked: "unsigned artifact", scales: ["2": 1], phase: .progressing),
+    Transition(name: "a pause holds a pin's convergence too", desired: server("2"), record: rec(pinned: "2", paused: true), live: live(("1", 2, 2)), scales: [:], phase: .stable, settled: true, displayPhase: .paused),
 ]
 
 @Test(arguments: transitions)
 func rolloutTransition(_ t: Transition) {
-    let out = RolloutMachine.step(RolloutInput(desired: t.desired, record: t.record, live: t.live, analysis: t.analysis, health: t.health, blockedReason: t.blocked, now: t.now))
+    let out = RolloutMachine.step(RolloutInput(desired: t.desired, record: t.record, live: t.live, analysis: t.analysis, health: t.health,
+                                               blockedReason: t.blocked, problems: t.problems, now: t.now))
     var scales: [String: Int] = [:]
     var removes: [String] = []
     var outcomes: [RevisionOutcome] = []
@@ -225,7 +261,51 @@ func rolloutTransition(_ t: Transition) {
     if let paused = t.paused { #expect(out.record.paused == paused, "paused") }
     if let step = t.step { #expect(out.record.step == step, "step") }
     if let expected = t.analyses { #expect(analyses == expected, "analyses") }
+    if let text = t.message { #expect(out.record.message?.contains(text) == true, "message: \(out.record.message ?? "nil")") }
+    if let at = t.stepStartedAt { #expect(out.record.stepStartedAt == at, "stepStartedAt") }
+    if let shown = t.displayPhase { #expect(out.record.displayPhase == shown, "displayPhase") }
     #expect(out.record.updatedAt == t.now)
+}
+
+/// `resume` continues a canary pause where it was: the time spent paused does not count.
+@Test func resumeContinuesTheCanaryPauseTimer() {
+    let d = server("2", replicas: 4, strategy: .canary, steps: canarySteps, slo: slo)  // step 1 pauses 5 s after analysis
+    var record = rec(phase: .paused, target: "2")  // the canary pause began at t0
+    record.pause(at: t0 + 2_000, message: "paused by an operator")
+    record.resume(at: t0 + 60_000)
+    #expect(record.stepStartedAt == t0 + 58_000)
+    #expect(!record.paused && record.pausedAt == nil && record.message == nil)
+    let out = RolloutMachine.step(RolloutInput(desired: d, record: record, live: live(("1", 3, 3), ("2", 1, 1)), now: t0 + 60_000))
+    #expect(out.record.phase == .paused, "3 s of the 5 s pause remain: \(out.record.message ?? "")")
+    #expect(out.wakeAt == t0 + 63_000)
+    let later = RolloutMachine.step(RolloutInput(desired: d, record: out.record, live: live(("1", 3, 3), ("2", 1, 1)), now: t0 + 63_000))
+    #expect(later.record.phase == .progressing && later.record.step == 1)
+}
+
+/// The planner and the machine word every hold the same, because both ask `RolloutRules`.
+@Test(arguments: [
+    rec(stable: "1", pinned: "1"),
+    rec(phase: .progressing, target: "2", paused: true),
+    rec(phase: .rolledBack, failed: ["2"]),
+])
+func plannerAndMachineAgreeOnHolds(_ record: RolloutRecord) {
+    let d = server("2")
+    let l = live(("1", 2, 2))
+    let out = RolloutMachine.step(RolloutInput(desired: d, record: record, live: l, now: t0 + 1_000))
+    let merged = LiveState(servers: [l]).merging([out.record])
+    let plan = Planner.plan(desired: DesiredState(environment: "e", driver: .local, servers: [d]), live: merged, baseline: "live")
+    #expect(plan.holds.count == 1)
+    #expect(plan.holds.first?.reason == out.record.message, "planner: \(plan.holds.first?.reason ?? "-") machine: \(out.record.message ?? "-")")
+}
+
+@Test func pinRefusals() {
+    let history = [RevisionRecord(server: "time", revision: "rev-2", version: "2", fields: [], createdAt: t0, outcome: .rolledBack,
+                                  reason: "analysis of revision rev-2 failed at step 1 of 2: success rate 0.5 < 0.99"),
+                   RevisionRecord(server: "time", revision: "rev-3", version: "3", fields: [], createdAt: t0, outcome: .abandoned, reason: "pinned")]
+    #expect(RolloutRules.pinRefusal(revision: "rev-2", blockedReason: nil, failedRevisions: ["rev-2"], history: history)?.contains("success rate 0.5") == true)
+    #expect(RolloutRules.pinRefusal(revision: "rev-3", blockedReason: nil, failedRevisions: [], history: history) == nil)
+    #expect(RolloutRules.pinRefusal(revision: "rev-3", blockedReason: "unsigned", failedRevisions: [], history: history)?.contains("blocked by policy") == true)
+    #expect(RolloutRules.pinRefusal(revision: "rev-1", blockedReason: nil, failedRevisions: [], history: history) == nil)
 }
 
 // MARK: - whole rollouts against a simulated runtime

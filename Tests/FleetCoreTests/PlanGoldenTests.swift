@@ -87,12 +87,12 @@ import Testing
 
     @Test func secretsNeverAppear() throws {
         let plan = try Self.plan(for: "secret-ref-changed")
-        // The saved plan's `desired` section carries plain values as written in git (they are not secrets:
-        // secrets are secretRefs); every human-facing part and the change list are masked.
-        let text = PlanFormatter(color: false).text(plan) + PlanFormatter(color: false).markdown(plan) + (try CanonicalJSON.encode(plan.changes))
+        // Every format, the saved plan's `desired` section included: a secret-looking plain value is
+        // only ever its digest.
+        let text = PlanFormatter(color: false).text(plan) + PlanFormatter(color: false).markdown(plan) + (try CanonicalJSON.encode(plan))
         #expect(!text.contains("rotated-plain-value-xyz"))
         #expect(text.contains("secretRef(search-creds/token) → secretRef(search-creds-v2/token)"))
-        #expect(text.contains("env.UPSTREAM_AUTH_TOKEN: (sensitive value) → (sensitive value)"))
+        #expect(text.contains("env.UPSTREAM_AUTH_TOKEN: (sensitive, sha256:ba7816bf8f01) → (sensitive, sha256:2e165bdf2486)"))
     }
 }
 

@@ -39,6 +39,108 @@ import Testing
         #expect(plan.summary.blocked == 1)
     }
 
+    func verdict(_ d: DesiredState, _ decision: VerdictDecision, signature: String = "sha256:aaaa") -> PolicyVerdict {
+        PolicyVerdict(server: "a", revision: d.servers[0].revision, decision: decision, policies: ["p"], reasons: decision == .blocked ? ["bad signature"] : [],
+                      evidence: EvidenceSummary(artifactDigest: "sha256:1111", signedBy: decision == .blocked ? nil : "release", signatureDigest: signature))
+    }
+
+    @Test func settingsChangesAreUpdatesNotRollouts() {
+        let old = desired([("a", "1.0.0", 2)])
+        var new = old
+        new.servers[0].rollout.autoRollback = false
+        new.servers[0].rollout.strategy = .recreate
+        new.servers[0].labels = ["tier": "edge"]
+        let plan = Planner.plan(desired: new, live: LiveState.converged(old), baseline: "t")
+        #expect(plan.changes.map(\.action) == [.update])
+        #expect(plan.changes[0].toRevision == old.servers[0].revision, "a settings change makes no new revision")
+        #expect(Set(plan.changes[0].fields.map(\.path)) == ["rollout.strategy", "rollout.autoRollback", "labels.tier"])
+        #expect(plan.exitCode == 1)
+        #expect(plan.unrecorded.isEmpty)
+    }
+
+    @Test func aVerdictThatTurnsBlockedIsAChangeAndExitsThree() {
+        let d = desired([("a", "1.0.0", 1)])
+        let live = LiveState.converged(d, verdicts: ["a": verdict(d, .admitted)])
+        // Unchanged verdict and evidence: nothing to do.
+        #expect(Planner.plan(desired: d, live: live, verdicts: ["a": verdict(d, .admitted)], baseline: "t").exitCode == 0)
+        // New evidence, same verdict: a change (exit 1), named by its field.
+        let resigned = Planner.plan(desired: d, live: live, verdicts: ["a": verdict(d, .admitted, signature: "sha256:bbbb")], baseline: "t")
+        #expect(resigned.exitCode == 1)
+        #expect(resigned.changes.first?.fields.map(\.path) == ["supplyChain.signature"])
+        // Tampered: blocked now, exit 3.
+        let tampered = Planner.plan(desired: d, live: live, verdicts: ["a": verdict(d, .blocked, signature: "sha256:cccc")], baseline: "t")
+        #expect(tampered.exitCode == 3)
+        #expect(tampered.changes.first?.fields.first == FieldChange(path: "supplyChain.verdict", old: "admitted", new: "blocked"))
+        #expect(PlanFormatter(color: false).text(tampered).contains("✗ a"))
+    }
+
+    @Test func aBaselineWithoutVerdictsFailsClosedOnABlockedServer() {
+        let d = desired([("a", "1.0.0", 1)])
+        var live = LiveState.converged(d)
+        live.servers[0].admission = nil
+        live.objects = nil
+        live.servers[0].settings = nil
+        let plan = Planner.plan(desired: d, live: live, verdicts: ["a": verdict(d, .blocked)], baseline: "t")
+        #expect(plan.exitCode == 3)
+        #expect(plan.changes.first?.blocked == true)
+        #expect(plan.unrecorded == ["environment, policy and SLO settings", "server rollout settings, SLOs and labels"])
+        #expect(PlanFormatter(color: false).text(plan).contains("Not compared"))
+    }
+
+    @Test func heldServersStillShowSettingsChanges() {
+        let old = desired([("a", "1.0.0", 1), ("b", "1.0.0", 1)])
+        var new = desired([("a", "2.0.0", 1), ("b", "1.0.0", 1)])
+        new.servers[0].rollout.progressDeadlineMs = 1_800_000
+        var live = LiveState.converged(old)
+        live.servers[0].paused = true
+        let plan = Planner.plan(desired: new, live: live, baseline: "t")
+        #expect(plan.holds.map(\.server) == ["a"])
+        #expect(plan.changes.map(\.subject) == ["server/a"])
+        #expect(plan.changes.first?.fields.map(\.path) == ["rollout.progressDeadline"])
+    }
+
+    @Test func catalogObjectsAreComparedWhenTheBaselineRecordsThem() {
+        let before = loadText(minimalTenantAndEnv + """
+        ---
+        apiVersion: mcpfleet.io/v1alpha1
+        kind: Policy
+        metadata: {name: gate}
+        spec: {mode: warn}
+
+        """ + server(spec: "  slo: fast") + """
+        ---
+        apiVersion: mcpfleet.io/v1alpha1
+        kind: SLO
+        metadata: {name: fast}
+        spec: {successRate: "99%", analysis: {count: 5, failureLimit: 1}}
+        """)
+        let after = loadText(minimalTenantAndEnv + """
+        ---
+        apiVersion: mcpfleet.io/v1alpha1
+        kind: Policy
+        metadata: {name: gate}
+        spec: {mode: enforce}
+
+        """ + server(spec: "  slo: fast") + """
+        ---
+        apiVersion: mcpfleet.io/v1alpha1
+        kind: SLO
+        metadata: {name: fast}
+        spec: {successRate: "50%", analysis: {count: 5, failureLimit: 3}}
+        """)
+        #expect(!before.diagnostics.hasErrors && !after.diagnostics.hasErrors, "\(before.errorsText)\(after.errorsText)")
+        let env = after.catalog.environments[0]
+        let old = Renderer.desiredState(before.catalog, environment: env), new = Renderer.desiredState(after.catalog, environment: env)
+        let plan = Planner.plan(desired: new, live: LiveState.converged(old), baseline: "t")
+        #expect(plan.changes.map(\.subject) == ["policy/gate", "slo/fast"])
+        #expect(plan.changes.flatMap { $0.fields.map(\.path) } == ["mode", "successRate", "analysis.failureLimit"])
+        #expect(plan.exitCode == 1)
+        // Dropped from the catalog: a deletion, last.
+        let dropped = Planner.plan(desired: Renderer.desiredState(loadText(minimalTenantAndEnv + server()).catalog, environment: env),
+                                   live: LiveState.converged(new), baseline: "t")
+        #expect(dropped.changes.filter { $0.action == .delete }.map(\.subject) == ["policy/gate", "slo/fast"])
+    }
+
     @Test func liveFingerprintMovesWithRevisionsNotHealth() {
         let live = LiveState.converged(desired([("a", "1.0.0", 2)]))
         var unhealthy = live

@@ -1,4 +1,5 @@
 import FleetCore
+import FleetYAML
 import Testing
 
 @Suite struct SyntaxTests {
@@ -71,6 +72,48 @@ import Testing
     @Test func didYouMean() {
         #expect(Syntax.closest(to: "replica", in: ["replicas", "resources", "rollout"]) == "replicas")
         #expect(Syntax.closest(to: "zzzzzz", in: ["replicas"]) == nil)
+    }
+
+    @Test func oneBoundForEveryDuration() {
+        #expect(Syntax.duration("168h") == Syntax.maxDuration)
+        // Accepted by the syntax, refused by the bound (one message for every duration field).
+        let long = loadText(minimalTenantAndEnv + server(spec: "  health: {interval: 3000000h}"))
+        #expect(long.codes == ["invalid-duration"], "\(long.errorsText)")
+        #expect(long.errorsText.contains("at most 168h"))
+        let pause = loadText(minimalTenantAndEnv + server(spec: "  rollout: {strategy: canary, steps: [{weight: 10, pause: 200h}]}"))
+        #expect(pause.codes == ["invalid-duration"], "\(pause.errorsText)")
+        // Many huge components overflow nothing: they are refused.
+        #expect(Syntax.duration(String(repeating: "999999999h", count: 4000)) == nil)
+    }
+
+    @Test func nameRules() {
+        for (rule, good, bad) in [
+            (Syntax.NameRule.dnsLabel, ["a", "mcp-1", String(repeating: "a", count: 63)], ["", "A", "-a", "a-", "../x", "a\nb", String(repeating: "a", count: 64)]),
+            (.namespacePrefix, ["mcp-", "team1-", "x"], ["", "-x", "../../apis/", "team-\n---\nkind: Secret", "Upper-", String(repeating: "a", count: 63)]),
+            (.labelKey, ["tier", "app.kubernetes.io/name", "example.com/a_b.c"], ["", "/x", "a b", "Example.com/x", "a..b/x", "-x.com/y", "tier/"]),
+            (.labelValue, ["", "core", "v1.2_3"], ["-x", "a b", String(repeating: "a", count: 64)]),
+            (.envName, ["PATH", "_x1"], ["1X", "A-B", ""]),
+            (.fieldManager, ["mcpfleet", "ci.bot_1"], ["", "mcp fleet", "a/b", String(repeating: "a", count: 129)]),
+        ] {
+            for g in good { #expect(rule.accepts(g), "\(rule) should accept \(g)") }
+            for b in bad { #expect(!rule.accepts(b), "\(rule) should refuse \(b)") }
+        }
+    }
+
+    @Test func namespacePrefixAndNamesThatReachKubernetes() {
+        let env = """
+        apiVersion: mcpfleet.io/v1alpha1
+        kind: Tenant
+        metadata: {name: t1, annotations: {"bad key": x}}
+        ---
+        apiVersion: mcpfleet.io/v1alpha1
+        kind: Environment
+        metadata: {name: dev}
+        spec: {driver: kubernetes, kubernetes: {namespacePrefix: "a/../", fieldManager: "x y"}, serverSelector: {"tier/": a}}
+
+        """
+        let loaded = loadText(env)
+        #expect(loaded.codes == ["invalid-name", "invalid-name", "invalid-name", "invalid-name"], "\(loaded.errorsText)")
     }
 
     @Test func durationFormatting() {

@@ -64,6 +64,36 @@ private struct TempTree {
         #expect(set.files.first?.text == "name: Z\n")
     }
 
+    /// A manifest (or a directory) that is a link out of the root is an error naming the link; its
+    /// target is never read, so no byte of it can reach a diagnostic.
+    @Test(arguments: ["/proc/self/environ", "OUTSIDE"])
+    func linksOutOfTheRootAreRefusedUnread(target: String) throws {
+        let tree = try TempTree()
+        let outside = try TempTree()
+        defer { #expect(throws: Never.self) { try tree.remove(); try outside.remove() } }
+        try outside.write("secret.yaml", "token: canary-outside-root-91c2\n")
+        let destination = target == "OUTSIDE" ? outside.root + "/secret.yaml" : target
+        try tree.write("good.yaml", "name: good\n")
+        try tree.link("x.yaml", to: destination)
+        try tree.link("dir", to: outside.root)
+        try tree.write("inside/real.yaml", "name: real\n")
+        try tree.link("alias.yaml", to: "inside/real.yaml")
+
+        let set = ManifestLoader.load(path: tree.root)
+        #expect(set.files.map(\.relativePath) == ["alias.yaml", "good.yaml", "inside/real.yaml"])
+        #expect(set.diagnostics.map(\.code) == ["link-outside-root", "link-outside-root"])
+        #expect(set.diagnostics.map { $0.location?.file } == [tree.root + "/dir", tree.root + "/x.yaml"])
+        let shown = set.diagnostics.map(\.description).joined() + set.files.map(\.text).joined()
+        #expect(!shown.contains("canary-outside-root"))
+        #expect(!shown.contains(outside.root))
+        #expect(!shown.contains("/proc"))
+
+        // Named on its own, the link is refused the same way.
+        let single = ManifestLoader.load(path: tree.root + "/x.yaml")
+        #expect(single.files.isEmpty)
+        #expect(single.diagnostics.map(\.code) == ["link-outside-root"])
+    }
+
     @Test func rootGivenWithTrailingSlash() throws {
         let tree = try TempTree()
         defer { #expect(throws: Never.self) { try tree.remove() } }

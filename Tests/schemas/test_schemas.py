@@ -32,6 +32,8 @@ OUR_SCHEMAS = ["defs", "server", "policy", "slo", "tenant", "environment", "mcpf
 
 EXPECT_RE = re.compile(r"^# expect: (?P<code>[a-z0-9-]+)(?: (?P<line>\d+):(?P<col>\d+))?\s*$")
 SCHEMA_RE = re.compile(r"^# schema: (?P<verdict>reject|accept|n/a)\s*$")
+NEVER_SHOWN_RE = re.compile(r"^# never-shown: (?P<text>\S+)\s*$")
+LINKS = INVALID / "links"
 
 
 def schema_files() -> list[Path]:
@@ -62,7 +64,17 @@ def catalog_files() -> list[Path]:
 
 
 def invalid_files() -> list[Path]:
-    return sorted(INVALID.glob("*.yaml"))
+    return sorted(p for p in INVALID.glob("*.yaml") if not p.is_symlink())
+
+
+def link_files() -> list[Path]:
+    """Manifests that are symbolic links out of their root: read on their own, each must be refused unread."""
+    return sorted(p for p in LINKS.glob("*.yaml") if p.is_symlink())
+
+
+def never_shown(path: Path) -> list[str]:
+    return [m["text"] for raw in path.read_bytes().split(b"\n")[:10]
+            if (m := NEVER_SHOWN_RE.match(raw.decode("utf-8", "replace")))]
 
 
 def expectations(path: Path) -> tuple[list[tuple[str, int | None, int | None]], str]:
@@ -260,6 +272,30 @@ def test_validate_invalid_file(path: Path):
             assert any((d.get("line"), d.get("column")) == (line, col) for d in hits), \
                 f"{path.name}: {want_code} expected at {line}:{col}\n{shown}"
     assert report.get("errorCount") == len(expects), f"{path.name}: expected exactly {len(expects)} error(s)\n{shown}"
+    hidden = never_shown(path)
+    if hidden:
+        text = subprocess.run([MCPFLEET_BIN, "validate", str(path)], capture_output=True, timeout=120, cwd=ROOT)
+        for secret in hidden:
+            for where, out in (("json", json.dumps(report)), ("text", (text.stdout + text.stderr).decode("utf-8", "replace"))):
+                assert secret not in out, f"{path.name}: validate ({where}) printed a value it must never show"
+
+
+@needs_bin
+@pytest.mark.parametrize("path", link_files(), ids=lambda p: p.name)
+def test_validate_link_out_of_root(path: Path):
+    """A manifest that is a link out of its root is an error naming the link; not one byte of the target is read."""
+    target = path.resolve()
+    code, report = run_validate(path)
+    diags = report.get("diagnostics", [])
+    assert code == 1, diags
+    assert [(d["code"], d.get("line"), d.get("column")) for d in diags] == [("link-outside-root", 1, 1)], diags
+    assert diags[0]["file"].endswith(path.name)
+    text = subprocess.run([MCPFLEET_BIN, "validate", str(path)], capture_output=True, timeout=120, cwd=ROOT)
+    out = json.dumps(report) + (text.stdout + text.stderr).decode("utf-8", "replace")
+    for line in target.read_text().splitlines():
+        if len(line.strip()) >= 8:
+            assert line.strip() not in out, f"validate printed a line of {target}"
+    assert str(target) not in out, "validate named the link's target"
 
 
 @needs_bin

@@ -197,7 +197,8 @@ public enum IntOrPercent: Sendable, Hashable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .count(let n): return String(n)
-        case .percent(let p): return "\(p)%"
+        // Concatenation, not interpolation: rendered for every server (a small string, no allocation).
+        case .percent(let p): return String(p) + "%"
         }
     }
 }
@@ -290,6 +291,7 @@ public struct Server: Sendable, Hashable {
     public var slo: String?
     public var supplyChain: SupplyChainSpec?
     public var environments: [String]?
+    public var gateway: ServerGatewaySettings?
     public var source: DocumentSource
     public var locations: FieldLocations
 
@@ -440,6 +442,7 @@ public struct Tenant: Sendable, Hashable {
     public var isolation: Isolation = .strict
     public var namespace: String?
     public var quota = TenantQuota()
+    public var gateway: TenantGatewaySettings?
     public var source: DocumentSource
     public var locations: FieldLocations
 
@@ -512,6 +515,7 @@ public struct Environment: Sendable, Hashable {
     public var local: LocalSettings?
     public var systemd: SystemdSettings?
     public var kubernetes: KubernetesSettings?
+    public var gateway: EnvironmentGatewaySettings?
     public var source: DocumentSource
     public var locations: FieldLocations
 
@@ -549,6 +553,9 @@ public struct Catalog: Sendable, Hashable {
     public var slos: [SLO] = []
     public var tenants: [Tenant] = []
     public var environments: [Environment] = []
+    /// Plain values the manifests carry that must never be shown (sensitive by name or by shape):
+    /// rendered diagnostics mask them wherever they would appear.
+    public var sensitiveValues: Set<String> = []
 
     public init() {}
 

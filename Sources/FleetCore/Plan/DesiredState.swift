@@ -19,11 +19,40 @@ public struct DesiredEnvVar: Codable, Hashable, Sendable {
     public var name: String
     public var value: String?
     public var secretRef: SecretReference?
+    /// Set on a variable decoded from a persisted spec (a saved plan, a driver's state) whose plain value
+    /// was sensitive: the value's digest. `value` stays nil until `DesiredServer.unseal` supplies it.
+    public var sealed: String?
 
-    public init(name: String, value: String? = nil, secretRef: SecretReference? = nil) {
+    public init(name: String, value: String? = nil, secretRef: SecretReference? = nil, sealed: String? = nil) {
         self.name = name
         self.value = value
         self.secretRef = secretRef
+        self.sealed = sealed
+    }
+
+    /// A plain value that must never be shown or stored as written (`PlanSafety`).
+    public var isSensitive: Bool { value.map { PlanSafety.isSensitive(name: name, value: $0) } ?? false }
+
+    private enum CodingKeys: String, CodingKey { case name, value, secretRef, sealed }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        value = try c.decodeIfPresent(String.self, forKey: .value)
+        secretRef = try c.decodeIfPresent(SecretReference.self, forKey: .secretRef)
+        sealed = try c.decodeIfPresent(String.self, forKey: .sealed)
+    }
+
+    /// A sensitive plain value is written as its digest (`sealed`), never as itself.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        if let value {
+            if isSensitive { try c.encode(PlanSafety.digest(value), forKey: .sealed) } else { try c.encode(value, forKey: .value) }
+        } else {
+            try c.encodeIfPresent(sealed, forKey: .sealed)
+        }
+        try c.encodeIfPresent(secretRef, forKey: .secretRef)
     }
 }
 
@@ -51,15 +80,21 @@ public struct DesiredRollout: Codable, Hashable, Sendable {
     public var steps: [DesiredCanaryStep]
     public var autoRollback: Bool
     public var progressDeadlineMs: Int64
+    /// `maxSurge` and `maxUnavailable` as written (`25%`), which plans compare: the resolved counts
+    /// above move with the replica count, the setting does not.
+    public var maxSurgeSpec: String?
+    public var maxUnavailableSpec: String?
 
     public init(strategy: RolloutStrategy = .rolling, maxSurge: Int = 1, maxUnavailable: Int = 0, steps: [DesiredCanaryStep] = [],
-                autoRollback: Bool = true, progressDeadlineMs: Int64 = 600_000) {
+                autoRollback: Bool = true, progressDeadlineMs: Int64 = 600_000, maxSurgeSpec: String? = nil, maxUnavailableSpec: String? = nil) {
         self.strategy = strategy
         self.maxSurge = maxSurge
         self.maxUnavailable = maxUnavailable
         self.steps = steps
         self.autoRollback = autoRollback
         self.progressDeadlineMs = progressDeadlineMs
+        self.maxSurgeSpec = maxSurgeSpec
+        self.maxUnavailableSpec = maxUnavailableSpec
     }
 }
 
@@ -108,6 +143,26 @@ public struct DesiredSLO: Codable, Hashable, Sendable {
         self.successRateQuery = successRateQuery
         self.latencyP95Query = latencyP95Query
     }
+
+    private enum CodingKeys: String, CodingKey {
+        case name, successRate, latencyP95Ms, provider, intervalMs, count, failureLimit, prometheusAddress, successRateQuery, latencyP95Query
+    }
+
+    /// A Prometheus address with credentials (or a query carrying a token) is written sealed.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        func seal(_ v: String?) -> String? { v.map { PlanSafety.looksLikeSecret($0) ? PlanSafety.sealed($0) : $0 } }
+        try c.encode(name, forKey: .name)
+        try c.encodeIfPresent(successRate, forKey: .successRate)
+        try c.encodeIfPresent(latencyP95Ms, forKey: .latencyP95Ms)
+        try c.encode(provider, forKey: .provider)
+        try c.encode(intervalMs, forKey: .intervalMs)
+        try c.encode(count, forKey: .count)
+        try c.encode(failureLimit, forKey: .failureLimit)
+        try c.encodeIfPresent(seal(prometheusAddress), forKey: .prometheusAddress)
+        try c.encodeIfPresent(seal(successRateQuery), forKey: .successRateQuery)
+        try c.encodeIfPresent(seal(latencyP95Query), forKey: .latencyP95Query)
+    }
 }
 
 /// Everything a driver needs to run one server in one environment, with its revision: a content hash
@@ -131,11 +186,16 @@ public struct DesiredServer: Codable, Hashable, Sendable {
     public var cpuMillis: Int? { willSet { pinFields() } }
     public var memoryBytes: Int64? { willSet { pinFields() } }
     public var health: DesiredHealth { willSet { pinFields() } }
-    public var rollout: DesiredRollout
-    public var slo: DesiredSLO?
-    public var labels: [String: String]
+    public var rollout: DesiredRollout { didSet { settingsHash = nil } }
+    public var slo: DesiredSLO? { didSet { settingsHash = nil } }
+    public var labels: [String: String] { didSet { settingsHash = nil } }
+    /// `spec.gateway.rateLimit`: read by the gateway, not by the server's processes (no revision).
+    public var gatewayRateLimit: GatewayRateLimit? { didSet { settingsHash = nil } }
     /// The manifest's directory relative to the manifest root, for `${MANIFEST_DIR}`.
     public var manifestDirectory: String
+    /// `ServerSettings.hash` of this server's settings, taken at render (nil otherwise: computed when
+    /// asked). Derived: left out of equality, hashing and coding.
+    var settingsHash: Int? = nil
     /// Fields set explicitly (decoded, or assigned); nil for a rendered server, whose fields are derived
     /// from the properties above only when read — most plans never show them, and building every display
     /// string was most of the render time.
@@ -181,7 +241,7 @@ public struct DesiredServer: Codable, Hashable, Sendable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case name, tenant, version, revision, replicas, image, command, workingDirectory, digest, transport, port, path, env, cpu, memory, cpuMillis, memoryBytes, health, rollout, slo, labels, manifestDirectory, fields
+        case name, tenant, version, revision, replicas, image, command, workingDirectory, digest, transport, port, path, env, cpu, memory, cpuMillis, memoryBytes, health, rollout, slo, labels, gatewayRateLimit, manifestDirectory, fields
     }
 
     public init(from decoder: any Decoder) throws {
@@ -207,6 +267,7 @@ public struct DesiredServer: Codable, Hashable, Sendable {
         rollout = try c.decode(DesiredRollout.self, forKey: .rollout)
         slo = try c.decodeIfPresent(DesiredSLO.self, forKey: .slo)
         labels = try c.decode([String: String].self, forKey: .labels)
+        gatewayRateLimit = try c.decodeIfPresent(GatewayRateLimit.self, forKey: .gatewayRateLimit)
         manifestDirectory = try c.decode(String.self, forKey: .manifestDirectory)
         explicitFields = try c.decode([SpecField].self, forKey: .fields)
     }
@@ -220,7 +281,8 @@ public struct DesiredServer: Codable, Hashable, Sendable {
         try c.encode(revision, forKey: .revision)
         try c.encode(replicas, forKey: .replicas)
         try c.encodeIfPresent(image, forKey: .image)
-        try c.encodeIfPresent(command, forKey: .command)
+        // Sensitive arguments (`--token=…`, a token after `--api-key`) are written sealed.
+        try c.encodeIfPresent(command.map(Self.sealedArguments), forKey: .command)
         try c.encodeIfPresent(workingDirectory, forKey: .workingDirectory)
         try c.encodeIfPresent(digest, forKey: .digest)
         try c.encode(transport, forKey: .transport)
@@ -235,8 +297,53 @@ public struct DesiredServer: Codable, Hashable, Sendable {
         try c.encode(rollout, forKey: .rollout)
         try c.encodeIfPresent(slo, forKey: .slo)
         try c.encode(labels, forKey: .labels)
+        try c.encodeIfPresent(gatewayRateLimit, forKey: .gatewayRateLimit)
         try c.encode(manifestDirectory, forKey: .manifestDirectory)
         try c.encode(fields, forKey: .fields)
+    }
+
+    static func sealedArguments(_ argv: [String]) -> [String] {
+        guard PlanSafety.anySensitiveArgument(argv) else { return argv }
+        return zip(argv, PlanSafety.sensitiveArguments(argv)).map { $1 ? PlanSafety.sealed($0) : $0 }
+    }
+
+    /// Digests of the sensitive values this spec lacks: it was decoded from a persisted form that
+    /// sealed them. A driver must not run it before `unseal` supplies them.
+    public var sealedDigests: [String] {
+        var out = env.compactMap(\.sealed)
+        out += (command ?? []).compactMap(PlanSafety.sealedDigest)
+        if let slo {
+            out += [slo.prometheusAddress, slo.successRateQuery, slo.latencyP95Query].compactMap { $0.flatMap(PlanSafety.sealedDigest) }
+        }
+        return out
+    }
+
+    /// Puts sensitive values back (by digest, from `Renderer.sensitiveValues` of the same manifests).
+    /// Returns the digests no value was found for (empty when the spec is whole again).
+    @discardableResult
+    public mutating func unseal(_ values: [String: String]) -> [String] {
+        guard !sealedDigests.isEmpty else { return [] }
+        var missing: [String] = []
+        func open(_ s: String) -> String {
+            guard let d = PlanSafety.sealedDigest(s) else { return s }
+            if let v = values[d] { return v }
+            missing.append(d)
+            return s
+        }
+        var newEnv = env
+        for i in newEnv.indices {
+            guard let d = newEnv[i].sealed else { continue }
+            if let v = values[d] { newEnv[i].value = v; newEnv[i].sealed = nil } else { missing.append(d) }
+        }
+        if newEnv != env { env = newEnv }
+        if let c = command, c.contains(where: { PlanSafety.sealedDigest($0) != nil }) { command = c.map(open) }
+        if var o = slo {
+            o.prometheusAddress = o.prometheusAddress.map(open)
+            o.successRateQuery = o.successRateQuery.map(open)
+            o.latencyP95Query = o.latencyP95Query.map(open)
+            slo = o
+        }
+        return missing
     }
 
     public static func == (a: DesiredServer, b: DesiredServer) -> Bool {
@@ -306,6 +413,19 @@ public struct DesiredState: Codable, Hashable, Sendable {
     public var driver: DriverKind
     public var tenants: [DesiredTenant]
     public var servers: [DesiredServer]
+    /// The environment, the policies that apply to it and the SLOs its servers name, as plans compare them.
+    public var objects: [CatalogObject] = []
+
+    private enum CodingKeys: String, CodingKey { case environment, driver, tenants, servers, objects }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        environment = try c.decode(String.self, forKey: .environment)
+        driver = try c.decode(DriverKind.self, forKey: .driver)
+        tenants = try c.decode([DesiredTenant].self, forKey: .tenants)
+        servers = try c.decode([DesiredServer].self, forKey: .servers)
+        objects = try c.decodeIfPresent([CatalogObject].self, forKey: .objects) ?? []
+    }
 
     public func server(_ name: String) -> DesiredServer? { servers.first { $0.name == name } }
 }
@@ -333,7 +453,9 @@ public enum Renderer {
         }
         let tenantNames = Set(servers.map(\.tenant))
         let tenants = catalog.tenants.filter { tenantNames.contains($0.name) }.map(desiredTenant)
-        return DesiredState(environment: environment.name, driver: environment.driver, tenants: tenants, servers: servers)
+        var state = DesiredState(environment: environment.name, driver: environment.driver, servers: servers, tenants: tenants)
+        state.objects = objects(catalog, environment: environment, sloNames: Set(servers.compactMap { $0.slo?.name }))
+        return state
     }
 
     static func ms(_ d: Duration) -> Int64 {
@@ -388,14 +510,17 @@ public enum Renderer {
         var maxSurge = r.maxSurge.resolve(p.pointee.replicas, roundUp: true)
         if maxSurge == 0 && maxUnavailable == 0 { maxSurge = 1 }
         if r.strategy == .recreate { maxSurge = 0; maxUnavailable = p.pointee.replicas }
-        let rollout = DesiredRollout(strategy: r.strategy, maxSurge: maxSurge, maxUnavailable: maxUnavailable, steps: steps, autoRollback: r.autoRollback, progressDeadlineMs: ms(r.progressDeadline))
+        let rollout = DesiredRollout(strategy: r.strategy, maxSurge: maxSurge, maxUnavailable: maxUnavailable, steps: steps, autoRollback: r.autoRollback, progressDeadlineMs: ms(r.progressDeadline),
+                                     maxSurgeSpec: r.maxSurge.description, maxUnavailableSpec: r.maxUnavailable.description)
         var d = DesiredServer(
             name: p.pointee.name, tenant: p.pointee.tenant, version: p.pointee.version, revision: "", replicas: p.pointee.replicas,
             image: p.pointee.artifact.image, command: p.pointee.artifact.command, workingDirectory: p.pointee.artifact.workingDirectory, digest: p.pointee.artifact.digest,
             transport: p.pointee.transport.type, port: p.pointee.transport.port, path: p.pointee.transport.path, env: env,
             cpu: p.pointee.resources?.cpu, memory: p.pointee.resources?.memory, cpuMillis: p.pointee.resources?.cpuMillis, memoryBytes: p.pointee.resources?.memoryBytes,
             health: health, rollout: rollout, slo: slo, labels: p.pointee.metadata.labels, manifestDirectory: p.pointee.source.relativeDirectory)
+        d.gatewayRateLimit = p.pointee.gateway?.rateLimit
         d.revision = revision(of: d, scratch: &scratch)
+        d.settingsHash = ServerSettings.hash(d.rollout, d.slo?.name, d.labels, d.gatewayRateLimit)
         return d
     }
 
@@ -432,7 +557,17 @@ public enum Renderer {
         f.append(SpecField(path: "version", display: quote(s.version)))
         f.append(SpecField(path: "tenant", display: s.tenant))
         if let v = s.image { f.append(SpecField(path: "artifact.image", display: v)) }
-        if let v = s.command { f.append(SpecField(path: "artifact.command", display: "[" + v.map(quote).joined(separator: ", ") + "]")) }
+        if let v = s.command {
+            // A sensitive argument is shown masked and hashed by its sealed digest (what `revision` writes).
+            if PlanSafety.anySensitiveArgument(v) {
+                let sensitive = PlanSafety.sensitiveArguments(v)
+                let shown = zip(v, sensitive).map { $1 ? PlanSafety.masked($0) : quote($0) }
+                let hashed = zip(v, sensitive).map { $1 ? PlanSafety.sealed($0) : quote($0) }
+                f.append(SpecField(path: "artifact.command", display: "[" + shown.joined(separator: ", ") + "]", canonical: "[" + hashed.joined(separator: ", ") + "]"))
+            } else {
+                f.append(SpecField(path: "artifact.command", display: "[" + v.map(quote).joined(separator: ", ") + "]"))
+            }
+        }
         if let v = s.workingDirectory { f.append(SpecField(path: "artifact.workingDirectory", display: quote(v))) }
         if let v = s.digest { f.append(SpecField(path: "artifact.digest", display: v)) }
         f.append(SpecField(path: "transport.type", display: s.transport.rawValue))
@@ -442,10 +577,13 @@ public enum Renderer {
             if let ref = e.secretRef {
                 f.append(SpecField(path: "env." + e.name, display: "secretRef(" + ref.name + "/" + ref.key + ")"))
             } else if let v = e.value {
-                // Defence in depth: a plain value under a secret-looking name is shown masked, hashed all the same.
-                let sensitive = PlanSafety.looksSensitive(e.name)
-                f.append(SpecField(path: "env." + e.name, display: sensitive ? "(sensitive value)" : quote(v),
-                                   canonical: sensitive ? "sha256:" + hexPrefix(SHA256.hash(data: Array(v.utf8)), 64) : "value:" + v))
+                // A plain value under a secret-looking name or shaped like a credential is shown masked
+                // and hashed by its digest: neither form carries the bytes.
+                let sensitive = PlanSafety.isSensitive(name: e.name, value: v)
+                f.append(SpecField(path: "env." + e.name, display: sensitive ? PlanSafety.masked(v) : quote(v),
+                                   canonical: sensitive ? PlanSafety.digest(v) : "value:" + v))
+            } else if let d = e.sealed {
+                f.append(SpecField(path: "env." + e.name, display: "(sensitive, " + d.prefix(19) + ")", canonical: d))
             }
         }
         if let c = s.cpu { f.append(SpecField(path: "resources.cpu", display: c, canonical: String(s.cpuMillis ?? 0) + "m")) }
@@ -501,7 +639,20 @@ public enum Renderer {
             b.append(0x5d)
         }
         // Paths in `String` order, which is byte order for these ASCII paths.
-        if s.command != nil { field("artifact.command"); list(s.command!, quoting: true) }
+        if let command = s.command {
+            field("artifact.command")
+            if PlanSafety.anySensitiveArgument(command) {
+                let sensitive = PlanSafety.sensitiveArguments(command)
+                b.append(0x5b)
+                for (i, arg) in command.enumerated() {
+                    if i > 0 { b.append(0x2c); b.append(0x20) }
+                    if sensitive[i] { text(PlanSafety.sealed(arg)) } else { quoted(arg) }
+                }
+                b.append(0x5d)
+            } else {
+                list(command, quoting: true)
+            }
+        }
         if let v = s.digest { field("artifact.digest"); text(v) }
         if let v = s.image { field("artifact.image"); text(v) }
         if let v = s.workingDirectory { field("artifact.workingDirectory"); quoted(v) }
@@ -514,11 +665,13 @@ public enum Renderer {
                     text("secretRef("); text(ref.name); b.append(0x2f); text(ref.key); b.append(0x29)
                 } else if let v = e.pointee.value {
                     start("env."); text(e.pointee.name); b.append(0)
-                    if PlanSafety.looksSensitive(e.pointee.name) {
-                        text("sha256:"); text(hexPrefix(SHA256.hash(data: Array(v.utf8)), 64))
+                    if PlanSafety.isSensitive(name: e.pointee.name, value: v) {
+                        text(PlanSafety.digest(v))
                     } else {
                         text("value:"); text(v)
                     }
+                } else if let d = e.pointee.sealed {
+                    start("env."); text(e.pointee.name); b.append(0); text(d)
                 }
             }
         }
@@ -578,44 +731,11 @@ public enum Renderer {
         if let v = q.maxServers { f.append(SpecField(path: "quota.maxServers", display: String(v))) }
         if let v = q.maxReplicas { f.append(SpecField(path: "quota.maxReplicas", display: String(v))) }
         if let v = q.tasks { f.append(SpecField(path: "quota.tasks", display: String(v))) }
-        return DesiredTenant(name: t.name, isolation: t.isolation, namespace: t.kubernetesNamespace, fields: f)
-    }
-}
-
-public enum PlanSafety {
-    static let sensitiveMarkers = ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "API_KEY", "APIKEY", "PRIVATE", "CREDENTIAL", "AUTH"]
-
-    static let sensitiveMarkerBytes = sensitiveMarkers.map { Array($0.utf8) }
-
-    public static func looksSensitive(_ name: String) -> Bool {
-        // Environment names are ASCII (Syntax.isEnvName); compare bytes, case-insensitively, instead of
-        // uppercasing a copy and searching through Foundation. Other names take the general path, where
-        // Unicode uppercasing can turn a non-ASCII letter into a marker's (`ſ` → `S`).
-        if let ascii = asciiLooksSensitive(name) { return ascii }
-        let upper = name.uppercased()
-        return sensitiveMarkers.contains { upper.contains($0) }
-    }
-
-    /// nil when the name is not pure ASCII.
-    private static func asciiLooksSensitive(_ name: String) -> Bool? {
-        var name = name
-        return name.withUTF8 { u -> Bool? in
-            for c in u where c >= 0x80 { return nil }
-            for marker in sensitiveMarkerBytes where marker.count <= u.count {
-                var start = 0
-                while start + marker.count <= u.count {
-                    var k = 0
-                    while k < marker.count {
-                        var c = u[start + k]
-                        if c >= 0x61 && c <= 0x7a { c -= 0x20 }
-                        if c != marker[k] { break }
-                        k += 1
-                    }
-                    if k == marker.count { return true }
-                    start += 1
-                }
-            }
-            return false
+        if let g = t.gateway {
+            // Tokens by reference only; the gateway reads their files.
+            if !g.tokens.isEmpty { f.append(SpecField(path: "gateway.tokens", display: "[" + g.tokens.map(\.description).joined(separator: ", ") + "]")) }
+            if let r = g.rateLimit { f.append(SpecField(path: "gateway.rateLimit", display: r.description)) }
         }
+        return DesiredTenant(name: t.name, isolation: t.isolation, namespace: t.kubernetesNamespace, fields: f)
     }
 }

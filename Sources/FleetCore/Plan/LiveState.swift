@@ -9,15 +9,19 @@ public struct LiveState: Codable, Hashable, Sendable {
     public var driver: String?
     public var servers: [LiveServer]
     public var tenants: [LiveTenant]
+    /// The environment, policies and SLOs in force, when the baseline records them (a catalog at a git
+    /// revision does; a runtime does not): nil means "not recorded", so the plan cannot compare them.
+    public var objects: [CatalogObject]?
 
-    public init(environment: String? = nil, driver: String? = nil, servers: [LiveServer] = [], tenants: [LiveTenant] = []) {
+    public init(environment: String? = nil, driver: String? = nil, servers: [LiveServer] = [], tenants: [LiveTenant] = [], objects: [CatalogObject]? = nil) {
         self.environment = environment
         self.driver = driver
         self.servers = servers
         self.tenants = tenants
+        self.objects = objects
     }
 
-    enum CodingKeys: String, CodingKey { case environment, driver, servers, tenants }
+    enum CodingKeys: String, CodingKey { case environment, driver, servers, tenants, objects }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -25,21 +29,27 @@ public struct LiveState: Codable, Hashable, Sendable {
         driver = try c.decodeIfPresent(String.self, forKey: .driver)
         servers = try c.decodeIfPresent([LiveServer].self, forKey: .servers) ?? []
         tenants = try c.decodeIfPresent([LiveTenant].self, forKey: .tenants) ?? []
+        objects = try c.decodeIfPresent([CatalogObject].self, forKey: .objects)
     }
 
     public func server(_ name: String) -> LiveServer? { servers.first { $0.name == name } }
 
     /// The live state a catalog would have once fully converged: every server at its desired revision
-    /// with all replicas ready. `plan --against GIT-REF` diffs against this for the old catalog.
-    public static func converged(_ desired: DesiredState) -> LiveState {
+    /// with all replicas ready, its settings and (given the catalog's verdicts) its admission, and the
+    /// catalog's objects. `plan --against GIT-REF` diffs against this for the old catalog.
+    public static func converged(_ desired: DesiredState, verdicts: [String: PolicyVerdict] = [:]) -> LiveState {
         LiveState(
             environment: desired.environment, driver: desired.driver.rawValue,
             servers: desired.servers.map { d in
-                LiveServer(name: d.name, tenant: d.tenant, revisions: [
+                var l = LiveServer(name: d.name, tenant: d.tenant, revisions: [
                     LiveRevision(revision: d.revision, version: d.version, replicas: d.replicas, ready: d.replicas, fields: d.fields),
                 ], lastGoodRevision: d.revision)
+                l.settings = ServerSettings(d)
+                l.admission = verdicts[d.name]?.admission
+                return l
             },
-            tenants: desired.tenants.map { LiveTenant(name: $0.name, fields: $0.fields) })
+            tenants: desired.tenants.map { LiveTenant(name: $0.name, fields: $0.fields) },
+            objects: desired.objects)
     }
 
     /// A fingerprint of what a plan depends on (revisions, replica counts, pins, pauses, tenants), so a
@@ -133,8 +143,14 @@ public struct LiveInstance: Codable, Hashable, Sendable {
     public var healthy: Bool
     public var reason: String?
     public var restarts: Int?
+    /// The last lines of the instance's log, for an instance that is not healthy (secret values redacted).
+    public var logTail: [String]?
+    /// The runtime cannot start this instance, and retrying will not change that (no such executable,
+    /// a missing secret, an invalid port): its revision fails at once.
+    public var unstartable: Bool?
 
-    public init(id: String, revision: String, slot: Int? = nil, port: Int? = nil, pid: Int? = nil, state: State, healthy: Bool, reason: String? = nil, restarts: Int? = nil) {
+    public init(id: String, revision: String, slot: Int? = nil, port: Int? = nil, pid: Int? = nil, state: State, healthy: Bool, reason: String? = nil,
+                restarts: Int? = nil, logTail: [String]? = nil, unstartable: Bool? = nil) {
         self.id = id
         self.revision = revision
         self.slot = slot
@@ -144,6 +160,8 @@ public struct LiveInstance: Codable, Hashable, Sendable {
         self.healthy = healthy
         self.reason = reason
         self.restarts = restarts
+        self.logTail = logTail
+        self.unstartable = unstartable
     }
 }
 
@@ -180,12 +198,21 @@ public struct LiveServer: Codable, Hashable, Sendable {
     public var lastGoodRevision: String?
     /// Set by `mcpfleet rollback`: this revision is held until released.
     public var pinnedRevision: String?
+    /// The pin was forced past a gate (`mcpfleet rollback --force`).
+    public var pinForced: Bool
     /// Revisions that failed a rollout; not retried until the manifests change the revision again.
     public var failedRevisions: [String]
     public var paused: Bool
+    /// The controller's note on the server: why it is held, failed or not ready (status NOTES).
+    public var message: String?
+    /// Rollout settings, SLO and labels in force, when the baseline records them (nil: not recorded).
+    public var settings: ServerSettings?
+    /// The supply-chain verdict in force and its evidence, when the baseline records it.
+    public var admission: Admission?
 
     public init(name: String, tenant: String? = nil, managed: Bool = true, revisions: [LiveRevision], phase: RolloutPhase = .stable,
-                targetRevision: String? = nil, lastGoodRevision: String? = nil, pinnedRevision: String? = nil, failedRevisions: [String] = [], paused: Bool = false) {
+                targetRevision: String? = nil, lastGoodRevision: String? = nil, pinnedRevision: String? = nil, failedRevisions: [String] = [], paused: Bool = false,
+                message: String? = nil, pinForced: Bool = false) {
         self.name = name
         self.tenant = tenant
         self.managed = managed
@@ -194,12 +221,15 @@ public struct LiveServer: Codable, Hashable, Sendable {
         self.targetRevision = targetRevision
         self.lastGoodRevision = lastGoodRevision
         self.pinnedRevision = pinnedRevision
+        self.pinForced = pinForced
         self.failedRevisions = failedRevisions
         self.paused = paused
+        self.message = message
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, tenant, managed, revisions, phase, targetRevision, lastGoodRevision, pinnedRevision, failedRevisions, paused
+        case name, tenant, managed, revisions, phase, targetRevision, lastGoodRevision, pinnedRevision, pinForced, failedRevisions, paused, message,
+             settings, admission
     }
 
     public init(from decoder: any Decoder) throws {
@@ -212,8 +242,12 @@ public struct LiveServer: Codable, Hashable, Sendable {
         targetRevision = try c.decodeIfPresent(String.self, forKey: .targetRevision)
         lastGoodRevision = try c.decodeIfPresent(String.self, forKey: .lastGoodRevision)
         pinnedRevision = try c.decodeIfPresent(String.self, forKey: .pinnedRevision)
+        pinForced = try c.decodeIfPresent(Bool.self, forKey: .pinForced) ?? false
         failedRevisions = try c.decodeIfPresent([String].self, forKey: .failedRevisions) ?? []
         paused = try c.decodeIfPresent(Bool.self, forKey: .paused) ?? false
+        message = try c.decodeIfPresent(String.self, forKey: .message)
+        settings = try c.decodeIfPresent(ServerSettings.self, forKey: .settings)
+        admission = try c.decodeIfPresent(Admission.self, forKey: .admission)
     }
 
     public var totalReplicas: Int { revisions.reduce(0) { $0 + $1.replicas } }

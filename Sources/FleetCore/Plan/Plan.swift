@@ -64,20 +64,30 @@ public struct EvidenceSummary: Codable, Hashable, Sendable {
     public var artifactDigest: String?
     public var signedBy: String?
     public var signatureAlgorithm: String?
+    /// SHA-256 (hex) of the DER public key that verified the signature.
+    public var signerFingerprint: String?
+    public var signatureDigest: String?
     public var sbomFormat: String?
     public var sbomDigest: String?
     public var scan: ScanCounts?
+    public var scanDigest: String?
     public var provenanceVerified: Bool
+    public var provenanceDigest: String?
 
     public init(artifactDigest: String? = nil, signedBy: String? = nil, signatureAlgorithm: String? = nil, sbomFormat: String? = nil,
-                sbomDigest: String? = nil, scan: ScanCounts? = nil, provenanceVerified: Bool = false) {
+                sbomDigest: String? = nil, scan: ScanCounts? = nil, provenanceVerified: Bool = false, signerFingerprint: String? = nil,
+                signatureDigest: String? = nil, scanDigest: String? = nil, provenanceDigest: String? = nil) {
         self.artifactDigest = artifactDigest
         self.signedBy = signedBy
         self.signatureAlgorithm = signatureAlgorithm
+        self.signerFingerprint = signerFingerprint
+        self.signatureDigest = signatureDigest
         self.sbomFormat = sbomFormat
         self.sbomDigest = sbomDigest
         self.scan = scan
+        self.scanDigest = scanDigest
         self.provenanceVerified = provenanceVerified
+        self.provenanceDigest = provenanceDigest
     }
 }
 
@@ -163,7 +173,8 @@ public struct PlanSummary: Codable, Hashable, Sendable {
 /// A plan: plain data that can be saved and applied exactly (as Terraform's). Deterministic: the same
 /// inputs give byte-identical JSON.
 public struct Plan: Codable, Hashable, Sendable {
-    public static let formatVersion = 1
+    /// 2: environment settings, sources and what the baseline could not compare; sensitive values sealed.
+    public static let formatVersion = 2
 
     public var formatVersion: Int = Plan.formatVersion
     public var environment: String
@@ -176,7 +187,17 @@ public struct Plan: Codable, Hashable, Sendable {
     public var holds: [Hold]
     public var verdicts: [PolicyVerdict]
     public var summary: PlanSummary
+    /// What the baseline does not record, so the plan could not compare it (a runtime keeps no rollout
+    /// settings or policies): empty when everything was compared.
+    public var unrecorded: [String] = []
+    /// The environment's settings, so `apply` builds its driver from the plan alone.
+    public var environmentSpec: EnvironmentSpec?
+    /// The manifests and evidence the plan was made from (set by the CLI), so `apply` can refuse a plan
+    /// whose evidence moved.
+    public var source: PlanSource?
     /// The desired state of every server and tenant the changes touch, so `apply` needs no manifests.
+    /// Sensitive plain values are sealed (their digest only): `apply` takes them from the manifests of
+    /// `source`, only while those are byte for byte what the plan was made from.
     public var desired: DesiredState
 
     public var hasChanges: Bool { !changes.isEmpty }

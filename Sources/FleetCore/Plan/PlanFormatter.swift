@@ -38,7 +38,7 @@ public struct PlanFormatter: Sendable {
             if c.blocked { head += "  " + paint("BLOCKED by policy", "1;31") }
             out += head + "\n"
             out += "    # \(c.reason)\n"
-            for f in c.fields where c.action != .scale {
+            for f in c.fields where !(c.action == .scale && f.path == "replicas") {
                 switch (f.old, f.new) {
                 case let (o?, n?): out += "    \(paint("~", "33")) \(f.path): \(o) → \(n)\n"
                 case let (nil, n?): out += "    \(paint("+", "32")) \(f.path): \(n)\n"
@@ -59,13 +59,19 @@ public struct PlanFormatter: Sendable {
             for v in verdicts { out += verdictLine(v) }
             out += "\n"
         }
+        if !plan.unrecorded.isEmpty {
+            out += "Not compared (the baseline does not record them): \(plan.unrecorded.joined(separator: "; ")). `plan --against GIT-REF` compares everything.\n\n"
+        }
         out += summaryLine(plan) + "\n"
         return out
     }
 
-    /// Verdicts for the revisions this plan would roll out; the JSON form keeps every verdict.
+    /// Verdicts for the revisions this plan would roll out and for servers whose admission changes; the
+    /// JSON form keeps every verdict.
     func relevantVerdicts(_ plan: Plan) -> [PolicyVerdict] {
-        let rolling = Set(plan.changes.filter { $0.kind == .server && ($0.action == .create || $0.action == .rollout) }.map(\.name))
+        let rolling = Set(plan.changes.filter { c in
+            c.kind == .server && (c.action == .create || c.action == .rollout || c.fields.contains { $0.path.hasPrefix("supplyChain.") })
+        }.map(\.name))
         return plan.verdicts.filter { rolling.contains($0.server) }
     }
 
@@ -119,18 +125,22 @@ public struct PlanFormatter: Sendable {
                 if c.blocked { change += " ⛔ **blocked**" }
                 out += "| `\(c.action.symbol)` | `\(c.subject)` | \(change) | \(cell(c.reason)) |\n"
             }
-            let detailed = plan.changes.filter { !$0.fields.isEmpty && $0.action != .scale }
+            let detailed = plan.changes.filter { c in c.fields.contains { !(c.action == .scale && $0.path == "replicas") } }
             if !detailed.isEmpty {
                 out += "\n<details><summary>Field changes</summary>\n\n```diff\n"
                 for c in detailed {
                     out += "# \(c.subject)\n"
-                    for f in c.fields {
-                        if let o = f.old { out += "- \(f.path): \(o)\n" }
-                        if let n = f.new { out += "+ \(f.path): \(n)\n" }
+                    for f in c.fields where !(c.action == .scale && f.path == "replicas") {
+                        // No value can close the code fence and write markdown of its own.
+                        if let o = f.old { out += "- \(f.path): \(o.replacingAll("`", with: "'"))\n" }
+                        if let n = f.new { out += "+ \(f.path): \(n.replacingAll("`", with: "'"))\n" }
                     }
                 }
                 out += "```\n\n</details>\n"
             }
+        }
+        if !plan.unrecorded.isEmpty {
+            out += "\n**Not compared** (the baseline does not record them): \(cell(plan.unrecorded.joined(separator: "; "))).\n"
         }
         if !plan.holds.isEmpty {
             out += "\n**Held back**\n\n"

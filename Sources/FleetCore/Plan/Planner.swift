@@ -12,7 +12,16 @@ public enum Planner {
         let liveTenants = Dictionary(live.tenants.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         let desiredTenantNames = Set(desired.tenants.map(\.name))
 
-        // Tenants first: namespaces, slices and quotas must exist before servers land in them.
+        // What the baseline cannot compare is said, never passed over as "no change".
+        var unrecorded: [String] = []
+        var objectDeletes: [Change] = []
+        // The environment first: it says where and how everything else runs.
+        if let liveObjects = live.objects {
+            objectChanges(desired.objects.filter { $0.kind == .environment }, liveObjects.filter { $0.kind == .environment }, into: &changes, deletes: &objectDeletes)
+        } else if !desired.objects.isEmpty {
+            unrecorded.append("environment, policy and SLO settings")
+        }
+        // Tenants next: namespaces, slices and quotas must exist before servers land in them.
         for t in desired.tenants.sorted(by: { $0.name < $1.name }) {
             guard let l = liveTenants[t.name] else {
                 changes.append(Change(action: .create, kind: .tenant, name: t.name,
@@ -29,7 +38,14 @@ public enum Planner {
             }
         }
 
+        // Then the rules servers are admitted and judged by: policies, SLOs.
+        if let liveObjects = live.objects {
+            objectChanges(desired.objects.filter { $0.kind != .environment }, liveObjects.filter { $0.kind != .environment }, into: &changes, deletes: &objectDeletes)
+        }
+        let firstServerChange = changes.count
+
         var verdictsUsed: [PolicyVerdict] = []
+        var settingsUnrecorded = false, admissionUnrecorded = false
         // Usually already in name order; sorting indices keeps the (stable) order without copying servers.
         // Servers are read in place through buffer pointers, field by field: copying each `DesiredServer`
         // and `LiveServer` whole retained and released every field of both, per server.
@@ -53,34 +69,39 @@ public enum Planner {
             let lp = lbase + li
             let servingIndex = LiveServer.servingIndex(lp.pointee.revisions, pinned: lp.pointee.pinnedRevision, lastGood: lp.pointee.lastGoodRevision)
             let servingName = servingIndex.map { i in lp.pointee.revisions.withUnsafeBufferPointer { ($0.baseAddress! + i).pointee.revision } }
-            if let pin = lp.pointee.pinnedRevision {
+            // What may happen is the rollout rules' call (the rollout machine asks the same question).
+            let facts = RolloutFacts(server: dp.pointee.name, desiredRevision: dp.pointee.revision, serving: servingName == dp.pointee.revision,
+                                     inProgress: lp.pointee.targetRevision == dp.pointee.revision, pinnedRevision: lp.pointee.pinnedRevision,
+                                     pinForced: lp.pointee.pinForced, paused: lp.pointee.paused, pauseMessage: lp.pointee.message, failedRevisions: lp.pointee.failedRevisions,
+                                     blockedReason: blocked ? verdict?.reasons.joined(separator: "; ") : nil)
+            if let rule = RolloutRules.hold(facts), rule.isPlanHold {
                 summary.held += 1
-                holds.append(Hold(server: dp.pointee.name, reason: "pinned to revision \(pin) by a manual rollback; desired revision \(dp.pointee.revision) waits until the pin is released (`mcpfleet resume \(dp.pointee.name)`)", revision: pin))
-                continue
-            }
-            if lp.pointee.paused {
-                summary.held += 1
-                holds.append(Hold(server: dp.pointee.name, reason: "paused (`mcpfleet resume \(dp.pointee.name)` continues)", revision: servingName))
+                holds.append(Hold(server: dp.pointee.name, reason: RolloutRules.message(rule, facts: facts), revision: rule.heldRevision ?? servingName))
                 continue
             }
             let atDesired = servingName == dp.pointee.revision || lp.pointee.targetRevision == dp.pointee.revision
-            if !atDesired, lp.pointee.failedRevisions.contains(dp.pointee.revision) {
-                summary.held += 1
-                holds.append(Hold(server: dp.pointee.name, reason: "revision \(dp.pointee.revision) failed its rollout and was rolled back; it is not retried until the manifests change it again", revision: dp.pointee.revision))
-                continue
-            }
             if atDesired {
                 let (current, others) = LiveServer.replicaSplit(lp.pointee.revisions, dp.pointee.revision)
                 if lp.pointee.targetRevision == dp.pointee.revision, others > 0 || lp.pointee.phase == .progressing {
                     summary.held += 1
                     holds.append(Hold(server: dp.pointee.name, reason: "rollout to \(dp.pointee.revision) in progress (\(current)/\(dp.pointee.replicas) replicas on it)", revision: dp.pointee.revision))
                 } else if current != dp.pointee.replicas || others > 0 {
+                    let extra = inPlaceChanges(dp, lp, verdict, &settingsUnrecorded, &admissionUnrecorded)
                     changes.append(Change(action: .scale, kind: .server, name: dp.pointee.name, tenant: dp.pointee.tenant, fromRevision: dp.pointee.revision, toRevision: dp.pointee.revision,
                                           fromReplicas: lp.pointee.totalReplicas, toReplicas: dp.pointee.replicas,
-                                          fields: [FieldChange(path: "replicas", old: String(lp.pointee.totalReplicas), new: String(dp.pointee.replicas))],
-                                          reason: "replicas \(lp.pointee.totalReplicas) → \(dp.pointee.replicas)"))
+                                          fields: [FieldChange(path: "replicas", old: String(lp.pointee.totalReplicas), new: String(dp.pointee.replicas))] + extra.fields,
+                                          reason: "replicas \(lp.pointee.totalReplicas) → \(dp.pointee.replicas)" + (extra.fields.isEmpty ? "" : "; " + extra.reason),
+                                          blocked: extra.blocked))
+                    if extra.blocked, let verdict { verdictsUsed.append(verdict) }
                 } else {
-                    summary.unchanged += 1
+                    let extra = inPlaceChanges(dp, lp, verdict, &settingsUnrecorded, &admissionUnrecorded)
+                    if extra.fields.isEmpty {
+                        summary.unchanged += 1
+                    } else {
+                        changes.append(Change(action: .update, kind: .server, name: dp.pointee.name, tenant: dp.pointee.tenant, fromRevision: dp.pointee.revision, toRevision: dp.pointee.revision,
+                                              fields: extra.fields, reason: extra.reason, blocked: extra.blocked))
+                        if let verdict { verdictsUsed.append(verdict) }
+                    }
                 }
                 continue
             }
@@ -90,6 +111,7 @@ public enum Planner {
             if lp.pointee.totalReplicas != dp.pointee.replicas {
                 diff.append(FieldChange(path: "replicas", old: String(lp.pointee.totalReplicas), new: String(dp.pointee.replicas)))
             }
+            diff += inPlaceChanges(dp, lp, nil, &settingsUnrecorded, &admissionUnrecorded).fields
             let what = diff.isEmpty ? "revision \(serving?.revision ?? "none") → \(dp.pointee.revision)" : diff.map(\.path).joined(separator: ", ")
             changes.append(Change(action: .rollout, kind: .server, name: dp.pointee.name, tenant: dp.pointee.tenant, fromRevision: serving?.revision, toRevision: dp.pointee.revision,
                                   fromReplicas: lp.pointee.totalReplicas, toReplicas: dp.pointee.replicas, fields: diff,
@@ -98,6 +120,32 @@ public enum Planner {
         }
         }
         }
+
+        // Held servers change no revision, but settings and admission changes reach them all the same
+        // (a paused rollout resumes under the new settings). Found after the loop, so the hold rule
+        // above stays one block; merged back into name order below.
+        if !holds.isEmpty {
+            let heldNames = Set(holds.map(\.server))
+            desired.servers.withUnsafeBufferPointer { ds in
+            live.servers.withUnsafeBufferPointer { ls in
+                guard let dbase = ds.baseAddress, let lbase = ls.baseAddress else { return }
+                for di in desiredOrder where heldNames.contains((dbase + di).pointee.name) {
+                    guard let li = liveIndex[di] else { continue }
+                    let dp = dbase + di, lp = lbase + li
+                    let verdict = verdicts.isEmpty ? nil : verdicts[dp.pointee.name]
+                    let extra = inPlaceChanges(dp, lp, verdict, &settingsUnrecorded, &admissionUnrecorded)
+                    guard !extra.fields.isEmpty else { continue }
+                    changes.append(Change(action: .update, kind: .server, name: dp.pointee.name, tenant: dp.pointee.tenant,
+                                          fields: extra.fields, reason: extra.reason + " (its revision is held back)", blocked: extra.blocked))
+                }
+            }
+            }
+            // Stable: one change per server, so name order is the order the loop would have given.
+            let servers = changes[firstServerChange...].sorted { $0.name < $1.name }
+            changes.replaceSubrange(firstServerChange..., with: servers)
+        }
+        if settingsUnrecorded { unrecorded.append("server rollout settings, SLOs and labels") }
+        if admissionUnrecorded { unrecorded.append("supply-chain evidence digests of running revisions") }
 
         // Deletions last: servers, then tenants left empty. Only what mcpfleet owns is pruned.
         for l in gone.map({ live.servers[$0] }) {
@@ -108,6 +156,7 @@ public enum Planner {
         for t in live.tenants.sorted(by: { $0.name < $1.name }) where !desiredTenantNames.contains(t.name) && t.managed {
             changes.append(Change(action: .delete, kind: .tenant, name: t.name, reason: "no server of this environment belongs to tenant `\(t.name)` any more"))
         }
+        changes += objectDeletes
 
         for c in changes {
             switch c.action {
@@ -124,7 +173,76 @@ public enum Planner {
         let desiredNames = verdicts.isEmpty ? [] : Set(desired.servers.map(\.name))
         let allVerdicts = verdictsUsed + verdicts.values.filter { !reported.contains($0.server) && desiredNames.contains($0.server) }
         return Plan(environment: desired.environment, driver: desired.driver, baseline: baseline, liveFingerprint: live.fingerprint,
-                    changes: changes, holds: holds, verdicts: allVerdicts.sorted { $0.server < $1.server }, summary: summary, desired: desired)
+                    changes: changes, holds: holds, verdicts: allVerdicts.sorted { $0.server < $1.server }, summary: summary,
+                    unrecorded: unrecorded, desired: desired)
+    }
+
+    /// Changes to a running server that make no new revision: its settings (rollout, SLO, labels) and
+    /// its admission (verdict, evidence digests). `verdict` nil: admission is not compared (a rollout
+    /// change carries its verdict already). A running revision that policy now blocks, with no
+    /// recorded verdict to compare against, counts as newly blocked: CI fails closed.
+    static func inPlaceChanges(_ dp: UnsafePointer<DesiredServer>, _ lp: UnsafePointer<LiveServer>, _ verdict: PolicyVerdict?,
+                               _ settingsUnrecorded: inout Bool, _ admissionUnrecorded: inout Bool) -> (fields: [FieldChange], reason: String, blocked: Bool) {
+        var fields: [FieldChange] = []
+        var what: [String] = []
+        // Read in place: binding the settings copied them (every field retained) for every server.
+        switch ServerSettings.match(lp, dp) {
+        case true?: break
+        case false?:
+            let diff = fieldChanges(old: lp.pointee.settings!.fields, new: ServerSettings(dp.pointee).fields)
+            if !diff.isEmpty { fields += diff; what.append("settings changed (" + diff.map(\.path).joined(separator: ", ") + ")") }
+        case nil:
+            settingsUnrecorded = true
+        }
+        guard verdict != nil || !fields.isEmpty else { return ([], "", false) }
+        var blocked = false
+        if let verdict {
+            let new = verdict.admission
+            if let old = lp.pointee.admission {
+                if old != new {
+                    let diff = fieldChanges(old: old.fields, new: new.fields)
+                    if !diff.isEmpty {
+                        fields += diff
+                        blocked = new.decision == .blocked && old.decision != .blocked
+                        what.append(old.decision != new.decision ? "supply-chain verdict \(old.decision.rawValue) → \(new.decision.rawValue)"
+                                                                  : "supply-chain evidence changed (" + diff.map(\.path).joined(separator: ", ") + ")")
+                    }
+                }
+            } else if new.decision == .blocked {
+                fields.append(FieldChange(path: "supplyChain.verdict", old: nil, new: "blocked"))
+                blocked = true
+                what.append("the running revision is now blocked by policy")
+            } else {
+                admissionUnrecorded = true
+            }
+        }
+        return (fields, what.joined(separator: "; "), blocked)
+    }
+
+    /// Creates and updates of catalog objects (in `desired` order) into `changes`; deletions (objects
+    /// only the baseline has) into `deletes`, which go last.
+    static func objectChanges(_ desired: [CatalogObject], _ live: [CatalogObject], into changes: inout [Change], deletes: inout [Change]) {
+        let liveByKey = Dictionary(live.map { ("\($0.kind.rawValue)/\($0.name)", $0) }, uniquingKeysWith: { a, _ in a })
+        var seen = Set<String>()
+        for o in desired {
+            let key = "\(o.kind.rawValue)/\(o.name)"
+            seen.insert(key)
+            let noun = o.kind.rawValue
+            guard let l = liveByKey[key] else {
+                changes.append(Change(action: .create, kind: o.kind, name: o.name, fields: o.fields.map { FieldChange(path: $0.path, old: nil, new: $0.display) },
+                                      reason: o.kind == .environment ? "environment `\(o.name)` is new" : "\(noun) `\(o.name)` now applies to this environment"))
+                continue
+            }
+            let diff = fieldChanges(old: l.fields, new: o.fields)
+            if !diff.isEmpty {
+                changes.append(Change(action: .update, kind: o.kind, name: o.name, fields: diff,
+                                      reason: "\(noun) settings changed: " + diff.map(\.path).joined(separator: ", ")))
+            }
+        }
+        for l in live where !seen.contains("\(l.kind.rawValue)/\(l.name)") {
+            deletes.append(Change(action: .delete, kind: l.kind, name: l.name, fields: l.fields.map { FieldChange(path: $0.path, old: $0.display, new: nil) },
+                                  reason: "\(l.kind.rawValue) `\(l.name)` no longer applies to this environment"))
+        }
     }
 
     /// For each desired server (by index), the index of the first live server of its name, if any; and

@@ -61,17 +61,20 @@ public struct RolloutInput: Sendable {
     public var health: [String: RevisionHealth]
     /// Set when policy blocks the desired revision: it is never rolled out.
     public var blockedReason: String?
+    /// Per revision: what keeps its instances from being ready (fails a rollout fast, and says why).
+    public var problems: [String: RevisionProblems]
     /// Unix epoch milliseconds.
     public var now: Int64
 
     public init(desired: DesiredServer, record: RolloutRecord?, live: LiveServer?, analysis: AnalysisStatus? = nil,
-                health: [String: RevisionHealth] = [:], blockedReason: String? = nil, now: Int64) {
+                health: [String: RevisionHealth] = [:], blockedReason: String? = nil, problems: [String: RevisionProblems] = [:], now: Int64) {
         self.desired = desired
         self.record = record
         self.live = live
         self.analysis = analysis
         self.health = health
         self.blockedReason = blockedReason
+        self.problems = problems
         self.now = now
     }
 }
@@ -94,6 +97,9 @@ public struct RolloutStepResult: Hashable, Sendable {
 public enum RolloutMachine {
     /// At most this many failed revisions are remembered.
     public static let failedRevisionLimit = 16
+    /// Restarts of a rollout's target instances (summed) that make it a crash loop: the revision fails
+    /// before its progress deadline (systemd's default start limit is the same burst).
+    public static let crashLoopRestarts = 5
 
     struct Stage: Equatable {
         var goal: Int
@@ -113,6 +119,13 @@ public enum RolloutMachine {
         }
         out.append(Stage(goal: n, analysis: false, pauseMs: nil, untilPromoted: false))
         return out
+    }
+
+    /// How status names stage `index`: a canary's own steps are "step i of N" (N = the steps in the
+    /// manifest); the move to every replica after them is the "final step".
+    static func stageLabel(_ d: DesiredServer, _ index: Int) -> String {
+        guard d.rollout.strategy == .canary, !d.rollout.steps.isEmpty else { return d.rollout.strategy.rawValue }
+        return index < d.rollout.steps.count ? "step \(index + 1) of \(d.rollout.steps.count)" : "final step"
     }
 
     struct Group {
@@ -171,41 +184,62 @@ public enum RolloutMachine {
 
         func group(_ rev: String?) -> Group? { rev.flatMap { r in groups.first { $0.revision == r } } }
 
+        var facts: RolloutFacts {
+            RolloutFacts(server: d.name, desiredRevision: d.revision,
+                         serving: d.revision == record.stableRevision
+                             || (record.stableRevision == nil && record.targetRevision == nil && isOnlyRevision(d.revision) && !record.failedRevisions.contains(d.revision)),
+                         inProgress: record.targetRevision == d.revision, pinnedRevision: record.pinnedRevision, pinForced: record.pinForced,
+                         paused: record.paused, pauseMessage: record.message, failedRevisions: record.failedRevisions, failure: record.failureReasons[d.revision],
+                         blockedReason: input.blockedReason)
+        }
+
         mutating func run() {
-            if record.paused {
-                record.message = record.message ?? "paused"
+            let facts = self.facts
+            let rule = RolloutRules.hold(facts)
+            switch rule {
+            case .paused(let message)?:
+                record.message = message
                 settled = true
                 return
-            }
-            if let pin = record.pinnedRevision {
+            case .pinned(let pin)?:
                 holdOn(pin, pinned: true)
                 return
+            case .blocked(_, _, pinned: true)?:
+                // The pin names a revision policy blocks: hold what serves, say why.
+                if let stable = record.stableRevision { abandonTarget(for: stable) }
+                hold(message: RolloutRules.message(rule!, facts: facts))
+                return
+            default:
+                break
             }
             if let t = record.targetRevision, t != d.revision {
-                actions.append(.recordRevision(revision: t, outcome: .superseded, reason: "the desired revision changed to \(d.revision) before the rollout finished"))
+                actions.append(.recordRevision(revision: t, outcome: .abandoned, reason: "the desired revision changed to \(d.revision) before the rollout finished"))
                 actions.append(.audit(action: "rollout-superseded", revision: t, reason: "superseded by \(d.revision)"))
                 record.targetRevision = nil
                 resetStep()
             }
+            if case .blocked(_, let reason, _)? = rule, record.targetRevision == d.revision {
+                rollback(reason: "revision \(d.revision) became blocked by policy: \(reason)")
+                return
+            }
+            if let rule {
+                let message = RolloutRules.message(rule, facts: facts)
+                if case .blocked(let rev, let reason, _) = rule, record.message != message {
+                    // Recorded once, when the hold begins: `history` shows why a release never rolled out.
+                    actions.append(.recordRevision(revision: rev, outcome: .blocked, reason: reason))
+                    actions.append(.audit(action: "blocked", revision: rev, reason: reason))
+                }
+                hold(message: message)
+                return
+            }
             if record.targetRevision == nil {
-                if d.revision == record.stableRevision || (record.stableRevision == nil && isOnlyRevision(d.revision)) {
+                if facts.serving {
                     record.stableRevision = d.revision
-                    if record.phase != .stable { record.phase = .stable; record.message = nil }
+                    if record.phase != .stable && record.phase != .degraded { record.phase = .stable; record.message = nil }
                     holdOn(d.revision, pinned: false)
                     return
                 }
-                if let reason = input.blockedReason {
-                    hold(message: "revision \(d.revision) is blocked by policy: \(reason)")
-                    return
-                }
-                if record.failedRevisions.contains(d.revision) {
-                    hold(message: "revision \(d.revision) failed its rollout and was rolled back; it is not retried until the manifests change it again")
-                    return
-                }
                 begin()
-            } else if let reason = input.blockedReason {
-                rollback(reason: "revision \(d.revision) became blocked by policy: \(reason)")
-                return
             }
             advance()
         }
@@ -217,8 +251,16 @@ public enum RolloutMachine {
         mutating func resetStep() {
             record.step = 0
             record.stepStartedAt = now
+            record.progressReady = 0
             record.promoted = false
             record.measurements = []
+        }
+
+        /// Why the revision's instances are not ready, on one line (empty when nothing is known).
+        func why(_ rev: String) -> String {
+            guard let p = input.problems[rev] else { return "" }
+            let parts = [p.unstartable.map { "cannot start: \($0)" }, p.summary].compactMap { $0 }
+            return parts.isEmpty ? "" : " — " + parts.joined(separator: "; ")
         }
 
         /// Stays on the stable revision (or nothing) while the desired one may not be rolled out.
@@ -233,23 +275,35 @@ public enum RolloutMachine {
 
         /// Converges on one revision at full count (pins, steady state, after a rollback), then tidies:
         /// failed revision groups are removed, other groups are kept at zero for a quick rollback.
+        /// A manual rollback ends the rollout in progress. The revision did not fail (an operator chose
+        /// to leave it): it is recorded as abandoned and rolls out again once the pin is released.
+        mutating func abandonTarget(for rev: String) {
+            guard let t = record.targetRevision, t != rev else { return }
+            actions.append(.recordRevision(revision: t, outcome: .abandoned, reason: "pinned to \(rev) by an operator before its rollout finished"))
+            actions.append(.audit(action: "rollout-abandoned", revision: t, reason: "pinned to \(rev) by an operator"))
+            record.targetRevision = nil
+            resetStep()
+        }
+
         mutating func holdOn(_ rev: String, pinned: Bool) {
-            if pinned, let t = record.targetRevision, t != rev {
-                // A manual rollback ends the rollout in progress; its revision is not retried until the manifests change.
-                remember(failed: t)
-                actions.append(.recordRevision(revision: t, outcome: .rolledBack, reason: "rolled back by an operator to \(rev)"))
-                actions.append(.audit(action: "rollback", revision: t, reason: "pinned to \(rev) by an operator"))
-                record.targetRevision = nil
-                resetStep()
-            }
+            if pinned { abandonTarget(for: rev) }
             let reached = converge(to: rev, goal: d.replicas)
             if pinned {
-                record.message = "pinned to revision \(rev) (`mcpfleet resume \(d.name)` releases it)"
+                // Until the pin is reached, say how far it is and what holds it up (a forced pin may not start).
+                let progress = reached ? "" : "; \(group(rev)?.ready ?? 0)/\(d.replicas) ready on \(rev)" + why(rev)
+                record.message = RolloutRules.message(.pinned(revision: rev), facts: facts) + progress
                 record.phase = reached ? .stable : .progressing
                 if reached { record.stableRevision = rev }
             } else if record.phase != .rolledBack && record.phase != .failed {
-                record.phase = .stable
-                record.message = nil
+                // Stable, or degraded while the serving revision has all its instances but not all ready.
+                let g = group(rev)
+                if !reached, let g, g.replicas >= d.replicas, g.ready < d.replicas, g.fullyProbed || g.driverReady < g.replicas {
+                    record.phase = .degraded
+                    record.message = "\(g.ready)/\(d.replicas) replicas ready on \(rev)" + why(rev)
+                } else {
+                    record.phase = .stable
+                    record.message = nil
+                }
             }
             if reached {
                 for g in groups where g.revision != rev && g.replicas == 0 && record.failedRevisions.contains(g.revision) {
@@ -265,6 +319,7 @@ public enum RolloutMachine {
             record.phase = .progressing
             record.message = nil
             resetStep()
+            record.restartBaseline = input.problems[d.revision]?.restarts ?? 0
             let stageList = RolloutMachine.stages(d)
             // A first deployment (nothing serving) goes straight to full count: there is no traffic to protect.
             let initial = from == nil || group(from).map { $0.replicas == 0 } ?? true
@@ -280,6 +335,18 @@ public enum RolloutMachine {
             let index = min(max(0, record.step), stageList.count - 1)
             let stage = stageList[index]
             let isFinal = index == stageList.count - 1
+            if record.phase != .failed, let p = input.problems[t] {
+                // Failures retrying will not change end the rollout now, not at the deadline.
+                if let why = p.unstartable {
+                    actions = []
+                    return rollback(reason: "revision \(t) cannot start: \(why)")
+                }
+                let restarts = p.restarts - record.restartBaseline
+                if restarts >= RolloutMachine.crashLoopRestarts {
+                    actions = []
+                    return rollback(reason: "revision \(t) is crash-looping: \(restarts) restarts since its rollout began" + why(t))
+                }
+            }
             switch record.phase {
             case .analyzing:
                 guard stage.analysis else { return stageDone(stage, isFinal: isFinal) }
@@ -293,7 +360,7 @@ public enum RolloutMachine {
                     actions.append(.runAnalysis(revision: t, step: index, notBefore: record.stepStartedAt))
                 case .fail:
                     let last = a.measurements.last { $0.result == .fail }?.detail ?? "failure limit exceeded"
-                    rollback(reason: "analysis of revision \(t) failed at step \(index + 1): \(last)")
+                    rollback(reason: "analysis of revision \(t) failed at \(RolloutMachine.stageLabel(d, index)): \(last)")
                 case .inconclusive:
                     if record.promoted {
                         actions.append(.audit(action: "analysis-overridden", revision: t, reason: "inconclusive analysis promoted by an operator"))
@@ -301,24 +368,23 @@ public enum RolloutMachine {
                         pauseOrNext(stage, isFinal: isFinal)
                     } else {
                         // Too little data to promote on: hold for a person (promote continues, rollback ends it).
-                        record.paused = true
-                        record.message = "analysis of revision \(t) was inconclusive at step \(index + 1); `mcpfleet promote \(d.name)` continues, `mcpfleet rollback \(d.name)` ends it"
+                        record.pause(at: now, message: "analysis of revision \(t) was inconclusive at \(RolloutMachine.stageLabel(d, index)); `mcpfleet promote \(d.name)` continues, `mcpfleet rollback \(d.name)` ends it")
                         actions.append(.audit(action: "analysis-inconclusive", revision: t, reason: record.message ?? ""))
                         settled = true
                     }
                 case .pass:
-                    actions.append(.audit(action: "analysis-passed", revision: t, reason: "step \(index + 1) of \(stageList.count)"))
+                    actions.append(.audit(action: "analysis-passed", revision: t, reason: RolloutMachine.stageLabel(d, index)))
                     pauseOrNext(stage, isFinal: isFinal)
                 }
             case .paused:
                 if stage.untilPromoted && !record.promoted {
-                    record.message = "waiting at step \(index + 1) of \(stageList.count) for `mcpfleet promote \(d.name)`"
+                    record.message = "waiting at \(RolloutMachine.stageLabel(d, index)) for `mcpfleet promote \(d.name)`"
                     settled = true
                     return
                 }
                 if let ms = stage.pauseMs, !record.promoted, now < record.stepStartedAt + ms {
                     wakeAt = record.stepStartedAt + ms
-                    record.message = "pausing at step \(index + 1) of \(stageList.count)"
+                    record.message = "pausing at \(RolloutMachine.stageLabel(d, index))"
                     return
                 }
                 next(isFinal: isFinal)
@@ -327,30 +393,26 @@ public enum RolloutMachine {
                 settled = true
             default:
                 record.phase = .progressing
-                let before = group(t)?.replicas ?? 0
                 let reached = converge(to: t, goal: stage.goal)
                 if reached {
                     record.message = nil
                     stageDone(stage, isFinal: isFinal)
                     return
                 }
-                if scaledTo(t, default: before) > before {
-                    // Progress made: the deadline counts from the latest batch.
+                let ready = group(t)?.ready ?? 0
+                if ready > record.progressReady {
+                    // Progress: more instances of the target ready than ever in this step. Only that
+                    // moves the deadline on; a scale planned again (a retry) never does.
+                    record.progressReady = ready
                     record.stepStartedAt = now
                 } else if now >= record.stepStartedAt + d.rollout.progressDeadlineMs {
                     actions = []
-                    let ready = group(t)?.ready ?? 0
-                    rollback(reason: "revision \(t) did not become healthy within the progress deadline (\(ready)/\(stage.goal) ready)")
+                    rollback(reason: "revision \(t) did not become healthy within the progress deadline (\(ready)/\(stage.goal) ready)" + why(t))
                     return
                 }
-                record.message = "step \(index + 1) of \(stageList.count): \(group(t)?.ready ?? 0)/\(stage.goal) ready on \(t)"
+                record.message = "\(RolloutMachine.stageLabel(d, index)): \(ready)/\(stage.goal) ready on \(t)" + why(t)
                 wakeAt = record.stepStartedAt + d.rollout.progressDeadlineMs
             }
-        }
-
-        func scaledTo(_ rev: String, default value: Int) -> Int {
-            for case .scale(let r, let n) in actions.reversed() where r == rev { return n }
-            return value
         }
 
         mutating func stageDone(_ stage: Stage, isFinal: Bool) {
@@ -359,7 +421,7 @@ public enum RolloutMachine {
                 record.stepStartedAt = now
                 record.measurements = []
                 actions.append(.runAnalysis(revision: d.revision, step: min(record.step, RolloutMachine.stages(d).count - 1), notBefore: now))
-                actions.append(.audit(action: "analysis-start", revision: d.revision, reason: "step \(record.step + 1)"))
+                actions.append(.audit(action: "analysis-start", revision: d.revision, reason: RolloutMachine.stageLabel(d, min(record.step, RolloutMachine.stages(d).count - 1))))
                 return
             }
             pauseOrNext(stage, isFinal: isFinal)
@@ -380,6 +442,7 @@ public enum RolloutMachine {
             record.step += 1
             record.phase = .progressing
             record.stepStartedAt = now
+            record.progressReady = group(d.revision)?.ready ?? 0
             record.promoted = false
             record.measurements = []
             record.message = nil
@@ -406,20 +469,22 @@ public enum RolloutMachine {
 
         mutating func rollback(reason: String) {
             let t = record.targetRevision ?? d.revision
-            actions.append(.audit(action: d.rollout.autoRollback && record.stableRevision != nil ? "rollback" : "rollout-failed", revision: t, reason: reason))
-            guard d.rollout.autoRollback, let stable = record.stableRevision else {
+            let rollingBack = d.rollout.autoRollback && record.stableRevision != nil
+            // The outcome first, then the audit entry: whoever sees the entry finds the history written.
+            actions.append(.recordRevision(revision: t, outcome: rollingBack ? .rolledBack : .failed, reason: reason))
+            actions.append(.audit(action: rollingBack ? "rollback" : "rollout-failed", revision: t, reason: reason))
+            guard rollingBack, let stable = record.stableRevision else {
                 // Nothing to go back to (a first deployment) or rollback disabled: stop here, keep what runs.
                 record.phase = .failed
                 record.message = reason
                 if record.stableRevision == nil {
-                    remember(failed: t)
+                    remember(failed: t, reason: reason)
                     record.targetRevision = nil
                 }
                 settled = true
                 return
             }
-            remember(failed: t)
-            actions.append(.recordRevision(revision: t, outcome: .rolledBack, reason: reason))
+            remember(failed: t, reason: reason)
             record.targetRevision = nil
             record.phase = .rolledBack
             record.message = reason
@@ -428,11 +493,14 @@ public enum RolloutMachine {
             again = true
         }
 
-        mutating func remember(failed rev: String) {
+        mutating func remember(failed rev: String, reason: String) {
             if !record.failedRevisions.contains(rev) { record.failedRevisions.append(rev) }
+            record.failureReasons[rev] = reason
             if record.failedRevisions.count > RolloutMachine.failedRevisionLimit {
                 record.failedRevisions.removeFirst(record.failedRevisions.count - RolloutMachine.failedRevisionLimit)
             }
+            let kept = Set(record.failedRevisions)
+            record.failureReasons = record.failureReasons.filter { kept.contains($0.key) }
         }
 
         /// One bounded move towards `goal` instances of `rev` and `replicas − goal` of the others

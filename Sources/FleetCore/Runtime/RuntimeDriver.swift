@@ -110,6 +110,11 @@ extension LiveState {
 /// Why a revision ended as it did, for `mcpfleet history`.
 public enum RevisionOutcome: String, Codable, Hashable, Sendable {
     case pending, promoted, rolledBack = "rolled-back", superseded, blocked
+    /// Failed with nothing to roll back to (a first deployment) or with `autoRollback: false`.
+    case failed
+    /// Left before its rollout finished (the desired revision changed, or an operator pinned another):
+    /// it did not fail, and was never fully rolled out.
+    case abandoned
 }
 
 /// One revision of a server as mcpfleet saw it: what it was, when, with which evidence, and how it ended.
@@ -148,35 +153,113 @@ public struct RolloutRecord: Codable, Hashable, Sendable {
     /// The revision being rolled out, when a rollout is in progress.
     public var targetRevision: String?
     public var pinnedRevision: String?
+    /// Set with the pin by `mcpfleet rollback --force`: the pin holds even where a gate refuses it.
+    public var pinForced: Bool
     public var failedRevisions: [String]
     public var paused: Bool
+    /// Unix epoch milliseconds when the server was paused; `resume` moves the step clock on by the time
+    /// spent paused, so a pause neither restarts nor eats into a canary pause or the progress deadline.
+    public var pausedAt: Int64?
     /// Canary step index (or rolling batch number) reached.
     public var step: Int
-    /// Unix epoch milliseconds when the current step began (pauses and deadlines count from here).
+    /// Unix epoch milliseconds when the current step began (pauses and deadlines count from here), moved
+    /// on only by progress (more instances of the target ready than ever in this step) or a resume.
     public var stepStartedAt: Int64
+    /// The most instances of the target revision seen ready in the current step (progress high-water mark).
+    public var progressReady: Int
+    /// Restarts the runtime had counted for the target revision's instances when the rollout began.
+    public var restartBaseline: Int
     /// Set by `mcpfleet promote`: the current `untilPromoted` pause may end.
     public var promoted: Bool
     /// Results of the current analysis run: true = measurement passed.
     public var measurements: [Bool]
     public var message: String?
+    /// Why each of `failedRevisions` failed (the reason of its rollback), for status and holds.
+    public var failureReasons: [String: String]
+    /// The controller's last probe verdict per instance id (what `status` folds into READY).
+    public var probes: [String: ProbeNote]
     public var updatedAt: Int64
 
     public init(server: String, phase: RolloutPhase = .stable, stableRevision: String? = nil, targetRevision: String? = nil, pinnedRevision: String? = nil,
-                failedRevisions: [String] = [], paused: Bool = false, step: Int = 0, stepStartedAt: Int64 = 0, promoted: Bool = false,
-                measurements: [Bool] = [], message: String? = nil, updatedAt: Int64 = 0) {
+                pinForced: Bool = false, failedRevisions: [String] = [], paused: Bool = false, pausedAt: Int64? = nil, step: Int = 0,
+                stepStartedAt: Int64 = 0, progressReady: Int = 0, restartBaseline: Int = 0, promoted: Bool = false,
+                measurements: [Bool] = [], message: String? = nil, failureReasons: [String: String] = [:], probes: [String: ProbeNote] = [:], updatedAt: Int64 = 0) {
         self.server = server
         self.phase = phase
         self.stableRevision = stableRevision
         self.targetRevision = targetRevision
         self.pinnedRevision = pinnedRevision
+        self.pinForced = pinForced
         self.failedRevisions = failedRevisions
         self.paused = paused
+        self.pausedAt = pausedAt
         self.step = step
         self.stepStartedAt = stepStartedAt
+        self.progressReady = progressReady
+        self.restartBaseline = restartBaseline
         self.promoted = promoted
         self.measurements = measurements
         self.message = message
+        self.failureReasons = failureReasons
+        self.probes = probes
         self.updatedAt = updatedAt
+    }
+
+    /// Records written by earlier versions lack the newer fields: they take their defaults.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        server = try c.decode(String.self, forKey: .server)
+        phase = try c.decode(RolloutPhase.self, forKey: .phase)
+        stableRevision = try c.decodeIfPresent(String.self, forKey: .stableRevision)
+        targetRevision = try c.decodeIfPresent(String.self, forKey: .targetRevision)
+        pinnedRevision = try c.decodeIfPresent(String.self, forKey: .pinnedRevision)
+        pinForced = try c.decodeIfPresent(Bool.self, forKey: .pinForced) ?? false
+        failedRevisions = try c.decodeIfPresent([String].self, forKey: .failedRevisions) ?? []
+        paused = try c.decodeIfPresent(Bool.self, forKey: .paused) ?? false
+        pausedAt = try c.decodeIfPresent(Int64.self, forKey: .pausedAt)
+        step = try c.decodeIfPresent(Int.self, forKey: .step) ?? 0
+        stepStartedAt = try c.decodeIfPresent(Int64.self, forKey: .stepStartedAt) ?? 0
+        progressReady = try c.decodeIfPresent(Int.self, forKey: .progressReady) ?? 0
+        restartBaseline = try c.decodeIfPresent(Int.self, forKey: .restartBaseline) ?? 0
+        promoted = try c.decodeIfPresent(Bool.self, forKey: .promoted) ?? false
+        measurements = try c.decodeIfPresent([Bool].self, forKey: .measurements) ?? []
+        message = try c.decodeIfPresent(String.self, forKey: .message)
+        failureReasons = try c.decodeIfPresent([String: String].self, forKey: .failureReasons) ?? [:]
+        probes = try c.decodeIfPresent([String: ProbeNote].self, forKey: .probes) ?? [:]
+        updatedAt = try c.decodeIfPresent(Int64.self, forKey: .updatedAt) ?? 0
+    }
+
+    /// The phase people see: an operator's pause shows as `paused` whatever step the rollout is at.
+    public var displayPhase: RolloutPhase { paused ? .paused : phase }
+
+    /// Holds the server where it is (`mcpfleet pause`, an inconclusive analysis), remembering when.
+    public mutating func pause(at now: Int64, message: String) {
+        if !paused { pausedAt = now }
+        paused = true
+        self.message = message
+    }
+
+    /// Ends a pause (and a pin): the step clock moves on by the time spent paused, so a timed canary pause
+    /// and the progress deadline continue where they were instead of starting over.
+    public mutating func resume(at now: Int64) {
+        if paused, let since = pausedAt, now > since { stepStartedAt += now - since }
+        paused = false
+        pausedAt = nil
+        pinnedRevision = nil
+        pinForced = false
+        message = nil
+    }
+}
+
+/// What the controller's probes last said about one instance.
+public struct ProbeNote: Codable, Hashable, Sendable {
+    public var healthy: Bool
+    /// Why the probe failed (the prober's message), when it did.
+    public var reason: String?
+
+    public init(healthy: Bool, reason: String? = nil) {
+        self.healthy = healthy
+        self.reason = reason
     }
 }
 
@@ -190,8 +273,13 @@ public struct AuditEntry: Codable, Hashable, Sendable {
     public var manifestCommit: String?
     public var outcome: String
     public var correlationId: String?
+    /// Further identical occurrences counted on this entry instead of new rows (see `isRepeat(of:)`).
+    public var repeats: Int?
+    /// Unix epoch milliseconds of the last repeat.
+    public var lastTime: Int64?
 
-    public init(time: Int64, server: String, action: String, revision: String? = nil, reason: String, manifestCommit: String? = nil, outcome: String, correlationId: String? = nil) {
+    public init(time: Int64, server: String, action: String, revision: String? = nil, reason: String, manifestCommit: String? = nil, outcome: String,
+                correlationId: String? = nil, repeats: Int? = nil, lastTime: Int64? = nil) {
         self.time = time
         self.server = server
         self.action = action
@@ -200,7 +288,20 @@ public struct AuditEntry: Codable, Hashable, Sendable {
         self.manifestCommit = manifestCommit
         self.outcome = outcome
         self.correlationId = correlationId
+        self.repeats = repeats
+        self.lastTime = lastTime
     }
+
+    /// The same failure again (a retry failing the same way): an error outcome, with the same server,
+    /// action, revision, reason, outcome and commit. Stores count it on the earlier entry instead of
+    /// appending a row. Successful entries are events of their own and are always appended.
+    public func isRepeat(of other: AuditEntry) -> Bool {
+        outcome != "ok" && server == other.server && action == other.action && revision == other.revision && reason == other.reason
+            && outcome == other.outcome && manifestCommit == other.manifestCommit
+    }
+
+    /// How many recent entries of a server a store searches for the one an entry repeats.
+    public static let repeatWindow = 16
 }
 
 /// Durable rollout state: a local SQLite database for host drivers, annotations/objects on Kubernetes.
@@ -212,23 +313,87 @@ public protocol RolloutStore: Sendable {
     func removeRecord(server: String) async throws
     func revisions(server: String) async throws -> [RevisionRecord]
     func saveRevision(_ revision: RevisionRecord) async throws
+    /// Appends `entry`, unless it is a failure repeating one of the server's last `AuditEntry.repeatWindow`
+    /// entries (`isRepeat(of:)`): then that entry's `repeats` and `lastTime` count it instead, so a
+    /// failure retried for an hour is one row with a count, never a row per retry.
     func appendAudit(_ entry: AuditEntry) async throws
     func audit(server: String?, limit: Int) async throws -> [AuditEntry]
+    /// Notes that a controller is alive and the store writable (it writes); nil: the controller stops.
+    /// A store that cannot keep it has the default, which does nothing.
+    func heartbeat(now: Int64?) async throws
+    /// When a running controller last wrote a heartbeat (nil: none runs, or the store keeps none).
+    func lastHeartbeat() async throws -> Int64?
+    /// True when the store keeps heartbeats, so a nil or old one means no controller runs.
+    var keepsHeartbeat: Bool { get }
+    /// What compaction kept of audit entries it removed (see `AuditSummary`).
+    func compactedAudit(server: String?) async throws -> [AuditSummary]
+}
+
+extension RolloutStore {
+    public func heartbeat(now: Int64?) async throws {}
+    public func lastHeartbeat() async throws -> Int64? { nil }
+    public var keepsHeartbeat: Bool { false }
+    /// Counts of audit entries compacted away (stores with bounded retention keep these).
+    public func compactedAudit(server: String?) async throws -> [AuditSummary] { [] }
+}
+
+/// What compaction kept of old audit entries: how many of one kind, and when the first and last were.
+public struct AuditSummary: Codable, Hashable, Sendable {
+    public var server: String
+    public var action: String
+    public var revision: String?
+    /// `ok` or `error`.
+    public var outcome: String
+    public var count: Int
+    public var firstTime: Int64
+    public var lastTime: Int64
+
+    public init(server: String, action: String, revision: String?, outcome: String, count: Int, firstTime: Int64, lastTime: Int64) {
+        self.server = server
+        self.action = action
+        self.revision = revision
+        self.outcome = outcome
+        self.count = count
+        self.firstTime = firstTime
+        self.lastTime = lastTime
+    }
 }
 
 extension LiveState {
-    /// Folds the controller's bookkeeping into what a driver observed.
-    public func merging(_ records: [RolloutRecord]) -> LiveState {
+    /// Folds the controller's bookkeeping into what a driver observed. With `probes`, the controller's
+    /// probe verdicts (kept in each record) count too: an instance is ready only when the driver calls it
+    /// running and healthy *and* the controller's last probe of it passed, and a failed probe's message
+    /// becomes the instance's reason. Pass `probes: false` when no controller is alive to have probed.
+    public func merging(_ records: [RolloutRecord], probes: Bool = true) -> LiveState {
         var out = self
         let byName = Dictionary(records.map { ($0.server, $0) }, uniquingKeysWith: { a, _ in a })
         for i in out.servers.indices {
             guard let r = byName[out.servers[i].name] else { continue }
-            out.servers[i].phase = r.phase
+            out.servers[i].phase = r.displayPhase
             out.servers[i].targetRevision = r.targetRevision
             out.servers[i].lastGoodRevision = r.stableRevision
             out.servers[i].pinnedRevision = r.pinnedRevision
+            out.servers[i].pinForced = r.pinForced
             out.servers[i].failedRevisions = r.failedRevisions
             out.servers[i].paused = r.paused
+            out.servers[i].message = r.message
+            // A server the controller probes (it has verdicts): an instance it has not probed yet is not ready either.
+            guard probes, !r.probes.isEmpty else { continue }
+            for k in out.servers[i].revisions.indices {
+                guard var instances = out.servers[i].revisions[k].instances else { continue }
+                for j in instances.indices where instances[j].healthy {
+                    guard let note = r.probes[instances[j].id] else {
+                        instances[j].healthy = false
+                        instances[j].reason = "not probed yet"
+                        continue
+                    }
+                    guard !note.healthy else { continue }
+                    instances[j].reason = note.reason.map { "probe failed: \($0)" } ?? "probe failed"
+                    instances[j].healthy = false
+                }
+                out.servers[i].revisions[k].instances = instances
+                out.servers[i].revisions[k].ready = min(out.servers[i].revisions[k].ready, instances.filter { $0.state == .running && $0.healthy }.count)
+            }
         }
         return out
     }

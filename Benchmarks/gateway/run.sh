@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# The gateway benchmark (not a timed test): wrk with mcp.lua (initialize a session, then call a tool
+# on it) against the same MCP server (the SDK's everything server, release build, one instance run
+# by the local driver), reached (a) directly, (b) through HAProxy as a sticky L7 proxy on
+# Mcp-Session-Id, (c) through the mcpfleet gateway (release build), (d) through ContextForge when it
+# is installed (see README). Fixed rates 500/1,000/2,000 req/s and max throughput.
+#
+#   Benchmarks/gateway/run.sh [--no-build] [--duration 15s] [--rates "500 1000 2000"] [--contextforge VENV]
+#
+# Writes Benchmarks/gateway/out/results.jsonl and Benchmarks/gateway/results.md (printed too).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+here=Benchmarks/gateway
+build=1; duration=15s; rates="500 1000 2000"; conns=4; maxconns=8; cf_venv=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --no-build) build=0 ;;
+    --duration) duration=$2; shift ;;
+    --rates) rates=$2; shift ;;
+    --contextforge) cf_venv=$2; shift ;;   # a venv with `pip install mcp-contextforge-gateway`
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+command -v wrk >/dev/null && command -v haproxy >/dev/null || { apt-get install -y -qq wrk haproxy >/dev/null; }
+if [ $build = 1 ]; then
+  swift build -c release --product mcpfleet >/dev/null
+  swift build -c release --product mcp-everything-server >/dev/null
+fi
+bin=${BENCH_BIN:-$root/.build/release}
+work=$(mktemp -d /tmp/mcpfleet-gwbench.XXXXXX)
+out=$here/out; mkdir -p "$out"; : > "$out/results.jsonl"
+server_port=18510; haproxy_port=18511; gateway_port=18512; cf_port=18513
+pids=()
+cleanup() {
+  [ -f "$work/contextforge.pid" ] && kill "$(cat "$work/contextforge.pid")" 2>/dev/null || true
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"
+}
+trap cleanup EXIT
+
+# The fleet: one everything-server instance under the local driver; the gateway served by `run`.
+mkdir -p "$work/cat"
+cat > "$work/cat/fleet.yaml" <<YAML
+apiVersion: mcpfleet.io/v1alpha1
+kind: Environment
+metadata: {name: bench}
+spec: {driver: local, portRange: 18500-18509, stateDir: $work/state}
+---
+apiVersion: mcpfleet.io/v1alpha1
+kind: Tenant
+metadata: {name: bench}
+spec: {isolation: shared}
+---
+apiVersion: mcpfleet.io/v1alpha1
+kind: Server
+metadata: {name: everything}
+spec:
+  version: "0.12.1"
+  tenant: bench
+  artifact: {command: ["$bin/mcp-everything-server", "--port", "\${PORT}"]}
+  transport: {type: streamable-http, port: 18500, path: /mcp}
+  replicas: 1
+  health: {probe: mcp, interval: 30s}
+YAML
+"$bin/mcpfleet" run "$work/cat" --metrics-address "" --gateway-address 127.0.0.1:$gateway_port --access-log "" \
+  --log-format json --log-level warning > "$work/run.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 120); do
+  code=$(curl -s -o /dev/null -w '%{http_code}' -X POST 127.0.0.1:$gateway_port/everything/mcp -H 'content-type: application/json' \
+    -H 'accept: application/json, text/event-stream' -d '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"b","version":"1"}}}' || true)
+  [ "$code" = 200 ] && break; sleep 0.5
+done
+[ "$code" = 200 ] || { echo "the gateway did not come up"; cat "$work/run.log"; exit 1; }
+server_port=18500
+
+cat > "$work/haproxy.cfg" <<CFG
+global
+  maxconn 4000
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 60s
+  timeout server 60s
+  option http-keep-alive
+  http-reuse always
+frontend mcp
+  bind 127.0.0.1:$haproxy_port
+  default_backend servers
+backend servers
+  # Sticky on the MCP session: learnt from the initialize response, matched on every request.
+  stick-table type string len 128 size 100k expire 30m
+  stick on req.hdr(mcp-session-id)
+  stick store-response res.hdr(mcp-session-id)
+  # The SDK's server refuses a Host that is not its own (DNS-rebinding protection), as the gateway knows.
+  http-request set-header Host 127.0.0.1:$server_port
+  server s1 127.0.0.1:$server_port
+CFG
+haproxy -f "$work/haproxy.cfg" -db > "$work/haproxy.log" 2>&1 &
+pids+=($!)
+sleep 1
+
+targets=("direct http://127.0.0.1:$server_port/mcp" "haproxy http://127.0.0.1:$haproxy_port/mcp" "gateway http://127.0.0.1:$gateway_port/everything/mcp")
+cf_token=""
+if [ -n "$cf_venv" ]; then
+  read -r cf_url cf_token < <($here/contextforge.sh "$cf_venv" $cf_port "http://127.0.0.1:$server_port/mcp" "$work")
+  targets+=("contextforge $cf_url")
+fi
+
+measure() { # name url rate connections
+  local name=$1 url=$2 rate=$3 c=$4
+  local load; load=$(cut -d' ' -f1-3 /proc/loadavg)
+  local text
+  local tool=test_simple_text token=""
+  if [ "$name" = contextforge ]; then tool=everything-test-simple-text; token=$cf_token; fi
+  text=$(RATE=$rate CONNECTIONS=$c TOOL=$tool TOKEN=$token wrk -t "$c" -c "$c" -d "$duration" --timeout 5s --latency -s $here/mcp.lua "$url" 2>&1) || true
+  python3 $here/parse_wrk.py "$name" "$rate" "$c" "$load" <<<"$text" | tee -a "$out/results.jsonl"
+}
+for t in "${targets[@]}"; do
+  set -- $t
+  # ContextForge cannot approach these rates (see README): its maximum only.
+  if [ "$1" != contextforge ]; then for r in $rates; do measure "$1" "$2" "$r" $conns; done; fi
+  measure "$1" "$2" 0 $maxconns
+done
+python3 $here/report.py "$out/results.jsonl" | tee $here/results.md
