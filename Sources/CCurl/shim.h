@@ -17,6 +17,8 @@ static inline CURLcode mcpf_easy_getinfo_long(CURL *h, CURLINFO i, long *v) { re
 static inline CURLcode mcpf_easy_getinfo_double(CURL *h, CURLINFO i, double *v) { return curl_easy_getinfo(h, i, v); }
 static inline CURLcode mcpf_easy_getinfo_string(CURL *h, CURLINFO i, char **v) { return curl_easy_getinfo(h, i, v); }
 static inline CURLcode mcpf_easy_getinfo_off(CURL *h, CURLINFO i, curl_off_t *v) { return curl_easy_getinfo(h, i, v); }
+static inline CURLcode mcpf_easy_getinfo_private(CURL *h, void **v) { return curl_easy_getinfo(h, CURLINFO_PRIVATE, v); }
+static inline CURLMcode mcpf_multi_setopt_long(CURLM *m, CURLMoption o, long v) { return curl_multi_setopt(m, o, v); }
 
 /* ---- Additions for FleetHTTP ---------------------------------------------------------------- */
 #include <pthread.h>

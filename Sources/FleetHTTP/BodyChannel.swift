@@ -1,8 +1,9 @@
 import Foundation
 
-/// Hands body chunks from a transfer thread to an async consumer, with backpressure: when more than
+/// Hands body chunks from the event loop's thread to an async consumer, with backpressure: when more than
 /// `highWater` bytes are buffered the producer is told to pause (the transfer is paused with
-/// CURL_WRITEFUNC_PAUSE) and it is woken once the consumer has drained the buffer.
+/// CURL_WRITEFUNC_PAUSE) and it is woken once the consumer has drained the buffer
+/// (the loop is asked to resume it).
 final class BodyChannel: @unchecked Sendable {
     enum Offer { case accepted, full, closed }
 
@@ -30,7 +31,7 @@ final class BodyChannel: @unchecked Sendable {
         lock.withLock { self.transfer = transfer }
     }
 
-    // MARK: Producer side (transfer thread)
+    // MARK: Producer side (event loop thread)
 
     func offer(_ bytes: UnsafeRawBufferPointer) -> Offer {
         lock.lock()

@@ -17,22 +17,16 @@ final class CurlShare: @unchecked Sendable {
     deinit { mcpf_share_free(raw) }
 }
 
-/// An easy handle plus the multi handle that drives it (and owns its connection cache), used by one
-/// transfer at a time. Reusing the pair reuses its open connections.
+/// An easy handle and its error buffer, used by one transfer at a time. Connections live in the event
+/// loop's multi handle (its connection cache), not here, so any handle reuses any idle connection.
 final class CurlHandle: @unchecked Sendable {
     let easy: UnsafeMutableRawPointer
-    let multi: UnsafeMutableRawPointer
     let errorBuffer: UnsafeMutablePointer<CChar>
     let share: CurlShare
 
     init?(share: CurlShare) {
         guard let easy = curl_easy_init() else { return nil }
-        guard let multi = curl_multi_init() else {
-            curl_easy_cleanup(easy)
-            return nil
-        }
         self.easy = easy
-        self.multi = multi
         self.share = share
         errorBuffer = .allocate(capacity: Int(mcpf_error_size) + 1)
         errorBuffer.initialize(repeating: 0, count: Int(mcpf_error_size) + 1)
@@ -45,34 +39,6 @@ final class CurlHandle: @unchecked Sendable {
 
     deinit {
         curl_easy_cleanup(easy)
-        curl_multi_cleanup(multi)
         errorBuffer.deallocate()
     }
-}
-
-/// Idle handles kept for reuse.
-final class HandlePool: @unchecked Sendable {
-    private let lock = NSLock()
-    private var idle: [CurlHandle] = []
-    private let capacity: Int
-    private let share: CurlShare
-
-    init(capacity: Int, share: CurlShare) {
-        self.capacity = capacity
-        self.share = share
-    }
-
-    func checkOut() -> CurlHandle? {
-        if let handle = lock.withLock({ idle.popLast() }) { return handle }
-        return CurlHandle(share: share)
-    }
-
-    func checkIn(_ handle: CurlHandle) {
-        // A handle that is not kept is released by the caller, outside the lock.
-        lock.withLock {
-            if idle.count < capacity { idle.append(handle) }
-        }
-    }
-
-    var idleCount: Int { lock.withLock { idle.count } }
 }

@@ -3,17 +3,19 @@ import Foundation
 
 /// `HTTPTransport` on libcurl.
 ///
-/// Each transfer runs on its own dedicated thread (never on Swift's cooperative pool), driving one easy
-/// handle through a private multi handle so cancellation can interrupt `curl_multi_poll` immediately
-/// (`curl_multi_wakeup`). Handles are pooled and reused, which reuses their open connections; DNS
-/// results and TLS sessions are shared by all handles of a transport. Redirects are not followed.
+/// Every transfer of a transport is driven by one event loop on one dedicated thread (never Swift's
+/// cooperative pool): a libcurl multi handle waited on with `curl_multi_poll`, so many concurrent
+/// requests and long-lived watches share that thread instead of pinning one each. Cancellation wakes the
+/// loop (`curl_multi_wakeup`) and ends the transfer at once. Connections are kept in the multi handle's
+/// cache and reused by any later request; DNS results and TLS sessions are shared by all handles of a
+/// transport. Redirects are not followed.
 ///
 /// Proxies: see `ProxyConfiguration`; by default libcurl's environment handling applies, including
 /// `NO_PROXY`.
 public final class CurlTransport: HTTPTransport {
     public let configuration: CurlTransportConfiguration
     private let share: CurlShare
-    private let pool: HandlePool
+    private let loop: CurlEventLoop
     private let token: TokenProvider?
     /// Bytes a stream buffers for a slow consumer before the transfer is paused.
     private let streamBufferLimit: Int
@@ -38,31 +40,40 @@ public final class CurlTransport: HTTPTransport {
         guard let share = CurlShare() else {
             throw HTTPError.curl(code: -1, message: "could not create a libcurl share handle", url: "")
         }
+        guard let loop = CurlEventLoop(share: share, maxConnections: configuration.maxConnections) else {
+            throw HTTPError.curl(code: -1, message: "could not create a libcurl multi handle", url: "")
+        }
         self.configuration = configuration
         self.share = share
-        pool = HandlePool(capacity: configuration.maxConnections, share: share)
+        self.loop = loop
         token = configuration.bearerToken.map { TokenProvider($0, checkInterval: tokenCheckInterval) }
         self.streamBufferLimit = max(1, streamBufferLimit)
     }
 
+    deinit { loop.close() }
+
     /// Idle pooled handles (for tests and diagnostics).
-    var idleHandleCount: Int { pool.idleCount }
+    var idleHandleCount: Int { loop.idleHandleCount }
+
+    /// Transfers in flight on the event loop (for tests and diagnostics).
+    var activeTransferCount: Int { loop.activeCount }
 
     public func send(_ request: HTTPRequest) async throws -> HTTPResponse {
         let prepared = try prepare(request, defaultTimeout: configuration.requestTimeout)
         let transfer = Transfer(
             request: prepared, configuration: configuration,
-            mode: .buffered(maxBytes: configuration.maxResponseBodyBytes))
+            mode: .buffered(maxBytes: configuration.maxResponseBodyBytes), loop: loop)
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<HTTPResponse, any Error>) in
-                startThread {
-                    if let error = self.execute(transfer) {
+                transfer.onComplete = { [transfer] error in
+                    if let error {
                         continuation.resume(throwing: error)
                     } else {
                         continuation.resume(
                             returning: HTTPResponse(status: transfer.status, headers: transfer.headers, body: transfer.body))
                     }
                 }
+                loop.start(transfer)
             }
         } onCancel: {
             transfer.cancel()
@@ -73,15 +84,13 @@ public final class CurlTransport: HTTPTransport {
         let prepared = try prepare(request, defaultTimeout: nil)
         let channel = BodyChannel(
             displayURL: prepared.displayURL, highWater: streamBufferLimit, lowWater: streamBufferLimit / 4)
-        let transfer = Transfer(request: prepared, configuration: configuration, mode: .streaming(channel))
+        let transfer = Transfer(request: prepared, configuration: configuration, mode: .streaming(channel), loop: loop)
         channel.attach(transfer)
         let (status, headers) = try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation {
                 (continuation: CheckedContinuation<(Int, HTTPHeaders), any Error>) in
                 transfer.headHandler = { result in continuation.resume(with: result.mapError { $0 as any Error }) }
-                startThread {
-                    transfer.finishStream(self.execute(transfer))
-                }
+                loop.start(transfer)
             }
         } onCancel: {
             transfer.cancel()
@@ -89,22 +98,6 @@ public final class CurlTransport: HTTPTransport {
         let lifetime = StreamLifetime(channel)
         let body = AsyncThrowingStream<[UInt8], any Error>(unfolding: { try await lifetime.next() })
         return HTTPStreamingResponse(status: status, headers: headers, body: body)
-    }
-
-    /// Runs a transfer to completion on the current (dedicated) thread.
-    private func execute(_ transfer: Transfer) -> HTTPError? {
-        guard let handle = pool.checkOut() else {
-            return .curl(code: -1, message: "could not create a libcurl handle", url: transfer.request.displayURL)
-        }
-        let error = transfer.run(on: handle, share: share)
-        pool.checkIn(handle)
-        return error
-    }
-
-    private func startThread(_ body: @escaping @Sendable () -> Void) {
-        let thread = Thread(block: body)
-        thread.name = "mcpfleet-http"
-        thread.start()
     }
 
     // MARK: Request validation

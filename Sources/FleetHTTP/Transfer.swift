@@ -14,9 +14,9 @@ struct PreparedRequest: Sendable {
     var connectTo: String?
 }
 
-/// One HTTP exchange, run on a dedicated thread by `CurlTransport`.
+/// One HTTP exchange, driven by a `CurlEventLoop`.
 ///
-/// Fields below "transfer thread only" are touched only by the thread running `run` (and the libcurl
+/// Fields below "loop thread only" are touched only by the event loop's thread (and the libcurl
 /// callbacks it triggers); the cancellation state is guarded by `lock`.
 final class Transfer: @unchecked Sendable {
     enum Mode {
@@ -26,12 +26,12 @@ final class Transfer: @unchecked Sendable {
 
     let request: PreparedRequest
     let configuration: CurlTransportConfiguration
+    let loop: CurlEventLoop
 
     private let lock = NSLock()
     private var cancelled = false  // guarded by `lock`
-    private var activeMulti: UnsafeMutableRawPointer?  // guarded by `lock`
 
-    // Transfer thread only:
+    // Loop thread only:
     private var mode: Mode
     private(set) var status = 0
     private(set) var headers = HTTPHeaders()
@@ -39,102 +39,114 @@ final class Transfer: @unchecked Sendable {
     private(set) var body: [UInt8] = []
     private var tooLarge = false
     private var paused = false
+    private var handle: CurlHandle?
+    private var slists: [UnsafeMutablePointer<curl_slist>] = []
+    private var completed = false
     /// Streaming only: called once with the response head (or the failure that happened before it).
     var headHandler: (@Sendable (Result<(Int, HTTPHeaders), HTTPError>) -> Void)?
+    /// Called once, on the loop thread, when the exchange is over (nil: it completed).
+    var onComplete: (@Sendable (HTTPError?) -> Void)?
 
-    init(request: PreparedRequest, configuration: CurlTransportConfiguration, mode: Mode) {
+    init(request: PreparedRequest, configuration: CurlTransportConfiguration, mode: Mode, loop: CurlEventLoop) {
         self.request = request
         self.configuration = configuration
         self.mode = mode
+        self.loop = loop
     }
 
     // MARK: Cross-thread control
 
     var isCancelled: Bool { lock.withLock { cancelled } }
 
-    /// Aborts the transfer promptly: the driving loop is woken from `curl_multi_poll`, and the progress
-    /// and write callbacks refuse to continue.
+    /// Aborts the transfer promptly: the loop removes it from its multi handle at its next turn (it is
+    /// woken at once), and the write and progress callbacks refuse to continue meanwhile.
     func cancel() {
-        lock.withLock {
-            cancelled = true
-            if let activeMulti { curl_multi_wakeup(activeMulti) }
+        let first: Bool = lock.withLock {
+            defer { cancelled = true }
+            return !cancelled
         }
+        if first { loop.cancel(self) }
     }
 
-    /// Wakes the driving loop (used when a paused stream's consumer has drained the buffer).
-    func wake() {
-        lock.withLock {
-            if let activeMulti { curl_multi_wakeup(activeMulti) }
-        }
-    }
+    /// A paused stream's consumer has drained its buffer: let the loop resume the transfer.
+    func wake() { loop.resume(self) }
 
-    // MARK: Running
+    // MARK: Loop thread
 
-    /// Runs the whole exchange on the calling (non-cooperative) thread.
-    func run(on handle: CurlHandle, share: CurlShare) -> HTTPError? {
-        let easy = handle.easy
-        var slists: [UnsafeMutablePointer<curl_slist>] = []
-        defer { slists.forEach { curl_slist_free_all($0) } }
+    /// The easy handle while the transfer is active.
+    var easy: UnsafeMutableRawPointer? { handle?.easy }
+
+    /// Configures `handle` for this request and adds it to `multi`; an error means nothing was sent.
+    func attach(_ handle: CurlHandle, share: CurlShare, multi: UnsafeMutableRawPointer) -> HTTPError? {
         do {
-            try configure(handle, share: share, slists: &slists)
+            try configure(handle, share: share)
         } catch {
+            freeLists()
             return error
         }
-
-        let shouldStart: Bool = lock.withLock {
-            guard !cancelled else { return false }
-            activeMulti = handle.multi
-            return true
-        }
-        guard shouldStart else { return .cancelled(url: request.displayURL) }
-        defer { lock.withLock { activeMulti = nil } }
-
-        guard curl_multi_add_handle(handle.multi, easy) == CURLM_OK else {
+        guard curl_multi_add_handle(multi, handle.easy) == CURLM_OK else {
+            freeLists()
             return .curl(code: -1, message: "curl_multi_add_handle failed", url: request.displayURL)
         }
-        defer { curl_multi_remove_handle(handle.multi, easy) }
+        self.handle = handle
+        return nil
+    }
 
-        var result: CURLcode?
-        while true {
-            var running: Int32 = 0
-            let multiCode = curl_multi_perform(handle.multi, &running)
-            if multiCode != CURLM_OK {
-                let message = String(cString: curl_multi_strerror(multiCode))
-                return .curl(code: -Int(multiCode.rawValue), message: message, url: request.displayURL)
-            }
-            var queued: Int32 = 0
-            while let message = curl_multi_info_read(handle.multi, &queued) {
-                if message.pointee.msg == CURLMSG_DONE { result = message.pointee.data.result }
-            }
-            if result != nil || running == 0 { break }
-            if isCancelled { return .cancelled(url: request.displayURL) }
-            if paused, case .streaming(let channel) = mode, channel.hasRoom {
-                paused = false
-                curl_easy_pause(easy, mcpf_pause_cont)
-                continue
-            }
-            var events: Int32 = 0
-            curl_multi_poll(handle.multi, nil, 0, 1000, &events)
-        }
-        guard let code = result else {
-            return .curl(code: -1, message: "transfer ended without a result", url: request.displayURL)
-        }
+    /// Takes the easy handle out of `multi` (closing its connection if the exchange was not over) and
+    /// returns it for reuse.
+    @discardableResult
+    func detach(from multi: UnsafeMutableRawPointer) -> CurlHandle? {
+        guard let handle else { return nil }
+        curl_multi_remove_handle(multi, handle.easy)
+        self.handle = nil
+        freeLists()
+        return handle
+    }
+
+    private func freeLists() {
+        slists.forEach { curl_slist_free_all($0) }
+        slists = []
+    }
+
+    func resumeIfPaused() {
+        guard paused, let easy, case .streaming(let channel) = mode, channel.hasRoom else { return }
+        paused = false
+        curl_easy_pause(easy, mcpf_pause_cont)  // may deliver buffered data through the write callback now
+    }
+
+    /// The error for a finished exchange (nil when it completed), read while the handle is still attached.
+    func outcome(_ code: CURLcode) -> HTTPError? {
+        guard let handle else { return .curl(code: -1, message: "transfer ended without a handle", url: request.displayURL) }
         if code == CURLE_OK {
             if status == 0 {
                 var responseCode = 0
-                mcpf_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &responseCode)
+                mcpf_easy_getinfo_long(handle.easy, CURLINFO_RESPONSE_CODE, &responseCode)
                 status = responseCode
             }
             if !headComplete { deliverHead() }
             return nil
         }
         if isCancelled { return .cancelled(url: request.displayURL) }
-        if tooLarge {
-            if case .buffered(let max?) = mode { return .responseTooLarge(url: request.displayURL, limit: max) }
-        }
+        if tooLarge, case .buffered(let max?) = mode { return .responseTooLarge(url: request.displayURL, limit: max) }
         var message = handle.errorMessage
         if message.isEmpty { message = String(cString: curl_easy_strerror(code)) }
         return Self.classify(code: code, message: message, url: request.displayURL)
+    }
+
+    /// Reports the end of the exchange once: ends a stream's body (or fails its head) and calls `onComplete`.
+    func complete(_ error: HTTPError?) {
+        guard !completed else { return }
+        completed = true
+        if case .streaming(let channel) = mode {
+            if let handler = headHandler {
+                headHandler = nil
+                handler(error.map { .failure($0) } ?? .success((status, headers)))
+            }
+            channel.finish(error)
+        }
+        let done = onComplete
+        onComplete = nil
+        done?(error)
     }
 
     static func classify(code: CURLcode, message: String, url: String) -> HTTPError {
@@ -163,9 +175,7 @@ final class Transfer: @unchecked Sendable {
 
     private struct SetOptionError: Error {}
 
-    private func configure(
-        _ handle: CurlHandle, share: CurlShare, slists: inout [UnsafeMutablePointer<curl_slist>]
-    ) throws(HTTPError) {
+    private func configure(_ handle: CurlHandle, share: CurlShare) throws(HTTPError) {
         let easy = handle.easy
         let url = request.displayURL
         curl_easy_reset(easy)
@@ -277,7 +287,7 @@ final class Transfer: @unchecked Sendable {
             try check(mcpf_easy_setopt_slist(easy, CURLOPT_CONNECT_TO, list), "server name")
         }
 
-        // Callbacks; `self` outlives the transfer (the running thread holds it).
+        // Callbacks; `self` outlives the transfer (the loop holds it while the handle is attached).
         let userdata = Unmanaged.passUnretained(self).toOpaque()
         try check(mcpf_easy_setopt_data_callback(easy, CURLOPT_WRITEFUNCTION, transferWriteCallback), "write callback")
         try check(mcpf_easy_setopt_pointer(easy, CURLOPT_WRITEDATA, userdata), "write data")
@@ -297,7 +307,7 @@ final class Transfer: @unchecked Sendable {
         return max(1, Int(ms.partialValue) + Int(attoseconds / 1_000_000_000_000_000))
     }
 
-    // MARK: Callbacks (transfer thread)
+    // MARK: Callbacks (loop thread)
 
     fileprivate func receiveHeader(_ bytes: UnsafeRawBufferPointer) -> Int {
         if headComplete { return bytes.count }  // trailers are ignored
@@ -370,20 +380,6 @@ final class Transfer: @unchecked Sendable {
         guard case .streaming = mode, let handler = headHandler else { return }
         headHandler = nil
         handler(.success((status, headers)))
-    }
-
-    /// Streaming only, after `run`: reports a failure before the head, or ends the body stream.
-    func finishStream(_ error: HTTPError?) {
-        guard case .streaming(let channel) = mode else { return }
-        if let handler = headHandler {
-            headHandler = nil
-            if let error {
-                handler(.failure(error))
-            } else {
-                handler(.success((status, headers)))
-            }
-        }
-        channel.finish(error)
     }
 }
 

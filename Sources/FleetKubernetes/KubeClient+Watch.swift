@@ -10,18 +10,12 @@ public struct WatchEvent: Sendable {
     public var object: KubeObject
 }
 
-/// What a continuous watch delivers: the full state after every (re)list, then changes.
-public enum WatchUpdate: Sendable {
-    /// The complete current set, after the initial list and after every relist (a `410 Gone`).
-    case relisted([KubeObject])
-    case event(WatchEvent)
-}
-
 extension KubeClient {
     /// One watch request from `resourceVersion` (`GET ...?watch=1`). The stream ends when the server
     /// closes the connection (a timeout or a dropped connection) and throws a `KubeError` with
     /// status 410 when the resourceVersion is too old (`Expired`/`Gone`), as an HTTP status or as an
     /// `ERROR` event. Bookmarks are requested and delivered so the caller can keep its resourceVersion fresh.
+    /// `Informer` keeps a watch going (resume, relist, stall detection, backoff) on top of this.
     public func watch(_ type: ResourceType, namespace: String? = nil, labelSelector: String? = nil, resourceVersion: String?,
                       timeoutSeconds: Int = 300) async throws -> AsyncThrowingStream<WatchEvent, any Error> {
         let ref = ObjectReference(kind: type.kind, namespace: namespace)
@@ -85,55 +79,5 @@ extension KubeClient {
         if object["apiVersion"] == nil { object["apiVersion"] = .string(type.apiVersion) }
         if object["kind"] == nil { object["kind"] = .string(type.kind) }
         return WatchEvent(kind: kind, object: KubeObject(object))
-    }
-
-    /// A watch that keeps going, as client-go's reflector: list, then watch from the list's
-    /// resourceVersion; when the connection drops, watch again from the last resourceVersion seen
-    /// (events or bookmarks); when that is too old (410 Gone), list again and deliver `.relisted`.
-    /// Transient failures back off (`retry`); the stream ends only when the consuming task is cancelled.
-    public func watchContinuously(_ type: ResourceType, namespace: String? = nil, labelSelector: String? = nil,
-                                  timeoutSeconds: Int = 300) -> AsyncThrowingStream<WatchUpdate, any Error> {
-        AsyncThrowingStream { continuation in
-            let task = Task {
-                var resourceVersion: String?
-                var failures = 0
-                while !Task.isCancelled {
-                    do {
-                        if resourceVersion == nil {
-                            let list = try await self.list(type, namespace: namespace, labelSelector: labelSelector)
-                            resourceVersion = list.resourceVersion
-                            continuation.yield(.relisted(list.items))
-                        }
-                        let events = try await self.watch(type, namespace: namespace, labelSelector: labelSelector,
-                                                          resourceVersion: resourceVersion, timeoutSeconds: timeoutSeconds)
-                        var received = false
-                        for try await event in events {
-                            failures = 0
-                            received = true
-                            if let rv = event.object.resourceVersion { resourceVersion = rv }
-                            if event.kind != .bookmark { continuation.yield(.event(event)) }
-                        }
-                        // Server closed the watch (timeout or dropped connection): resume from where we
-                        // are; back off if it closed without delivering anything, so we never spin.
-                        if !received {
-                            failures += 1
-                            try await Task.sleep(for: self.retry.backoff(afterAttempt: min(failures, 8)))
-                        }
-                    } catch let error as KubeError where error.isGone {
-                        resourceVersion = nil
-                    } catch is CancellationError {
-                        break
-                    } catch {
-                        if Task.isCancelled { break }
-                        failures += 1
-                        do {
-                            try await Task.sleep(for: self.retry.backoff(afterAttempt: min(failures, 8)))
-                        } catch { break }
-                    }
-                }
-                continuation.finish()
-            }
-            continuation.onTermination = { _ in task.cancel() }
-        }
     }
 }

@@ -65,8 +65,17 @@ public final class KubeClient: Sendable {
 
     /// Lists objects (all namespaces when `namespace` is nil), following `continue` tokens.
     public func list(_ type: ResourceType, namespace: String? = nil, labelSelector: String? = nil, fieldSelector: String? = nil, pageSize: Int = 500) async throws -> KubeList {
-        let ref = ObjectReference(kind: type.kind, namespace: namespace)
         var items: [KubeObject] = []
+        let resourceVersion = try await list(type, namespace: namespace, labelSelector: labelSelector, fieldSelector: fieldSelector,
+                                             pageSize: pageSize) { items += $0 }
+        return KubeList(items: items, resourceVersion: resourceVersion)
+    }
+
+    /// Lists objects page by page, handing each page to `page` before the next is fetched (so a caller
+    /// that keeps less than whole objects never holds the whole list); returns the list's resourceVersion.
+    public func list(_ type: ResourceType, namespace: String? = nil, labelSelector: String? = nil, fieldSelector: String? = nil, pageSize: Int = 500,
+                     page: ([KubeObject]) throws -> Void) async throws -> String {
+        let ref = ObjectReference(kind: type.kind, namespace: namespace)
         var continueToken: String?
         var resourceVersion = ""
         repeat {
@@ -76,6 +85,7 @@ public final class KubeClient: Sendable {
             if let continueToken { query.append(("continue", continueToken)) }
             let response = try await perform("GET", type.path(namespace: namespace), query: query, object: ref, verb: "list")
             let list = try decodeJSON(response, ref, "list")
+            var items: [KubeObject] = []
             for item in list["items"]?.array ?? [] {
                 var obj = item
                 // List items omit apiVersion/kind; restore them so every object is self-describing.
@@ -83,10 +93,11 @@ public final class KubeClient: Sendable {
                 if obj["kind"] == nil { obj["kind"] = .string(type.kind) }
                 items.append(KubeObject(obj))
             }
+            try page(items)
             resourceVersion = list[["metadata", "resourceVersion"]]?.string ?? resourceVersion
             continueToken = list[["metadata", "continue"]]?.string.flatMap { $0.isEmpty ? nil : $0 }
         } while continueToken != nil
-        return KubeList(items: items, resourceVersion: resourceVersion)
+        return resourceVersion
     }
 
     public func create(_ object: KubeObject, dryRun: Bool = false) async throws -> KubeObject {

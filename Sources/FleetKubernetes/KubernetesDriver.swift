@@ -17,9 +17,15 @@ public struct KubernetesDriverOptions: Sendable, Hashable {
     public var dryRun: Bool
     /// Requests in flight for bulk operations (`applyAll`, observe's per-namespace lists).
     public var concurrency: Int
+    /// The live-state cache (after `start()`): how its watches are kept alive. Set `stallTimeout` to the
+    /// controller's resync interval, so a watch that silently stopped is relisted within it.
+    public var cache: InformerConfiguration
+    /// How long `observe` waits for the cache's first lists before it reports the API server unreachable.
+    public var cacheSyncTimeout: Duration
 
     public init(controllerNamespace: String = "mcpfleet-system", manifestCommit: String? = nil, qps: Double = 50, burst: Int = 100,
-                retry: RetryPolicy = .default, forceConflicts: Bool = false, dryRun: Bool = false, concurrency: Int = 16) {
+                retry: RetryPolicy = .default, forceConflicts: Bool = false, dryRun: Bool = false, concurrency: Int = 16,
+                cache: InformerConfiguration = InformerConfiguration(), cacheSyncTimeout: Duration = .seconds(60)) {
         self.controllerNamespace = controllerNamespace
         self.manifestCommit = manifestCommit
         self.qps = qps
@@ -28,6 +34,8 @@ public struct KubernetesDriverOptions: Sendable, Hashable {
         self.forceConflicts = forceConflicts
         self.dryRun = dryRun
         self.concurrency = concurrency
+        self.cache = cache
+        self.cacheSyncTimeout = cacheSyncTimeout
     }
 }
 
@@ -79,6 +87,11 @@ public struct DeploymentStatus: Sendable, Hashable {
 
 /// The Kubernetes runtime: one namespace per tenant, one Deployment per server revision, one Service
 /// per server, all written by server-side apply as field manager `spec.kubernetes.fieldManager`.
+///
+/// Until `start()`, every `observe` lists what it covers. After it, a live-state cache (LIST + WATCH per
+/// resource type, `KubernetesLiveCache`) answers `observe`, `endpoints` and the driver's own "does it
+/// exist" questions, and the results of its own writes go into the cache at once: a reconcile reads no
+/// more from the API server. The rollout store from `rolloutStore()` is cached the same way.
 public final class KubernetesDriver: RuntimeDriver {
     public let kind: DriverKind = .kubernetes
     public let environment: Environment
@@ -86,6 +99,8 @@ public final class KubernetesDriver: RuntimeDriver {
     public let options: KubernetesDriverOptions
     public let renderOptions: KubernetesRenderOptions
     private let cache = DriverCache()
+    let liveCache: KubernetesLiveCache
+    private let storeBox = StoreBox()
 
     public init(environment: Environment, config: ClusterConfig, transport: (any HTTPTransport)? = nil, options: KubernetesDriverOptions = KubernetesDriverOptions()) throws {
         self.environment = environment
@@ -93,16 +108,59 @@ public final class KubernetesDriver: RuntimeDriver {
         client = try KubeClient(config: config, transport: transport, fieldManager: environment.kubernetes?.fieldManager ?? "mcpfleet",
                                 qps: options.qps, burst: options.burst, retry: options.retry)
         renderOptions = KubernetesRenderOptions(environment: environment, controllerNamespace: options.controllerNamespace, manifestCommit: options.manifestCommit)
+        liveCache = KubernetesLiveCache(client: client, configuration: options.cache)
     }
+
+    deinit { liveCache.stopWithoutWaiting() }
+
+    // MARK: Lifecycle
+
+    /// Starts the live-state cache (and the cache of the store `rolloutStore()` returned) and waits for
+    /// their first lists. Idempotent.
+    public func start() async throws {
+        liveCache.start()
+        let store = storeBox.value
+        store?.start()
+        try await liveCache.waitUntilSynced(timeout: options.cacheSyncTimeout)
+        try await store?.waitUntilSynced(timeout: options.cacheSyncTimeout)
+    }
+
+    /// Stops the watches; `observe` lists again until the next `start()`.
+    public func stop() async {
+        await liveCache.stop()
+        await storeBox.value?.stop()
+    }
+
+    /// The rollout store of this driver's cluster (ConfigMaps in the controller namespace), sharing its
+    /// client; `start()` and `stop()` start and stop its cache too (it starts at once when the driver
+    /// already runs). The same store on every call.
+    public func rolloutStore() -> KubernetesRolloutStore {
+        let store = storeBox.get { KubernetesRolloutStore(client: client, namespace: options.controllerNamespace, cache: options.cache) }
+        if liveCache.isRunning { store.start() }
+        return store
+    }
+
+    /// Scopes whose live state changed, from the cache's watches (a server, or `.all` after a relist).
+    /// Ends when the driver stops. Empty unless started.
+    public func changes() -> AsyncStream<ObserveScope> { liveCache.changes() }
+
+    /// The cache's informers and their counters (lists, watches, relists, stalls, events), by name.
+    public var cacheStatistics: [String: InformerStatistics] { liveCache.statistics }
 
     // MARK: Tenants
 
     public func ensureTenant(_ tenant: DesiredTenant) async throws {
         let ns = KubernetesRenderer.namespace(for: tenant, options: renderOptions)
         var objects = KubernetesRenderer.tenantObjects(tenant, options: renderOptions)
-        let existing = try await call { try await self.client.getIfPresent(.namespace, namespace: nil, name: ns) }
-        // A namespace mcpfleet did not create is used but never claimed (and so never deleted).
-        let adopted = existing.map { $0.labels[KubernetesRenderer.labelManagedBy] != KubernetesRenderer.managedBy } ?? false
+        // A namespace mcpfleet did not create is used but never claimed (and so never deleted). The cache
+        // holds mcpfleet's own namespaces: one found there needs no read.
+        let adopted: Bool
+        if liveCache.isRunning, liveCache.hasManagedNamespace(ns) {
+            adopted = false
+        } else {
+            let existing = try await call { try await self.client.getIfPresent(.namespace, namespace: nil, name: ns) }
+            adopted = existing.map { $0.labels[KubernetesRenderer.labelManagedBy] != KubernetesRenderer.managedBy } ?? false
+        }
         if adopted { objects.removeAll { $0.kind == "Namespace" } } else if let first = objects.first {
             _ = try await apply(first)
             objects.removeFirst()
@@ -131,6 +189,10 @@ public final class KubernetesDriver: RuntimeDriver {
     /// The namespace of a tenant: remembered from `ensureTenant`, else found by its label.
     func namespace(ofTenant tenant: String) async throws -> String {
         if let known = await cache.tenant(tenant) { return known.namespace }
+        if liveCache.isRunning, let ns = liveCache.namespace(ofTenant: tenant) {
+            await cache.setTenant(tenant, namespace: ns, adopted: false)
+            return ns
+        }
         let selector = "\(KubernetesRenderer.labelTenant)=\(tenant)"
         let found = try await call { try await self.client.list(.namespace, labelSelector: selector) }.items
         if let ns = found.first {
@@ -158,8 +220,11 @@ public final class KubernetesDriver: RuntimeDriver {
         } catch {
             throw error.driverError
         }
-        // The Service is the same for every revision; apply it once per content, not on every scale.
-        if await !cache.serviceIsCurrent(service) {
+        // The Service is the same for every revision; apply it once per content, not on every scale (and
+        // again when the cache saw it deleted).
+        let serviceGone = liveCache.isRunning && !liveCache.hasService(namespace: ns, name: service.name)
+        let serviceCurrent = await cache.serviceIsCurrent(service)
+        if serviceGone || !serviceCurrent {
             _ = try await apply(service)
             if !options.dryRun { await cache.markService(service) }
         }
@@ -174,11 +239,15 @@ public final class KubernetesDriver: RuntimeDriver {
 
     public func removeServer(named name: String) async throws {
         let deployments = try await managedDeployments(ofServer: name)
-        var namespaces = Set(deployments.compactMap(\.namespace))
+        var namespaces = Set(deployments.map(\.namespace))
         for d in deployments { try await delete(.deployment, d.namespace, d.name) }
         if let known = await cache.serverNamespace(name) { namespaces.insert(known) }
         for ns in namespaces.sorted() {
             // Only a Service mcpfleet labelled as its own is deleted.
+            if liveCache.isRunning {
+                if liveCache.hasService(namespace: ns, name: name) { try await delete(.service, ns, name) }
+                continue
+            }
             let service = try await call { try await self.client.getIfPresent(.service, namespace: ns, name: name) }
             if let service, service.labels[KubernetesRenderer.labelManagedBy] == KubernetesRenderer.managedBy {
                 try await delete(.service, ns, name)
@@ -187,88 +256,93 @@ public final class KubernetesDriver: RuntimeDriver {
         await cache.forgetServer(name)
     }
 
-    func managedDeployments(ofServer server: String) async throws -> [KubeObject] {
+    func managedDeployments(ofServer server: String) async throws -> [(namespace: String, name: String)] {
+        if liveCache.isRunning {
+            try await liveCache.waitUntilSynced(timeout: options.cacheSyncTimeout)
+            return liveCache.deployments(ofServer: server).map { ($0.namespace, $0.name) }
+        }
         let selector = "\(KubernetesRenderer.labelInstance)=\(server),\(KubernetesRenderer.managedSelector)"
-        return try await call { try await self.client.list(.deployment, labelSelector: selector) }.items
+        return try await call { try await self.client.list(.deployment, labelSelector: selector) }.items.map { ($0.namespace ?? "", $0.name) }
     }
 
     func namespaces(ofServer server: String) async throws -> [String] {
         if let known = await cache.serverNamespace(server) { return [known] }
-        return Array(Set(try await managedDeployments(ofServer: server).compactMap(\.namespace))).sorted()
+        return Array(Set(try await managedDeployments(ofServer: server).map(\.namespace))).sorted()
     }
 
     /// Pod IPs of the revision's running pods with the container port and the MCP path. Pod IPs are
     /// reachable from inside the cluster (where the controller runs); a controller outside the cluster
     /// gets addresses it may not be able to reach and should probe through the Service instead.
     public func endpoints(server: String, revision: String) async throws -> [Endpoint] {
+        if liveCache.isRunning {
+            try await liveCache.waitUntilSynced(timeout: options.cacheSyncTimeout)
+            return liveCache.endpoints(server: server, revision: revision)
+        }
         let selector = "\(KubernetesRenderer.labelInstance)=\(server),\(KubernetesRenderer.labelRevision)=\(revision),\(KubernetesRenderer.managedSelector)"
         let pods = try await call { try await self.client.list(.pod, labelSelector: selector) }.items
-        return pods.compactMap { pod -> Endpoint? in
-            let json = pod.json
-            guard json[["status", "phase"]]?.string == "Running", json[["metadata", "deletionTimestamp"]] == nil,
-                  let ip = json[["status", "podIP"]]?.string, !ip.isEmpty else { return nil }
-            let container = json[["spec", "containers"]]?.array?.first { $0["name"]?.string == "mcp" } ?? json[["spec", "containers"]]?.array?.first
-            let port = container?["ports"]?.array?.first?["containerPort"]?.int ?? KubernetesRenderer.defaultPort
-            let path = pod.annotations[KubernetesRenderer.annotationPath] ?? "/mcp"
-            return Endpoint(instance: pod.name, host: ip, port: port, path: path)
-        }.sorted { $0.instance < $1.instance }
+        return pods.compactMap(Self.endpoint).sorted { $0.instance < $1.instance }
+    }
+
+    /// Where a running pod answers (nil while it is not running or is being deleted).
+    static func endpoint(_ pod: KubeObject) -> Endpoint? {
+        let json = pod.json
+        guard json[["status", "phase"]]?.string == "Running", json[["metadata", "deletionTimestamp"]] == nil,
+              let ip = json[["status", "podIP"]]?.string, !ip.isEmpty else { return nil }
+        let container = json[["spec", "containers"]]?.array?.first { $0["name"]?.string == "mcp" } ?? json[["spec", "containers"]]?.array?.first
+        let port = container?["ports"]?.array?.first?["containerPort"]?.int ?? KubernetesRenderer.defaultPort
+        let path = pod.annotations[KubernetesRenderer.annotationPath] ?? "/mcp"
+        return Endpoint(instance: pod.name, host: ip, port: port, path: path)
     }
 
     // MARK: Observe
 
-    public func observe() async throws -> LiveState {
+    public func observe() async throws -> LiveState { try await observe(.all) }
+
+    /// From the cache once started (no request); before that, by listing what the scope covers: for
+    /// `.all` every managed Namespace, Deployment and Pod and the unmanaged Deployments; for one server
+    /// the managed Namespaces and that server's Deployments and Pods (five requests, whatever the size
+    /// of the fleet).
+    public func observe(_ scope: ObserveScope) async throws -> LiveState {
+        if liveCache.isRunning {
+            try await liveCache.waitUntilSynced(timeout: options.cacheSyncTimeout)
+            return liveCache.objects(scope).liveState(environment: environment.name)
+        }
+        // Without the cache every full observe starts a fresh pass: Services are re-applied once, in case
+        // someone deleted one.
+        if scope == .all { await cache.resetServices() }
+        let objects = try await list(scope)
+        for ns in objects.namespaces {
+            if let tenant = ns.tenant { await cache.setTenant(tenant, namespace: ns.name, adopted: false) }
+        }
+        for d in objects.deployments { await cache.setServerNamespace(d.server, d.namespace) }
+        return objects.liveState(environment: environment.name)
+    }
+
+    func list(_ scope: ObserveScope) async throws -> ObservedObjects {
         let managed = KubernetesRenderer.managedSelector
-        // Each observe starts a fresh pass: Services are re-applied once, in case someone deleted one.
-        await cache.resetServices()
+        let unmanaged = "\(KubernetesRenderer.labelManagedBy)!=\(KubernetesRenderer.managedBy)"
+        let serverSelector: String
+        if case .server(let name) = scope { serverSelector = "\(KubernetesRenderer.labelInstance)=\(name),\(managed)" } else { serverSelector = managed }
         async let namespaceList = call { try await self.client.list(.namespace, labelSelector: managed) }
-        async let deploymentList = call { try await self.client.list(.deployment, labelSelector: managed) }
-        async let podList = call { try await self.client.list(.pod, labelSelector: managed) }
-        let namespaces = try await namespaceList.items
-        let deployments = try await deploymentList.items
-        let pods = try await podList.items
-
-        var tenants: [LiveTenant] = []
-        for ns in namespaces {
-            guard let tenant = ns.labels[KubernetesRenderer.labelTenant] else { continue }
-            tenants.append(LiveTenant(name: tenant, managed: true, fields: KubernetesRenderer.decodeFields(ns.annotations[KubernetesRenderer.annotationFields])))
-            await cache.setTenant(tenant, namespace: ns.name, adopted: false)
-        }
-
-        var podsByRevision: [String: [LiveInstance]] = [:]
-        for pod in pods {
-            guard let server = pod.labels[KubernetesRenderer.labelInstance], let revision = pod.labels[KubernetesRenderer.labelRevision] else { continue }
-            podsByRevision["\(server)/\(revision)", default: []].append(Self.instance(pod, revision: revision))
-        }
-
-        var servers: [String: LiveServer] = [:]
-        for d in deployments {
-            guard let name = d.labels[KubernetesRenderer.labelInstance], let revision = d.labels[KubernetesRenderer.labelRevision] else { continue }
-            let status = DeploymentStatus(d)
-            let instances = podsByRevision["\(name)/\(revision)"]?.sorted { $0.id < $1.id }
-            let live = LiveRevision(revision: revision, version: d.annotations[KubernetesRenderer.annotationVersion], replicas: status.replicas,
-                                    ready: status.ready, fields: KubernetesRenderer.decodeFields(d.annotations[KubernetesRenderer.annotationFields]),
-                                    instances: instances)
-            servers[name, default: LiveServer(name: name, tenant: d.labels[KubernetesRenderer.labelTenant], revisions: [])].revisions.append(live)
-            if let ns = d.namespace { await cache.setServerNamespace(name, ns) }
-        }
-
-        // Deployments in tenant namespaces that mcpfleet does not manage are reported as unmanaged,
-        // so a plan can say a name is taken and pruning never touches them.
-        let unmanagedSelector = "\(KubernetesRenderer.labelManagedBy)!=\(KubernetesRenderer.managedBy)"
-        for ns in namespaces {
-            let foreign = try await call { try await self.client.list(.deployment, namespace: ns.name, labelSelector: unmanagedSelector) }.items
-            for d in foreign {
-                let name = d.labels[KubernetesRenderer.labelInstance] ?? d.name
-                guard servers[name] == nil else { continue }
-                let status = DeploymentStatus(d)
-                servers[name] = LiveServer(name: name, tenant: ns.labels[KubernetesRenderer.labelTenant], managed: false,
-                                           revisions: [LiveRevision(revision: d.name, replicas: status.replicas, ready: status.ready)])
+        async let deploymentList = call { try await self.client.list(.deployment, labelSelector: serverSelector) }
+        async let podList = call { try await self.client.list(.pod, labelSelector: serverSelector) }
+        var objects = ObservedObjects()
+        objects.namespaces = try await namespaceList.items.map(CachedNamespace.init)
+        objects.deployments = try await deploymentList.items.compactMap(CachedDeployment.managed)
+        objects.pods = try await podList.items.compactMap(CachedPod.init)
+        // Deployments mcpfleet does not manage (only those in its namespaces are reported): all of them,
+        // or those named after the server or labelled with it.
+        switch scope {
+        case .all:
+            objects.foreign = try await call { try await self.client.list(.deployment, labelSelector: unmanaged) }.items.compactMap(CachedDeployment.foreign)
+        case .server(let name):
+            async let labelled = call { try await self.client.list(.deployment, labelSelector: "\(KubernetesRenderer.labelInstance)=\(name),\(unmanaged)") }
+            async let named = call { try await self.client.list(.deployment, labelSelector: unmanaged, fieldSelector: "metadata.name=\(name)") }
+            for d in try await labelled.items + named.items {
+                if let f = CachedDeployment.foreign(d), f.server == name, !objects.foreign.contains(f) { objects.foreign.append(f) }
             }
         }
-        var list = Array(servers.values)
-        for i in list.indices { list[i].revisions.sort { $0.revision < $1.revision } }
-        return LiveState(environment: environment.name, driver: DriverKind.kubernetes.rawValue,
-                         servers: list.sorted { $0.name < $1.name }, tenants: tenants.sorted { $0.name < $1.name })
+        return objects
     }
 
     static func instance(_ pod: KubeObject, revision: String) -> LiveInstance {
@@ -293,12 +367,16 @@ public final class KubernetesDriver: RuntimeDriver {
 
     // MARK: Plumbing
 
+    /// Server-side apply; the object the API server returns goes into the cache (read your own writes).
     func apply(_ object: KubeObject) async throws -> KubeObject {
-        try await call { try await self.client.apply(object, force: self.options.forceConflicts, dryRun: self.options.dryRun) }
+        let applied = try await call { try await self.client.apply(object, force: self.options.forceConflicts, dryRun: self.options.dryRun) }
+        if !options.dryRun { liveCache.ingest(applied) }
+        return applied
     }
 
     func delete(_ type: ResourceType, _ namespace: String?, _ name: String) async throws {
         try await call { _ = try await self.client.delete(type, namespace: namespace, name: name, propagation: .background, dryRun: self.options.dryRun) }
+        if !options.dryRun { liveCache.forget(type, namespace: namespace, name: name) }
     }
 
     /// Runs an API call, turning `KubeError` into the `DriverError` the controller understands.
@@ -307,6 +385,21 @@ public final class KubernetesDriver: RuntimeDriver {
             return try await body()
         } catch let error as KubeError {
             throw error.driverError
+        }
+    }
+}
+
+/// The rollout store `rolloutStore()` made, if any.
+final class StoreBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var store: KubernetesRolloutStore?
+    var value: KubernetesRolloutStore? { lock.withLock { store } }
+    func get(_ make: () -> KubernetesRolloutStore) -> KubernetesRolloutStore {
+        lock.withLock {
+            if let store { return store }
+            let made = make()
+            store = made
+            return made
         }
     }
 }

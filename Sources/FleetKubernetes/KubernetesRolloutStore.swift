@@ -11,35 +11,84 @@ import Foundation
 /// Every write is a read-modify-write guarded by `resourceVersion` (a `PUT` that fails with 409 when
 /// someone wrote in between, then re-read and retried), so two writers never lose each other's update.
 /// A ConfigMap holds at most 1 MiB; the bounds keep each well below it.
+///
+/// After `start()` the rollout records are served from a watched cache (LIST + WATCH of the
+/// `mcpfleet.io/store=rollout` ConfigMaps, decoded once per change), and a write starts from the cached
+/// object and its resourceVersion instead of reading it first; the revision and audit ConfigMaps this
+/// store wrote or read last are kept (up to `ownWriteBudget` bytes) for the same purpose. A stale cache
+/// costs nothing but a retry: its resourceVersion no longer matches, the write fails with 409, the
+/// object is read afresh. Without `start()` every read goes to the API server.
 public final class KubernetesRolloutStore: RolloutStore {
     public let client: KubeClient
     public let namespace: String
     public let maxRevisions: Int
     public let maxAuditEntries: Int
+    let recordCache: Informer<CachedRecord>
+    let recent: RecentObjects
 
     static let storeLabel = "mcpfleet.io/store"
     static let serverLabel = "mcpfleet.io/server"
 
-    public init(client: KubeClient, namespace: String, maxRevisions: Int = 50, maxAuditEntries: Int = 500) {
+    /// - Parameters:
+    ///   - cache: how the record cache's watch is kept alive once `start()` is called.
+    ///   - ownWriteBudget: bytes of revision and audit ConfigMaps kept from this store's own reads and writes.
+    public init(client: KubeClient, namespace: String, maxRevisions: Int = 50, maxAuditEntries: Int = 500,
+                cache: InformerConfiguration = InformerConfiguration(), ownWriteBudget: Int = 8 << 20) {
         self.client = client
         self.namespace = namespace
         self.maxRevisions = max(1, maxRevisions)
         self.maxAuditEntries = max(1, maxAuditEntries)
+        recordCache = Informer(client: client, type: .configMap, namespace: namespace, labelSelector: "\(Self.storeLabel)=rollout",
+                           configuration: cache, transform: { CachedRecord($0, namespace: namespace) })
+        recent = RecentObjects(budget: ownWriteBudget)
     }
+
+    deinit { recordCache.stopWithoutWaiting() }
+
+    // MARK: Cache lifecycle
+
+    /// Starts watching the rollout records (idempotent); `waitUntilSynced` waits for the first list.
+    public func start() { recordCache.start() }
+
+    public func stop() async { await recordCache.stop() }
+
+    public func waitUntilSynced(timeout: Duration) async throws { try await recordCache.waitUntilSynced(timeout: timeout) }
+
+    /// The record cache's counters.
+    public var cacheStatistics: InformerStatistics { recordCache.statistics }
+
+    var cached: Bool { recordCache.isRunning }
 
     // MARK: RolloutStore
 
     public func record(server: String) async throws -> RolloutRecord? {
-        guard let text = try await read(name: Self.name("rollout", server), key: "record.json") else { return nil }
+        let name = Self.name("rollout", server)
+        if cached {
+            try await waitForCache()
+            return try recordCache.item(namespace: namespace, name: name)?.decoded()
+        }
+        guard let text = try await read(name: name, key: "record.json") else { return nil }
         return try decode(RolloutRecord.self, text, server: server)
     }
 
     public func records() async throws -> [RolloutRecord] {
+        if cached {
+            try await waitForCache()
+            return try recordCache.items.compactMap { try $0.decoded() }.sorted { $0.server < $1.server }
+        }
         let items = try await call { try await self.client.list(.configMap, namespace: self.namespace, labelSelector: "\(Self.storeLabel)=rollout") }.items
         return try items.compactMap { cm -> RolloutRecord? in
             guard let text = cm.json[["data", "record.json"]]?.string else { return nil }
             return try decode(RolloutRecord.self, text, server: cm.labels[Self.serverLabel] ?? cm.name)
         }.sorted { $0.server < $1.server }
+    }
+
+    func waitForCache() async throws {
+        do {
+            try await recordCache.waitUntilSynced(timeout: .seconds(60))
+        } catch let error as DriverError {
+            throw DriverError("rollout store (namespace \(namespace))", error.message)
+        }
     }
 
     public func save(_ record: RolloutRecord) async throws {
@@ -48,11 +97,16 @@ public final class KubernetesRolloutStore: RolloutStore {
     }
 
     public func removeRecord(server: String) async throws {
-        _ = try await call { try await self.client.delete(.configMap, namespace: self.namespace, name: Self.name("rollout", server)) }
+        let name = Self.name("rollout", server)
+        _ = try await call { try await self.client.delete(.configMap, namespace: self.namespace, name: name) }
+        recordCache.forget(namespace: namespace, name: name)
     }
 
     public func revisions(server: String) async throws -> [RevisionRecord] {
-        guard let text = try await read(name: Self.name("revisions", server), key: "revisions.json") else { return [] }
+        let name = Self.name("revisions", server)
+        let text: String?
+        if let known = recent.value(name, key: "revisions.json") { text = known.text } else { text = try await read(name: name, key: "revisions.json") }
+        guard let text else { return [] }
         return try decode([RevisionRecord].self, text, server: server)
     }
 
@@ -115,27 +169,65 @@ public final class KubernetesRolloutStore: RolloutStore {
         String(s.map { c -> Character in c == "/" ? "." : (c.isASCII && (c.isLetter || c.isNumber || "-_.".contains(c))) ? c : "-" }.prefix(63))
     }
 
+    /// One data key of a ConfigMap, read from the API server (and remembered for the next write).
     func read(name: String, key: String) async throws -> String? {
         let cm = try await call { try await self.client.getIfPresent(.configMap, namespace: self.namespace, name: name) }
+        if let cm, let rv = cm.resourceVersion, kindOf(name) != "rollout" {
+            recent.remember(name, Snapshot(resourceVersion: rv, key: key, text: cm.json[["data", key]]?.string))
+        }
         return cm?.json[["data", key]]?.string
     }
 
-    /// Read-modify-write of one data key, guarded by resourceVersion; retried on conflicts.
+    /// A ConfigMap's data key and resourceVersion as last known; nil resourceVersion: it does not exist.
+    struct Snapshot: Sendable {
+        var resourceVersion: String?
+        var key: String
+        var text: String?
+    }
+
+    private func kindOf(_ name: String) -> String {
+        for kind in ["rollout", "revisions", "audit"] where name.hasPrefix("mcpfleet-\(kind)") { return kind }
+        return ""
+    }
+
+    /// What this store believes the ConfigMap holds now (nil: it does not know, read it).
+    private func believed(kind: String, name: String, key: String) async throws -> Snapshot? {
+        if kind == "rollout" {
+            guard cached else { return nil }
+            try await waitForCache()
+            guard let item = recordCache.item(namespace: namespace, name: name) else { return Snapshot(resourceVersion: nil, key: key, text: nil) }
+            return Snapshot(resourceVersion: item.resourceVersion, key: key, text: item.text)
+        }
+        return recent.value(name, key: key)
+    }
+
+    /// Read-modify-write of one data key, guarded by resourceVersion; retried on conflicts. The first
+    /// attempt starts from what the store believes (its cache, or its own last write), later ones read.
     func update(kind: String, server: String, key: String, _ transform: (String?) throws -> String) async throws {
         let name = Self.name(kind, server)
+        var current = try await believed(kind: kind, name: name, key: key)
         for _ in 0..<16 {
-            let current = try await call { try await self.client.getIfPresent(.configMap, namespace: self.namespace, name: name) }
-            let value = try transform(current?.json[["data", key]]?.string)
+            if current == nil {
+                let object = try await call { try await self.client.getIfPresent(.configMap, namespace: self.namespace, name: name) }
+                current = Snapshot(resourceVersion: object?.resourceVersion, key: key, text: object?.json[["data", key]]?.string)
+            }
+            let value = try transform(current?.text)
             var labels = [Self.storeLabel: kind, KubernetesRenderer.labelManagedBy: KubernetesRenderer.managedBy, KubernetesRenderer.labelPartOf: "mcpfleet"]
             if !server.isEmpty { labels[Self.serverLabel] = Self.labelSafe(server) }
             var metadata = KubernetesRenderer.meta(name: name, namespace: namespace, labels: labels)
             if let rv = current?.resourceVersion { metadata["resourceVersion"] = .string(rv) }
             let object = KubeObject(.obj(["apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": .obj([key: .string(value)])]))
             do {
-                if current == nil { _ = try await client.create(object) } else { _ = try await client.replace(object) }
+                let written = current?.resourceVersion == nil ? try await client.create(object) : try await client.replace(object)
+                if kind == "rollout" {
+                    recordCache.ingest(written)
+                } else if let rv = written.resourceVersion {
+                    recent.remember(name, Snapshot(resourceVersion: rv, key: key, text: value))
+                }
                 return
             } catch let error as KubeError where error.status == 409 {
-                continue  // someone wrote in between (or created it first): read again
+                current = nil  // someone wrote in between (or created it first), or the cache was stale: read again
+                recent.forget(name)
             } catch let error as KubeError {
                 throw error.driverError
             }
@@ -164,4 +256,81 @@ public final class KubernetesRolloutStore: RolloutStore {
             throw error.driverError
         }
     }
+}
+
+/// A rollout record as the store's cache keeps it: decoded once per change.
+struct CachedRecord: Sendable {
+    var server: String
+    var resourceVersion: String
+    var text: String?
+    var record: Result<RolloutRecord, DriverError>?
+
+    init(_ cm: KubeObject, namespace: String) {
+        server = cm.labels[KubernetesRolloutStore.serverLabel] ?? cm.name
+        resourceVersion = cm.resourceVersion ?? ""
+        text = cm.json[["data", "record.json"]]?.string
+        record = text.map { text in
+            Result {
+                try JSONDecoder().decode(RolloutRecord.self, from: Data(text.utf8))
+            }.mapError { DriverError("rollout store of server \(cm.labels[KubernetesRolloutStore.serverLabel] ?? cm.name) (namespace \(namespace))",
+                                     "unreadable record: \($0)", terminal: true) }
+        }
+    }
+
+    /// The record (nil: the ConfigMap holds none), or the error that it cannot be read.
+    func decoded() throws -> RolloutRecord? {
+        guard let record else { return nil }
+        return try record.get()
+    }
+}
+
+/// The revision and audit ConfigMaps a store wrote or read last, up to a byte budget (least recently
+/// used go first), so consecutive writes to one ConfigMap need no read in between.
+final class RecentObjects: @unchecked Sendable {
+    private struct Entry {
+        var snapshot: KubernetesRolloutStore.Snapshot
+        var used: UInt64
+        var bytes: Int
+    }
+
+    private let lock = NSLock()
+    private let budget: Int
+    private var entries: [String: Entry] = [:]
+    private var bytes = 0
+    private var tick: UInt64 = 0
+
+    init(budget: Int) { self.budget = max(0, budget) }
+
+    func value(_ name: String, key: String) -> KubernetesRolloutStore.Snapshot? {
+        lock.withLock {
+            guard var entry = entries[name], entry.snapshot.key == key else { return nil }
+            tick += 1
+            entry.used = tick
+            entries[name] = entry
+            return entry.snapshot
+        }
+    }
+
+    func remember(_ name: String, _ snapshot: KubernetesRolloutStore.Snapshot) {
+        let size = (snapshot.text?.utf8.count ?? 0) + name.utf8.count + 64
+        lock.withLock {
+            if let old = entries.removeValue(forKey: name) { bytes -= old.bytes }
+            guard size <= budget else { return }
+            tick += 1
+            entries[name] = Entry(snapshot: snapshot, used: tick, bytes: size)
+            bytes += size
+            while bytes > budget, let oldest = entries.min(by: { $0.value.used < $1.value.used }) {
+                bytes -= oldest.value.bytes
+                entries[oldest.key] = nil
+            }
+        }
+    }
+
+    func forget(_ name: String) {
+        lock.withLock {
+            if let old = entries.removeValue(forKey: name) { bytes -= old.bytes }
+        }
+    }
+
+    var count: Int { lock.withLock { entries.count } }
 }

@@ -50,6 +50,18 @@ public actor SystemdDriver: RuntimeDriver {
     public private(set) var reloadCount = 0
     public private(set) var systemctlCount = 0
 
+    // The live-state cache (docs/designs/0008-live-state-cache.md): what the last `systemctl show` said
+    // about each instance unit, the managed templates and tenants from the unit directory, and which
+    // servers this driver changed since their units were last read.
+    private var units: [String: ShownInstance] = [:]
+    private var templates: [String: ManagedTemplate] = [:]
+    private var tenantsSeen: [String: LiveTenant] = [:]
+    private var listedAll = false
+    /// Servers this driver changed, with the change's number: a read that began after it clears it.
+    private var touched: [String: Int] = [:]
+    private var changes = 0
+    private let files = ParsedFiles()
+
     /// An instance that has restarted counts as healthy only after running this long without a crash.
     public static let stableAfterSeconds: Double = 10
 
@@ -85,6 +97,7 @@ public actor SystemdDriver: RuntimeDriver {
         let base = renderer.unitBase(server: server, revision: revision)
         let units = try await listInstances().filter { $0.base == base }.map(\.unit)
         guard !units.isEmpty else { return }
+        defer { touch(server) }
         try await systemctl(["reset-failed"] + units, resource: "server/\(server)", tolerateFailure: true)
         try await systemctl(["restart"] + units, resource: "server/\(server)")
     }
@@ -98,6 +111,7 @@ public actor SystemdDriver: RuntimeDriver {
         var slicesToStop: [String] = []
         var removeAfterStop: [() throws -> Void] = []
 
+        defer { noteOwnChanges(batch) }
         for op in batch {
             switch op {
             case .ensureTenant(let tenant):
@@ -230,42 +244,153 @@ public actor SystemdDriver: RuntimeDriver {
 
     // MARK: Observe
 
-    public func observe() async throws -> LiveState {
-        let listed = try await listInstances()
-        let existing = listed.filter(\.exists)
-        var details: [String: [String: String]] = [:]
-        if !existing.isEmpty {
-            let props = "Id,ActiveState,SubState,MainPID,NRestarts,Result,ExecMainStatus,ExecMainCode,MemoryCurrent,ActiveEnterTimestampMonotonic"
-            let r = try await systemctl(["show", "-p", props] + existing.map(\.unit), resource: "environment/\(environmentName)")
-            for block in r.stdout.components(separatedBy: "\n\n") {
-                var d: [String: String] = [:]
-                for line in block.split(separator: "\n") {
-                    guard let eq = line.firstIndex(of: "=") else { continue }
-                    d[String(line[..<eq])] = String(line[line.index(after: eq)...])
+    public func observe() async throws -> LiveState { try await observe(.all) }
+
+    /// `.all` reads every mcpfleet unit with one `systemctl show` (and the unit directory, each file parsed
+    /// again only when it changed): the sync key's read, once per resync. `.server(name)` answers from
+    /// that read, re-reading only that server's units (one `systemctl show` of its pattern) when this
+    /// driver changed them since or they are in motion (starting, stopping, restarting); a settled server
+    /// costs no command at all.
+    public func observe(_ scope: ObserveScope) async throws -> LiveState {
+        switch scope {
+        case .all:
+            try await refreshAll()
+            return liveState(servers: nil)
+        case .server(let name):
+            if !listedAll {
+                try await refreshAll()
+            } else if touched[name] != nil || inMotion(name) {
+                try await refresh(server: name)
+            }
+            return liveState(servers: [name])
+        }
+    }
+
+    /// Properties `observe` reads of each instance unit.
+    static let shownProperties = "Id,ActiveState,SubState,MainPID,NRestarts,Result,ExecMainStatus,ExecMainCode,MemoryCurrent,ActiveEnterTimestampMonotonic,ControlGroup"
+
+    struct ShownInstance: Hashable {
+        var listed: ListedInstance
+        var properties: [String: String]
+    }
+
+    /// One `systemctl show` of the instance units matching a glob (loaded units, as `list-units --all`).
+    func show(pattern: String) async throws -> [ShownInstance] {
+        let r = try await systemctl(["show", "-p", Self.shownProperties, pattern], resource: "environment/\(environmentName)")
+        var out: [ShownInstance] = []
+        for block in r.stdout.components(separatedBy: "\n\n") {
+            var d: [String: String] = [:]
+            for line in block.split(separator: "\n") {
+                guard let eq = line.firstIndex(of: "=") else { continue }
+                d[String(line[..<eq])] = String(line[line.index(after: eq)...])
+            }
+            guard let id = d["Id"], let parsed = parseInstance(id) else { continue }
+            let listed = ListedInstance(unit: id, base: parsed.base, server: parsed.server, revision: parsed.revision, slot: parsed.slot,
+                                        activeState: d["ActiveState"] ?? "inactive", subState: d["SubState"] ?? "dead")
+            out.append(ShownInstance(listed: listed, properties: d))
+        }
+        return out
+    }
+
+    private func refreshAll() async throws {
+        let began = changes
+        let shown = try await show(pattern: renderer.prefix + "-*@*.service")
+        units = Dictionary(shown.map { ($0.listed.unit, $0) }, uniquingKeysWith: { a, _ in a })
+        rescanUnitDirectory()
+        listedAll = true
+        // A change made while `show` ran may be missing from what it printed: keep it marked.
+        touched = touched.filter { $0.value > began }
+    }
+
+    private func touch(_ server: String) {
+        changes += 1
+        touched[server] = changes
+    }
+
+    /// Re-reads one server's units: `<prefix>-<server>-<12 characters>@*.service` names no other server's.
+    private func refresh(server name: String) async throws {
+        let began = changes
+        let shown = try await show(pattern: "\(renderer.prefix)-\(name)-????????????@*.service").filter { $0.listed.server == name }
+        units = units.filter { $0.value.listed.server != name }
+        for s in shown { units[s.listed.unit] = s }
+        if let mark = touched[name], mark <= began { touched[name] = nil }
+    }
+
+    /// Instances of a server that are neither settled nor finally failed: worth reading again.
+    private func inMotion(_ server: String) -> Bool {
+        let now = Self.monotonicMicroseconds()
+        return units.values.contains { s in
+            guard s.listed.server == server, s.listed.exists else { return false }
+            let live = liveInstance(s.listed, details: s.properties, port: nil, now: now)
+            return live.state == .starting || live.state == .stopping
+        }
+    }
+
+    /// Templates and tenant slices from the unit directory; files are parsed again only when they changed.
+    private func rescanUnitDirectory() {
+        let dir = hostPath(unitDirectory)
+        var tenants: [String: LiveTenant] = [:]
+        for name in AtomicFileSystem.regularFiles(in: dir) where name.hasPrefix(renderer.prefix + "-") && name.hasSuffix(".slice") {
+            guard let keys = files.keys(dir + "/" + name), keys["Managed"] == "yes", let tenant = keys["Tenant"] else { continue }
+            let record = files.json(TenantRecordFile.self, hostPath(tenantRecordFile(tenant)))
+            tenants[tenant] = LiveTenant(name: tenant, managed: true, fields: record?.fields)
+        }
+        templates = Dictionary(managedTemplates().map { ($0.base, $0) }, uniquingKeysWith: { a, _ in a })
+        tenantsSeen = tenants
+    }
+
+    /// What this driver's own batch changed: its servers are read again at their next observe, and the
+    /// templates and tenants it wrote or removed are known without a directory scan.
+    private func noteOwnChanges(_ batch: [SystemdOperation]) {
+        let dir = hostPath(unitDirectory)
+        for op in batch {
+            switch op {
+            case .ensureTenant(let tenant):
+                let slice = renderer.sliceName(tenant: tenant.name)
+                if files.keys(dir + "/" + slice)?["Managed"] == "yes" {
+                    tenantsSeen[tenant.name] = LiveTenant(name: tenant.name, managed: true, fields: tenant.fields)
                 }
-                if let id = d["Id"] { details[id] = d }
+            case .removeTenant(let name):
+                if files.keys(dir + "/" + renderer.sliceName(tenant: name)) == nil { tenantsSeen[name] = nil }
+            case .scale(let server, _):
+                touch(server.name)
+                let base = renderer.unitBase(server: server.name, revision: server.revision)
+                if files.keys(dir + "/" + base + "@.service")?["Managed"] == "yes" {
+                    templates[base] = ManagedTemplate(base: base, server: server.name, revision: server.revision, tenant: server.tenant)
+                }
+            case .removeRevision(let server, let revision):
+                touch(server)
+                let base = renderer.unitBase(server: server, revision: revision)
+                if files.keys(dir + "/" + base + "@.service") == nil { templates[base] = nil }
+            case .removeServer(let name):
+                touch(name)
+                for (base, t) in templates where t.server == name && files.keys(dir + "/" + base + "@.service") == nil { templates[base] = nil }
+                for (tenant, _) in tenantsSeen where files.keys(dir + "/" + renderer.sliceName(tenant: tenant)) == nil { tenantsSeen[tenant] = nil }
             }
         }
+    }
+
+    /// The live state of the cached units and files, for every server or the named ones.
+    private func liveState(servers names: Set<String>?) -> LiveState {
         let now = Self.monotonicMicroseconds()
-        let templates = managedTemplates()
         var servers: [String: LiveServer] = [:]
         var revisionsByServer: [String: [String: LiveRevision]] = [:]
-
-        for t in templates {
-            let record = readJSON(RevisionRecordFile.self, renderer.revisionRecordFile(unitBase: t.base))
+        for t in templates.values where names?.contains(t.server) ?? true {
+            let record = files.json(RevisionRecordFile.self, hostPath(renderer.revisionRecordFile(unitBase: t.base)))
             var s = servers[t.server] ?? LiveServer(name: t.server, tenant: t.tenant, managed: true, revisions: [])
             s.tenant = t.tenant
             servers[t.server] = s
             revisionsByServer[t.server, default: [:]][t.revision] = LiveRevision(revision: t.revision, version: record?.version, replicas: 0, ready: 0, fields: record?.fields, instances: [])
         }
-        for inst in existing {
+        for shown in units.values where shown.listed.exists && (names?.contains(shown.listed.server) ?? true) {
+            let inst = shown.listed
             if servers[inst.server] == nil {
                 // A unit named like ours without a managed definition: shown, never pruned.
                 servers[inst.server] = LiveServer(name: inst.server, managed: false, revisions: [])
             }
-            let record = readJSON(RevisionRecordFile.self, renderer.revisionRecordFile(unitBase: inst.base))
+            let record = files.json(RevisionRecordFile.self, hostPath(renderer.revisionRecordFile(unitBase: inst.base)))
             var rev = revisionsByServer[inst.server]?[inst.revision] ?? LiveRevision(revision: inst.revision, version: record?.version, replicas: 0, ready: 0, fields: record?.fields, instances: [])
-            let live = liveInstance(inst, details: details[inst.unit] ?? [:], port: record?.port.map { $0 + inst.slot }, now: now)
+            let live = liveInstance(inst, details: shown.properties, port: record?.port.map { $0 + inst.slot }, now: now)
             rev.replicas += 1
             if live.healthy { rev.ready += 1 }
             rev.instances = (rev.instances ?? []) + [live]
@@ -280,15 +405,8 @@ public actor SystemdDriver: RuntimeDriver {
             }.sorted { $0.revision < $1.revision }
             return s
         }.sorted { $0.name < $1.name }
-
-        var tenants: [LiveTenant] = []
-        let dir = hostPath(unitDirectory)
-        for name in AtomicFileSystem.regularFiles(in: dir) where name.hasPrefix(renderer.prefix + "-") && name.hasSuffix(".slice") {
-            guard let text = AtomicFileSystem.read(dir + "/" + name), let keys = Optional(Self.mcpfleetKeys(text)), keys["Managed"] == "yes", let tenant = keys["Tenant"] else { continue }
-            let record = readJSON(TenantRecordFile.self, tenantRecordFile(tenant))
-            tenants.append(LiveTenant(name: tenant, managed: true, fields: record?.fields))
-        }
-        return LiveState(environment: environmentName, driver: DriverKind.systemd.rawValue, servers: liveServers, tenants: tenants.sorted { $0.name < $1.name })
+        return LiveState(environment: environmentName, driver: DriverKind.systemd.rawValue, servers: liveServers,
+                         tenants: tenantsSeen.values.sorted { $0.name < $1.name })
     }
 
     func liveInstance(_ inst: ListedInstance, details d: [String: String], port: Int?, now: UInt64) -> LiveInstance {
@@ -336,14 +454,24 @@ public actor SystemdDriver: RuntimeDriver {
 
     static var startLimitBurst: Int { SystemdRenderer.startLimitBurst }
 
-    /// Running instances whose port is held by the unit's own processes (its control group): a probe
+    /// From the live-state cache (read first if it has not been, or if this driver changed the server since):
+    /// running instances whose port is held by the unit's own processes (its control group), so a probe
     /// never tests another process that took the port (the unit itself then fails to bind and restarts).
     public func endpoints(server: String, revision: String) async throws -> [Endpoint] {
+        if !listedAll {
+            try await refreshAll()
+        } else if touched[server] != nil {
+            try await refresh(server: server)
+        }
         let base = renderer.unitBase(server: server, revision: revision)
-        guard let record = readJSON(RevisionRecordFile.self, renderer.revisionRecordFile(unitBase: base)), let port = record.port else { return [] }
-        let running = try await listInstances().filter { $0.base == base && $0.activeState == "active" && $0.subState == "running" }.sorted { $0.slot < $1.slot }
+        guard let record = files.json(RevisionRecordFile.self, hostPath(renderer.revisionRecordFile(unitBase: base))), let port = record.port else { return [] }
+        let running = units.values.map(\.listed).filter { $0.base == base && $0.activeState == "active" && $0.subState == "running" }.sorted { $0.slot < $1.slot }
         guard !running.isEmpty else { return [] }
-        let groups = try await controlGroups(running.map(\.unit))
+        // The control group comes with the cached `show`; a unit read before it had one is asked again.
+        var groups: [String: String] = [:]
+        for inst in running { if let g = units[inst.unit]?.properties["ControlGroup"], !g.isEmpty { groups[inst.unit] = g } }
+        let unknown = running.map(\.unit).filter { groups[$0] == nil }
+        if !unknown.isEmpty { groups.merge(try await controlGroups(unknown)) { a, _ in a } }
         let listeners = PortOwnership.Listeners.read()
         return running.filter { inst in
             guard let group = groups[inst.unit], let pids = PortOwnership.controlGroupProcesses(group, root: fileSystemRoot) else { return true }
@@ -420,13 +548,13 @@ public actor SystemdDriver: RuntimeDriver {
         return (String(base.dropFirst(p.count).dropLast(13)), revision)
     }
 
-    /// Template unit files in the unit directory that carry `X-MCPFleet-Managed=yes`.
+    /// Template unit files in the unit directory that carry `X-MCPFleet-Managed=yes` (each parsed again
+    /// only when it changed).
     func managedTemplates() -> [ManagedTemplate] {
         let dir = hostPath(unitDirectory)
         return AtomicFileSystem.regularFiles(in: dir).compactMap { name in
-            guard name.hasPrefix(renderer.prefix + "-"), name.hasSuffix("@.service"), let text = AtomicFileSystem.read(dir + "/" + name) else { return nil }
-            let keys = Self.mcpfleetKeys(text)
-            guard keys["Managed"] == "yes", let server = keys["Server"], let revision = keys["Revision"], let tenant = keys["Tenant"] else { return nil }
+            guard name.hasPrefix(renderer.prefix + "-"), name.hasSuffix("@.service"), let keys = files.keys(dir + "/" + name),
+                  keys["Managed"] == "yes", let server = keys["Server"], let revision = keys["Revision"], let tenant = keys["Tenant"] else { return nil }
             return ManagedTemplate(base: String(name.dropLast("@.service".count)), server: server, revision: revision, tenant: tenant)
         }
     }
@@ -469,11 +597,6 @@ public actor SystemdDriver: RuntimeDriver {
         let data: Data
         do { data = try encoder.encode(value) } catch { throw DriverError(path, "cannot encode: \(error)") }
         try AtomicFileSystem.write(hostPath(path), String(decoding: data, as: UTF8.self) + "\n")
-    }
-
-    func readJSON<T: Decodable>(_ type: T.Type, _ path: String) -> T? {
-        guard let data = FileManager.default.contents(atPath: hostPath(path)) else { return nil }
-        return try? JSONDecoder().decode(type, from: data)
     }
 
     /// Secret values go to a 0600 environment file read by PID 1 only; never into the unit text.
@@ -522,5 +645,50 @@ public actor SystemdDriver: RuntimeDriver {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return UInt64(ts.tv_sec) * 1_000_000 + UInt64(ts.tv_nsec) / 1000
+    }
+}
+
+/// Files the driver reads on every observe, parsed again only when their identity (inode, size,
+/// modification time) changed: unit files (their `X-MCPFleet-` keys) and JSON records.
+final class ParsedFiles: @unchecked Sendable {
+    private struct Identity: Hashable {
+        var inode: UInt64
+        var size: Int64
+        var seconds: Int
+        var nanoseconds: Int
+    }
+
+    private let lock = NSLock()
+    private var keyCache: [String: (Identity, [String: String])] = [:]
+    private var jsonCache: [String: (Identity, Any)] = [:]
+
+    private func identity(_ path: String) -> Identity? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return Identity(inode: UInt64(st.st_ino), size: Int64(st.st_size), seconds: st.st_mtim.tv_sec, nanoseconds: st.st_mtim.tv_nsec)
+    }
+
+    /// The `X-MCPFleet-` keys of a unit file (nil when it does not exist).
+    func keys(_ path: String) -> [String: String]? {
+        guard let id = identity(path) else {
+            lock.withLock { _ = keyCache.removeValue(forKey: path) }
+            return nil
+        }
+        if let (known, keys) = lock.withLock({ keyCache[path] }), known == id { return keys }
+        guard let text = AtomicFileSystem.read(path) else { return nil }
+        let keys = SystemdDriver.mcpfleetKeys(text)
+        lock.withLock { keyCache[path] = (id, keys) }
+        return keys
+    }
+
+    func json<T: Decodable>(_ type: T.Type, _ path: String) -> T? {
+        guard let id = identity(path) else {
+            lock.withLock { _ = jsonCache.removeValue(forKey: path) }
+            return nil
+        }
+        if let (known, value) = lock.withLock({ jsonCache[path] }), known == id, let typed = value as? T { return typed }
+        guard let data = FileManager.default.contents(atPath: path), let value = try? JSONDecoder().decode(type, from: data) else { return nil }
+        lock.withLock { jsonCache[path] = (id, value) }
+        return value
     }
 }

@@ -481,3 +481,117 @@ import Testing
         #expect(!secret.description.contains("xyz"))
     }
 }
+
+/// One event loop per transport: many transfers and long-lived streams share its thread.
+@Suite(.serialized) struct EventLoopTests {
+    /// Threads of this process named like the transport's loop thread.
+    static func loopThreads() -> Int {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+        return tasks.filter { tid in
+            let comm = (try? String(contentsOfFile: "/proc/self/task/\(tid)/comm", encoding: .utf8)) ?? ""
+            return comm.hasPrefix("mcpfleet-http")
+        }.count
+    }
+
+    @Test func threeHundredConcurrentRequestsShareOneThread() async throws {
+        let fx = try Fixtures.get()
+        let transport = try makeTransport(CurlTransportConfiguration(maxConnections: 16))
+        _ = try await transport.send(HTTPRequest(url: fx.plainBase + "/echo"))  // the loop's thread is up
+        let before = Self.loopThreads()
+        let peak = PeakCounter()
+        let sampler = Task {
+            while !Task.isCancelled {
+                peak.observe(Self.loopThreads(), inFlight: transport.activeTransferCount)
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+            for i in 0..<300 {
+                group.addTask {
+                    try await transport.send(HTTPRequest(url: fx.plainBase + "/slow?ms=400&i=\(i)", timeout: .seconds(60))).status
+                }
+            }
+            var out: [Int] = []
+            for try await s in group { out.append(s) }
+            return out
+        }
+        sampler.cancel()
+        #expect(statuses.count == 300 && statuses.allSatisfy { $0 == 200 })
+        // Hundreds of transfers were in flight at once on this transport's single loop thread (other
+        // suites' transports may add a few threads of their own meanwhile; one thread per transfer would
+        // have added hundreds).
+        #expect(peak.maxInFlight >= 100, "\(peak.maxInFlight)")
+        #expect(peak.maxThreads - before < 20, "\(before) → \(peak.maxThreads)")
+        #expect(transport.activeTransferCount == 0)
+        #expect(transport.idleHandleCount <= 16)
+    }
+
+    @Test func aWatchHeldOpenWhileOtherRequestsComplete() async throws {
+        let fx = try Fixtures.get()
+        let transport = try makeTransport()
+        let tag = UUID().uuidString
+        do {
+            let watch = try await transport.stream(HTTPRequest(url: fx.plainBase + "/stream?n=100000&delay_ms=50&tag=\(tag)"))
+            var lines = watch.body.makeAsyncIterator()
+            #expect(try await lines.next() != nil)
+            // Fifty requests come and go while the stream stays open on the same loop.
+            for i in 0..<50 {
+                let echo = try decodeEcho(try await transport.send(HTTPRequest(method: "POST", url: fx.plainBase + "/echo?i=\(i)", body: Array("\(i)".utf8))))
+                #expect(echo.body == "\(i)")
+            }
+            #expect(transport.activeTransferCount == 1)
+            // The stream kept delivering meanwhile.
+            var later: [UInt8] = []
+            while !String(decoding: later, as: UTF8.self).contains("line 2\n"), let chunk = try await lines.next() { later += chunk }
+            #expect(String(decoding: later, as: UTF8.self).contains("line 2\n"))
+        }
+        // Dropping the stream ends the transfer.
+        let aborted = try await eventually { try await fx.stats(transport)["stream_aborted:\(tag)"] == 1 }
+        #expect(aborted)
+        let drained = try await eventually { transport.activeTransferCount == 0 }
+        #expect(drained)
+    }
+
+    @Test func fiftyOpenWatchesDoNotPinThreads() async throws {
+        let fx = try Fixtures.get()
+        let transport = try makeTransport()
+        _ = try await transport.send(HTTPRequest(url: fx.plainBase + "/echo"))
+        let before = Self.loopThreads()
+        let tag = UUID().uuidString
+        var streams: [HTTPStreamingResponse] = []
+        for i in 0..<50 {
+            streams.append(try await transport.stream(HTTPRequest(url: fx.plainBase + "/hold?tag=\(tag)-\(i)")))
+        }
+        #expect(transport.activeTransferCount == 50)
+        #expect(Self.loopThreads() - before < 10)
+        // Requests still go through, promptly.
+        let start = ContinuousClock.now
+        for _ in 0..<20 { #expect(try await transport.send(HTTPRequest(url: fx.plainBase + "/echo")).status == 200) }
+        #expect(ContinuousClock.now - start < .seconds(10))
+        streams.removeAll()  // dropping the bodies aborts the transfers
+        let closed = try await eventually(timeout: .seconds(15)) {
+            let stats = try await fx.stats(transport)
+            return (0..<50).allSatisfy { stats["hold_closed:\(tag)-\($0)"] == 1 }
+        }
+        #expect(closed)
+    }
+
+    @Test func aStreamOutlivesItsTransport() async throws {
+        let fx = try Fixtures.get()
+        var transport: CurlTransport? = try makeTransport()
+        let response = try await transport!.stream(HTTPRequest(url: fx.plainBase + "/stream?n=20&delay_ms=20"))
+        transport = nil  // the loop keeps running until its last transfer is done
+        var received: [UInt8] = []
+        for try await chunk in response.body { received += chunk }
+        #expect(String(decoding: received, as: UTF8.self) == (0..<20).map { "line \($0)\n" }.joined())
+    }
+}
+
+final class PeakCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var threads = 0
+    private var inFlight = 0
+    func observe(_ t: Int, inFlight f: Int) { lock.withLock { threads = max(threads, t); inFlight = max(inFlight, f) } }
+    var maxThreads: Int { lock.withLock { threads } }
+    var maxInFlight: Int { lock.withLock { inFlight } }
+}

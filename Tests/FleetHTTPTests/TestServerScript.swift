@@ -122,6 +122,7 @@ class Handler(BaseHTTPRequestHandler):
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 512  # hundreds of concurrent connections from the concurrency tests
     ctx = None
 
     def finish_request(self, request, client_address):

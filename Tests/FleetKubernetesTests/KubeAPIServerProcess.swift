@@ -19,12 +19,12 @@ final class KubeAPIServerProcess: @unchecked Sendable {
 
     /// - Parameter tls: serve HTTPS with a certificate made by openssl now (kubectl sends bearer
     ///   tokens only over TLS).
-    init(token: String = "test-token-\(UUID().uuidString.prefix(8))", tls: Bool = false) throws {
+    init(token: String = "test-token-\(UUID().uuidString.prefix(8))", tls: Bool = false, arguments extra: [String] = []) throws {
         guard FileManager.default.fileExists(atPath: Self.script) else {
             throw TestFailure("the Kubernetes test API server \(Self.script) is missing")
         }
         self.token = token
-        var arguments = ["python3", Self.script, "--port", "0", "--token", token]
+        var arguments = ["python3", Self.script, "--port", "0", "--token", token] + extra
         if tls {
             let dir = try makeTempDir("apiserver-tls")
             let (status, _, err) = try run("/usr/bin/openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
@@ -112,6 +112,24 @@ final class KubeAPIServerProcess: @unchecked Sendable {
         guard r.status == 200 else { throw TestFailure("GET /__control/requests: HTTP \(r.status)") }
         let json = try JSONValue.parse(r.body)
         return json.array ?? json["requests"]?.array ?? json["items"]?.array ?? []
+    }
+
+    /// Requests counted by the server since the last reset: `total`, `byVerb`, `byResource`.
+    func counters() async throws -> JSONValue {
+        let r = try await control.send(HTTPRequest(url: url + "/__control/counters"))
+        guard r.status == 200 else { throw TestFailure("GET /__control/counters: HTTP \(r.status)") }
+        return try JSONValue.parse(r.body)
+    }
+
+    func resetCounters() async throws {
+        let r = try await control.send(HTTPRequest(method: "DELETE", url: url + "/__control/counters"))
+        guard r.status == 200 else { throw TestFailure("DELETE /__control/counters: HTTP \(r.status)") }
+    }
+
+    /// Requests of every verb except `watch` since the last reset (a watch renewal is not a read).
+    func nonWatchRequests() async throws -> Int {
+        let c = try await counters()
+        return (c["byVerb"]?.members ?? []).filter { $0.key != "watch" }.reduce(0) { $0 + ($1.value.int ?? 0) }
     }
 
     /// A kubeconfig pointing at this server, for the real kubectl.

@@ -20,15 +20,6 @@ import Testing
         return (try JSONValue.parse(out)["items"]?.array ?? []).map(KubeObject.init)
     }
 
-    /// A new revision of `s`: another version, so another content hash.
-    func nextRevision(_ s: DesiredServer, version: String) -> DesiredServer {
-        var n = s
-        n.version = version
-        n.fields = s.fields.map { $0.path == "version" ? SpecField(path: "version", display: "\"\(version)\"") : $0 }
-        n.revision = Renderer.revision(of: n.fields)
-        return n
-    }
-
     @Test func deployScaleRollPruneAsKubectlSeesIt() async throws {
         // Over TLS with a bearer token, configured from a kubeconfig, as kubectl is.
         let api = try KubeAPIServerProcess(tls: true)
@@ -254,45 +245,30 @@ import Testing
         func configMap(_ name: String) -> KubeObject {
             KubeObject(.obj(["apiVersion": "v1", "kind": "ConfigMap", "metadata": .obj(["name": .string(name), "namespace": "w"]), "data": .obj(["k": "v"])]))
         }
-        actor Seen {
-            var names: Set<String> = []
-            var relists: [[String]] = []
-            // Only the test's own objects (the server adds kube-root-ca.crt to every namespace).
-            func add(_ update: WatchUpdate) {
-                switch update {
-                case .relisted(let items):
-                    let mine = items.map(\.name).filter { $0.hasPrefix("cm-") }.sorted()
-                    relists.append(mine)
-                    names.formUnion(mine)
-                case .event(let e): if e.kind != .deleted && e.object.name.hasPrefix("cm-") { names.insert(e.object.name) }
-                }
-            }
-        }
-        let seen = Seen()
+        // Only the test's own objects (the server adds kube-root-ca.crt to every namespace); watches are
+        // renewed every second.
+        let informer = Informer<String>(client: client, type: .configMap, namespace: "w",
+                                        configuration: InformerConfiguration(stallTimeout: .seconds(2), retry: client.retry),
+                                        transform: { $0.name.hasPrefix("cm-") ? $0.name : nil })
         // The first watch connection is dropped after two events.
         try await api.injectFaults(#"{"drop_watch_after_events":2,"count":1}"#)
-        let stream = client.watchContinuously(.configMap, namespace: "w", timeoutSeconds: 1)
-        let consumer = Task {
-            for try await update in stream { await seen.add(update) }
-        }
-        defer { consumer.cancel() }
-        try await waitUntil("initial list", timeout: .seconds(5), every: .milliseconds(50)) { await seen.relists.count == 1 }
+        informer.start()
+        defer { informer.stopWithoutWaiting() }
+        try await informer.waitUntilSynced(timeout: .seconds(5))
         for i in 1...5 { _ = try await client.create(configMap("cm-\(i)")) }
         do {
-            try await waitUntil("all five events across the dropped connection", timeout: .seconds(10), every: .milliseconds(50)) { await seen.names.count == 5 }
+            try await waitUntil("all five events across the dropped connection", timeout: .seconds(10), every: .milliseconds(50)) { informer.count == 5 }
         } catch {
             let log = try await api.requests().map { "\($0["method"]?.string ?? "") \($0["path"]?.string ?? "")?\($0["query"]?.string ?? "") \($0["status"].map { $0.jsonText } ?? "")" }
-            throw TestFailure("\(error); seen \(await seen.names.sorted()); requests:\n\(log.joined(separator: "\n"))")
+            throw TestFailure("\(error); seen \(informer.items.sorted()); requests:\n\(log.joined(separator: "\n"))")
         }
-        #expect(await seen.relists.count == 1)  // a drop resumes from the resourceVersion, no relist
+        #expect(informer.statistics.lists == 1)  // a drop resumes from the resourceVersion, no relist
         let watches = try await api.requests().filter { ($0["query"]?.string ?? "").contains("watch=1") }
         #expect(watches.count >= 2)
 
         // 410 Gone: the next watch request is held in the server (injected latency) while history is
-        // compacted past the resourceVersion it asks for, so it is refused and the watcher lists again.
+        // compacted past the resourceVersion it asks for, so it is refused and the informer lists again.
         try await api.injectFaults(#"{"latency_ms":1500,"count":1,"method":"GET","path_regex":"/namespaces/w/configmaps$"}"#)
-        // The watcher reconnects at least every second (timeoutSeconds 1); the first reconnect takes
-        // the latency fault, which then shows as used up.
         do {
             try await waitUntil("a held watch request", timeout: .seconds(5), every: .milliseconds(50)) {
                 try await api.faults().contains { $0["latency_ms"] != nil && $0["remaining"]?.int == 0 }
@@ -304,12 +280,12 @@ import Testing
         _ = try await client.create(configMap("cm-6"))
         _ = try await client.create(configMap("cm-7"))
         try await api.post("/__control/compact", "{}")
-        try await waitUntil("relisted after 410", timeout: .seconds(10), every: .milliseconds(50)) { await seen.relists.count >= 2 }
-        #expect(await seen.relists.last == ["cm-1", "cm-2", "cm-3", "cm-4", "cm-5", "cm-6", "cm-7"])
+        try await waitUntil("relisted after 410", timeout: .seconds(10), every: .milliseconds(50)) { informer.statistics.gone >= 1 && informer.count == 7 }
+        #expect(informer.statistics.relists >= 1)
+        #expect(informer.items.sorted() == ["cm-1", "cm-2", "cm-3", "cm-4", "cm-5", "cm-6", "cm-7"])
         // And it keeps watching after the relist.
         _ = try await client.create(configMap("cm-8"))
-        try await waitUntil("events after the relist", timeout: .seconds(5), every: .milliseconds(50)) { await seen.names.contains("cm-8") }
-        consumer.cancel()
+        try await waitUntil("events after the relist", timeout: .seconds(5), every: .milliseconds(50)) { informer.items.contains("cm-8") }
     }
 
     @Test func lowLevelWatchReportsGone() async throws {

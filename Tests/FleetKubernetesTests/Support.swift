@@ -37,6 +37,15 @@ func exampleCluster() throws -> (Environment, DesiredState) {
     return (env, Renderer.desiredState(loaded.catalog, environment: env))
 }
 
+/// A new revision of `s`: another version, so another content hash.
+func nextRevision(_ s: DesiredServer, version: String) -> DesiredServer {
+    var n = s
+    n.version = version
+    n.fields = s.fields.map { $0.path == "version" ? SpecField(path: "version", display: "\"\(version)\"") : $0 }
+    n.revision = Renderer.revision(of: n.fields)
+    return n
+}
+
 /// Runs a process to completion and returns (status, stdout, stderr).
 @discardableResult
 func run(_ executable: String, _ arguments: [String], input: String? = nil, environment: [String: String]? = nil) throws -> (Int32, String, String) {

@@ -23,6 +23,7 @@ import json
 import os
 import random
 import re
+import select
 import signal
 import socket
 import ssl
@@ -789,6 +790,7 @@ class Store:
         self.task_seq = 0
         self.faults = []
         self.requests = []
+        self.counters = {}  # (verb, resource) -> requests, kept apart from the bounded request log
         self.loaded = False
         if args.state_file and os.path.exists(args.state_file):
             with open(args.state_file) as f:
@@ -1021,7 +1023,7 @@ class Store:
                     "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, d["metadata"]["uid"] + h)),
                     "controller": True, "blockOwnerDeletion": True}]},
                 "spec": copy.deepcopy(tmpl.get("spec", {})),
-                "status": pod_status(tmpl, ready)})
+                "status": pod_status(tmpl, ready, self.args.pod_ip)})
 
     # -- deleting owned pods with their deployment
     def cascade(self, kind, ns, obj):
@@ -1055,13 +1057,13 @@ def pod_template_hash(tmpl):
     return out
 
 
-def pod_status(tmpl, ready):
+def pod_status(tmpl, ready, ip=None):
     cs = [{"name": c.get("name", ""), "image": c.get("image", ""), "ready": ready, "restartCount": 0,
            "started": ready, "state": {"running": {"startedAt": now_ts()}} if ready else
            {"waiting": {"reason": "ContainerCreating"}}} for c in tmpl.get("spec", {}).get("containers", [])]
     return {"phase": "Running" if ready else "Pending", "conditions": [
         {"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": now_ts()}],
-        "containerStatuses": cs, "podIP": "10.244.0." + str(random.randint(2, 250)), "startTime": now_ts()}
+        "containerStatuses": cs, "podIP": ip or "10.244.0." + str(random.randint(2, 250)), "startTime": now_ts()}
 
 
 def reorder(obj):
@@ -1702,6 +1704,8 @@ class Fault:
         self.retry_after = spec.get("retry_after")
         self.latency_ms = spec.get("latency_ms")
         self.drop_after = spec.get("drop_watch_after_events")
+        self.drop_after_ms = spec.get("drop_watch_after_ms")
+        self.stall = bool(spec.get("stall_watch"))
         self.message = spec.get("message")
         self.spec = spec
 
@@ -1712,9 +1716,43 @@ class Fault:
             return False
         if self.path_regex and not self.path_regex.search(target):
             return False
-        if self.drop_after is not None and not is_watch:
+        if (self.drop_after is not None or self.drop_after_ms is not None or self.stall) and not is_watch:
             return False
         return True
+
+
+def request_verb(method, path, query, ctype):
+    """The verb and resource a request is counted under, as kube-apiserver's apiserver_request_total
+    labels them: get, list, watch, create, update, patch, apply, delete, deletecollection; requests
+    that are not for a resource (discovery, OpenAPI, health) count as verb "discovery"."""
+    parts = [p for p in path.split("/") if p]
+    if not parts or parts[0] not in ("api", "apis"):
+        return "discovery", path or "/"
+    rest = parts[2:] if parts[0] == "api" else parts[3:]
+    if rest and rest[0] == "watch":
+        rest = rest[1:]
+        watch = True
+    else:
+        watch = query.get("watch") in ("1", "true")
+    if len(rest) >= 3 and rest[0] == "namespaces" and rest[2] in {k.resource for k in KINDS}:
+        rest = rest[2:]
+    if not rest:
+        return "discovery", path
+    resource = rest[0] + ("/" + rest[2] if len(rest) > 2 else "")
+    named = len(rest) > 1
+    if method in ("GET", "HEAD"):
+        verb = "watch" if watch else ("get" if named else "list")
+    elif method == "POST":
+        verb = "create"
+    elif method == "PUT":
+        verb = "update"
+    elif method == "PATCH":
+        verb = "apply" if ctype.split(";")[0].strip() == "application/apply-patch+yaml" else "patch"
+    elif method == "DELETE":
+        verb = "delete" if named else "deletecollection"
+    else:
+        verb = method.lower()
+    return verb, resource
 
 
 REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed",
@@ -1760,8 +1798,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(n) if n else b""
 
+    def record_status(self, code):
+        # Before the response leaves: a client that reads the request log right after its response
+        # must find the status there.
+        self.status_code = code
+        entry = getattr(self, "log_entry", None)
+        if entry is not None:
+            with self.store.cond:
+                entry["status"] = code
+
     def send(self, code, obj, headers=None, ctype="application/json"):
         data = obj if isinstance(obj, bytes) else json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+        self.record_status(code)
         self.send_response(code)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
@@ -1785,6 +1833,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def dispatch(self):
         self.status_code = 0
+        self.log_entry = None
         self.warnings = []
         url = urllib.parse.urlsplit(self.path)
         self.url_path = url.path
@@ -1797,9 +1846,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             entry = {"method": self.command, "path": url.path, "query": url.query,
                      "content_type": self.headers.get("Content-Type", ""), "accept": self.headers.get("Accept", ""),
                      "user_agent": self.headers.get("User-Agent", ""), "time": time.time(), "status": None}
+            self.log_entry = entry
+            verb, resource = request_verb(self.command, url.path, self.query, self.headers.get("Content-Type", ""))
             with self.store.cond:
                 self.store.requests.append(entry)
                 del self.store.requests[:-20000]
+                key = (verb, resource)
+                self.store.counters[key] = self.store.counters.get(key, 0) + 1
             token = self.server.args.token
             if token and not hmac.compare_digest(self.headers.get("Authorization", "").encode(),
                                                  f"Bearer {token}".encode()):
@@ -1819,8 +1872,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             except OSError:
                 self.close_connection = True
         finally:
-            if entry is not None:
-                entry["status"] = self.status_code
+            if entry is not None and entry["status"] is None:
+                with self.store.cond:
+                    entry["status"] = self.status_code
 
     def inject_faults(self, url):
         target = url.path
@@ -1828,6 +1882,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         latency = 0
         fail = None
         self.drop_after = None
+        self.drop_after_ms = None
+        self.stall = False
         with self.store.cond:
             for f in self.store.faults:
                 if not f.matches(self.command, target, is_watch):
@@ -1838,6 +1894,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     latency += f.latency_ms
                 if f.drop_after is not None:
                     self.drop_after = f.drop_after
+                if f.drop_after_ms is not None:
+                    self.drop_after_ms = f.drop_after_ms
+                if f.stall:
+                    self.stall = True
                 if f.status and fail is None:
                     fail = f
         if latency:
@@ -1870,7 +1930,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
             with st.cond:
                 st.faults = []
                 st.requests = []
+                st.counters = {}
             return self.send(200, {"reset": True})
+        if path == "/__control/counters":
+            with st.cond:
+                if self.command == "DELETE":
+                    st.counters = {}
+                counters = dict(st.counters)
+            by_verb, by_resource = {}, {}
+            for (verb, resource), n in sorted(counters.items()):
+                by_verb[verb] = by_verb.get(verb, 0) + n
+                by_resource.setdefault(resource, {})[verb] = n
+            return self.send(200, {"total": sum(counters.values()), "byVerb": by_verb, "byResource": by_resource})
         if path == "/__control/requests":
             with st.cond:
                 if self.command == "DELETE":
@@ -2049,6 +2120,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         table = self.wants("as=Table")
         include = self.query.get("includeObject", "Metadata")
         drop_after = getattr(self, "drop_after", None)
+        drop_at = (time.monotonic() + self.drop_after_ms / 1000.0) if getattr(self, "drop_after_ms", None) is not None else None
+        stall = getattr(self, "stall", False)
         sent = 0
 
         def match(o):
@@ -2071,12 +2144,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 except ValueError:
                     raise bad_request(f'invalid resource version "{rv_param}"')
                 expired = cursor + 1 < st.first_event_rv
+        self.record_status(200)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("Cache-Control", "no-cache, private")
         self.end_headers()
-        self.status_code = 200
 
         def write(data):
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
@@ -2096,6 +2169,27 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if drop_after is not None and sent >= drop_after:
                 raise _Drop()
 
+        def drop():
+            # An abrupt end without the terminating chunk, as when a connection drops.
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+        if stall:
+            # A watch that silently stopped (a hung server, a connection dropped without a FIN): the head
+            # was sent, then nothing ever comes — no event, no bookmark, no end — until the client gives up.
+            # A client sends nothing on a watch connection: readable means it closed it (or went away).
+            while not st.closing:
+                try:
+                    readable, _, _ = select.select([self.connection], [], [], 0.2)
+                except (OSError, ValueError):
+                    break
+                if readable:
+                    break
+            self.close_connection = True
+            return
         try:
             if rv_param not in ("", "0") and expired:
                 gone(cursor)
@@ -2109,7 +2203,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 with st.cond:
                     while not st.closing:
                         now = time.monotonic()
-                        if cursor + 1 < st.first_event_rv or now >= deadline:
+                        if cursor + 1 < st.first_event_rv or now >= deadline or (drop_at is not None and now >= drop_at):
                             break
                         idx = cursor + 1 - st.first_event_rv
                         if idx < len(st.events):
@@ -2117,12 +2211,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
                             break
                         if bookmarks and now >= next_bookmark:
                             break
-                        st.cond.wait(timeout=min(deadline, next_bookmark if bookmarks else deadline) - now)
+                        wake = min(deadline, next_bookmark if bookmarks else deadline, drop_at if drop_at is not None else deadline)
+                        st.cond.wait(timeout=wake - now)
                     if cursor + 1 < st.first_event_rv:
                         gone(cursor)
                         write(b"")
                         return
                     closing = st.closing
+                if drop_at is not None and time.monotonic() >= drop_at:
+                    raise _Drop()
                 if closing or (time.monotonic() >= deadline and not batch):
                     write(b"")
                     return
@@ -2147,12 +2244,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                       "metadata": {"resourceVersion": str(cursor)}})
                     next_bookmark = time.monotonic() + self.server.args.bookmark_interval_ms / 1000.0
         except _Drop:
-            # An abrupt end without the terminating chunk, as when a connection drops.
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            drop()
 
     # -- writes
     def decode(self, body, ctype=None):
@@ -2607,6 +2699,8 @@ def main(argv=None):
     ap.add_argument("--ready-delay-ms", type=int, default=200, help="simulated Deployment controller delay")
     ap.add_argument("--watch-window", type=int, default=1000, help="events retained for watch resumption")
     ap.add_argument("--bookmark-interval-ms", type=int, default=1000)
+    ap.add_argument("--pod-ip", help="give every simulated Pod this IP (default: a random 10.244.0.x), e.g. 127.0.0.1 "
+                    "so that probes of its containerPort reach a local test server")
     ap.add_argument("--verbose", action="store_true", help="log every request to stderr")
     args = ap.parse_args(argv)
     if bool(args.tls_cert) != bool(args.tls_key):

@@ -767,3 +767,81 @@ def test_request_log_records_applies(srv):
     applies = [r for r in reqs if r["method"] == "PATCH" and r["content_type"] == "application/apply-patch+yaml"]
     assert len(applies) == 1
     assert "fieldManager=kubectl" in applies[0]["query"] and applies[0]["path"].endswith("/configmaps/logged")
+
+
+def test_counters_by_verb_and_resource(srv, hns):
+    srv.control("DELETE", "counters")
+    base = CM.format(ns=hns)
+    srv.request("POST", base, configmap("counted"))
+    srv.request("GET", base + "/counted")
+    srv.request("GET", base)
+    srv.request("PUT", base + "/counted", json.loads(json.dumps(configmap("counted"))) | {
+        "metadata": {"name": "counted", "namespace": hns}})
+    srv.request("PATCH", base + "/counted", {"data": {"k": "3"}}, ctype="application/merge-patch+json")
+    srv.request("PATCH", base + "/counted?fieldManager=t", {"apiVersion": "v1", "kind": "ConfigMap",
+                                                            "metadata": {"name": "counted"}, "data": {"k": "4"}},
+                ctype="application/apply-patch+yaml")
+    conn, resp = srv.open_watch(base + "?watch=1&timeoutSeconds=1")
+    resp.read()
+    conn.close()
+    srv.request("DELETE", base + "/counted")
+    srv.kubectl("get", "configmaps", "-n", hns)  # discovery, then a list
+    c = srv.control("GET", "counters")
+    cms = c["byResource"]["configmaps"]
+    assert cms["create"] == 1 and cms["get"] == 1 and cms["update"] == 1 and cms["patch"] == 1
+    assert cms["apply"] == 1 and cms["watch"] == 1 and cms["delete"] == 1 and cms["list"] == 2
+    assert c["byVerb"]["discovery"] >= 1
+    assert c["total"] == sum(c["byVerb"].values())
+    # The request log is bounded (20,000 entries); the counters are not, and reset on their own.
+    srv.control("DELETE", "counters")
+    assert srv.control("GET", "counters")["total"] == 0
+
+
+def test_fault_stalled_watch_sends_nothing_and_never_ends(srv, hns):
+    base = CM.format(ns=hns)
+    rv = srv.request("GET", base)[2]["metadata"]["resourceVersion"]
+    srv.control("POST", "faults", {"stall_watch": True, "count": 1})
+    conn, resp = srv.open_watch(base + f"?watch=1&resourceVersion={rv}&allowWatchBookmarks=true&timeoutSeconds=1")
+    try:
+        assert resp.status == 200
+        srv.request("POST", base, configmap("unseen"))
+        conn.sock.settimeout(2.5)  # well past timeoutSeconds and the 300 ms bookmark interval
+        with pytest.raises((TimeoutError, OSError)):
+            data = resp.read1(1)
+            raise AssertionError(f"a stalled watch delivered {data!r}")
+    finally:
+        conn.close()
+    # Used up: the next watch delivers the event it missed.
+    conn, resp = srv.open_watch(base + f"?watch=1&resourceVersion={rv}&timeoutSeconds=5")
+    try:
+        ev = read_events(resp, 1)[0]
+        assert ev["type"] == "ADDED" and ev["object"]["metadata"]["name"] == "unseen"
+    finally:
+        conn.close()
+
+
+def test_fault_watch_dropped_after_time(srv, hns):
+    base = CM.format(ns=hns)
+    rv = srv.request("GET", base)[2]["metadata"]["resourceVersion"]
+    srv.control("POST", "faults", {"drop_watch_after_ms": 400, "count": 1})
+    conn, resp = srv.open_watch(base + f"?watch=1&resourceVersion={rv}&timeoutSeconds=30")
+    start = time.monotonic()
+    try:
+        with pytest.raises((http.client.IncompleteRead, ConnectionError, ssl.SSLError, ValueError)):
+            rest = resp.read()
+            if not rest:
+                raise AssertionError("stream ended cleanly")
+    finally:
+        conn.close()
+    assert 0.3 < time.monotonic() - start < 5
+
+
+def test_pod_ip_option(tmp_path):
+    s = Server(str(tmp_path), "--ready-delay-ms", "50", "--pod-ip", "127.0.0.1")
+    try:
+        s.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "p"}})
+        s.request("POST", "/apis/apps/v1/namespaces/p/deployments", json.loads(deployment("web", "p", replicas=2)))
+        pods = wait_until(10, lambda: s.request("GET", "/api/v1/namespaces/p/pods")[2]["items"] or None, "pods")
+        assert [p["status"]["podIP"] for p in pods] == ["127.0.0.1", "127.0.0.1"]
+    finally:
+        s.stop()

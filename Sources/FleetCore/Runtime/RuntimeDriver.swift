@@ -61,6 +61,50 @@ public protocol RuntimeDriver: Sendable {
 
     /// Endpoints of the running instances of a revision, for health probes.
     func endpoints(server: String, revision: String) async throws -> [Endpoint]
+
+    /// Live state of one server or of everything (see `ObserveScope`). Drivers that keep a live-state
+    /// cache answer from it; the default filters `observe()`. Design: docs/designs/0008-live-state-cache.md.
+    func observe(_ scope: ObserveScope) async throws -> LiveState
+
+    /// Begins keeping live state current (caches, watches, supervision); until then `observe` reads the
+    /// runtime directly. Idempotent. The default does nothing.
+    func start() async throws
+
+    /// Ends what `start` began (watches, background work); instances keep running. The default does nothing.
+    func stop() async
+}
+
+/// What an observation covers: everything (the sync key, `status`, `plan`) or one server (its reconcile).
+public enum ObserveScope: Hashable, Sendable, CustomStringConvertible {
+    case all
+    case server(String)
+
+    public var description: String {
+        switch self {
+        case .all: return "all"
+        case .server(let name): return "server/\(name)"
+        }
+    }
+}
+
+extension RuntimeDriver {
+    public func observe(_ scope: ObserveScope) async throws -> LiveState {
+        try await observe().scoped(to: scope)
+    }
+
+    public func start() async throws {}
+    public func stop() async {}
+}
+
+extension LiveState {
+    /// The part of this state a scope covers: for `.server(name)` that server only (none when it does not
+    /// exist) and every tenant (tenants are few, and a server's reconcile checks its tenant).
+    public func scoped(to scope: ObserveScope) -> LiveState {
+        guard case .server(let name) = scope else { return self }
+        var out = self
+        out.servers = servers.filter { $0.name == name }
+        return out
+    }
 }
 
 /// Why a revision ended as it did, for `mcpfleet history`.
