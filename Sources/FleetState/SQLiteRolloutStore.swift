@@ -98,6 +98,13 @@ public final class SQLiteRolloutStore: RolloutStore {
         }
     }
 
+    /// True when the store holds no rollout record, revision or audit entry: new, or lost and recreated.
+    public func holdsNothing() throws -> Bool {
+        let row = try database.query("SELECT (SELECT count(*) FROM rollouts) + (SELECT count(*) FROM revisions) + (SELECT count(*) FROM audit)").first
+        if case .integer(let n)? = row?[0] { return n == 0 }
+        return false
+    }
+
     public func save(_ record: RolloutRecord) async throws {
         _ = try await write(record, expecting: nil)
     }
