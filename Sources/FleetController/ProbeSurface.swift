@@ -51,19 +51,25 @@ public enum ProbeSurface {
         }
         var prompts: [ContractPrompt] = []
         if caps.prompts != nil {
-            prompts = try await pages("prompts/list") { try await client.listPrompts(cursor: $0) }.map { p in
+            prompts = try await optional { try await pages("prompts/list") { try await client.listPrompts(cursor: $0) } }.map { p in
                 ContractPrompt(name: p.name, title: p.title, description: p.description,
                                arguments: (p.arguments ?? []).map { .init(name: $0.name, title: $0.title, description: $0.description, required: $0.required ?? false) })
             }
         }
         var templates: [ContractResourceTemplate] = []
         if caps.resources != nil {
-            templates = try await pages("resources/templates/list") { try await client.listResourceTemplates(cursor: $0) }.map { t in
+            templates = try await optional { try await pages("resources/templates/list") { try await client.listResourceTemplates(cursor: $0) } }.map { t in
                 ContractResourceTemplate(name: t.name, uriTemplate: t.uriTemplate, title: t.title, description: t.description, mimeType: t.mimeType)
             }
         }
         return ServerContract(server: ContractServerInfo(name: initialized.serverInfo.name, version: initialized.serverInfo.version),
                               protocolVersion: initialized.protocolVersion, tools: tools, prompts: prompts, resourceTemplates: templates)
+    }
+
+    /// A list a server announced but does not implement (`Method not found`) is empty: servers announce
+    /// `resources` for plain resources and leave templates out (the SDK's everything server does).
+    static func optional<T>(_ body: () async throws -> [T]) async throws -> [T] {
+        do { return try await body() } catch let e as MCPError where e.code == -32601 { return [] }
     }
 
     /// Every page of a list, following `nextCursor`; a cursor seen twice or too many pages is an error.

@@ -87,7 +87,7 @@ public actor ProbeTransport: MCP.Transport {
         for try await chunk in response.body { body += chunk }
         guard !body.isEmpty else { throw ProbeTransportError(description: "\(method) answered HTTP \(response.status) with an empty body") }
         guard deliver(Data(body), answering: id, method: method) else {
-            throw ProbeTransportError(description: "no JSON-RPC response with id \(id) to \(method)")
+            throw ProbeTransportError(description: "no JSON-RPC response to \(method) with its id (the answer was: \(String(decoding: body.prefix(200), as: UTF8.self)))")
         }
     }
 
