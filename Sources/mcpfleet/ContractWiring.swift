@@ -112,3 +112,40 @@ extension ContractWiring {
         return (diffs, uncompared)
     }
 }
+
+extension ContractWiring {
+    /// `history`: the revision's contract digest, and with `--contract` its surface.
+    static func historyLines(_ c: ServerContract, surface: Bool) -> String {
+        var out = "      contract: \(c.digest) (\(c.tools.count) tools, \(c.prompts.count) prompts, \(c.resourceTemplates.count) resource templates; \(c.server.name) \(c.server.version))\n"
+        guard surface else { return out }
+        for t in c.tools {
+            let props = t.inputSchema["properties"]?.object ?? [:]
+            let required = Set((t.inputSchema["required"]?.array ?? []).compactMap(\.string))
+            let params = props.keys.sorted().map { k -> String in
+                let type = props[k]?["type"]?.string ?? props[k]?["type"]?.compact ?? "any"
+                return required.contains(k) ? "\(k): \(type)" : "\(k)?: \(type)"
+            }
+            out += "        tool \(t.name)(\(params.joined(separator: ", ")))"
+            if let d = t.description { out += " — " + ContractDiff.oneLinePublic(d) }
+            out += "\n"
+        }
+        for p in c.prompts {
+            out += "        prompt \(p.name)(\(p.arguments.map { $0.required ? $0.name : $0.name + "?" }.joined(separator: ", ")))"
+            if let d = p.description { out += " — " + ContractDiff.oneLinePublic(d) }
+            out += "\n"
+        }
+        for t in c.resourceTemplates { out += "        resource template \(t.name) \(t.uriTemplate)\n" }
+        return out
+    }
+
+    /// `status`: the contract each serving revision recorded when it became healthy.
+    static func statusLines(_ live: LiveState, store: any RolloutStore) async throws -> String {
+        var out: [String] = []
+        for s in live.servers {
+            guard let serving = s.servingRevision?.revision,
+                  let c = try await store.revisions(server: s.name).last(where: { $0.revision == serving && $0.contract != nil })?.contract else { continue }
+            out.append("  \(s.name): contract \(c.shortDigest) of revision \(serving) (\(c.tools.count) tools)")
+        }
+        return out.isEmpty ? "" : "\n" + out.joined(separator: "\n") + "\n"
+    }
+}

@@ -224,7 +224,7 @@ public enum ContractDiff {
             out.append(ContractChange(kind: .review, subject: subject, detail: "\(label): `items` changed"))
         }
 
-        let what = path.isEmpty ? "" : " of \(noun) `\(path)`"
+        let what = path.isEmpty ? (input ? " of the input schema" : " of the output schema") : " of \(noun) `\(path)`"
         out += text(os["description"]?.string, ns["description"]?.string, what: "description" + what, subject: subject)
         out += text(os["title"]?.string, ns["title"]?.string, what: "title" + what, subject: subject)
 
@@ -255,6 +255,9 @@ public enum ContractDiff {
     }
 
     static func show(_ s: String?) -> String { s.map { "\"\(clip(oneLine($0)))\"" } ?? "unset" }
+
+    /// `s` on one line (line breaks become spaces), at most 160 characters.
+    public static func oneLinePublic(_ s: String) -> String { clip(oneLine(s)) }
 
     static func oneLine(_ s: String) -> String {
         s.split(whereSeparator: { $0 == "\n" || $0 == "\r" }).joined(separator: " ")
