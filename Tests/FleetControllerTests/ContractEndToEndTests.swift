@@ -148,8 +148,8 @@ import Testing
         try await waitUntil("release 1 stable with its contract recorded", timeout: .seconds(90), every: .milliseconds(200)) {
             if !controller.isRunning { throw TestFailure("controller exited: \(controller.output.suffix(2000))") }
             let s = try await f.server()
-            let h = try await f.history()
-            return s?.phase == .stable && s?.readyReplicas == 2 && h.revisions.contains { $0.contract != nil }
+            guard s?.phase == .stable && s?.readyReplicas == 2 else { return false }
+            return try await f.history().revisions.contains { $0.contract != nil }
         }
         #expect(try await f.history().audit.contains { $0.action == "contract-recorded" })
         // The server swaps its tools under the running revision (both instances, within 50 ms).
