@@ -93,21 +93,26 @@ enum ToolFilter {
             return nil
         }
 
-        /// One event's lines (without its blank line): its `data` filtered, other fields kept.
+        /// One event's lines (without its blank line): its `data` filtered, other fields kept. Split on
+        /// bytes: as a Swift string, `\r\n` is one character and would not split on `\n`.
         func rewriteEvent(_ event: [UInt8]) -> [UInt8] {
-            let text = String(decoding: event, as: UTF8.self)
-            var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { $0.hasSuffix("\r") ? String($0.dropLast()) : String($0) }
-            let dataLines = lines.indices.filter { lines[$0].hasPrefix("data:") }
+            var lines = event.split(separator: 0x0A, omittingEmptySubsequences: false).map { line -> [UInt8] in
+                line.last == 0x0D ? Array(line.dropLast()) : Array(line)
+            }
+            let prefix = Array("data:".utf8)
+            let dataLines = lines.indices.filter { lines[$0].starts(with: prefix) }
             guard !dataLines.isEmpty else { return event }
-            let data = dataLines.map { i -> String in
-                var v = lines[i].dropFirst(5)
-                if v.first == " " { v = v.dropFirst() }
-                return String(v)
-            }.joined(separator: "\n")
-            guard let filtered = ToolFilter.filterList(Data(data.utf8), access: access) else { return event }
-            lines[dataLines[0]] = "data: " + String(decoding: filtered, as: UTF8.self)
+            var data: [UInt8] = []
+            for (n, i) in dataLines.enumerated() {
+                var v = lines[i].dropFirst(prefix.count)
+                if v.first == 0x20 { v = v.dropFirst() }
+                if n > 0 { data.append(0x0A) }
+                data += v
+            }
+            guard let filtered = ToolFilter.filterList(Data(data), access: access) else { return event }
+            lines[dataLines[0]] = Array("data: ".utf8) + Array(filtered)
             for i in dataLines.dropFirst().reversed() { lines.remove(at: i) }
-            return Array(lines.joined(separator: "\n").utf8)
+            return Array(lines.joined(separator: [0x0A]))
         }
     }
 }
