@@ -10,7 +10,7 @@ struct ContractCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "contract",
         abstract: "A server's MCP surface as a reviewed file in git (tools, prompts, resource templates).",
-        subcommands: [ContractPullCommand.self, ContractShowCommand.self]
+        subcommands: [ContractPullCommand.self, ContractDiffCommand.self]
     )
 }
 
@@ -152,7 +152,7 @@ struct ContractPullCommand: AsyncParsableCommand {
     }
 }
 
-struct ContractShowCommand: AsyncParsableCommand {
+struct ContractDiffCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "diff",
         abstract: "Compare two contract files: tools added and removed, breaking and compatible changes, text to review.",

@@ -150,3 +150,40 @@ struct ContractTests {
         #expect(ContractFileDiff(server: "time", file: "f", old: nil, new: new).changes.count == 2)
     }
 }
+
+/// `spec.contract`, `spec.tools` and `Policy.spec.contracts` in manifests: errors at file:line:col.
+struct ContractManifestTests {
+    @Test func fieldsDecode() throws {
+        let c = loadText(minimalTenantAndEnv + server(spec: "  contract: contracts/s1.json\n  tools: {allow: [\"get_*\"], deny: [get_secret]}") + """
+        ---
+        apiVersion: mcpfleet.io/v1alpha1
+        kind: Policy
+        metadata: {name: p}
+        spec: {contracts: enforce}
+
+        """)
+        #expect(c.diagnostics.isEmpty, "\(c.errorsText)")
+        let s = try #require(c.catalog.servers.first)
+        #expect(s.contract == "contracts/s1.json")
+        #expect(s.tools == ToolAccess(allow: ["get_*"], deny: ["get_secret"]))
+        #expect(c.catalog.contractsMode(environment: "dev") == .enforce)
+        #expect(loadText(minimalTenantAndEnv + server()).catalog.contractsMode(environment: "dev") == .warn)
+    }
+
+    @Test func badValuesAreErrorsWhereTheyAre() throws {
+        let c = loadText(minimalTenantAndEnv + server(spec: "  contract: ../../etc/passwd\n  tools: {deny: [\"a b\"], allowed: [x]}") + """
+        ---
+        apiVersion: mcpfleet.io/v1alpha1
+        kind: Policy
+        metadata: {name: p}
+        spec: {contracts: always}
+
+        """)
+        #expect(c.codes.sorted() == ["invalid-path", "invalid-value", "invalid-value", "unknown-field"], "\(c.errorsText)")
+        let path = try #require(c.diagnostics.items.first { $0.code == "invalid-path" })
+        #expect(path.location?.line == 18 && path.message.contains("spec.contract"), "\(path)")
+        let glob = try #require(c.diagnostics.items.first { $0.message.contains("spec.tools.deny[0]") })
+        #expect(glob.location?.line == 19, "\(glob)")
+        #expect(c.diagnostics.items.contains { $0.message.contains("always") })
+    }
+}
