@@ -1,3 +1,5 @@
+import Foundation
+
 /// A JSON value inside a contract (a tool's input or output schema, its annotations). Objects are
 /// unordered maps: the canonical form sorts their keys, so the same schema is always the same bytes
 /// whatever order a server lists its keys in. Integral numbers stay integers (`"minimum": 0`, not `0.0`).
@@ -57,19 +59,10 @@ public indirect enum ContractValue: Codable, Hashable, Sendable {
         }
     }
 
+    /// A JSON string literal (JSONEncoder's escaping, `/` left alone).
     static func quote(_ s: String) -> String {
-        var out = "\""
-        for ch in s.unicodeScalars {
-            switch ch {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if ch.value < 0x20 { out += "\\u" + String(repeating: "0", count: 4 - String(ch.value, radix: 16).count) + String(ch.value, radix: 16) } else { out.unicodeScalars.append(ch) }
-            }
-        }
-        return out + "\""
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        return (try? encoder.encode(s)).map { String(decoding: $0, as: UTF8.self) } ?? "\"\""
     }
 }
