@@ -1,4 +1,5 @@
 import FleetCore
+import FleetHTTP
 import FleetTesting
 import Foundation
 import Testing
@@ -143,7 +144,8 @@ import Testing
         defer { f.cleanUp() }
         let switchFile = f.root + "/switch"
         try f.write([release("1", extra: "", switchFile: switchFile)], documents: Self.enforce)
-        let controller = try f.controller()
+        let metricsPort = TestEnvironment.freePort()
+        let controller = try f.controller(["--metrics-address", "127.0.0.1:\(metricsPort)"])
         defer { controller.signal(SIGKILL) }
         try await waitUntil("release 1 stable with its contract recorded", timeout: .seconds(90), every: .milliseconds(200)) {
             if !controller.isRunning { throw TestFailure("controller exited: \(controller.output.suffix(2000))") }
@@ -163,6 +165,9 @@ import Testing
         #expect(entry.time - switched < 2_050 + 500, "reported \(entry.time - switched) ms after the change")
         #expect(entry.outcome == "failed" && entry.reason.contains("tool `weather`: added"), "\(entry)")
         #expect(controller.logLines.contains { ($0["level"] as? String) == "warning" && ($0["message"] as? String) == "contract changed" })
+        let http = try CurlTransport(CurlTransportConfiguration(proxy: .none))
+        let metrics = String(decoding: try await http.send(HTTPRequest(url: "http://127.0.0.1:\(metricsPort)/metrics")).body, as: UTF8.self)
+        #expect(metrics.contains(#"mcpfleet_contract_changes_total{server="time",revision=""#), "\(metrics.split(separator: "\n").filter { $0.contains("contract") })")
         // Under enforce its instances go out of service (their probes fail).
         try await waitUntil("instances out of service", timeout: .seconds(20), every: .milliseconds(200)) {
             try await f.server()?.readyReplicas == 0
