@@ -111,7 +111,7 @@ actor ContractMonitor {
             try await store.saveRevision(entry)
             await audit(server: server, action: "contract-recorded", revision: revision,
                         reason: "\(contract.tools.count) tools, \(contract.prompts.count) prompts, \(contract.resourceTemplates.count) resource templates (\(contract.digest))",
-                        outcome: "succeeded")
+                        outcome: "ok")
         } catch {
             logger.warning("cannot record contract", metadata: ["server": "\(server)", "revision": "\(revision)", "error": "\(error)"])
         }

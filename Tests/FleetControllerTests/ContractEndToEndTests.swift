@@ -139,6 +139,32 @@ import Testing
         #expect(controller.logLines.contains { ($0["level"] as? String) == "warning" && "\($0)".contains("contract drift") })
     }
 
+    @Test func underWarnADriftedReleaseRollsOutAndIsReported() async throws {
+        let f = try fixture("contract-warn")
+        defer { f.cleanUp() }
+        try f.write([release("1")])
+        #expect(try await f.fleet(["contract", "pull", "time", "-C", f.dir]).status == 0)
+        let controller = try f.controller()
+        defer { controller.signal(SIGKILL) }
+        try await waitUntil("release 1 stable", timeout: .seconds(90), every: .milliseconds(200)) {
+            if !controller.isRunning { throw TestFailure("controller exited: \(controller.output.suffix(2000))") }
+            let s = try await f.server()
+            return s?.phase == .stable && s?.readyReplicas == 2
+        }
+        try f.write([release("2")])
+        let v2 = try await f.revision()
+        try await waitUntil("release 2 serving", timeout: .seconds(60), every: .milliseconds(200)) {
+            let s = try await f.server()
+            return s?.phase == .stable && s?.servingRevision?.revision == v2 && s?.readyReplicas == 2
+        }
+        let history = try await f.history()
+        let drift = try #require(history.audit.first { $0.action == "contract-drift" && $0.revision == v2 })
+        #expect(drift.outcome == "warned" && drift.reason.contains("new required parameter `tz`"), "\(drift)")
+        #expect(history.revisions.first(where: { $0.revision == v2 })?.outcome == .promoted)
+        // Its own surface is what it recorded (release 2's), not the committed file's.
+        #expect(history.revisions.first(where: { $0.revision == v2 })?.contract?.toolNames == ["convert", "now", "weather"])
+    }
+
     @Test func aSurfaceChangingWhileRunningIsReportedWithinOneProbeInterval() async throws {
         let f = try fixture("contract-change")
         defer { f.cleanUp() }
@@ -161,6 +187,7 @@ import Testing
             try await f.history().audit.contains { $0.action == "contract-changed" }
         }
         let entry = try #require(try await f.history().audit.first { $0.action == "contract-changed" })
+        print("contract change reported \(entry.time - switched) ms after the switch file was written")
         // One probe interval (1 s) plus one probe's own time limit (timeout 1 s) and the swap's 50 ms.
         #expect(entry.time - switched < 2_050 + 500, "reported \(entry.time - switched) ms after the change")
         #expect(entry.outcome == "failed" && entry.reason.contains("tool `weather`: added"), "\(entry)")
