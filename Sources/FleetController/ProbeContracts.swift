@@ -17,8 +17,11 @@ actor ContractMonitor {
         var revision: String
     }
 
-    private var first: [Key: ServerContract] = [:]
+    /// The digest of the surface each revision first served healthy. Only the digest is held (a
+    /// contract per revision of a large fleet is megabytes); the surface itself is in the history entry.
     private var firstDigest: [Key: String] = [:]
+    /// A changed surface's verdict against the first one, by the changed digest (read once per change).
+    private var changed: [Key: (digest: String, verdict: ContractVerdict?)] = [:]
     /// The desired revision's differences from the committed contract (by that contract's digest and the
     /// mode; nil verdict: it agrees). Judged again when the committed contract or the mode changes.
     private var drift: [Key: (expected: String?, mode: ContractsMode, verdict: ContractVerdict?)] = [:]
@@ -46,8 +49,8 @@ actor ContractMonitor {
         let digest = observed.digest
         var out = result
 
-        if let known = first[key] {
-            if firstDigest[key] != digest, let v = ContractGate.checkRunning(first: known, now: observed, mode: mode) {
+        if let known = firstDigest[key] {
+            if known != digest, let v = await runningVerdict(key, known: known, observed: observed, mode: mode) {
                 if reported[key, default: []].insert(digest).inserted {
                     metrics.contractChange(server: server, revision: revision)
                     let reason = "the surface of revision \(revision) changed while it runs (\(instance)): \(v.summary)"
@@ -61,7 +64,6 @@ actor ContractMonitor {
                 }
             }
         } else if result.success {
-            first[key] = observed
             firstDigest[key] = digest
             await record(server: server, revision: revision, contract: observed)
         }
@@ -77,7 +79,26 @@ actor ContractMonitor {
                 await audit(server: server, action: "contract-drift", revision: revision, reason: reason, outcome: mode == .enforce ? "failed" : "warned")
             }
         }
+        // The surface is consumed here: what the health tracker keeps per instance is the verdict.
+        out.contract = nil
         return out
+    }
+
+    /// The verdict on a surface that differs (by digest) from the revision's first one: the differences
+    /// from the first surface as its history entry recorded it (or, when none was recorded, the digests).
+    private func runningVerdict(_ key: Key, known: String, observed: ServerContract, mode: ContractsMode) async -> ContractVerdict? {
+        let digest = observed.digest
+        if let c = changed[key], c.digest == digest { return c.verdict.map { ContractVerdict(mode: mode, changes: $0.changes) } }
+        var verdict: ContractVerdict?
+        let recorded = try? await store.revisions(server: key.server).last { $0.revision == key.revision }?.contract
+        if let recorded, recorded.digest == known {
+            verdict = ContractGate.checkRunning(first: recorded, now: observed, mode: mode)
+        } else {
+            verdict = ContractVerdict(mode: mode, changes: [ContractChange(kind: .review, subject: "surface",
+                                                                           detail: "digest changed from \(known) to \(digest)")])
+        }
+        changed[key] = (digest, verdict)
+        return verdict
     }
 
     /// The desired revision's drift from the committed contract, when enforce makes it fail the rollout.
@@ -87,11 +108,9 @@ actor ContractMonitor {
         return d.verdict
     }
 
-    /// The contract a revision served when it first became healthy (this process's view).
-    func contract(server: String, revision: String) -> ServerContract? { first[Key(server: server, revision: revision)] }
-
     func forget(server: String) {
-        for k in first.keys where k.server == server { first[k] = nil; firstDigest[k] = nil }
+        for k in firstDigest.keys where k.server == server { firstDigest[k] = nil }
+        for k in changed.keys where k.server == server { changed[k] = nil }
         for k in drift.keys where k.server == server { drift[k] = nil }
         for k in reported.keys where k.server == server { reported[k] = nil }
     }
@@ -103,7 +122,6 @@ actor ContractMonitor {
             let history = try await store.revisions(server: server)
             guard var entry = history.last(where: { $0.revision == revision }) else { return }
             if let recorded = entry.contract {
-                first[Key(server: server, revision: revision)] = recorded
                 firstDigest[Key(server: server, revision: revision)] = recorded.digest
                 return
             }
