@@ -50,6 +50,8 @@ let package = Package(
             name: "FleetController",
             dependencies: [
                 "FleetCore", "FleetHTTP",
+                // Probes speak MCP with the official SDK's client (docs/designs/0010-tool-contracts.md).
+                .product(name: "MCP", package: "swift-sdk"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

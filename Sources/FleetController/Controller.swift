@@ -55,6 +55,8 @@ public final class Controller: Service, Sendable {
     public let tracker: HealthTracker
     let analysis: AnalysisRunner
     let state = ControllerState()
+    /// The surfaces MCP probes read: recorded, checked against contracts (ProbeContracts.swift).
+    let contracts: ContractMonitor
 
     /// - Parameters:
     ///   - source: renders the desired state (the composition root builds it from the manifest files).
@@ -73,6 +75,7 @@ public final class Controller: Service, Sendable {
         self.configuration = configuration
         self.metrics = metrics
         prober = transport.map { Prober(transport: $0) }
+        contracts = ContractMonitor(store: store, metrics: metrics, logger: logger, now: { clock.nowMs() })
         // Failures back off up to the resync interval: a resync would retry them then anyway.
         let queue = WorkQueue<ReconcileKey>(clock: clock, maxDelayMs: max(WorkQueue<ReconcileKey>.baseDelayMs, configuration.resyncIntervalMs))
         self.queue = queue
@@ -299,6 +302,7 @@ public final class Controller: Service, Sendable {
             if liveServer == nil || liveServer?.managed == true {
                 try await store.removeRecord(server: name)
                 await analysis.cancel(server: name)
+                await contracts.forget(server: name)
                 await tracker.forget(server: name)
                 await state.forget(name)
             }
@@ -420,6 +424,9 @@ public final class Controller: Service, Sendable {
             if let e = await state.startError(server: desired.name, revision: r.revision) { p.unstartable = e }
             if p != RevisionProblems() { out[r.revision] = p }
         }
+        if let drift = await contracts.failingDrift(server: desired.name, revision: desired.revision, expectation: await state.snapshot?.contracts[desired.name]) {
+            out[desired.revision, default: RevisionProblems()].contractDrift = ContractGate.rollbackReason(revision: desired.revision, drift)
+        }
         // Revisions the runtime has no group of (their start failed before it recorded anything).
         for (revision, e) in await state.startErrors(server: desired.name) where out[revision] == nil {
             out[revision] = RevisionProblems(unstartable: e)
@@ -493,7 +500,7 @@ public final class Controller: Service, Sendable {
                 try await store.saveRevision(RevisionRecord(
                     server: name, revision: revision, version: existing?.version ?? s.version, fields: existing?.fields ?? s.fields,
                     createdAt: existing?.createdAt ?? clock.nowMs(), outcome: outcome, reason: reason,
-                    manifestCommit: existing?.manifestCommit ?? snap.commit, evidence: existing?.evidence ?? verdict?.evidence))
+                    manifestCommit: existing?.manifestCommit ?? snap.commit, evidence: existing?.evidence ?? verdict?.evidence, contract: existing?.contract))
             case .audit(let what, let revision, let reason):
                 try await persist {
                     try await self.store.appendAudit(AuditEntry(time: self.clock.nowMs(), server: name, action: what, revision: revision, reason: reason,
@@ -587,7 +594,8 @@ public final class Controller: Service, Sendable {
                             guard await state.beginProbe(d.name + "/" + e.instance, limit: configuration.probeConcurrency) else { continue }
                             let revision = r.revision
                             Task {
-                                let result = await prober.probe(e, health: health, path: d.path)
+                                let result = await self.contracts.check(server: d.name, revision: revision, instance: e.instance, desiredRevision: d.revision,
+                                                                        result: await prober.probe(e, health: health, path: d.path), expectation: snap.contracts[d.name])
                                 self.metrics.probe(server: d.name, revision: revision, result: result)
                                 let flipped = await self.tracker.record(server: d.name, revision: revision, instance: e.instance, result: result,
                                                                         threshold: d.health.failureThreshold, now: self.clock.nowMs())

@@ -10,20 +10,22 @@ public struct ProbeResult: Sendable, Hashable {
     public var message: String?
     /// Tool names, for MCP probes that got as far as `tools/list`.
     public var tools: [String]?
+    /// The server's whole surface, for MCP probes that read it (docs/designs/0010-tool-contracts.md).
+    public var contract: ServerContract?
 
-    public init(success: Bool, latencyMs: Double, message: String? = nil, tools: [String]? = nil) {
+    public init(success: Bool, latencyMs: Double, message: String? = nil, tools: [String]? = nil, contract: ServerContract? = nil) {
         self.success = success
         self.latencyMs = latencyMs
         self.message = message
-        self.tools = tools
+        self.tools = tools ?? contract?.toolNames
+        self.contract = contract
     }
 }
 
-/// Health probes: HTTP (GET → 2xx), TCP (connect) and MCP (`initialize`, `notifications/initialized`,
-/// `tools/list` over streamable HTTP, JSON or SSE responses, session header, required tools).
+/// Health probes: HTTP (GET → 2xx), TCP (connect) and MCP (the official Swift SDK's client over
+/// streamable HTTP: `initialize` with protocol-version negotiation, then every page of `tools/list`,
+/// `prompts/list` and `resources/templates/list`; required tools; the surface as a contract).
 public struct Prober: Sendable {
-    public static let protocolVersion = "2025-06-18"
-
     let transport: any HTTPTransport
 
     public init(transport: any HTTPTransport) {
@@ -95,116 +97,20 @@ public struct Prober: Sendable {
             : ProbeResult(success: false, latencyMs: 0, message: "connect to \(host):\(port): \(String(cString: strerror(err)))")
     }
 
-    struct ProbeFailure: Error, CustomStringConvertible {
-        var description: String
-    }
-
-    /// The MCP handshake a client performs, then `tools/list`.
+    /// The MCP handshake a client performs, then the server's whole surface (see `ProbeSurface`).
     public func mcp(url: String, timeoutMs: Int64, requireTools: [String]) async -> ProbeResult {
+        let contract: ServerContract
         do {
-            let initialize: [String: Any] = [
-                "jsonrpc": "2.0", "id": 1, "method": "initialize",
-                "params": [
-                    "protocolVersion": Prober.protocolVersion, "capabilities": [String: Any](),
-                    "clientInfo": ["name": "mcpfleet", "version": "0.1.0"],
-                ] as [String: Any],
-            ]
-            let (initResult, headers) = try await rpc(url: url, body: initialize, id: 1, session: nil, timeoutMs: timeoutMs)
-            guard initResult["protocolVersion"] != nil || initResult["serverInfo"] != nil else {
-                throw ProbeFailure(description: "initialize result has neither protocolVersion nor serverInfo")
-            }
-            let session = headers.first(name: "Mcp-Session-Id")
-            defer {
-                if let session { Task { await self.endSession(url: url, session: session) } }
-            }
-            try await notify(url: url, body: ["jsonrpc": "2.0", "method": "notifications/initialized"], session: session, timeoutMs: timeoutMs)
-            let (toolsResult, _) = try await rpc(url: url, body: ["jsonrpc": "2.0", "id": 2, "method": "tools/list"], id: 2, session: session, timeoutMs: timeoutMs)
-            let tools = (toolsResult["tools"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
-            let missing = requireTools.filter { !tools.contains($0) }
-            if !missing.isEmpty {
-                return ProbeResult(success: false, latencyMs: 0, message: "required tool(s) missing: \(missing.joined(separator: ", ")) (server offers \(tools.joined(separator: ", ")))", tools: tools)
-            }
-            return ProbeResult(success: true, latencyMs: 0, tools: tools)
+            contract = try await ProbeSurface.read(url: url, http: transport, timeoutMs: timeoutMs)
         } catch {
             return ProbeResult(success: false, latencyMs: 0, message: "MCP probe of \(url): \(error)")
         }
-    }
-
-    func headers(session: String?) -> HTTPHeaders {
-        var h: HTTPHeaders = ["Accept": "application/json, text/event-stream", "Content-Type": "application/json"]
-        if let session {
-            h.add(name: "Mcp-Session-Id", value: session)
-            h.add(name: "MCP-Protocol-Version", value: Prober.protocolVersion)
+        let tools = contract.toolNames
+        let missing = requireTools.filter { !tools.contains($0) }
+        if !missing.isEmpty {
+            return ProbeResult(success: false, latencyMs: 0, message: "required tool(s) missing: \(missing.joined(separator: ", ")) (server offers \(tools.joined(separator: ", ")))", contract: contract)
         }
-        return h
-    }
-
-    /// Sends one JSON-RPC request and returns its `result`, reading a JSON body or an SSE stream up to
-    /// the response with our id (the stream may stay open afterwards; it is dropped, which closes it).
-    func rpc(url: String, body: [String: Any], id: Int, session: String?, timeoutMs: Int64) async throws -> ([String: Any], HTTPHeaders) {
-        let data = try JSONSerialization.data(withJSONObject: body)
-        let request = HTTPRequest(method: "POST", url: url, headers: headers(session: session), body: Array(data), timeout: .milliseconds(timeoutMs))
-        let response = try await transport.stream(request)
-        guard (200..<300).contains(response.status) else {
-            var collected: [UInt8] = []
-            for try await chunk in response.body { collected += chunk; if collected.count > 4096 { break } }
-            throw ProbeFailure(description: "\(body["method"] ?? "request") answered HTTP \(response.status): \(String(decoding: collected.prefix(200), as: UTF8.self))")
-        }
-        let contentType = (response.header("Content-Type") ?? "").lowercased()
-        var buffer: [UInt8] = []
-        var sse = SSEParser()
-        for try await chunk in response.body {
-            if contentType.hasPrefix("text/event-stream") {
-                for event in sse.feed(chunk) {
-                    if let message = try Prober.match(Data(event.utf8), id: id) { return (message, response.headers) }
-                }
-            } else {
-                buffer += chunk
-            }
-        }
-        if contentType.hasPrefix("text/event-stream") {
-            for event in sse.finish() {
-                if let message = try Prober.match(Data(event.utf8), id: id) { return (message, response.headers) }
-            }
-            throw ProbeFailure(description: "the event stream ended without a response to \(body["method"] ?? "request")")
-        }
-        guard let message = try Prober.match(Data(buffer), id: id) else {
-            throw ProbeFailure(description: "no JSON-RPC response with id \(id) to \(body["method"] ?? "request")")
-        }
-        return (message, response.headers)
-    }
-
-    /// The `result` of the JSON-RPC response with `id` in `data` (an object or a batch); JSON-RPC errors throw.
-    static func match(_ data: Data, id: Int) throws -> [String: Any]? {
-        guard !data.isEmpty else { return nil }
-        let json: Any
-        do { json = try JSONSerialization.jsonObject(with: data) } catch {
-            throw ProbeFailure(description: "response is not JSON: \(String(decoding: data.prefix(200), as: UTF8.self))")
-        }
-        let messages = (json as? [[String: Any]]) ?? [(json as? [String: Any]) ?? [:]]
-        for m in messages where (m["id"] as? Int) == id || (m["id"] as? String) == String(id) {
-            if let error = m["error"] as? [String: Any] {
-                throw ProbeFailure(description: "JSON-RPC error \(error["code"] ?? "?"): \(error["message"] ?? "")")
-            }
-            return m["result"] as? [String: Any] ?? [:]
-        }
-        return nil
-    }
-
-    func notify(url: String, body: [String: Any], session: String?, timeoutMs: Int64) async throws {
-        let data = try JSONSerialization.data(withJSONObject: body)
-        let response = try await transport.send(HTTPRequest(method: "POST", url: url, headers: headers(session: session), body: Array(data), timeout: .milliseconds(timeoutMs)))
-        guard (200..<300).contains(response.status) else {
-            throw ProbeFailure(description: "notifications/initialized answered HTTP \(response.status)")
-        }
-    }
-
-    /// Ends the probe's session so servers do not accumulate them (best effort: 405 means unsupported).
-    func endSession(url: String, session: String) async {
-        var h = HTTPHeaders()
-        h.add(name: "Mcp-Session-Id", value: session)
-        h.add(name: "MCP-Protocol-Version", value: Prober.protocolVersion)
-        _ = try? await transport.send(HTTPRequest(method: "DELETE", url: url, headers: h, timeout: .seconds(2)))
+        return ProbeResult(success: true, latencyMs: 0, contract: contract)
     }
 }
 

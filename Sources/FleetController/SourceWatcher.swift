@@ -12,12 +12,16 @@ public struct DesiredStateSnapshot: Sendable {
     /// The git commit of the manifests, when they live in a git work tree.
     public var commit: String?
     public var verdicts: [String: PolicyVerdict]
+    /// Per server: the committed contract, the contracts mode and the tool lists (docs/designs/0010-tool-contracts.md).
+    public var contracts: [String: ContractExpectation]
 
-    public init(desired: DesiredState, fingerprint: String, commit: String? = nil, verdicts: [String: PolicyVerdict] = [:]) {
+    public init(desired: DesiredState, fingerprint: String, commit: String? = nil, verdicts: [String: PolicyVerdict] = [:],
+                contracts: [String: ContractExpectation] = [:]) {
         self.desired = desired
         self.fingerprint = fingerprint
         self.commit = commit
         self.verdicts = verdicts
+        self.contracts = contracts
     }
 }
 

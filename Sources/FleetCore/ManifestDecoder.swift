@@ -19,7 +19,7 @@ public enum ManifestDecoder {
         static let documentRequired = ["apiVersion", "kind", "metadata"]
         static let metadata = ["name", "labels", "annotations"]
         static let metadataRequired = ["name"]
-        static let server = ["description", "version", "tenant", "artifact", "transport", "env", "replicas", "resources", "health", "rollout", "slo", "supplyChain", "environments", "gateway"]
+        static let server = ["description", "version", "tenant", "artifact", "transport", "env", "replicas", "resources", "health", "rollout", "slo", "supplyChain", "environments", "gateway", "contract", "tools"]
         static let serverRequired = ["version", "tenant", "artifact", "transport"]
         static let artifact = ["image", "command", "workingDirectory", "digest"]
         static let transport = ["type", "port", "path"]
@@ -33,7 +33,7 @@ public enum ManifestDecoder {
         static let rollout = ["strategy", "maxSurge", "maxUnavailable", "steps", "autoRollback", "progressDeadline"]
         static let canaryStep = ["weight", "replicas", "pause", "analysis"]
         static let supplyChain = ["artifact", "signature", "sbom", "scan", "provenance"]
-        static let policy = ["mode", "environments", "requireSignature", "trustedKeys", "requireSBOM", "maxSeverity", "requireScan", "requireProvenance", "requireDigest", "allowedRegistries", "allowedCommands"]
+        static let policy = ["mode", "environments", "requireSignature", "trustedKeys", "requireSBOM", "maxSeverity", "requireScan", "requireProvenance", "requireDigest", "allowedRegistries", "allowedCommands", "contracts"]
         static let trustedKey = ["name", "publicKey", "file"]
         static let trustedKeyRequired = ["name"]
         static let slo = ["successRate", "latencyP95", "analysis"]
@@ -206,6 +206,7 @@ public enum ManifestDecoder {
         s.supplyChain = supplyChain
         s.environments = environments
         s.gateway = f.value("gateway").flatMap { serverGateway($0, r) }
+        serverContract(f, into: &s, source: source, r)
         s.locations = r.locations
         return s
     }
@@ -495,6 +496,7 @@ public enum ManifestDecoder {
         if let s = r.enumValue(f, "maxSeverity", SeverityCeiling.self) { p.maxSeverity = s; if s < .critical { p.requireScan = true } }
         p.allowedRegistries = r.stringList(f, "allowedRegistries") ?? []
         p.allowedCommands = r.stringList(f, "allowedCommands") ?? []
+        p.contracts = r.enumValue(f, "contracts", ContractsMode.self)
         var keyNames: [String: SourceLocation] = [:]
         for (i, item) in (r.list(f, "trustedKeys") ?? []).enumerated() {
             let path = FieldPath("spec.trustedKeys", index: i)

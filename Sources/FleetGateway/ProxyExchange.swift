@@ -35,6 +35,8 @@ final class ProxyExchange: UpstreamDelegate {
     private var unflushed = false
     private var done = false
     private var failureReason: String?
+    /// Set for a `tools/list` on a server with `spec.tools`: its answer is rewritten (ToolFilter).
+    private var toolList: ToolFilter.ListRewriter?
 
     init(handler: GatewayHTTPHandler, route: Route, head: HTTPRequestHead, body: ByteBuffer?, started: ContinuousClock.Instant) {
         self.handler = handler
@@ -82,6 +84,14 @@ final class ProxyExchange: UpstreamDelegate {
             break
         default:
             refuse(.methodNotAllowed, "MCP endpoints take POST, GET and DELETE", extra: [("Allow", "GET, POST, DELETE")])
+            return
+        }
+        if let access = policy.tools, let call = ToolFilter.denied(rpc.calls, access: access) {
+            server.metrics.rejected(scope: "server", reason: "tool-denied")
+            failureReason = "tool-denied: \(call.tool)"
+            status = 200
+            respondFromGateway(.ok, body: ToolFilter.errorBody(call, server: route.server))
+            finish(failed: nil)
             return
         }
         if let presented = head.headers.first(name: "mcp-session-id") {
@@ -206,6 +216,10 @@ final class ProxyExchange: UpstreamDelegate {
         headers.add(name: "X-Request-Id", value: requestID)
         if !head.isKeepAlive { headers.add(name: "Connection", value: "close") }
         let type = h.headers.first(name: "content-type")?.lowercased() ?? ""
+        if let access = route.policy.tools, rpc.method == "tools/list", (200..<300).contains(status) {
+            toolList = ToolFilter.ListRewriter(access: access, sse: type.hasPrefix("text/event-stream"))
+            headers.remove(name: "content-length")
+        }
         if type.hasPrefix("text/event-stream") {
             sse = SSEParser()
         } else if !pending.isEmpty && type.hasPrefix("application/json") {
@@ -234,12 +248,20 @@ final class ProxyExchange: UpstreamDelegate {
                 json = nil
             }
         }
-        handler.context?.write(handler.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        if toolList != nil {
+            let out = buffer.withUnsafeReadableBytes { toolList!.feed($0) }
+            if !out.isEmpty { handler.context?.write(handler.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: out)))), promise: nil) }
+        } else {
+            handler.context?.write(handler.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        }
         unflushed = true
     }
 
     func upstreamEnd() {
         if let bytes = json { observe(Data(bytes)) }
+        if toolList != nil, case let rest = toolList!.finish(), !rest.isEmpty {
+            handler.context?.write(handler.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: rest)))), promise: nil)
+        }
         connection = nil
         let close = !head.isKeepAlive
         if let context = handler.context {
@@ -328,7 +350,10 @@ final class ProxyExchange: UpstreamDelegate {
     }
 
     private func respondFromGateway(_ status: HTTPResponseStatus, _ message: String) {
-        let body = "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32000,\"message\":\(AccessLog.quote(message))}}"
+        respondFromGateway(status, body: "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32000,\"message\":\(AccessLog.quote(message))}}")
+    }
+
+    private func respondFromGateway(_ status: HTTPResponseStatus, body: String) {
         var headers = HTTPHeaders([("Content-Type", "application/json"), ("Content-Length", String(body.utf8.count)), ("X-Request-Id", requestID)])
         if !head.isKeepAlive { headers.add(name: "Connection", value: "close") }
         handler.writeResponse(HTTPResponseHead(version: head.version, status: status, headers: headers), body: ByteBuffer(string: body), close: !head.isKeepAlive)

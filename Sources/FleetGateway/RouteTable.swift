@@ -30,11 +30,14 @@ public struct RoutePolicy: Sendable, Hashable {
     public var tokens: BearerTokens
     public var tenantRate: RateLimit?
     public var serverRate: RateLimit?
+    /// `spec.tools`: tools clients may see and call (nil or empty: all).
+    public var tools: ToolAccess?
 
-    public init(tokens: BearerTokens = BearerTokens(tokens: []), tenantRate: RateLimit? = nil, serverRate: RateLimit? = nil) {
+    public init(tokens: BearerTokens = BearerTokens(tokens: []), tenantRate: RateLimit? = nil, serverRate: RateLimit? = nil, tools: ToolAccess? = nil) {
         self.tokens = tokens
         self.tenantRate = tenantRate
         self.serverRate = serverRate
+        self.tools = tools?.isEmpty == true ? nil : tools
     }
 }
 

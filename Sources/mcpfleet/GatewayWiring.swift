@@ -96,7 +96,8 @@ enum GatewayWiring {
         var out: [String: RoutePolicy] = [:]
         for s in catalog.servers(in: environment) {
             let t = tenants[s.tenant]
-            out[s.name] = RoutePolicy(tokens: t?.0 ?? BearerTokens(tokens: []), tenantRate: t?.1, serverRate: s.gateway?.rateLimit.map(rate))
+            out[s.name] = RoutePolicy(tokens: t?.0 ?? BearerTokens(tokens: []), tenantRate: t?.1, serverRate: s.gateway?.rateLimit.map(rate),
+                                     tools: s.tools)
         }
         return out
     }

@@ -23,6 +23,9 @@ struct HistoryCommand: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: "Output format: text or json.")
     var output: OutputFormat = .text
 
+    @Flag(name: .long, help: "Also print each revision's recorded MCP surface (tools, prompts, resource templates).")
+    var contract = false
+
     struct Report: Codable {
         var server: String
         var revisions: [RevisionRecord]
@@ -59,6 +62,7 @@ struct HistoryCommand: AsyncParsableCommand {
                 if e.provenanceVerified { parts.append("provenance verified") }
                 if !parts.isEmpty { out += "      evidence: \(parts.joined(separator: ", "))\n" }
             }
+            if let c = r.contract { out += ContractWiring.historyLines(c, surface: contract) }
         }
         out += "\nAudit log (last \(audit.count)):\n"
         for a in audit {

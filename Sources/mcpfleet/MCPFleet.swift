@@ -7,7 +7,7 @@ struct MCPFleet: AsyncParsableCommand {
         commandName: "mcpfleet",
         abstract: "Declarative controller for fleets of MCP servers.",
         version: MCPFleetVersion.current,
-        subcommands: [ValidateCommand.self, PlanCommand.self, VerifyCommand.self, ImportCommand.self, RenderCommand.self, StopCommand.self, BenchCommand.self, RunCommand.self, GatewayCommand.self, ApplyCommand.self, StatusCommand.self, HistoryCommand.self, RollbackCommand.self, PauseCommand.self, ResumeCommand.self, PromoteCommand.self, StateCommand.self]
+        subcommands: [ValidateCommand.self, PlanCommand.self, VerifyCommand.self, ImportCommand.self, RenderCommand.self, StopCommand.self, BenchCommand.self, RunCommand.self, GatewayCommand.self, ApplyCommand.self, StatusCommand.self, HistoryCommand.self, ContractCommand.self, RollbackCommand.self, PauseCommand.self, ResumeCommand.self, PromoteCommand.self, StateCommand.self]
     )
 
     /// Exit codes follow `kubectl diff`: 0 ok, 1 findings, 2 usage or I/O error, 3 blocked by policy.

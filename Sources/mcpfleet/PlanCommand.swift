@@ -61,22 +61,28 @@ struct PlanCommand: AsyncParsableCommand {
 
         let liveState: LiveState
         let baseline: String
+        var baselineContracts: ContractWiring.Baseline = .none
         if let live {
             liveState = try PlanCommand.readLiveState(live)
             baseline = "live state \(live)"
         } else if let against {
             liveState = try Self.gitBaseline(path: path, ref: against, environment: environment)
             baseline = "git \(against)"
+            baselineContracts = .git(ref: against)
         } else {
             let (driver, store) = try target.runtime()
             do { liveState = try await target.observe(driver, store) } catch let failure as CommandFailure {
                 throw CommandFailure(message: failure.message + "; pass --live FILE or --against GIT-REF to plan without it")
             }
+            baselineContracts = .recorded(store, liveState)
             baseline = "\(environment.driver.rawValue) runtime of environment \(environment.name)"
         }
 
         var plan = Planner.plan(desired: desired, live: liveState, verdicts: verdicts, baseline: baseline)
         plan.environmentSpec = EnvironmentSpec(environment)
+        let contracts = try await ContractWiring.planDiffs(loaded.catalog, environment: environment, root: loaded.baseDirectory, path: path, baseline: baselineContracts)
+        if !contracts.diffs.isEmpty { plan.contracts = contracts.diffs }
+        if contracts.uncompared { plan.unrecorded.append("contracts (the baseline records no surface)") }
         plan.source = PlanSource(root: Self.absolute(loaded.baseDirectory), commit: GitSource.headCommit(path),
                                  manifests: loaded.set.files.map { FileDigest(path: $0.relativePath, sha256: ArtifactDigest.sha256(of: Array($0.text.utf8))) },
                                  evidence: evidence)

@@ -57,7 +57,9 @@ struct FleetTarget {
         }
         let desired = Renderer.desiredState(loaded.catalog, environment: environment)
         let verdicts = try SupplyChainWiring(catalog: loaded.catalog, baseDirectory: loaded.baseDirectory).verdicts(for: desired, environment: environment)
-        return DesiredStateSnapshot(desired: desired, fingerprint: DirectoryFingerprint.compute(path), commit: GitSource.manifestCommit(path), verdicts: verdicts)
+        let contracts = try ContractWiring.expectations(loaded.catalog, environment: environment, baseDirectory: loaded.baseDirectory)
+        return DesiredStateSnapshot(desired: desired, fingerprint: DirectoryFingerprint.compute(path), commit: GitSource.manifestCommit(path), verdicts: verdicts,
+                                    contracts: contracts)
     }
 }
 

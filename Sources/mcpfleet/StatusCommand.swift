@@ -32,6 +32,7 @@ struct StatusCommand: AsyncParsableCommand {
             let desired = target.desired
             var text = Self.table(live, desired: desired, gateway: GatewayWiring.address(flag: nil, environment: target.environment, once: false))
             text += Self.notes(live, desired: desired, records: try await store.records())
+            text += try await ContractWiring.statusLines(live, store: store)
             if let note = try await ControllerPresence.read(store).note { text += "  \(note)\n" }
             writeStdout(text)
         }

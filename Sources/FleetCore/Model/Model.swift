@@ -292,6 +292,10 @@ public struct Server: Sendable, Hashable {
     public var supplyChain: SupplyChainSpec?
     public var environments: [String]?
     public var gateway: ServerGatewaySettings?
+    /// `spec.contract`: the committed contract file, relative to the manifest root (docs/designs/0010-tool-contracts.md).
+    public var contract: String?
+    /// `spec.tools`: the tools the gateway lets clients see and call.
+    public var tools: ToolAccess?
     public var source: DocumentSource
     public var locations: FieldLocations
 
@@ -353,6 +357,8 @@ public struct Policy: Sendable, Hashable {
     public var requireDigest = false
     public var allowedRegistries: [String] = []
     public var allowedCommands: [String] = []
+    /// `spec.contracts`: what a surface that differs from the committed contract does (nil: not set here).
+    public var contracts: ContractsMode?
     public var source: DocumentSource
     public var locations: FieldLocations
 

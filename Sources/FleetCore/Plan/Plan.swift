@@ -199,6 +199,9 @@ public struct Plan: Codable, Hashable, Sendable {
     /// Sensitive plain values are sealed (their digest only): `apply` takes them from the manifests of
     /// `source`, only while those are byte for byte what the plan was made from.
     public var desired: DesiredState
+    /// Contract files that changed between the baseline and the catalog, and tool lists checked against
+    /// them (docs/designs/0010-tool-contracts.md). nil when no server names a contract.
+    public var contracts: [ContractFileDiff]?
 
     public var hasChanges: Bool { !changes.isEmpty }
     public var hasBlocked: Bool { changes.contains { $0.blocked } }

@@ -59,6 +59,7 @@ public struct PlanFormatter: Sendable {
             for v in verdicts { out += verdictLine(v) }
             out += "\n"
         }
+        out += ContractFormatter(color: color).text(plan.contracts ?? [])
         if !plan.unrecorded.isEmpty {
             out += "Not compared (the baseline does not record them): \(plan.unrecorded.joined(separator: "; ")). `plan --against GIT-REF` compares everything.\n\n"
         }
@@ -155,6 +156,7 @@ public struct PlanFormatter: Sendable {
                 out += "| `\(v.server)` | `\(v.revision)` | \(mark) | \(reasons) |\n"
             }
         }
+        out += ContractFormatter().markdown(plan.contracts ?? [])
         return out
     }
 }

@@ -8,6 +8,9 @@ public struct RevisionProblems: Hashable, Sendable {
     public var restarts: Int
     /// One line per instance that is not ready: `<instance>: <why>`.
     public var reasons: [String]
+    /// Set when the revision's surface differs from the committed contract and the contracts policy
+    /// enforces it (`ContractGate.rollbackReason`): the rollout fails at once.
+    public var contractDrift: String?
 
     public init(unstartable: String? = nil, restarts: Int = 0, reasons: [String] = []) {
         self.unstartable = unstartable

@@ -341,6 +341,10 @@ public enum RolloutMachine {
                     actions = []
                     return rollback(reason: "revision \(t) cannot start: \(why)")
                 }
+                if let why = p.contractDrift {
+                    actions = []
+                    return rollback(reason: why)
+                }
                 let restarts = p.restarts - record.restartBaseline
                 if restarts >= RolloutMachine.crashLoopRestarts {
                     actions = []

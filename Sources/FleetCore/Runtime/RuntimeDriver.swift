@@ -129,9 +129,12 @@ public struct RevisionRecord: Codable, Hashable, Sendable {
     public var reason: String?
     public var manifestCommit: String?
     public var evidence: EvidenceSummary?
+    /// The MCP surface the revision served when it first became healthy (docs/designs/0010-tool-contracts.md).
+    public var contract: ServerContract?
 
     public init(server: String, revision: String, version: String, fields: [SpecField], createdAt: Int64, outcome: RevisionOutcome,
-                reason: String? = nil, manifestCommit: String? = nil, evidence: EvidenceSummary? = nil) {
+                reason: String? = nil, manifestCommit: String? = nil, evidence: EvidenceSummary? = nil, contract: ServerContract? = nil) {
+        self.contract = contract
         self.server = server
         self.revision = revision
         self.version = version
