@@ -90,6 +90,8 @@ public final class Controller: Service, Sendable {
     // MARK: - running
 
     public func run() async throws {
+        // The driver's live-state cache (watches, supervision) lives as long as the loop.
+        try await driver.start()
         let background = Task {
             await withTaskGroup(of: Void.self) { g in
                 g.addTask { await self.sourceLoop() }
@@ -108,6 +110,7 @@ public final class Controller: Service, Sendable {
         background.cancel()
         await background.value
         await analysis.cancelAll()
+        await driver.stop()
         logger.info("controller stopped")
     }
 
@@ -240,7 +243,7 @@ public final class Controller: Service, Sendable {
 
     func sync(log: Logger, correlation: String) async throws {
         guard let snap = await state.snapshot else { return }
-        let live = try await observe()
+        let live = try await observeAll()
         let liveTenants = Dictionary(live.tenants.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         for t in snap.desired.tenants {
             let l = liveTenants[t.name]
@@ -253,9 +256,16 @@ public final class Controller: Service, Sendable {
         }
         let desiredNames = Set(snap.desired.servers.map(\.name))
         // A changed catalog may fix what failed: those keys skip their backoff; a plain resync does not.
-        let changed = await state.syncedSnapshot(snap.fingerprint)
+        // Servers whose spec changed go ahead of the sweep over the rest (a resync, a first pass).
+        let (changed, changedServers) = await state.syncedSnapshot(snap)
         if changed { await state.clearStartErrors(server: nil) }
-        for s in snap.desired.servers { await queue.add(.server(s.name), bypassingBackoff: changed) }
+        for s in snap.desired.servers {
+            if changedServers.contains(s.name) {
+                await queue.add(.server(s.name), bypassingBackoff: true)
+            } else {
+                await queue.add(.server(s.name), bypassingBackoff: changed, priority: .low)
+            }
+        }
         for l in live.servers where l.managed && !desiredNames.contains(l.name) { await queue.add(.server(l.name)) }
         // Bookkeeping of servers neither desired nor running (a deletion interrupted after the runtime
         // forgot the server): reconciling the key removes the record.
@@ -275,18 +285,24 @@ public final class Controller: Service, Sendable {
         }
     }
 
-    func observe() async throws -> LiveState {
-        let live = try await driver.observe()
+    /// The sync key's observation: everything, once per pass (the only full observation the loop makes).
+    func observeAll() async throws -> LiveState {
+        let live = try await driver.observe(.all)
         let records = try await store.records()
         await state.setLive(live.merging(records))
         return live
+    }
+
+    /// A server key's observation: that server's objects only (from the driver's cache), and every tenant.
+    func observe(server name: String) async throws -> LiveState {
+        try await driver.observe(.server(name))
     }
 
     // MARK: - one server
 
     func reconcile(server name: String, log: Logger, correlation: String) async throws {
         guard let snap = await state.snapshot else { return }
-        let live = try await observe()
+        let live = try await observe(server: name)
         let liveServer = live.server(name)
         guard let desired = snap.desired.server(name) else {
             if let l = liveServer, l.managed {
@@ -301,6 +317,9 @@ public final class Controller: Service, Sendable {
                 await analysis.cancel(server: name)
                 await tracker.forget(server: name)
                 await state.forget(name)
+                await state.updateLive(server: name, nil)
+            } else if let l = liveServer {
+                await state.updateLive(server: name, l)
             }
             return
         }
@@ -347,15 +366,21 @@ public final class Controller: Service, Sendable {
                 // Retrying cannot start this revision: the machine hears it at once and fails the rollout.
                 log.warning("cannot start revision", metadata: ["server": "\(name)", "revision": "\(failure.revision)", "error": "\(failure.error)"])
                 if failure.revision != out.record.targetRevision { throw failure.error }
-                currentLive = try await observe().server(name)
+                currentLive = try await observe(server: name).server(name)
                 continue
             }
             settled = out.settled
             wakeAt = out.wakeAt
             guard out.again && out.actions.allSatisfy({ if case .scale = $0 { false } else { true } }) else { break }
             if out.actions.contains(where: { if case .removeRevision = $0 { true } else { false } }) {
-                currentLive = try await observe().server(name)
+                currentLive = try await observe(server: name).server(name)
             }
+        }
+        // What `status`, the progress line and the probe loop read: this server's part of the last live state.
+        if let l = currentLive {
+            await state.updateLive(server: name, LiveState(servers: [l]).merging(record.map { [$0] } ?? []).servers[0])
+        } else {
+            await state.updateLive(server: name, nil)
         }
         metrics.phase(server: name, phase: record?.displayPhase ?? .stable)
         metrics.replicas(server: name, desired: desired.replicas, ready: currentLive?.readyReplicas ?? 0)
@@ -365,7 +390,8 @@ public final class Controller: Service, Sendable {
             let delay = min(configuration.rolloutPollMs, max(0, (wakeAt ?? Int64.max) - now))
             await queue.add(.server(name), afterMs: max(1, delay))
         } else {
-            await queue.add(.server(name), afterMs: configuration.resyncIntervalMs)
+            // Settled: looked at again with the resync's sweep, behind anything that happens meanwhile.
+            await queue.add(.server(name), afterMs: configuration.resyncIntervalMs, priority: .low)
         }
     }
 
@@ -555,9 +581,13 @@ public final class Controller: Service, Sendable {
     func probeLoop() async {
         guard let prober else { return }
         while !Task.isCancelled {
-            if let snap = await state.snapshot, let live = await state.lastLive {
+            if let snap = await state.snapshot, await state.lastLive != nil {
+                let tickStart = clock.nowMs()
                 for d in snap.desired.servers where d.transport != .stdio {
-                    guard let l = live.server(d.name) else { continue }
+                    // Nothing due (no probe, no instance come or gone since): no driver call for this server.
+                    if let due = await state.probeDue(d.name), tickStart < due { continue }
+                    guard let l = await state.liveServer(d.name) else { continue }
+                    var nextDue = Int64.max
                     var known: [String: Set<String>] = [:]
                     let previous = await state.known(d.name)
                     for r in l.revisions where r.replicas > 0 {
@@ -569,12 +599,20 @@ public final class Controller: Service, Sendable {
                             continue
                         }
                         known[r.revision] = Set(endpoints.map(\.instance))
+                        if endpoints.isEmpty { nextDue = 0 }  // instances not reachable yet: look again next tick
                         let health = endpoints.isEmpty ? d.health : await probeHealth(for: r.revision, desired: d, live: l)
                         for e in endpoints {
                             let last = await tracker.lastProbe(server: d.name, instance: e.instance)
                             let now = clock.nowMs()
-                            guard last == nil || now - last! >= health.intervalMs else { continue }
-                            guard await state.beginProbe(d.name + "/" + e.instance, limit: configuration.probeConcurrency) else { continue }
+                            if let last, now - last < health.intervalMs {
+                                nextDue = min(nextDue, last + health.intervalMs)
+                                continue
+                            }
+                            guard await state.beginProbe(d.name + "/" + e.instance, limit: configuration.probeConcurrency) else {
+                                nextDue = 0
+                                continue
+                            }
+                            nextDue = min(nextDue, now + health.intervalMs)
                             let revision = r.revision
                             Task {
                                 let result = await prober.probe(e, health: health, path: d.path)
@@ -593,6 +631,7 @@ public final class Controller: Service, Sendable {
                     let firstSight = await state.setKnown(d.name, known)
                     await tracker.retain(server: d.name, instances: Set(known.values.flatMap { $0 }))
                     if firstSight { await queue.add(.server(d.name)) }
+                    await state.setProbeDue(d.name, nextDue == Int64.max ? nil : nextDue)
                 }
             }
             do { try await clock.sleep(milliseconds: configuration.probeTickMs) } catch { return }
@@ -619,6 +658,10 @@ actor ControllerState {
     private var startErrors: [String: [String: String]] = [:]
     private var loggedProblems: [String: Set<String>] = [:]
     private var lastSyncedFingerprint: String?
+    private var syncedServers: [String: DesiredServer] = [:]
+    private var syncedVerdicts: [String: PolicyVerdict] = [:]
+    /// Index of `lastLive.servers` by name, so a server key updates its own entry in O(1).
+    private var liveIndex: [String: Int] = [:]
     private var storeError: String?
     private var failureStreak = 0
     private var lastError: String?
@@ -653,10 +696,20 @@ actor ControllerState {
         return repeats
     }
 
-    /// Returns true when `fingerprint` differs from the last sync's.
-    func syncedSnapshot(_ fingerprint: String) -> Bool {
-        defer { lastSyncedFingerprint = fingerprint }
-        return lastSyncedFingerprint != nil && lastSyncedFingerprint != fingerprint
+    /// Whether `snap` differs from the last sync's (by fingerprint), and the servers whose desired spec or
+    /// verdict differs from what the last sync saw (none at the first sync: every server is swept alike).
+    func syncedSnapshot(_ snap: DesiredStateSnapshot) -> (changed: Bool, servers: Set<String>) {
+        defer {
+            lastSyncedFingerprint = snap.fingerprint
+            syncedServers = Dictionary(snap.desired.servers.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+            syncedVerdicts = snap.verdicts
+        }
+        guard let last = lastSyncedFingerprint, last != snap.fingerprint else { return (false, []) }
+        var servers = Set<String>()
+        for s in snap.desired.servers where syncedServers[s.name] != s || syncedVerdicts[s.name] != snap.verdicts[s.name] {
+            servers.insert(s.name)
+        }
+        return (true, servers)
     }
 
     func startError(server: String, revision: String) -> String? { startErrors[server]?[revision] }
@@ -683,7 +736,38 @@ actor ControllerState {
         return changed
     }
 
-    func setLive(_ l: LiveState) { lastLive = l }
+    /// When the probe loop next needs to look at a server (a probe due); nil: at the next tick. Forgotten
+    /// whenever the server's live state changes, so new instances are probed at once.
+    private var probeDueAt: [String: Int64] = [:]
+
+    func probeDue(_ server: String) -> Int64? { probeDueAt[server] }
+    func setProbeDue(_ server: String, _ due: Int64?) { probeDueAt[server] = due }
+    func liveServer(_ name: String) -> LiveServer? { liveIndex[name].map { lastLive!.servers[$0] } }
+
+    func setLive(_ l: LiveState) {
+        if l.servers != lastLive?.servers { probeDueAt = [:] }
+        lastLive = l
+        liveIndex = Dictionary(l.servers.enumerated().map { ($0.element.name, $0.offset) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    /// Replaces (or adds, or with nil removes) one server's entry in the last live state.
+    func updateLive(server name: String, _ server: LiveServer?) {
+        guard var live = lastLive else { return }
+        if liveServer(name) != server { probeDueAt[name] = nil }
+        if let i = liveIndex[name] {
+            if let server {
+                live.servers[i] = server
+                lastLive = live
+            } else {
+                live.servers.remove(at: i)
+                setLive(live)
+            }
+        } else if let server {
+            liveIndex[name] = live.servers.count
+            live.servers.append(server)
+            lastLive = live
+        }
+    }
     func markReady() { ready = true }
     func spec(server: String, revision: String) -> DesiredServer? { specs[server]?[revision] }
     func setSettled(_ server: String, _ value: Bool) { settled[server] = value }

@@ -7,22 +7,22 @@ import FleetYAML
 import Foundation
 
 /// The composition root's choice of driver and rollout store for an environment.
-enum DriverFactory {
-    static func make(environment: Environment, manifestRoot root: String) throws -> (driver: any RuntimeDriver, store: any RolloutStore) {
+public enum DriverFactory {
+    public static func make(environment: Environment, manifestRoot root: String) throws -> (driver: any RuntimeDriver, store: any RolloutStore) {
         do {
             return try open(environment: environment, manifestRoot: root)
         } catch let e as StateDamage {
-            throw CommandFailure(message: "\(e); nothing was changed. Restore the last backup (`mcpfleet state restore FILE -C \(root) --env \(environment.name)`), "
+            throw FleetFailure(message: "\(e); nothing was changed. Restore the last backup (`mcpfleet state restore FILE -C \(root) --env \(environment.name)`), "
                 + "or move the file aside (with its -wal and -shm files) to start from empty state; running instances are then not adopted")
         } catch let e as LocalStateLost {
-            throw CommandFailure(message: "\(e). Their revisions, rollout history and audit log went with the database. "
+            throw FleetFailure(message: "\(e). Their revisions, rollout history and audit log went with the database. "
                 + "Restore it (`mcpfleet state restore FILE -C \(root) --env \(environment.name)`; the next `run` adopts them), "
                 + "or stop them (`kill -TERM -- \(e.processes.map { "-\($0.pid)" }.joined(separator: " "))`) and run again to start from empty state")
         }
     }
 
     /// The state database of a host environment (absolute), nil for Kubernetes (state in the cluster).
-    static func stateDatabase(environment: Environment) -> String? {
+    public static func stateDatabase(environment: Environment) -> String? {
         guard environment.driver.isHost else { return nil }
         let dir = environment.effectiveStateDir
         let absolute = dir.hasPrefix("/") ? dir : FileManager.default.currentDirectoryPath + "/" + dir
@@ -53,13 +53,14 @@ enum DriverFactory {
             do {
                 config = try ClusterConfig.resolve(settings: environment.kubernetes, kubeconfig: ProcessInfo.processInfo.environment["MCPFLEET_KUBECONFIG"])
             } catch {
-                throw CommandFailure(message: "environment \(environment.name): \(error)")
+                throw FleetFailure(message: "environment \(environment.name): \(error)")
             }
             var options = KubernetesDriverOptions()
             if let ns = ProcessInfo.processInfo.environment["MCPFLEET_NAMESPACE"], !ns.isEmpty { options.controllerNamespace = ns }
             let driver = try KubernetesDriver(environment: environment, config: config, options: options)
             // The bookkeeping lives in the cluster too, so any controller replica (after a leader hand-over) sees it.
-            return (driver, KubernetesRolloutStore(client: driver.client, namespace: options.controllerNamespace))
+            // Its cache (a watch of the rollout records) starts and stops with the driver's.
+            return (driver, driver.rolloutStore())
         }
     }
 }
