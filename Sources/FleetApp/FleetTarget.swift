@@ -47,4 +47,9 @@ public struct FleetTarget: Sendable {
     public static func snapshot(path: String, environmentName: String) throws -> DesiredStateSnapshot {
         try ManifestSource(path: path, environmentName: environmentName).snapshot()
     }
+
+    /// The same from the catalog this target loaded (no second read of the files).
+    public func snapshot() throws -> DesiredStateSnapshot {
+        try ManifestSource(path: path, environmentName: environment.name).snapshot(loaded, fingerprint: DirectoryFingerprint.compute(path))
+    }
 }

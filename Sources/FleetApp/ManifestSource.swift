@@ -54,7 +54,11 @@ public final class ManifestSource: @unchecked Sendable {
     /// their previous rendering. An invalid catalog fails naming its first error (secrets redacted).
     public func snapshot() throws -> DesiredStateSnapshot {
         let fingerprint = self.fingerprint()
-        let loaded = CatalogLoader.load(path: path)
+        return try snapshot(CatalogLoader.load(path: path), fingerprint: fingerprint)
+    }
+
+    /// The same from a catalog loaded already (whose files had `fingerprint`).
+    public func snapshot(_ loaded: LoadedCatalog, fingerprint: String) throws -> DesiredStateSnapshot {
         if loaded.diagnostics.hasErrors || loaded.hasIOErrors {
             let first = loaded.diagnostics.items.first { $0.severity == .error }
             throw FleetFailure(message: "the catalog in \(path) is invalid (\(first.map { DiagnosticFormatter.redact($0.message, loaded.catalog.sensitiveValues) } ?? "see `mcpfleet validate`")); keeping the last good state")

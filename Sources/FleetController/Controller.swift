@@ -259,8 +259,19 @@ public final class Controller: Service, Sendable {
         // Servers whose spec changed go ahead of the sweep over the rest (a resync, a first pass).
         let (changed, changedServers) = await state.syncedSnapshot(snap)
         if changed { await state.clearStartErrors(server: nil) }
+        // So are servers whose runtime is not what they want (the first pass after a start, drift): the
+        // sweep over the rest confirms that nothing changed.
+        let liveByName = Dictionary(live.servers.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        func differs(_ s: DesiredServer) -> Bool {
+            guard let l = liveByName[s.name] else { return true }
+            return l.revisions.contains { $0.revision != s.revision && $0.replicas > 0 }
+                || !l.revisions.contains { $0.revision == s.revision && $0.replicas == s.replicas }
+        }
         for s in snap.desired.servers {
             if changedServers.contains(s.name) {
+                await queue.add(.server(s.name), bypassingBackoff: true)
+            } else if differs(s) {
+                await queue.add(.server(s.name), bypassingBackoff: changed)
                 await queue.add(.server(s.name), bypassingBackoff: true)
             } else {
                 await queue.add(.server(s.name), bypassingBackoff: changed, priority: .low)
@@ -336,6 +347,7 @@ public final class Controller: Service, Sendable {
         var currentLive = liveServer
         var settled = false
         var wakeAt: Int64?
+        var progressed = false
         // A few machine steps when it only changed phase (no actions), so a step boundary costs no extra
         // round; and one more when a start failed in a way retrying cannot fix, so the revision fails now.
         for _ in 0..<5 {
@@ -350,6 +362,7 @@ public final class Controller: Service, Sendable {
             if record.map({ var a = $0; a.updatedAt = 0; var b = out.record; b.updatedAt = 0; return a != b }) ?? true || !out.actions.isEmpty {
                 // Bookkeeping first: a controller killed after this line resumes from the new record.
                 try await persist { try await self.store.save(out.record) }
+                progressed = true
                 if record?.phase != out.record.phase || record?.targetRevision != out.record.targetRevision || record?.message != out.record.message {
                     let level: Logger.Level = [.rolledBack, .failed, .degraded].contains(out.record.phase) ? .warning : .info
                     log.log(level: level, "rollout phase", metadata: ["server": "\(name)", "phase": "\(out.record.phase.rawValue)",
@@ -377,17 +390,20 @@ public final class Controller: Service, Sendable {
             }
         }
         // What `status`, the progress line and the probe loop read: this server's part of the last live state.
-        if let l = currentLive {
-            await state.updateLive(server: name, LiveState(servers: [l]).merging(record.map { [$0] } ?? []).servers[0])
-        } else {
-            await state.updateLive(server: name, nil)
-        }
+        let merged = currentLive.map { LiveState(servers: [$0]).merging(record.map { [$0] } ?? []).servers[0] }
+        if merged != (await state.liveServer(name)) { progressed = true }
+        await state.updateLive(server: name, merged)
         metrics.phase(server: name, phase: record?.displayPhase ?? .stable)
         metrics.replicas(server: name, desired: desired.replicas, ready: currentLive?.readyReplicas ?? 0)
         await state.setSettled(name, settled)
         if !settled {
+            // In motion: looked at again soon — every rolloutPollMs while something moves, backing off
+            // to 4x that while nothing does (e.g. a fleet's instances waiting for their first probes,
+            // whose results queue the server at once anyway), never past a step's own wake-up time.
+            let idle = await state.pollIdle(name, progressed: progressed)
             let now = clock.nowMs()
-            let delay = min(configuration.rolloutPollMs, max(0, (wakeAt ?? Int64.max) - now))
+            let poll = configuration.rolloutPollMs << Int64(min(idle, 2))
+            let delay = min(poll, max(0, (wakeAt ?? Int64.max) - now))
             await queue.add(.server(name), afterMs: max(1, delay))
         } else {
             // Settled: looked at again with the resync's sweep, behind anything that happens meanwhile.
@@ -771,6 +787,13 @@ actor ControllerState {
     func markReady() { ready = true }
     func spec(server: String, revision: String) -> DesiredServer? { specs[server]?[revision] }
     func setSettled(_ server: String, _ value: Bool) { settled[server] = value }
+    /// Reconciles in a row of an unsettled server that changed nothing (reset by one that did).
+    private var idlePolls: [String: Int] = [:]
+    func pollIdle(_ server: String, progressed: Bool) -> Int {
+        let n = progressed ? 0 : (idlePolls[server] ?? 0) + 1
+        idlePolls[server] = n
+        return n
+    }
     func allSettled(_ names: [String]) -> Bool { names.allSatisfy { settled[$0] == true } }
     func known(_ server: String) -> [String: Set<String>] { knownInstances[server] ?? [:] }
 
@@ -783,6 +806,7 @@ actor ControllerState {
 
     func forget(_ server: String) {
         settled[server] = nil
+        idlePolls[server] = nil
         knownInstances[server] = nil
         specs[server] = nil
         startErrors[server] = nil

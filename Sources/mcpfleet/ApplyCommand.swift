@@ -54,7 +54,7 @@ struct ApplyCommand: AsyncParsableCommand {
             let target = try FleetTarget.load(path: source, env: env)
             (driver, store) = try target.runtime()
             environment = target.environment
-            snap = try FleetTarget.snapshot(path: source, environmentName: target.environment.name)
+            snap = try target.snapshot()
         } else {
             // Everything comes from the plan: the environment's settings, the manifest root, the desired
             // state and the verdicts. Nothing is read from the current directory.
