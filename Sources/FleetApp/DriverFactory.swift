@@ -8,9 +8,11 @@ import Foundation
 
 /// The composition root's choice of driver and rollout store for an environment.
 public enum DriverFactory {
-    public static func make(environment: Environment, manifestRoot root: String) throws -> (driver: any RuntimeDriver, store: any RolloutStore) {
+    /// `resyncInterval`: the controller's (`run --resync`); a Kubernetes watch that says nothing for that
+    /// long (at least 10 s) is taken for dead and relisted.
+    public static func make(environment: Environment, manifestRoot root: String, resyncInterval: Duration? = nil) throws -> (driver: any RuntimeDriver, store: any RolloutStore) {
         do {
-            return try open(environment: environment, manifestRoot: root)
+            return try open(environment: environment, manifestRoot: root, resyncInterval: resyncInterval)
         } catch let e as StateDamage {
             throw FleetFailure(message: "\(e); nothing was changed. Restore the last backup (`mcpfleet state restore FILE -C \(root) --env \(environment.name)`), "
                 + "or move the file aside (with its -wal and -shm files) to start from empty state; running instances are then not adopted")
@@ -29,7 +31,7 @@ public enum DriverFactory {
         return URL(fileURLWithPath: absolute).standardizedFileURL.path + "/state.db"
     }
 
-    private static func open(environment: Environment, manifestRoot root: String) throws -> (driver: any RuntimeDriver, store: any RolloutStore) {
+    private static func open(environment: Environment, manifestRoot root: String, resyncInterval: Duration?) throws -> (driver: any RuntimeDriver, store: any RolloutStore) {
         // Drivers write the root into units and command lines: always hand them an absolute path.
         let manifestRoot = URL(fileURLWithPath: root, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath)).standardizedFileURL.path
         switch environment.driver {
@@ -57,6 +59,7 @@ public enum DriverFactory {
             }
             var options = KubernetesDriverOptions()
             if let ns = ProcessInfo.processInfo.environment["MCPFLEET_NAMESPACE"], !ns.isEmpty { options.controllerNamespace = ns }
+            if let resyncInterval { options.cache.stallTimeout = max(resyncInterval, .seconds(10)) }
             let driver = try KubernetesDriver(environment: environment, config: config, options: options)
             // The bookkeeping lives in the cluster too, so any controller replica (after a leader hand-over) sees it.
             // Its cache (a watch of the rollout records) starts and stops with the driver's.

@@ -36,8 +36,8 @@ public struct FleetTarget: Sendable {
         return only
     }
 
-    public func runtime() throws -> (driver: any RuntimeDriver, store: any RolloutStore) {
-        try DriverFactory.make(environment: environment, manifestRoot: loaded.root)
+    public func runtime(resyncInterval: Duration? = nil) throws -> (driver: any RuntimeDriver, store: any RolloutStore) {
+        try DriverFactory.make(environment: environment, manifestRoot: loaded.root, resyncInterval: resyncInterval)
     }
 
     public var desired: DesiredState { Renderer.desiredState(loaded.catalog, environment: environment) }

@@ -356,7 +356,7 @@ public final class Controller: Service, Sendable {
             let problems = await problems(desired, live: currentLive)
             let now = clock.nowMs()
             var input = record
-            input?.probes = await probeNotes(desired, live: currentLive)
+            input?.probes = await probeNotes(desired, live: currentLive, recorded: record?.probes ?? [:])
             let out = RolloutMachine.step(RolloutInput(desired: desired, record: input, live: currentLive, analysis: status,
                                                        health: health, blockedReason: blocked, problems: problems, now: now))
             if record.map({ var a = $0; a.updatedAt = 0; var b = out.record; b.updatedAt = 0; return a != b }) ?? true || !out.actions.isEmpty {
@@ -463,10 +463,14 @@ public final class Controller: Service, Sendable {
     }
 
     /// The controller's probe verdicts, for the record (`status` folds them into READY).
-    func probeNotes(_ desired: DesiredServer, live: LiveServer?) async -> [String: ProbeNote] {
+    /// An instance this process has not probed yet keeps the verdict recorded for it (by the controller
+    /// before a restart), so a new controller does not rewrite every server's record twice — once
+    /// without verdicts, once with — before anything changed (rollouts go by this process's probes only).
+    func probeNotes(_ desired: DesiredServer, live: LiveServer?, recorded: [String: ProbeNote]) async -> [String: ProbeNote] {
         guard prober != nil, desired.transport != .stdio, let live else { return [:] }
         let known = Set(live.revisions.flatMap { ($0.instances ?? []).map(\.id) })
-        return await tracker.notes(server: desired.name, threshold: desired.health.failureThreshold).filter { known.isEmpty || known.contains($0.key) }
+        let fresh = await tracker.notes(server: desired.name, threshold: desired.health.failureThreshold)
+        return recorded.merging(fresh) { _, new in new }.filter { known.isEmpty || known.contains($0.key) }
     }
 
     /// The health check a revision was deployed with: from the spec rendered in this process, else from the
