@@ -14,18 +14,24 @@ import Testing
         }
     }
 
-    /// Observations a cold converge and then one resync of `n` servers make: (full, per-server) for each.
-    func observations(servers n: Int) async throws -> (cold: (full: Int, server: Int), resync: (full: Int, server: Int)) {
+    /// A controller over `n` servers on the in-memory driver; only the test's `refreshSource` starts a
+    /// pass (no timed resync, no source polling meanwhile).
+    func start(_ n: Int, workers: Int = 4) -> (SourceBox, InMemoryDriver, InMemoryRolloutStore, Controller, Task<Void, any Error>) {
         let source = SourceBox(fleet(n))
         let driver = InMemoryDriver(readyAfterObserves: 1)
         let store = InMemoryRolloutStore()
         var configuration = fastConfiguration()
-        // Only this test's refreshSource starts a pass (no timed resync, no source polling meanwhile).
         configuration.resyncIntervalMs = 600_000
         configuration.pollIntervalMs = 600_000
+        configuration.workers = workers
         let controller = Controller(source: { await source.snapshot() }, driver: driver, store: store, clock: SystemClock(),
                                     logger: quietLogger(), configuration: configuration)
-        let task = Task { try await controller.run() }
+        return (source, driver, store, controller, Task { try await controller.run() })
+    }
+
+    /// Observations a cold converge and then one resync of `n` servers make: (full, per-server) for each.
+    func observations(servers n: Int) async throws -> (cold: (full: Int, server: Int), resync: (full: Int, server: Int)) {
+        let (_, driver, store, controller, task) = start(n)
         defer { task.cancel() }
         try await waitUntil("\(n) servers stable", timeout: .seconds(60)) {
             guard await controller.isSettled() else { return false }
@@ -66,16 +72,7 @@ import Testing
 
     @Test func aChangedServerIsReconciledAheadOfTheSweep() async throws {
         let n = 40
-        let source = SourceBox(fleet(n))
-        let driver = InMemoryDriver(readyAfterObserves: 1)
-        let store = InMemoryRolloutStore()
-        var configuration = fastConfiguration()
-        configuration.resyncIntervalMs = 600_000
-        configuration.pollIntervalMs = 600_000
-        configuration.workers = 1
-        let controller = Controller(source: { await source.snapshot() }, driver: driver, store: store, clock: SystemClock(),
-                                    logger: quietLogger(), configuration: configuration)
-        let task = Task { try await controller.run() }
+        let (source, driver, store, controller, task) = start(n, workers: 1)
         defer { task.cancel() }
         try await waitUntil("stable", timeout: .seconds(60)) {
             guard await controller.isSettled() else { return false }
