@@ -74,13 +74,24 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict),
+        // The composition root as a library: the catalog target, the driver factory, the watched and
+        // incrementally rendered manifest source, and the one converge path `run` and `apply` share.
+        .target(
+            name: "FleetApp",
+            dependencies: [
+                "FleetCore", "FleetYAML", "FleetSupplyChain", "FleetHTTP", "FleetState", "FleetLocal", "FleetSystemd",
+                "FleetKubernetes", "FleetController",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict),
         // Test doubles shared by test targets: in-memory driver and store, manual clock, sandboxes.
         .target(name: "FleetTesting", dependencies: ["FleetCore"], swiftSettings: strict),
         .executableTarget(
             name: "mcpfleet",
             dependencies: [
                 "FleetCore", "FleetYAML", "FleetSupplyChain", "FleetHTTP", "FleetState", "FleetLocal", "FleetSystemd",
-                "FleetKubernetes", "FleetController", "FleetGateway",
+                "FleetKubernetes", "FleetController", "FleetGateway", "FleetApp",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -108,5 +119,6 @@ let package = Package(
             ],
             exclude: ["mcp_client.py", "py_server.py"]),
         .testTarget(name: "MCPFleetCLITests", dependencies: ["FleetCore", "FleetTesting"]),
+        .testTarget(name: "FleetAppTests", dependencies: ["FleetApp", "FleetController", "FleetCore", "FleetTesting"]),
     ]
 )

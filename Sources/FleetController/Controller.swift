@@ -93,6 +93,8 @@ public final class Controller: Service, Sendable {
     // MARK: - running
 
     public func run() async throws {
+        // The driver's live-state cache (watches, supervision) lives as long as the loop.
+        try await driver.start()
         let background = Task {
             await withTaskGroup(of: Void.self) { g in
                 g.addTask { await self.sourceLoop() }
@@ -111,6 +113,7 @@ public final class Controller: Service, Sendable {
         background.cancel()
         await background.value
         await analysis.cancelAll()
+        await driver.stop()
         logger.info("controller stopped")
     }
 
@@ -243,7 +246,7 @@ public final class Controller: Service, Sendable {
 
     func sync(log: Logger, correlation: String) async throws {
         guard let snap = await state.snapshot else { return }
-        let live = try await observe()
+        let live = try await observeAll()
         let liveTenants = Dictionary(live.tenants.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         for t in snap.desired.tenants {
             let l = liveTenants[t.name]
@@ -256,9 +259,27 @@ public final class Controller: Service, Sendable {
         }
         let desiredNames = Set(snap.desired.servers.map(\.name))
         // A changed catalog may fix what failed: those keys skip their backoff; a plain resync does not.
-        let changed = await state.syncedSnapshot(snap.fingerprint)
+        // Servers whose spec changed go ahead of the sweep over the rest (a resync, a first pass).
+        let (changed, changedServers) = await state.syncedSnapshot(snap)
         if changed { await state.clearStartErrors(server: nil) }
-        for s in snap.desired.servers { await queue.add(.server(s.name), bypassingBackoff: changed) }
+        // So are servers whose runtime is not what they want (the first pass after a start, drift): the
+        // sweep over the rest confirms that nothing changed.
+        let liveByName = Dictionary(live.servers.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        func differs(_ s: DesiredServer) -> Bool {
+            guard let l = liveByName[s.name] else { return true }
+            return l.revisions.contains { $0.revision != s.revision && $0.replicas > 0 }
+                || !l.revisions.contains { $0.revision == s.revision && $0.replicas == s.replicas }
+        }
+        for s in snap.desired.servers {
+            if changedServers.contains(s.name) {
+                await queue.add(.server(s.name), bypassingBackoff: true)
+            } else if differs(s) {
+                await queue.add(.server(s.name), bypassingBackoff: changed)
+                await queue.add(.server(s.name), bypassingBackoff: true)
+            } else {
+                await queue.add(.server(s.name), bypassingBackoff: changed, priority: .low)
+            }
+        }
         for l in live.servers where l.managed && !desiredNames.contains(l.name) { await queue.add(.server(l.name)) }
         // Bookkeeping of servers neither desired nor running (a deletion interrupted after the runtime
         // forgot the server): reconciling the key removes the record.
@@ -278,18 +299,24 @@ public final class Controller: Service, Sendable {
         }
     }
 
-    func observe() async throws -> LiveState {
-        let live = try await driver.observe()
+    /// The sync key's observation: everything, once per pass (the only full observation the loop makes).
+    func observeAll() async throws -> LiveState {
+        let live = try await driver.observe(.all)
         let records = try await store.records()
         await state.setLive(live.merging(records))
         return live
+    }
+
+    /// A server key's observation: that server's objects only (from the driver's cache), and every tenant.
+    func observe(server name: String) async throws -> LiveState {
+        try await driver.observe(.server(name))
     }
 
     // MARK: - one server
 
     func reconcile(server name: String, log: Logger, correlation: String) async throws {
         guard let snap = await state.snapshot else { return }
-        let live = try await observe()
+        let live = try await observe(server: name)
         let liveServer = live.server(name)
         guard let desired = snap.desired.server(name) else {
             if let l = liveServer, l.managed {
@@ -305,6 +332,9 @@ public final class Controller: Service, Sendable {
                 await contracts.forget(server: name)
                 await tracker.forget(server: name)
                 await state.forget(name)
+                await state.updateLive(server: name, nil)
+            } else if let l = liveServer {
+                await state.updateLive(server: name, l)
             }
             return
         }
@@ -321,6 +351,7 @@ public final class Controller: Service, Sendable {
         var currentLive = liveServer
         var settled = false
         var wakeAt: Int64?
+        var progressed = false
         // A few machine steps when it only changed phase (no actions), so a step boundary costs no extra
         // round; and one more when a start failed in a way retrying cannot fix, so the revision fails now.
         for _ in 0..<5 {
@@ -329,7 +360,7 @@ public final class Controller: Service, Sendable {
             let problems = await problems(desired, live: currentLive)
             let now = clock.nowMs()
             var input = record
-            input?.probes = await probeNotes(desired, live: currentLive)
+            input?.probes = await probeNotes(desired, live: currentLive, recorded: record?.probes ?? [:])
             let out = RolloutMachine.step(RolloutInput(desired: desired, record: input, live: currentLive, analysis: status,
                                                        health: health, blockedReason: blocked, problems: problems, now: now))
             var next = out.record
@@ -345,6 +376,7 @@ public final class Controller: Service, Sendable {
                     continue
                 }
                 next = saved
+                progressed = true
                 if record?.phase != out.record.phase || record?.targetRevision != out.record.targetRevision || record?.message != out.record.message {
                     let level: Logger.Level = [.rolledBack, .failed, .degraded].contains(out.record.phase) ? .warning : .info
                     log.log(level: level, "rollout phase", metadata: ["server": "\(name)", "phase": "\(out.record.phase.rawValue)",
@@ -361,25 +393,35 @@ public final class Controller: Service, Sendable {
                 // Retrying cannot start this revision: the machine hears it at once and fails the rollout.
                 log.warning("cannot start revision", metadata: ["server": "\(name)", "revision": "\(failure.revision)", "error": "\(failure.error)"])
                 if failure.revision != out.record.targetRevision { throw failure.error }
-                currentLive = try await observe().server(name)
+                currentLive = try await observe(server: name).server(name)
                 continue
             }
             settled = out.settled
             wakeAt = out.wakeAt
             guard out.again && out.actions.allSatisfy({ if case .scale = $0 { false } else { true } }) else { break }
             if out.actions.contains(where: { if case .removeRevision = $0 { true } else { false } }) {
-                currentLive = try await observe().server(name)
+                currentLive = try await observe(server: name).server(name)
             }
         }
+        // What `status`, the progress line and the probe loop read: this server's part of the last live state.
+        let merged = currentLive.map { LiveState(servers: [$0]).merging(record.map { [$0] } ?? []).servers[0] }
+        if merged != (await state.liveServer(name)) { progressed = true }
+        await state.updateLive(server: name, merged)
         metrics.phase(server: name, phase: record?.displayPhase ?? .stable)
         metrics.replicas(server: name, desired: desired.replicas, ready: currentLive?.readyReplicas ?? 0)
         await state.setSettled(name, settled)
         if !settled {
+            // In motion: looked at again soon — every rolloutPollMs while something moves, backing off
+            // to 4x that while nothing does (e.g. a fleet's instances waiting for their first probes,
+            // whose results queue the server at once anyway), never past a step's own wake-up time.
+            let idle = await state.pollIdle(name, progressed: progressed)
             let now = clock.nowMs()
-            let delay = min(configuration.rolloutPollMs, max(0, (wakeAt ?? Int64.max) - now))
+            let poll = configuration.rolloutPollMs << Int64(min(idle, 2))
+            let delay = min(poll, max(0, (wakeAt ?? Int64.max) - now))
             await queue.add(.server(name), afterMs: max(1, delay))
         } else {
-            await queue.add(.server(name), afterMs: configuration.resyncIntervalMs)
+            // Settled: looked at again with the resync's sweep, behind anything that happens meanwhile.
+            await queue.add(.server(name), afterMs: configuration.resyncIntervalMs, priority: .low)
         }
     }
 
@@ -438,10 +480,14 @@ public final class Controller: Service, Sendable {
     }
 
     /// The controller's probe verdicts, for the record (`status` folds them into READY).
-    func probeNotes(_ desired: DesiredServer, live: LiveServer?) async -> [String: ProbeNote] {
+    /// An instance this process has not probed yet keeps the verdict recorded for it (by the controller
+    /// before a restart), so a new controller does not rewrite every server's record twice — once
+    /// without verdicts, once with — before anything changed (rollouts go by this process's probes only).
+    func probeNotes(_ desired: DesiredServer, live: LiveServer?, recorded: [String: ProbeNote]) async -> [String: ProbeNote] {
         guard prober != nil, desired.transport != .stdio, let live else { return [:] }
         let known = Set(live.revisions.flatMap { ($0.instances ?? []).map(\.id) })
-        return await tracker.notes(server: desired.name, threshold: desired.health.failureThreshold).filter { known.isEmpty || known.contains($0.key) }
+        let fresh = await tracker.notes(server: desired.name, threshold: desired.health.failureThreshold)
+        return recorded.merging(fresh) { _, new in new }.filter { known.isEmpty || known.contains($0.key) }
     }
 
     /// The health check a revision was deployed with: from the spec rendered in this process, else from the
@@ -572,9 +618,13 @@ public final class Controller: Service, Sendable {
     func probeLoop() async {
         guard let prober else { return }
         while !Task.isCancelled {
-            if let snap = await state.snapshot, let live = await state.lastLive {
+            if let snap = await state.snapshot, await state.lastLive != nil {
+                let tickStart = clock.nowMs()
                 for d in snap.desired.servers where d.transport != .stdio {
-                    guard let l = live.server(d.name) else { continue }
+                    // Nothing due (no probe, no instance come or gone since): no driver call for this server.
+                    if let due = await state.probeDue(d.name), tickStart < due { continue }
+                    guard let l = await state.liveServer(d.name) else { continue }
+                    var nextDue = Int64.max
                     var known: [String: Set<String>] = [:]
                     let previous = await state.known(d.name)
                     for r in l.revisions where r.replicas > 0 {
@@ -586,12 +636,20 @@ public final class Controller: Service, Sendable {
                             continue
                         }
                         known[r.revision] = Set(endpoints.map(\.instance))
+                        if endpoints.isEmpty { nextDue = 0 }  // instances not reachable yet: look again next tick
                         let health = endpoints.isEmpty ? d.health : await probeHealth(for: r.revision, desired: d, live: l)
                         for e in endpoints {
                             let last = await tracker.lastProbe(server: d.name, instance: e.instance)
                             let now = clock.nowMs()
-                            guard last == nil || now - last! >= health.intervalMs else { continue }
-                            guard await state.beginProbe(d.name + "/" + e.instance, limit: configuration.probeConcurrency) else { continue }
+                            if let last, now - last < health.intervalMs {
+                                nextDue = min(nextDue, last + health.intervalMs)
+                                continue
+                            }
+                            guard await state.beginProbe(d.name + "/" + e.instance, limit: configuration.probeConcurrency) else {
+                                nextDue = 0
+                                continue
+                            }
+                            nextDue = min(nextDue, now + health.intervalMs)
                             let revision = r.revision
                             Task {
                                 let result = await self.contracts.check(server: d.name, revision: revision, instance: e.instance, desiredRevision: d.revision,
@@ -611,6 +669,7 @@ public final class Controller: Service, Sendable {
                     let firstSight = await state.setKnown(d.name, known)
                     await tracker.retain(server: d.name, instances: Set(known.values.flatMap { $0 }))
                     if firstSight { await queue.add(.server(d.name)) }
+                    await state.setProbeDue(d.name, nextDue == Int64.max ? nil : nextDue)
                 }
             }
             do { try await clock.sleep(milliseconds: configuration.probeTickMs) } catch { return }
@@ -637,6 +696,10 @@ actor ControllerState {
     private var startErrors: [String: [String: String]] = [:]
     private var loggedProblems: [String: Set<String>] = [:]
     private var lastSyncedFingerprint: String?
+    private var syncedServers: [String: DesiredServer] = [:]
+    private var syncedVerdicts: [String: PolicyVerdict] = [:]
+    /// Index of `lastLive.servers` by name, so a server key updates its own entry in O(1).
+    private var liveIndex: [String: Int] = [:]
     private var storeError: String?
     private var failureStreak = 0
     private var lastError: String?
@@ -671,10 +734,20 @@ actor ControllerState {
         return repeats
     }
 
-    /// Returns true when `fingerprint` differs from the last sync's.
-    func syncedSnapshot(_ fingerprint: String) -> Bool {
-        defer { lastSyncedFingerprint = fingerprint }
-        return lastSyncedFingerprint != nil && lastSyncedFingerprint != fingerprint
+    /// Whether `snap` differs from the last sync's (by fingerprint), and the servers whose desired spec or
+    /// verdict differs from what the last sync saw (none at the first sync: every server is swept alike).
+    func syncedSnapshot(_ snap: DesiredStateSnapshot) -> (changed: Bool, servers: Set<String>) {
+        defer {
+            lastSyncedFingerprint = snap.fingerprint
+            syncedServers = Dictionary(snap.desired.servers.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+            syncedVerdicts = snap.verdicts
+        }
+        guard let last = lastSyncedFingerprint, last != snap.fingerprint else { return (false, []) }
+        var servers = Set<String>()
+        for s in snap.desired.servers where syncedServers[s.name] != s || syncedVerdicts[s.name] != snap.verdicts[s.name] {
+            servers.insert(s.name)
+        }
+        return (true, servers)
     }
 
     func startError(server: String, revision: String) -> String? { startErrors[server]?[revision] }
@@ -701,10 +774,48 @@ actor ControllerState {
         return changed
     }
 
-    func setLive(_ l: LiveState) { lastLive = l }
+    /// When the probe loop next needs to look at a server (a probe due); nil: at the next tick. Forgotten
+    /// whenever the server's live state changes, so new instances are probed at once.
+    private var probeDueAt: [String: Int64] = [:]
+
+    func probeDue(_ server: String) -> Int64? { probeDueAt[server] }
+    func setProbeDue(_ server: String, _ due: Int64?) { probeDueAt[server] = due }
+    func liveServer(_ name: String) -> LiveServer? { liveIndex[name].map { lastLive!.servers[$0] } }
+
+    func setLive(_ l: LiveState) {
+        if l.servers != lastLive?.servers { probeDueAt = [:] }
+        lastLive = l
+        liveIndex = Dictionary(l.servers.enumerated().map { ($0.element.name, $0.offset) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    /// Replaces (or adds, or with nil removes) one server's entry in the last live state.
+    func updateLive(server name: String, _ server: LiveServer?) {
+        guard var live = lastLive else { return }
+        if liveServer(name) != server { probeDueAt[name] = nil }
+        if let i = liveIndex[name] {
+            if let server {
+                live.servers[i] = server
+                lastLive = live
+            } else {
+                live.servers.remove(at: i)
+                setLive(live)
+            }
+        } else if let server {
+            liveIndex[name] = live.servers.count
+            live.servers.append(server)
+            lastLive = live
+        }
+    }
     func markReady() { ready = true }
     func spec(server: String, revision: String) -> DesiredServer? { specs[server]?[revision] }
     func setSettled(_ server: String, _ value: Bool) { settled[server] = value }
+    /// Reconciles in a row of an unsettled server that changed nothing (reset by one that did).
+    private var idlePolls: [String: Int] = [:]
+    func pollIdle(_ server: String, progressed: Bool) -> Int {
+        let n = progressed ? 0 : (idlePolls[server] ?? 0) + 1
+        idlePolls[server] = n
+        return n
+    }
     func allSettled(_ names: [String]) -> Bool { names.allSatisfy { settled[$0] == true } }
     func known(_ server: String) -> [String: Set<String>] { knownInstances[server] ?? [:] }
 
@@ -717,6 +828,7 @@ actor ControllerState {
 
     func forget(_ server: String) {
         settled[server] = nil
+        idlePolls[server] = nil
         knownInstances[server] = nil
         specs[server] = nil
         startErrors[server] = nil

@@ -5,18 +5,34 @@ import FleetCore
 /// exponentially per key (5 ms → `maxDelayMs`). While a key waits out its backoff, plain `add`s of it
 /// (resyncs, probe flips) wait too — so the delay a failure logs is when the retry happens; only
 /// `add(_:bypassingBackoff:)` (a changed catalog, an operator's edit) retries it sooner.
+///
+/// Two lanes: keys something happened to (a changed spec, a rollout in motion, a probe flip, an
+/// operator's edit) go in the `.high` lane and are handed out before the `.low` lane, the periodic
+/// resync's sweep over every server. A key already waiting in the sweep is promoted when it is added at
+/// `.high`; it is never queued twice. So a rollout's next step waits for at most the keys in hand,
+/// not a pass over the fleet (docs/designs/0008-live-state-cache.md).
 public actor WorkQueue<Key: Hashable & Sendable> {
+    public enum Priority: Int, Sendable, Comparable {
+        /// The resync sweep: every server, now and then.
+        case low
+        /// Something happened to this key.
+        case high
+        public static func < (a: Priority, b: Priority) -> Bool { a.rawValue < b.rawValue }
+    }
+
     public static var baseDelayMs: Int64 { 5 }
     public static var defaultMaxDelayMs: Int64 { 1_000_000 }
     public nonisolated let maxDelayMs: Int64
 
-    private var queue: [Key] = []
-    private var queued: Set<Key> = []
+    private var high = Lane()
+    private var low = Lane()
+    /// Keys waiting in a lane, with the lane that counts (a promoted key's old `.low` entry is skipped).
+    private var queued: [Key: Priority] = [:]
     private var processing: Set<Key> = []
-    private var dirty: Set<Key> = []
+    private var dirty: [Key: Priority] = [:]
     private var waiters: [CheckedContinuation<Key?, Never>] = []
     private var failures: [Key: Int] = [:]
-    private var delayed: [Key: (due: Int64, task: Task<Void, Never>)] = [:]
+    private var delayed: [Key: (due: Int64, priority: Priority, task: Task<Void, Never>)] = [:]
     /// Keys waiting out a failure's backoff, with the retry's due time.
     private var backingOff: [Key: Int64] = [:]
     private var shuttingDown = false
@@ -27,44 +43,81 @@ public actor WorkQueue<Key: Hashable & Sendable> {
         self.maxDelayMs = max(Self.baseDelayMs, maxDelayMs)
     }
 
+    /// A FIFO with O(1) removal from the front (the consumed prefix is dropped now and then).
+    private struct Lane {
+        var items: [Key] = []
+        var head = 0
+        mutating func append(_ k: Key) { items.append(k) }
+        mutating func popFirst() -> Key? {
+            guard head < items.count else { return nil }
+            let k = items[head]
+            head += 1
+            if head >= 1024 && head * 2 >= items.count {
+                items.removeFirst(head)
+                head = 0
+            }
+            return k
+        }
+        mutating func removeAll() { items = []; head = 0 }
+    }
+
     /// Keys waiting to be processed (not counting those in progress or delayed).
-    public var depth: Int { queue.count }
+    public var depth: Int { queued.count }
+    /// Keys waiting in the `.high` lane.
+    public var urgentDepth: Int { queued.values.filter { $0 == .high }.count }
     public var inProgress: Int { processing.count }
     public var delayedCount: Int { delayed.count }
 
-    public func add(_ key: Key) {
+    public func add(_ key: Key, priority: Priority = .high) {
         guard !shuttingDown else { return }
         if let due = backingOff[key], clock.nowMs() < due { return }
-        enqueue(key)
+        enqueue(key, priority)
     }
 
     /// Adds `key` now even if it is waiting out a failure's backoff (something changed that may fix it).
-    public func add(_ key: Key, bypassingBackoff: Bool) {
-        guard bypassingBackoff else { return add(key) }
+    public func add(_ key: Key, bypassingBackoff: Bool, priority: Priority = .high) {
+        guard bypassingBackoff else { return add(key, priority: priority) }
         guard !shuttingDown else { return }
         backingOff[key] = nil
-        enqueue(key)
+        enqueue(key, priority)
     }
 
-    private func enqueue(_ key: Key) {
+    private func enqueue(_ key: Key, _ priority: Priority) {
         if processing.contains(key) {
-            dirty.insert(key)
+            dirty[key] = max(dirty[key] ?? .low, priority)
             return
         }
-        guard queued.insert(key).inserted else { return }
+        if let lane = queued[key] {
+            // Already waiting: promoted to the urgent lane if need be, never queued twice.
+            if lane < priority {
+                queued[key] = priority
+                high.append(key)
+            }
+            return
+        }
         if !waiters.isEmpty {
-            queued.remove(key)
             processing.insert(key)
             waiters.removeFirst().resume(returning: key)
-        } else {
-            queue.append(key)
+            return
         }
+        queued[key] = priority
+        if priority == .high { high.append(key) } else { low.append(key) }
+    }
+
+    private func next() -> Key? {
+        while let k = high.popFirst() {
+            if queued[k] == .high { queued[k] = nil; return k }
+        }
+        while let k = low.popFirst() {
+            if queued[k] == .low { queued[k] = nil; return k }
+        }
+        return nil
     }
 
     /// Adds `key` after `delayMs`; an earlier pending delay for the key wins.
-    public func add(_ key: Key, afterMs delayMs: Int64) {
+    public func add(_ key: Key, afterMs delayMs: Int64, priority: Priority = .high) {
         guard !shuttingDown else { return }
-        if delayMs <= 0 { return add(key) }
+        if delayMs <= 0 { return add(key, priority: priority) }
         let due = clock.nowMs() + delayMs
         if let existing = delayed[key], existing.due <= due { return }
         if let retry = backingOff[key], due < retry { return }  // the backoff's retry comes first
@@ -74,14 +127,14 @@ public actor WorkQueue<Key: Hashable & Sendable> {
             do { try await clock.sleep(milliseconds: delayMs) } catch { return }
             await self.fire(key, due: due)
         }
-        delayed[key] = (due, task)
+        delayed[key] = (due, priority, task)
     }
 
     private func fire(_ key: Key, due: Int64) {
-        guard delayed[key]?.due == due else { return }
+        guard let d = delayed[key], d.due == due else { return }
         delayed[key] = nil
         if backingOff[key] == due { backingOff[key] = nil }
-        enqueue(key)
+        enqueue(key, d.priority)
     }
 
     /// Requeues after a failure with exponential backoff (at once the longest for a failure retrying
@@ -96,7 +149,7 @@ public actor WorkQueue<Key: Hashable & Sendable> {
         // The retry replaces any earlier wake-up: nothing processes the key before it.
         delayed[key]?.task.cancel()
         delayed[key] = nil
-        dirty.remove(key)
+        dirty[key] = nil
         backingOff[key] = due
         add(key, afterMs: delay)
         return delay
@@ -112,9 +165,7 @@ public actor WorkQueue<Key: Hashable & Sendable> {
     /// The next key to process, or nil once shut down.
     public func get() async -> Key? {
         if shuttingDown { return nil }
-        if !queue.isEmpty {
-            let key = queue.removeFirst()
-            queued.remove(key)
+        if let key = next() {
             processing.insert(key)
             return key
         }
@@ -123,7 +174,7 @@ public actor WorkQueue<Key: Hashable & Sendable> {
 
     public func done(_ key: Key) {
         processing.remove(key)
-        if dirty.remove(key) != nil { add(key) }
+        if let priority = dirty.removeValue(forKey: key) { add(key, priority: priority) }
     }
 
     /// Wakes every waiting worker with nil; pending and delayed keys are dropped.
@@ -134,7 +185,8 @@ public actor WorkQueue<Key: Hashable & Sendable> {
         for (_, d) in delayed { d.task.cancel() }
         delayed = [:]
         backingOff = [:]
-        queue = []
-        queued = []
+        high.removeAll()
+        low.removeAll()
+        queued = [:]
     }
 }

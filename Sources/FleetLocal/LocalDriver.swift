@@ -16,8 +16,9 @@ import Foundation
 /// carries a marker in its environment, so a new driver on the same state directory adopts what is
 /// still running (pid alive and start time unchanged) instead of starting duplicates.
 ///
-/// Supervision (restarts, log rotation) runs from `start()` — called lazily by the first change —
-/// until `shutdown(stopInstances:)`; one process at a time may supervise a state directory.
+/// Supervision (restarts, log rotation, port checks) runs from `start()` — called by the controller, or
+/// lazily by the first change — until `stop()` or `shutdown(stoppingInstances:desired:)`; one process at a
+/// time may supervise a state directory. While it runs, `observe` answers from the supervisor's table.
 public final class LocalDriver: RuntimeDriver {
     public let kind = DriverKind.local
     public let stateDirectory: String
@@ -72,11 +73,23 @@ public final class LocalDriver: RuntimeDriver {
     /// died, stops strays. Idempotent; the first `scale` calls it.
     public func start() async throws { try await supervisor.start() }
 
-    /// Ends supervision. With `stopInstances`, every instance is stopped (SIGTERM to its process group,
+    /// Ends supervision; instances keep running, and the next `start` (here or in another process) adopts them.
+    public func stop() async { await supervisor.shutdown(stopInstances: false) }
+
+    /// Ends supervision. With `stoppingInstances`, every instance is stopped (SIGTERM to its process group,
     /// up to 5 s, then SIGKILL) and reaped; they stay recorded, and the next controller starts them again.
+    public func shutdown(stoppingInstances: Bool, desired: DesiredState?) async throws {
+        await supervisor.shutdown(stopInstances: stoppingInstances)
+    }
+
+    /// Ends supervision (see `shutdown(stoppingInstances:desired:)`).
     public func shutdown(stopInstances: Bool) async { await supervisor.shutdown(stopInstances: stopInstances) }
 
-    public func observe() async throws -> LiveState { try await supervisor.observe() }
+    public func observe() async throws -> LiveState { try await supervisor.observe(.all) }
+
+    /// From the supervisor's table, which its own starts, exits, adoptions and port checks keep current:
+    /// O(the scope's instances), no connection to any instance.
+    public func observe(_ scope: ObserveScope) async throws -> LiveState { try await supervisor.observe(scope) }
 
     public func ensureTenant(_ tenant: DesiredTenant) async throws { try await supervisor.ensureTenant(tenant) }
 

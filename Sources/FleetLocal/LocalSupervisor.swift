@@ -22,6 +22,8 @@ struct LocalConfiguration: Sendable {
     /// Restarts after a run at least this long start again from the shortest backoff.
     var stableRun: Duration = .seconds(10)
     var tickInterval: Duration = .milliseconds(200)
+    /// How often the ports of instances already seen holding them are checked again.
+    var portRecheck: Duration = .seconds(1)
     /// PATH, HOME and LANG of the controller: all an instance inherits.
     var inherited: [String: String]
     /// Sensitive plain values by digest, from the manifests as they are now. The state database keeps
@@ -59,7 +61,47 @@ actor LocalSupervisor {
         var launchedAt: ContinuousClock.Instant?
         /// Runs in a row that ended sooner than `stableRun`: the backoff exponent.
         var failures = 0
+        /// Who holds the instance's port, as last checked (see `checkPorts`); nil: not checked since it started.
+        var ownership: Ownership?
         var id: String { "\(row.server)-\(row.revision)-\(row.slot)" }
+    }
+
+    /// A port-ownership verdict and what it was made from: the process and the LISTEN socket inodes on
+    /// the port. While both are the same, the verdict stands (a socket inode names one socket for its
+    /// life), so a recheck costs one look-up in the kernel's listening table, not a walk of /proc.
+    struct Ownership: Sendable {
+        var pid: Int32
+        var inodes: [UInt64]
+        var verdict: PortOwnership.Verdict
+    }
+
+    /// The instances by server and slot: the live-state cache the supervisor's own events (start, exit,
+    /// adoption, stop) keep current, read by server in O(that server's instances).
+    struct InstanceTable: Sendable {
+        private(set) var byServer: [String: [Int: Instance]] = [:]
+        private(set) var count = 0
+
+        subscript(key: Key) -> Instance? {
+            get { byServer[key.server]?[key.slot] }
+            set {
+                let old = byServer[key.server]?[key.slot]
+                if let newValue {
+                    byServer[key.server, default: [:]][key.slot] = newValue
+                    if old == nil { count += 1 }
+                } else if old != nil {
+                    byServer[key.server]![key.slot] = nil
+                    if byServer[key.server]!.isEmpty { byServer[key.server] = nil }
+                    count -= 1
+                }
+            }
+        }
+
+        /// One server's instances, by slot.
+        func of(_ server: String) -> [Instance] { (byServer[server] ?? [:]).values.sorted { $0.row.slot < $1.row.slot } }
+        func keys(of server: String) -> [Key] { (byServer[server] ?? [:]).keys.sorted().map { Key(server: server, slot: $0) } }
+        var keys: [Key] { byServer.flatMap { server, slots in slots.keys.map { Key(server: server, slot: $0) } } }
+        var values: [Instance] { byServer.values.flatMap(\.values) }
+        var servers: Dictionary<String, [Int: Instance]>.Keys { byServer.keys }
     }
 
     let configuration: LocalConfiguration
@@ -69,7 +111,9 @@ actor LocalSupervisor {
     private let clock = ContinuousClock()
 
     private var revisions: [String: [String: DesiredServer]] = [:]
-    private var instances: [Key: Instance] = [:]
+    private var instances = InstanceTable()
+    /// When every running instance's port was last checked (starting ones are checked every tick).
+    private var portsCheckedAt: ContinuousClock.Instant?
     private var tenants: [String: DesiredTenant] = [:]
     private var loop: Task<Void, Never>?
     private var lockFD: Int32 = -1
@@ -88,10 +132,10 @@ actor LocalSupervisor {
     /// Reads the recorded state; an instance counts as running only when its pid is alive and started
     /// when recorded (so a recycled pid is never taken for ours).
     private static func load(_ tables: LocalStateTables, clock: ContinuousClock) throws
-        -> ([String: [String: DesiredServer]], [Key: Instance], [String: DesiredTenant]) {
+        -> ([String: [String: DesiredServer]], InstanceTable, [String: DesiredTenant]) {
         var revisions: [String: [String: DesiredServer]] = [:]
         for spec in try tables.revisions() { revisions[spec.name, default: [:]][spec.revision] = spec }
-        var instances: [Key: Instance] = [:]
+        var instances = InstanceTable()
         for row in try tables.instances() {
             var row = row
             let alive = row.pid.flatMap { pid in row.startTime.map { ProcessControl.isAlive(pid, startTime: $0) } } ?? false
@@ -162,7 +206,7 @@ actor LocalSupervisor {
             instances[key] = inst
         }
         if !strays.isEmpty { await terminate(strays) }
-        let stopping = instances.filter { if case .stopping = $0.value.phase { return true } else { return false } }.map(\.key)
+        let stopping = instances.keys.filter { if case .stopping = instances[$0]!.phase { return true } else { return false } }
         if !stopping.isEmpty { try await stopAndForget(stopping) }
     }
 
@@ -171,9 +215,9 @@ actor LocalSupervisor {
         await loop?.value
         loop = nil
         if stopInstances {
-            let running = instances.filter { $0.value.row.pid != nil }
-            await terminate(running.values.compactMap { i in i.row.pid.map { ($0, i.row.startTime ?? -1) } })
-            for key in running.keys {
+            let running = instances.keys.filter { instances[$0]!.row.pid != nil }
+            await terminate(running.compactMap { k in instances[k].flatMap { i in i.row.pid.map { ($0, i.row.startTime ?? -1) } } })
+            for key in running {
                 guard var inst = instances[key] else { continue }
                 inst.row.pid = nil
                 inst.row.startTime = nil
@@ -207,6 +251,39 @@ actor LocalSupervisor {
             case .stopping:
                 break
             }
+        }
+        checkPorts(force: false)
+    }
+
+    /// Checks who holds the ports of running instances: at once for those not yet seen listening on
+    /// their own port (starting, or another process on it), every `portRecheck` for the rest. One read
+    /// of the kernel's listening table per check; the process tree is walked only for an instance whose
+    /// port's listeners changed since its last verdict. So `observe` and `endpoints` read verdicts
+    /// instead of connecting to every instance (design 0006: ready only while its own process holds its port).
+    func checkPorts(force: Bool) {
+        let now = clock.now
+        let sweep = force || portsCheckedAt.map { now - $0 >= configuration.portRecheck } ?? true
+        var keys: [Key] = []
+        for (server, slots) in instances.byServer {
+            for (slot, inst) in slots {
+                guard case .running = inst.phase, let pid = inst.row.pid else { continue }
+                if sweep || inst.ownership?.pid != pid || inst.ownership?.verdict != .owned { keys.append(Key(server: server, slot: slot)) }
+            }
+        }
+        if sweep { portsCheckedAt = now }
+        guard !keys.isEmpty else { return }
+        let listeners = PortOwnership.Listeners.read()
+        for key in keys {
+            guard var inst = instances[key], let pid = inst.row.pid else { continue }
+            let inodes = listeners.inodes(port: inst.row.port).sorted()
+            if let o = inst.ownership, o.pid == pid, o.inodes == inodes, o.verdict != .unknown { continue }
+            var verdict = PortOwnership.verdict(port: inst.row.port, pid: pid, listeners: listeners)
+            if case .unknown = verdict {
+                // No socket tables here (not Linux): a plain connect is all there is to go by.
+                verdict = ProcessControl.isListening(port: inst.row.port) ? .unknown : .free
+            }
+            inst.ownership = Ownership(pid: pid, inodes: inodes, verdict: verdict)
+            instances[key] = inst
         }
     }
 
@@ -375,10 +452,9 @@ actor LocalSupervisor {
         try await start()
         try tables.saveRevision(spec, now: Int64(Date().timeIntervalSince1970 * 1000))
         revisions[spec.name, default: [:]][spec.revision] = spec
-        let current = instances.filter { $0.key.server == spec.name && $0.value.row.revision == spec.revision && $0.value.row.intent == "run" }
-            .keys.sorted()
+        let current = instances.keys(of: spec.name).filter { instances[$0]!.row.revision == spec.revision && instances[$0]!.row.intent == "run" }
         if current.count < replicas {
-            var used = Set(instances.keys.filter { $0.server == spec.name }.map(\.slot))
+            var used = Set(instances.keys(of: spec.name).map(\.slot))
             var rows: [LocalStateTables.InstanceRow] = []
             for _ in current.count..<replicas {
                 var slot = 0
@@ -402,7 +478,7 @@ actor LocalSupervisor {
     }
 
     func removeRevision(server: String, revision: String) async throws {
-        let victims = instances.filter { $0.key.server == server && $0.value.row.revision == revision }.keys.sorted()
+        let victims = instances.keys(of: server).filter { instances[$0]!.row.revision == revision }
         if !victims.isEmpty {
             try await start()
             try tables.markStopping(server: server, slots: victims.map(\.slot))
@@ -414,7 +490,7 @@ actor LocalSupervisor {
     }
 
     func removeServer(named name: String) async throws {
-        let known = Set((revisions[name] ?? [:]).keys).union(instances.values.filter { $0.row.server == name }.map(\.row.revision))
+        let known = Set((revisions[name] ?? [:]).keys).union(instances.of(name).map(\.row.revision))
         for revision in known.sorted() { try await removeRevision(server: name, revision: revision) }
     }
 
@@ -428,13 +504,24 @@ actor LocalSupervisor {
         tenants[name] = nil
     }
 
-    func observe() throws -> LiveState {
-        if !supervising { (revisions, instances, tenants) = try Self.load(tables, clock: clock) }
-        let context = ObserveContext(listeners: PortOwnership.Listeners.read(), supervised: supervising || supervisedElsewhere())
+    /// Live state from the supervisor's table (O(the scope's instances)). Without supervision (a one-shot
+    /// command beside no controller, or beside one in another process) the table is read from the
+    /// database first and every running instance's port checked once.
+    func observe(_ scope: ObserveScope = .all) throws -> LiveState {
+        if !supervising {
+            (revisions, instances, tenants) = try Self.load(tables, clock: clock)
+            checkPorts(force: true)
+        }
+        let context = ObserveContext(supervised: supervising || supervisedElsewhere())
+        let names: [String]
+        switch scope {
+        case .all: names = Set(revisions.keys).union(instances.servers).sorted()
+        case .server(let name): names = revisions[name] != nil || instances.byServer[name] != nil ? [name] : []
+        }
         var servers: [LiveServer] = []
-        for name in Set(revisions.keys).union(instances.keys.map(\.server)).sorted() {
+        for name in names {
             let specs = revisions[name] ?? [:]
-            let mine = instances.filter { $0.key.server == name }.values.sorted { $0.row.slot < $1.row.slot }
+            let mine = instances.of(name)
             var live: [LiveRevision] = []
             for revision in Set(specs.keys).union(mine.map(\.row.revision)).sorted() {
                 let group = mine.filter { $0.row.revision == revision && $0.row.intent == "run" }
@@ -451,7 +538,6 @@ actor LocalSupervisor {
     }
 
     struct ObserveContext {
-        var listeners: PortOwnership.Listeners
         /// This driver or another process (a running controller) supervises the state directory.
         var supervised: Bool
     }
@@ -480,16 +566,10 @@ actor LocalSupervisor {
         case .running:
             // Ready as far as the driver can tell only when the port's listener is this instance's own
             // process (or a descendant): a foreign process on the port is never taken for the replica.
-            let verdict = row.pid.map { PortOwnership.verdict(port: row.port, pid: $0, listeners: context.listeners) } ?? .free
-            let owned: Bool
-            let problem: String?
-            if case .unknown = verdict {
-                owned = ProcessControl.isListening(port: row.port)
-                problem = owned ? nil : "not yet accepting connections on port \(row.port)"
-            } else {
-                owned = verdict == .owned
-                problem = verdict.problem(port: row.port, instancePid: row.pid)
-            }
+            // The verdict is the supervisor's last check of this process (`checkPorts`), not checked here.
+            let verdict = inst.ownership.flatMap { $0.pid == row.pid ? $0.verdict : nil } ?? .free
+            let owned = verdict == .owned || verdict == .unknown
+            let problem = verdict.problem(port: row.port, instancePid: row.pid)
             var foreign = false
             if case .foreign = verdict { foreign = true }
             // Coming up again after an exit: say which, and show what it printed.
@@ -538,15 +618,16 @@ actor LocalSupervisor {
     /// Instances to probe: running, and listening on their port themselves (never a port another
     /// process holds — a probe there would test the wrong server).
     func endpoints(server: String, revision: String) throws -> [Endpoint] {
-        if !supervising { (revisions, instances, tenants) = try Self.load(tables, clock: clock) }
+        if !supervising {
+            (revisions, instances, tenants) = try Self.load(tables, clock: clock)
+            checkPorts(force: true)
+        }
         let path = revisions[server]?[revision]?.path ?? "/mcp"
-        let listeners = PortOwnership.Listeners.read()
-        return instances.values.filter { $0.row.server == server && $0.row.revision == revision && $0.row.intent == "run" }
+        return instances.of(server).filter { $0.row.revision == revision && $0.row.intent == "run" }
             .filter { if case .running = $0.phase { return true } else { return false } }
             .filter { inst in
-                guard let pid = inst.row.pid else { return false }
-                let verdict = PortOwnership.verdict(port: inst.row.port, pid: pid, listeners: listeners)
-                return verdict == .owned || verdict == .unknown
+                guard let pid = inst.row.pid, let o = inst.ownership, o.pid == pid else { return false }
+                return o.verdict == .owned || o.verdict == .unknown
             }
             .sorted { $0.row.slot < $1.row.slot }
             .map { Endpoint(instance: $0.id, host: "127.0.0.1", port: $0.row.port, path: path) }

@@ -194,6 +194,9 @@ public final class SQLiteDatabase: Sendable {
     }
 
     /// Runs one query on a read-only connection to `path` (the file is not changed, not even its journal mode).
+    /// Not inlined: Swift 6.3.1's optimizer crashes inlining it (its non-copyable `Connection`) into
+    /// `checkIntegrity` in a release build ("Cannot initialize a nonCopyable type with a guaranteed value").
+    @inline(never)
     public static func readOnlyQuery(_ path: String, _ sql: String, _ parameters: [SQLiteValue] = []) throws -> [SQLiteRow] {
         let db = try openRaw(path, flags: SQLITE_OPEN_READONLY)
         defer { sqlite3_close_v2(db) }

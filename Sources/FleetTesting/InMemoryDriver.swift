@@ -42,6 +42,12 @@ public actor InMemoryDriver: RuntimeDriver {
     /// host driver does for a missing executable or secret).
     public var unstartable: [String: String] = [:]
     public private(set) var calls: [String] = []
+    /// Observations of everything (`observe()`, `observe(.all)`) and of one server (`observe(.server)`).
+    public private(set) var fullObservations = 0
+    public private(set) var serverObservations = 0
+    /// Calls of `start()` and `stop()` (the controller's lifecycle).
+    public private(set) var starts = 0
+    public private(set) var stops = 0
     public private(set) var trace: [Sample] = []
     /// Ports of real servers standing in for a revision's instances (instance i answers on port i mod count);
     /// none: no endpoints, probes are skipped.
@@ -79,13 +85,35 @@ public actor InMemoryDriver: RuntimeDriver {
 
     public func observe() async throws -> LiveState {
         try check("observe", "runtime")
-        for name in servers.keys {
-            for rev in servers[name]!.groups.keys {
-                for i in servers[name]!.groups[rev]!.instances.indices { servers[name]!.groups[rev]!.instances[i].observed += 1 }
-            }
-            sample(name)
-        }
+        fullObservations += 1
+        for name in servers.keys { age(name) }
         return snapshot()
+    }
+
+    /// One server's observation ages only that server's instances (as a driver's cache answers for it alone).
+    public func observe(_ scope: ObserveScope) async throws -> LiveState {
+        guard case .server(let name) = scope else { return try await observe() }
+        try check("observe", "server/\(name)")
+        serverObservations += 1
+        age(name)
+        return snapshot().scoped(to: scope)
+    }
+
+    public func start() async throws { starts += 1 }
+    public func stop() async { stops += 1 }
+
+    /// Zeroes the observation counters (to count one pass).
+    public func resetObservations() {
+        fullObservations = 0
+        serverObservations = 0
+    }
+
+    private func age(_ name: String) {
+        guard servers[name] != nil else { return }
+        for rev in servers[name]!.groups.keys {
+            for i in servers[name]!.groups[rev]!.instances.indices { servers[name]!.groups[rev]!.instances[i].observed += 1 }
+        }
+        sample(name)
     }
 
     /// The state as `observe` would report it, without ageing instances.

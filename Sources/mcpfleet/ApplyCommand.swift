@@ -1,3 +1,4 @@
+import FleetApp
 import ArgumentParser
 import FleetController
 import FleetCore
@@ -47,14 +48,13 @@ struct ApplyCommand: AsyncParsableCommand {
         }
         let logger = Logger(label: "mcpfleet.apply")
         let driver: any RuntimeDriver, store: any RolloutStore
-        let snapshotSource: Controller.Source
-        let desired: DesiredState
+        let environment: Environment
+        let snap: DesiredStateSnapshot
         if isDirectory.boolValue {
             let target = try FleetTarget.load(path: source, env: env)
             (driver, store) = try target.runtime()
-            let snap = try FleetTarget.snapshot(path: source, environmentName: target.environment.name)
-            desired = snap.desired
-            snapshotSource = { snap }
+            environment = target.environment
+            snap = try target.snapshot()
         } else {
             // Everything comes from the plan: the environment's settings, the manifest root, the desired
             // state and the verdicts. Nothing is read from the current directory.
@@ -62,41 +62,28 @@ struct ApplyCommand: AsyncParsableCommand {
             guard let spec = plan.environmentSpec, let origin = plan.source else {
                 throw CommandFailure(message: "\(source) does not say which environment and manifests it was made from; run `mcpfleet plan --out` again")
             }
-            let environment = spec.environment(named: plan.environment, origin: source)
+            environment = spec.environment(named: plan.environment, origin: source)
             try Self.checkEvidence(origin)
             var planned = plan.desired
             try Self.unseal(&planned, origin: origin, environment: environment)
             (driver, store) = try DriverFactory.make(environment: environment, manifestRoot: origin.root)
-            let live = try await driver.observe().merging(try await store.records())
+            let live = try await driver.observe(.all).merging(try await store.records())
             guard live.fingerprint == plan.liveFingerprint else {
                 throw CommandFailure(message: "the live state changed since the plan was made (fingerprint \(plan.liveFingerprint) → \(live.fingerprint)); run `mcpfleet plan` again")
             }
-            desired = planned
-            let snap = DesiredStateSnapshot(desired: planned, fingerprint: "plan:\(plan.liveFingerprint)", commit: origin.commit,
-                                            verdicts: Dictionary(plan.verdicts.map { ($0.server, $0) }, uniquingKeysWith: { a, _ in a }))
-            snapshotSource = { snap }
+            snap = DesiredStateSnapshot(desired: planned, fingerprint: "plan:\(plan.liveFingerprint)", commit: origin.commit,
+                                        verdicts: Dictionary(plan.verdicts.map { ($0.server, $0) }, uniquingKeysWith: { a, _ in a }))
         }
         var configuration = ControllerConfiguration()
         configuration.pollIntervalMs = 1_000
-        let controller = Controller(source: snapshotSource, driver: driver, store: store, clock: SystemClock(), logger: logger,
-                                    configuration: configuration, transport: try CurlTransport(CurlTransportConfiguration(connectTimeout: .seconds(2), proxy: .none)))
+        let convergence = try Convergence(environment: environment, driver: driver, store: store, fixed: snap, configuration: configuration, logger: logger)
         let timeoutMs = try DurationArgument.ms(timeout, option: "--timeout")
-        if let local = driver as? LocalDriver {
-            do { try await local.start() } catch { throw CommandFailure(message: "\(error)") }
-        }
-        let task = Task { try await controller.run() }
-        let start = ContinuousClock.now
-        var settled = false
-        while ContinuousClock.now - start < .milliseconds(timeoutMs) {
-            if await controller.isReady(), await controller.isSettled() { settled = true; break }
-            try await Task.sleep(for: .milliseconds(200))
-        }
-        task.cancel()
-        _ = await task.result
+        try await convergence.start()
+        let settled = try await convergence.runUntilSettled(timeoutMs: timeoutMs)
         // The instances keep running after apply exits; a later `run` adopts them.
-        if let local = driver as? LocalDriver { await local.shutdown(stopInstances: false) }
-        if let live = await controller.lastLive() { writeStdout(StatusCommand.table(live, desired: desired)) }
-        if !settled { throw CommandFailure(message: "not converged within \(timeout)", exitCode: 1) }
+        try await convergence.finish(stoppingInstances: false)
+        if let live = await convergence.controller.lastLive() { writeStdout(StatusCommand.table(live, desired: snap.desired)) }
+        if let failure = try await convergence.outcome(settled: settled, timeout: timeout, failedCounts: false) { throw failure }
     }
 
     static func readPlan(_ file: String) throws -> Plan {

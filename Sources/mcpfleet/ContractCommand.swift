@@ -1,5 +1,6 @@
 import ArgumentParser
 import FleetController
+import FleetApp
 import FleetCore
 import FleetHTTP
 import FleetLocal

@@ -1,3 +1,4 @@
+import FleetApp
 import ArgumentParser
 import Foundation
 
@@ -23,6 +24,7 @@ struct MCPFleet: AsyncParsableCommand {
         } catch let exit as ExitCode {
             Foundation.exit(exit.rawValue)
         } catch let failure as CommandFailure {
+            if let details = failure.details { FileHandle.standardError.write(Data(details.utf8)) }
             FileHandle.standardError.write(Data("mcpfleet: \(failure.message)\n".utf8))
             Foundation.exit(failure.exitCode)
         } catch {
@@ -42,11 +44,9 @@ enum MCPFleetVersion {
     static let current = "0.1.0-dev"
 }
 
-/// A runtime failure the CLI reports as one line and an exit code (2 unless stated).
-struct CommandFailure: Error {
-    var message: String
-    var exitCode: Int32 = 2
-}
+/// A runtime failure the CLI reports as one line and an exit code (2 unless stated); the libraries'
+/// `FleetFailure`, so the converge path's failures read the same.
+typealias CommandFailure = FleetFailure
 
 enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
     case text, json, markdown

@@ -1,3 +1,4 @@
+import FleetApp
 import ArgumentParser
 import FleetCore
 import FleetSupplyChain
@@ -147,19 +148,7 @@ struct PlanCommand: AsyncParsableCommand {
     }
 
     static func selectEnvironment(_ catalog: Catalog, _ name: String?) throws -> Environment {
-        if let name {
-            guard let e = catalog.environment(name) else {
-                throw CommandFailure(message: "no environment `\(name)` in the catalog (defined: \(catalog.environments.map(\.name).joined(separator: ", ")))")
-            }
-            return e
-        }
-        guard catalog.environments.count == 1, let only = catalog.environments.first else {
-            let names = catalog.environments.map(\.name).joined(separator: ", ")
-            throw CommandFailure(message: catalog.environments.isEmpty
-                ? "the catalog defines no Environment"
-                : "the catalog defines several environments (\(names)); choose one with --env")
-        }
-        return only
+        try FleetTarget.selectEnvironment(catalog, name)
     }
 
     static func readLiveState(_ file: String) throws -> LiveState {

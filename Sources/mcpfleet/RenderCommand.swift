@@ -1,3 +1,4 @@
+import FleetApp
 import ArgumentParser
 import FleetCore
 import FleetKubernetes

@@ -1,3 +1,4 @@
+import FleetApp
 import ArgumentParser
 import FleetController
 import FleetCore
@@ -10,56 +11,23 @@ import Foundation
 import Logging
 import ServiceLifecycle
 
-/// A catalog directory, the environment chosen in it and the runtime behind it: what every
-/// controller-facing command starts from.
-struct FleetTarget {
-    var path: String
-    var loaded: LoadedCatalog
-    var environment: Environment
-
+extension FleetTarget {
+    /// Loads the catalog; invalid, its diagnostics go to stderr (in colour on a terminal) before the error.
     static func load(path: String, env: String?) throws -> FleetTarget {
-        let loaded = LoadedCatalog.load(path: path)
-        if loaded.diagnostics.hasErrors || loaded.hasIOErrors {
-            writeStderr(loaded.renderDiagnostics(color: OutputOptions.stderrColor(false)))
-            throw CommandFailure(message: "the catalog in \(path) is invalid")
-        }
-        return FleetTarget(path: path, loaded: loaded, environment: try PlanCommand.selectEnvironment(loaded.catalog, env))
+        try load(path: path, env: env, color: OutputOptions.stderrColor(false))
     }
-
-    func runtime() throws -> (driver: any RuntimeDriver, store: any RolloutStore) {
-        try DriverFactory.make(environment: environment, manifestRoot: loaded.root)
-    }
-
-    var desired: DesiredState { Renderer.desiredState(loaded.catalog, environment: environment) }
 
     /// What runs, as the driver sees it, with the controller's bookkeeping folded in (its probe verdicts
     /// only while a controller is alive to have made them).
     func observe(_ driver: any RuntimeDriver, _ store: any RolloutStore) async throws -> LiveState {
         do {
-            var observed = try await driver.observe()
+            var observed = try await driver.observe(.all)
             observed.environment = environment.name
             observed.driver = environment.driver.rawValue
             return observed.merging(try await store.records(), probes: try await ControllerPresence.read(store).alive)
         } catch {
             throw CommandFailure(message: "cannot observe environment \(environment.name) (\(environment.driver.rawValue)): \(error)")
         }
-    }
-
-    /// Renders the catalog as it is on disk now (the controller's source calls this on every change).
-    static func snapshot(path: String, environmentName: String) throws -> DesiredStateSnapshot {
-        let loaded = LoadedCatalog.load(path: path)
-        if loaded.diagnostics.hasErrors || loaded.hasIOErrors {
-            let first = loaded.diagnostics.items.first { $0.severity == .error }
-            throw CommandFailure(message: "the catalog in \(path) is invalid (\(first.map { DiagnosticFormatter.redact($0.message, loaded.catalog.sensitiveValues) } ?? "see `mcpfleet validate`")); keeping the last good state")
-        }
-        guard let environment = loaded.catalog.environment(environmentName) else {
-            throw CommandFailure(message: "environment \(environmentName) is no longer in the catalog")
-        }
-        let desired = Renderer.desiredState(loaded.catalog, environment: environment)
-        let verdicts = try SupplyChainWiring(catalog: loaded.catalog, baseDirectory: loaded.baseDirectory).verdicts(for: desired, environment: environment)
-        let contracts = try ContractWiring.expectations(loaded.catalog, environment: environment, baseDirectory: loaded.baseDirectory)
-        return DesiredStateSnapshot(desired: desired, fingerprint: DirectoryFingerprint.compute(path), commit: GitSource.manifestCommit(path), verdicts: verdicts,
-                                    contracts: contracts)
     }
 }
 
@@ -137,8 +105,6 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         let target = try FleetTarget.load(path: path, env: env)
-        let environmentName = target.environment.name
-        let (driver, store) = try target.runtime()
         let interactive = isatty(STDOUT_FILENO) == 1 && !once
         let level = logLevel.flatMap { Logger.Level(rawValue: $0) } ?? (isatty(STDERR_FILENO) == 1 ? .warning : .info)
         let format = logFormat
@@ -154,24 +120,18 @@ struct RunCommand: AsyncParsableCommand {
         configuration.resyncIntervalMs = try DurationArgument.ms(resync, option: "--resync")
         configuration.workers = max(1, workers)
         let path = self.path
-        let transport = try CurlTransport(CurlTransportConfiguration(connectTimeout: .seconds(2), proxy: .none))
-        let controller = Controller(
-            source: { try FleetTarget.snapshot(path: path, environmentName: environmentName) },
-            sourceFingerprint: { DirectoryFingerprint.compute(path) },
-            driver: driver, store: store, clock: SystemClock(), logger: logger, configuration: configuration, transport: transport)
+        let convergence = try Convergence(watching: target, configuration: configuration, logger: logger)
+        let (driver, store, controller) = (convergence.driver, convergence.store, convergence.controller)
+        if convergence.source?.watching == false {
+            logger.notice("inotify is not available; the manifests are checked by reading them every --poll", metadata: ["path": "\(path)"])
+        }
 
         // Supervision (adoption of running instances, restarts) lasts as long as the controller runs.
-        if let local = driver as? LocalDriver {
-            do { try await local.start() } catch { throw CommandFailure(message: "environment \(environmentName): \(error)") }
-        }
+        try await convergence.start()
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: controller)]
         var elector: LeaderElector?
         if leaderElect ?? (target.environment.driver == .kubernetes) {
-            guard let kube = driver as? KubernetesDriver else {
-                throw CommandFailure(message: "--leader-elect needs the Kubernetes driver (environment \(environmentName) uses \(target.environment.driver.rawValue))")
-            }
-            let identity = ProcessInfo.processInfo.environment["POD_NAME"].flatMap { $0.isEmpty ? nil : $0 }
-            let e = LeaderElector(client: kube.client, namespace: kube.options.controllerNamespace, name: leaseName, identity: identity)
+            let e = try convergence.leaderElector(leaseName: leaseName)
             services = [.init(service: LeaderElectedService(elector: e, inner: controller, logger: logger))]
             elector = e
         }
@@ -208,7 +168,7 @@ struct RunCommand: AsyncParsableCommand {
             }
             let refresh: Duration = environment.driver == .kubernetes ? .seconds(2) : .milliseconds(500)
             let routes: @Sendable () async throws -> RouteTable = {
-                let live = try await driver.observe()
+                let live = try await driver.observe(.all)
                 return await GatewayWiring.routes(driver: driver, live: live, policies: try await policies.current())
             }
             let service = GatewayService(server: http, refresh: refresh, logger: logger, routes: gateway == nil ? nil : routes)
@@ -233,36 +193,11 @@ struct RunCommand: AsyncParsableCommand {
             writeStdout(StatusCommand.table(live, desired: await controller.snapshot()?.desired, gateway: gateway))
         }
         let stop = stopOnExit ?? (target.environment.driver == .local && !once)
-        if let local = driver as? LocalDriver {
-            // Supervision ends with the controller; instances stay recorded either way.
-            await local.shutdown(stopInstances: stop)
-        } else if stop {
-            try await Self.stopInstances(driver: driver, desired: target.desired)
-        }
+        // Supervision ends with the controller; instances stay recorded either way.
+        try await convergence.finish(stoppingInstances: stop)
         if stop && interactive { writeStdout("Stopped the fleet's instances (--no-stop-on-exit keeps them running).\n") }
-        if once {
-            if !(await controller.isSettled()) {
-                throw CommandFailure(message: "not converged within \(timeout)", exitCode: 1)
-            }
-            // Settled is not converged when a revision failed with nothing to roll back to: say why, exit 1.
-            let desiredNames = Set(await controller.snapshot()?.desired.servers.map(\.name) ?? [])
-            let failed = try await store.records().filter { $0.phase == .failed && desiredNames.contains($0.server) }
-            if !failed.isEmpty {
-                throw CommandFailure(message: failed.map { "\($0.server): \($0.message ?? "failed")" }.joined(separator: "; "), exitCode: 1)
-            }
-        }
-    }
-
-    /// Scales every revision of every managed server to zero (definitions and bookkeeping stay, so the next
-    /// `run` brings the same revisions back).
-    static func stopInstances(driver: any RuntimeDriver, desired: DesiredState) async throws {
-        let live = try await driver.observe()
-        for s in live.servers where s.managed {
-            for r in s.revisions where r.replicas > 0 {
-                var spec = desired.server(s.name) ?? DesiredServer(name: s.name, tenant: s.tenant ?? "default", version: r.version ?? "?")
-                spec.revision = r.revision
-                try await driver.scale(spec, replicas: 0)
-            }
+        if once, let failure = try await convergence.outcome(settled: await controller.isSettled(), timeout: timeout) {
+            throw failure
         }
     }
 }

@@ -1,6 +1,6 @@
+import FleetApp
 import ArgumentParser
 import FleetCore
-import FleetLocal
 import Foundation
 
 struct StopCommand: AsyncParsableCommand {
@@ -22,13 +22,12 @@ struct StopCommand: AsyncParsableCommand {
             throw CommandFailure(message: "environment \(target.environment.name) uses the \(target.environment.driver.rawValue) driver; `stop` is for the local driver (set replicas to 0 in the catalog instead)")
         }
         let (driver, _) = try target.runtime()
-        guard let local = driver as? LocalDriver else { throw CommandFailure(message: "environment \(target.environment.name): not a local driver") }
-        let before = try await local.observe()
+        let before = try await driver.observe()
         let running = before.servers.flatMap { $0.revisions.flatMap { $0.instances ?? [] } }.filter { $0.pid != nil && $0.state != .stopped }
         // Adopt what a previous controller left running, then stop it all cleanly.
-        try await local.start()
-        await local.shutdown(stopInstances: true)
-        let after = try await local.observe()
+        do { try await driver.start() } catch { throw CommandFailure(message: "environment \(target.environment.name): \(error)") }
+        try await driver.shutdown(stoppingInstances: true, desired: target.desired)
+        let after = try await driver.observe()
         let left = after.servers.flatMap { $0.revisions.flatMap { $0.instances ?? [] } }.filter { $0.state == .running || $0.state == .starting }
         writeStdout("stopped \(running.count) instance\(running.count == 1 ? "" : "s") of environment \(target.environment.name)\n")
         if !left.isEmpty {

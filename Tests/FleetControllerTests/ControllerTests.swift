@@ -329,3 +329,24 @@ struct Harness {
         #expect(exposition.contains("mcpfleet_probe_duration_seconds_bucket"))
     }
 }
+
+@Suite struct WorkQueuePriorityTests {
+    @Test func changedKeysGoAheadOfTheSweepAndArePromotedNotDuplicated() async throws {
+        let q = WorkQueue<String>(clock: ManualClock())
+        for i in 0..<100 { await q.add("s\(i)", priority: .low) }
+        await q.add("s99")  // something happened to the last one: it goes first, once
+        await q.add("new")
+        #expect(await q.depth == 101)
+        #expect(await q.get() == "s99")
+        #expect(await q.get() == "new")
+        var rest: [String] = []
+        while await q.depth > 0, let k = await q.get() { rest.append(k) }
+        #expect(rest == (0..<99).map { "s\($0)" })
+        // Added at low while processed at high: queued again at the higher of the two when done.
+        await q.add("s1", priority: .low)
+        await q.add("s1")
+        await q.add("s2", priority: .low)
+        await q.done("s1")
+        #expect(await q.get() == "s1")
+    }
+}

@@ -102,6 +102,11 @@ func silentListener(port: Int, fork: Bool = false) async throws -> TestProcess {
             // A real MCP server takes the instance's port.
             let foreign = try await TestEnvironment.startMCPServer("everything", port: 21970)
             defer { foreign.signal(SIGKILL) }
+            // The supervisor checks who holds the port of an instance not yet seen listening itself on
+            // every tick (not on every observe): the holder is named within one.
+            #expect(try await waitUntil(deadline: .seconds(5)) {
+                try await instances(driver.observe(), "quiet").first?.reason?.contains("is held by") == true
+            })
             let seen = try #require(instances(try await driver.observe(), "quiet").first)
             #expect(seen.pid == mine && !seen.healthy && seen.state == .starting)
             #expect(seen.reason?.contains("port 21970 is held by pid \(foreign.pid)") == true && seen.reason?.contains("not by this instance (pid \(mine))") == true,

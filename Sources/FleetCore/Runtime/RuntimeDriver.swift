@@ -72,6 +72,11 @@ public protocol RuntimeDriver: Sendable {
 
     /// Ends what `start` began (watches, background work); instances keep running. The default does nothing.
     func stop() async
+
+    /// What a controller leaving does: `stop()`, and with `stoppingInstances` every managed revision's
+    /// instances are stopped, their definitions kept, so the next controller brings the same revisions
+    /// back. `desired` (when known) supplies the specs. The default scales each revision to zero.
+    func shutdown(stoppingInstances: Bool, desired: DesiredState?) async throws
 }
 
 /// What an observation covers: everything (the sync key, `status`, `plan`) or one server (its reconcile).
@@ -94,6 +99,18 @@ extension RuntimeDriver {
 
     public func start() async throws {}
     public func stop() async {}
+
+    public func shutdown(stoppingInstances: Bool, desired: DesiredState?) async throws {
+        await stop()
+        guard stoppingInstances else { return }
+        for s in try await observe(.all).servers where s.managed {
+            for r in s.revisions where r.replicas > 0 {
+                var spec = desired?.server(s.name) ?? DesiredServer(name: s.name, tenant: s.tenant ?? "default", version: r.version ?? "?")
+                spec.revision = r.revision
+                try await scale(spec, replicas: 0)
+            }
+        }
+    }
 }
 
 extension LiveState {

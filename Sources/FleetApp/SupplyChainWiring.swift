@@ -8,27 +8,27 @@ import Foundation
 /// Every file it reads (evidence, trusted keys, `${MANIFEST_DIR}/…` artifacts) must resolve inside the
 /// manifest root once links are followed: one that leaves it is an error naming the path as written in
 /// the manifest, and is never read.
-struct SupplyChainWiring {
-    var catalog: Catalog
-    var baseDirectory: String
-    var cache: VerificationCache?
+public struct SupplyChainWiring {
+    public var catalog: Catalog
+    public var baseDirectory: String
+    public var cache: VerificationCache?
 
-    struct KeyError: Error, CustomStringConvertible {
-        var description: String
+    public struct KeyError: Error, CustomStringConvertible {
+        public var description: String
     }
 
-    init(catalog: Catalog, baseDirectory: String, cache: VerificationCache? = nil) {
+    public init(catalog: Catalog, baseDirectory: String, cache: VerificationCache? = nil) {
         self.catalog = catalog
         self.baseDirectory = baseDirectory
         self.cache = cache
     }
 
-    var root: String {
+    public var root: String {
         baseDirectory.hasPrefix("/") ? baseDirectory : FileManager.default.currentDirectoryPath + "/" + baseDirectory
     }
 
     /// The gate policies that apply to an environment, with their trusted keys loaded.
-    func policies(for environment: Environment) throws -> (gate: [GatePolicy], names: [String]) {
+    public func policies(for environment: Environment) throws -> (gate: [GatePolicy], names: [String]) {
         var out: [GatePolicy] = []
         for p in catalog.policies where p.applies(to: environment.name) {
             var keys: [TrustedKey] = []
@@ -56,12 +56,12 @@ struct SupplyChainWiring {
         return (out, out.map(\.name))
     }
 
-    func absolute(_ rootRelative: String) -> String {
+    public func absolute(_ rootRelative: String) -> String {
         (root + "/" + rootRelative as NSString).standardizingPath
     }
 
     /// `absolute(path)`, refused when following its links leads out of the manifest root.
-    func confined(_ rootRelative: String, what: String) throws -> String {
+    public func confined(_ rootRelative: String, what: String) throws -> String {
         let full = absolute(rootRelative)
         if RootConfinement(root: root)?.contains(full) == false {
             throw KeyError(description: "\(what): `\(rootRelative)` is a symbolic link that leads out of the manifest root; it is not read")
@@ -70,7 +70,7 @@ struct SupplyChainWiring {
     }
 
     /// `command[0]` as the host would run it: absolute, under the manifest directory, or found on PATH.
-    func resolveCommand(_ server: DesiredServer) throws -> String? {
+    public func resolveCommand(_ server: DesiredServer) throws -> String? {
         guard let program = server.command?.first else { return nil }
         if program.hasPrefix("/") { return program }
         let prefix = "${MANIFEST_DIR}/"
@@ -85,7 +85,7 @@ struct SupplyChainWiring {
         return nil
     }
 
-    func evidence(for server: DesiredServer, driver: DriverKind) throws -> ArtifactEvidence {
+    public func evidence(for server: DesiredServer, driver: DriverKind) throws -> ArtifactEvidence {
         let spec = catalog.server(server.name)?.supplyChain
         let commandPath = driver == .kubernetes ? nil : try resolveCommand(server)
         func file(_ key: String, _ path: String?) throws -> String? {
@@ -102,7 +102,7 @@ struct SupplyChainWiring {
     }
 
     /// A verdict for every server of the desired state.
-    func verdicts(for desired: DesiredState, environment: Environment) throws -> [String: PolicyVerdict] {
+    public func verdicts(for desired: DesiredState, environment: Environment) throws -> [String: PolicyVerdict] {
         let (policies, names) = try self.policies(for: environment)
         let gate = SupplyChainGate(policies: policies, cache: cache)
         var out: [String: PolicyVerdict] = [:]
@@ -119,7 +119,7 @@ struct SupplyChainWiring {
 
     /// Shows each trusted key of the desired state's policies by its fingerprint (SHA-256 of the DER
     /// public key, as `openssl pkey -pubin -outform DER | sha256sum`), so swapping a key file is a change.
-    func recordKeyFingerprints(in desired: inout DesiredState, environment: Environment) throws {
+    public func recordKeyFingerprints(in desired: inout DesiredState, environment: Environment) throws {
         let (policies, _) = try self.policies(for: environment)
         for i in desired.objects.indices where desired.objects[i].kind == .policy {
             guard let p = policies.first(where: { $0.name == desired.objects[i].name }) else { continue }
@@ -133,7 +133,7 @@ struct SupplyChainWiring {
 
     /// Digests of every file the verdicts rest on (evidence, artifacts, key files): relative to the root
     /// when inside it, else absolute. `apply plan.json` refuses the plan when one of them moved.
-    func evidenceDigests(for desired: DesiredState, environment: Environment) throws -> [FileDigest] {
+    public func evidenceDigests(for desired: DesiredState, environment: Environment) throws -> [FileDigest] {
         var paths = Set<String>()
         for server in desired.servers {
             let e = try evidence(for: server, driver: environment.driver)
@@ -150,7 +150,7 @@ struct SupplyChainWiring {
     }
 
     /// The files a catalog's verdicts read under the root (for a git baseline, written out first).
-    static func referencedFiles(_ catalog: Catalog) -> [String] {
+    public static func referencedFiles(_ catalog: Catalog) -> [String] {
         var out: [String] = []
         for s in catalog.servers {
             if let sc = s.supplyChain { out += [sc.artifact, sc.signature, sc.sbom, sc.scan, sc.provenance].compactMap { $0 } }

@@ -4,11 +4,11 @@ import Foundation
 
 /// Reads the contract files servers name (`spec.contract`) from the manifest root: confined to it (a
 /// link that leads out is refused, as for evidence), bounded in size, each error naming the file.
-enum ContractWiring {
+public enum ContractWiring {
     static let maxSize = 16 << 20
 
     /// Per server of the environment: its committed contract, the environment's contracts mode, its tools.
-    static func expectations(_ catalog: Catalog, environment: Environment, baseDirectory: String) throws -> [String: ContractExpectation] {
+    public static func expectations(_ catalog: Catalog, environment: Environment, baseDirectory: String) throws -> [String: ContractExpectation] {
         let mode = catalog.contractsMode(environment: environment.name)
         var out: [String: ContractExpectation] = [:]
         for s in catalog.servers(in: environment) {
@@ -22,33 +22,33 @@ enum ContractWiring {
     }
 
     /// The contract at `rootRelative` under `root`.
-    static func read(_ rootRelative: String, root: String, server: String) throws -> ServerContract {
+    public static func read(_ rootRelative: String, root: String, server: String) throws -> ServerContract {
         let full = (root as NSString).appendingPathComponent(rootRelative)
         if RootConfinement(root: root)?.contains(full) == false {
-            throw CommandFailure(message: "server \(server): spec.contract `\(rootRelative)` is a symbolic link that leads out of the manifest root; it is not read")
+            throw FleetFailure(message: "server \(server): spec.contract `\(rootRelative)` is a symbolic link that leads out of the manifest root; it is not read")
         }
         guard let handle = FileHandle(forReadingAtPath: full) else {
             let exists = FileManager.default.fileExists(atPath: full)
-            throw CommandFailure(message: "server \(server): spec.contract `\(rootRelative)` " + (exists ? "cannot be read" : "does not exist")
+            throw FleetFailure(message: "server \(server): spec.contract `\(rootRelative)` " + (exists ? "cannot be read" : "does not exist")
                                  + (exists ? "" : " (`mcpfleet contract pull \(server)` writes it)"))
         }
         defer { try? handle.close() }
         let data = (try? handle.read(upToCount: maxSize + 1)) ?? Data()
-        guard data.count <= maxSize else { throw CommandFailure(message: "server \(server): spec.contract `\(rootRelative)` is larger than \(maxSize >> 20) MiB") }
+        guard data.count <= maxSize else { throw FleetFailure(message: "server \(server): spec.contract `\(rootRelative)` is larger than \(maxSize >> 20) MiB") }
         do {
             return try ServerContract.decode(data, file: rootRelative)
         } catch {
-            throw CommandFailure(message: "server \(server): \(error)")
+            throw FleetFailure(message: "server \(server): \(error)")
         }
     }
 
     /// Where `contract pull` writes a server's contract: `spec.contract`, else `contracts/SERVER.json`.
-    static func defaultFile(_ server: Server) -> String { server.contract ?? "contracts/\(server.name).json" }
+    public static func defaultFile(_ server: Server) -> String { server.contract ?? "contracts/\(server.name).json" }
 }
 
 extension ContractWiring {
     /// What a plan compares contract files against.
-    enum Baseline {
+    public enum Baseline {
         /// Nothing records a surface (a live-state snapshot).
         case none
         /// The contract files as they were at a git ref.
@@ -59,7 +59,7 @@ extension ContractWiring {
 
     /// Per server that names a contract (now or at the baseline): the differences, and its tool lists
     /// checked against the new contract. `uncompared`: some contract had no baseline to compare with.
-    static func planDiffs(_ catalog: Catalog, environment: Environment, root: String, path: String, baseline: Baseline) async throws
+    public static func planDiffs(_ catalog: Catalog, environment: Environment, root: String, path: String, baseline: Baseline) async throws
         -> (diffs: [ContractFileDiff], uncompared: Bool) {
         let current = try expectations(catalog, environment: environment, baseDirectory: root)
         var oldFiles: [String: String] = [:]
@@ -73,7 +73,7 @@ extension ContractWiring {
                     if let f = s.contract { oldFiles[s.name] = f }
                 }
             } catch {
-                throw CommandFailure(message: "\(error)")
+                throw FleetFailure(message: "\(error)")
             }
         }
         var diffs: [ContractFileDiff] = []
@@ -95,7 +95,7 @@ extension ContractWiring {
                     }
                     let data = try tree.blobs([entry.object]).first ?? Data()
                     do { old = try ServerContract.decode(data, file: "\(file) at \(ref)") } catch {
-                        throw CommandFailure(message: "server \(name): \(error)")
+                        throw FleetFailure(message: "server \(name): \(error)")
                     }
                 }
             case .recorded(let store, let live):
@@ -115,7 +115,7 @@ extension ContractWiring {
 
 extension ContractWiring {
     /// `history`: the revision's contract digest, and with `--contract` its surface.
-    static func historyLines(_ c: ServerContract, surface: Bool) -> String {
+    public static func historyLines(_ c: ServerContract, surface: Bool) -> String {
         var out = "      contract: \(c.digest) (\(c.tools.count) tools, \(c.prompts.count) prompts, \(c.resourceTemplates.count) resource templates; \(c.server.name) \(c.server.version))\n"
         guard surface else { return out }
         for t in c.tools {
@@ -139,7 +139,7 @@ extension ContractWiring {
     }
 
     /// `status`: the contract each serving revision recorded when it became healthy.
-    static func statusLines(_ live: LiveState, store: any RolloutStore) async throws -> String {
+    public static func statusLines(_ live: LiveState, store: any RolloutStore) async throws -> String {
         var out: [String] = []
         for s in live.servers {
             guard let serving = s.servingRevision?.revision,

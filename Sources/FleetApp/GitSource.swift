@@ -7,14 +7,14 @@ import Foundation
 /// Symbolic links in the tree are followed only while they stay inside the manifest directory (read
 /// lexically, from the link text stored in git); one that leaves it is an error naming the link, and
 /// its target is never read — as on disk (`RootConfinement`).
-enum GitSource {
-    struct Failure: Error, CustomStringConvertible {
-        var description: String
+public enum GitSource {
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
     }
 
     /// Runs git with an argv (never a shell string) and returns stdout; `input` is written to its stdin.
     /// A failure carries git's own message.
-    static func git(_ args: [String], in directory: String, input: Data? = nil) throws -> Data {
+    public static func git(_ args: [String], in directory: String, input: Data? = nil) throws -> Data {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["git", "-C", directory] + args
@@ -53,8 +53,8 @@ enum GitSource {
     }
 
     /// The tree of `directory` (a path inside a git work tree) at `ref`.
-    struct Tree {
-        struct Entry {
+    public struct Tree {
+        public struct Entry {
             var mode: String
             var object: String
         }
@@ -64,7 +64,7 @@ enum GitSource {
         /// Paths relative to `directory`.
         var entries: [String: Entry]
 
-        init(directory: String, ref: String) throws {
+        public init(directory: String, ref: String) throws {
             self.directory = directory
             self.ref = ref
             // No --quiet: when the ref does not exist, git's own message says so.
@@ -81,11 +81,11 @@ enum GitSource {
             self.entries = entries
         }
 
-        static let linkMode = "120000"
+        public static let linkMode = "120000"
 
         /// `path` with every link on the way followed inside the tree; nil when a link leads out of the
         /// directory (an absolute target, or `..` past the top) or the links go round.
-        func resolve(_ path: String) throws -> String? {
+        public func resolve(_ path: String) throws -> String? {
             var parts = path.split(separator: "/").map(String.init)
             var hops = 0
             var i = 0
@@ -116,7 +116,7 @@ enum GitSource {
         }
 
         /// Contents of blobs by object id, in order, in one `git cat-file --batch`.
-        func blobs(_ objects: [String]) throws -> [Data] {
+        public func blobs(_ objects: [String]) throws -> [Data] {
             guard !objects.isEmpty else { return [] }
             let out = try git(["cat-file", "--batch"], in: directory, input: Data((objects.joined(separator: "\n") + "\n").utf8))
             var result: [Data] = []
@@ -134,7 +134,7 @@ enum GitSource {
         }
 
         /// The manifest files (`*.yaml`, `*.yml`, `.mcpfleetignore`), links followed inside the directory.
-        func manifestSet() throws -> ManifestSet {
+        public func manifestSet() throws -> ManifestSet {
             var wanted: [(path: String, object: String)] = []
             var escapes: [Diagnostic] = []
             // The root's ignore file first: what it ignores is never read, links included.
@@ -165,7 +165,7 @@ enum GitSource {
 
         /// Writes the files at `paths` (relative to the directory) as they were at `ref` under `root`,
         /// links followed inside the directory; paths that do not exist there (or leave it) are skipped.
-        func materialize(_ paths: [String], into root: String) throws {
+        public func materialize(_ paths: [String], into root: String) throws {
             var wanted: [(path: String, object: String)] = []
             for path in Set(paths).sorted() {
                 guard let resolved = try resolve(path), let e = entries[resolved], e.mode.hasPrefix("100") else { continue }
@@ -180,21 +180,21 @@ enum GitSource {
     }
 
     /// Loads `directory` (a path inside a git work tree) as of `ref`.
-    static func load(directory: String, ref: String) throws -> ManifestSet {
+    public static func load(directory: String, ref: String) throws -> ManifestSet {
         try Tree(directory: directory, ref: ref).manifestSet()
     }
 
-    static func headCommit(_ directory: String) -> String? {
+    public static func headCommit(_ directory: String) -> String? {
         guard let data = try? git(["rev-parse", "HEAD"], in: directory) else { return nil }
         return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 }
 
 /// A lock-protected buffer handed between the pipe-reading thread and the caller.
-final class DataBox: @unchecked Sendable {
+public final class DataBox: @unchecked Sendable {
     private let lock = NSLock()
     private var data = Data()
 
-    func set(_ d: Data) { lock.lock(); data = d; lock.unlock() }
-    func get() -> Data { lock.lock(); defer { lock.unlock() }; return data }
+    public func set(_ d: Data) { lock.lock(); data = d; lock.unlock() }
+    public func get() -> Data { lock.lock(); defer { lock.unlock() }; return data }
 }

@@ -4,16 +4,16 @@ extension GitSource {
     /// The commit the manifests in `directory` come from, as history records it: HEAD's, with `-dirty`
     /// appended when files under `directory` differ from it (uncommitted or untracked changes), so a
     /// rollout of edits nobody committed is never attributed to HEAD alone. Nil outside a git work tree.
-    static func manifestCommit(_ directory: String) -> String? {
+    public static func manifestCommit(_ directory: String) -> String? {
         guard let head = headCommit(directory) else { return nil }
         guard let status = try? git(["status", "--porcelain", "--untracked-files=normal", "--", "."], in: directory) else { return head }
         return status.isEmpty ? head : head + dirtySuffix
     }
 
-    static let dirtySuffix = "-dirty"
+    public static let dirtySuffix = "-dirty"
 
     /// How `history` shows a recorded commit.
-    static func describeCommit(_ commit: String) -> String {
+    public static func describeCommit(_ commit: String) -> String {
         commit.hasSuffix(dirtySuffix)
             ? "commit \(commit.dropLast(dirtySuffix.count).prefix(12)) + uncommitted changes"
             : "commit \(commit.prefix(12))"

@@ -7,29 +7,31 @@ import FleetYAML
 import Foundation
 
 /// The composition root's choice of driver and rollout store for an environment.
-enum DriverFactory {
-    static func make(environment: Environment, manifestRoot root: String) throws -> (driver: any RuntimeDriver, store: any RolloutStore) {
+public enum DriverFactory {
+    /// `resyncInterval`: the controller's (`run --resync`); a Kubernetes watch that says nothing for that
+    /// long (at least 10 s) is taken for dead and relisted.
+    public static func make(environment: Environment, manifestRoot root: String, resyncInterval: Duration? = nil) throws -> (driver: any RuntimeDriver, store: any RolloutStore) {
         do {
-            return try open(environment: environment, manifestRoot: root)
+            return try open(environment: environment, manifestRoot: root, resyncInterval: resyncInterval)
         } catch let e as StateDamage {
-            throw CommandFailure(message: "\(e); nothing was changed. Restore the last backup (`mcpfleet state restore FILE -C \(root) --env \(environment.name)`), "
+            throw FleetFailure(message: "\(e); nothing was changed. Restore the last backup (`mcpfleet state restore FILE -C \(root) --env \(environment.name)`), "
                 + "or move the file aside (with its -wal and -shm files) to start from empty state; running instances are then not adopted")
         } catch let e as LocalStateLost {
-            throw CommandFailure(message: "\(e). Their revisions, rollout history and audit log went with the database. "
+            throw FleetFailure(message: "\(e). Their revisions, rollout history and audit log went with the database. "
                 + "Restore it (`mcpfleet state restore FILE -C \(root) --env \(environment.name)`; the next `run` adopts them), "
                 + "or stop them (`kill -TERM -- \(e.processes.map { "-\($0.pid)" }.joined(separator: " "))`) and run again to start from empty state")
         }
     }
 
     /// The state database of a host environment (absolute), nil for Kubernetes (state in the cluster).
-    static func stateDatabase(environment: Environment) -> String? {
+    public static func stateDatabase(environment: Environment) -> String? {
         guard environment.driver.isHost else { return nil }
         let dir = environment.effectiveStateDir
         let absolute = dir.hasPrefix("/") ? dir : FileManager.default.currentDirectoryPath + "/" + dir
         return URL(fileURLWithPath: absolute).standardizedFileURL.path + "/state.db"
     }
 
-    private static func open(environment: Environment, manifestRoot root: String) throws -> (driver: any RuntimeDriver, store: any RolloutStore) {
+    private static func open(environment: Environment, manifestRoot root: String, resyncInterval: Duration?) throws -> (driver: any RuntimeDriver, store: any RolloutStore) {
         // Drivers write the root into units and command lines: always hand them an absolute path.
         let manifestRoot = URL(fileURLWithPath: root, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath)).standardizedFileURL.path
         switch environment.driver {
@@ -51,7 +53,7 @@ enum DriverFactory {
             // An empty store beside units mcpfleet wrote: the database was lost (history, failures, pins).
             let servers = try store.holdsNothing() ? driver.managedServersOnDisk() : []
             if !servers.isEmpty {
-                throw CommandFailure(message: "the state database \(store.database.path) is missing or empty, but mcpfleet's units for \(servers.count) server(s) "
+                throw FleetFailure(message: "the state database \(store.database.path) is missing or empty, but mcpfleet's units for \(servers.count) server(s) "
                     + "(\(servers.prefix(5).joined(separator: ", "))\(servers.count > 5 ? ", …" : "")) are in \(driver.unitDirectory): their rollout history, "
                     + "failure records and pins went with the database. Restore it (`mcpfleet state restore FILE -C \(root) --env \(environment.name)`), "
                     + "or, without a backup, `mcpfleet state adopt -C \(root) --env \(environment.name)` to start from empty state and adopt the running units")
@@ -62,13 +64,15 @@ enum DriverFactory {
             do {
                 config = try ClusterConfig.resolve(settings: environment.kubernetes, kubeconfig: ProcessInfo.processInfo.environment["MCPFLEET_KUBECONFIG"])
             } catch {
-                throw CommandFailure(message: "environment \(environment.name): \(error)")
+                throw FleetFailure(message: "environment \(environment.name): \(error)")
             }
             var options = KubernetesDriverOptions()
             if let ns = ProcessInfo.processInfo.environment["MCPFLEET_NAMESPACE"], !ns.isEmpty { options.controllerNamespace = ns }
+            if let resyncInterval { options.cache.stallTimeout = max(resyncInterval, .seconds(10)) }
             let driver = try KubernetesDriver(environment: environment, config: config, options: options)
             // The bookkeeping lives in the cluster too, so any controller replica (after a leader hand-over) sees it.
-            return (driver, KubernetesRolloutStore(client: driver.client, namespace: options.controllerNamespace))
+            // Its cache (a watch of the rollout records) starts and stops with the driver's.
+            return (driver, driver.rolloutStore())
         }
     }
 }

@@ -8,16 +8,22 @@ import ServiceLifecycle
 /// campaigns again (a controller that may have missed renewals must not keep acting). On graceful
 /// shutdown the inner service finishes its step and the elector releases the Lease, so a standby
 /// replica takes over at once instead of after the lease duration.
-struct LeaderElectedService: Service {
+public struct LeaderElectedService: Service {
     struct LeadershipLost: Error, CustomStringConvertible {
         var description: String { "lost the leader Lease; exiting so a fresh process campaigns again" }
     }
 
-    let elector: LeaderElector
+    public let elector: LeaderElector
     let inner: any Service
     let logger: Logger
 
-    func run() async throws {
+    public init(elector: LeaderElector, inner: any Service, logger: Logger) {
+        self.elector = elector
+        self.inner = inner
+        self.logger = logger
+    }
+
+    public func run() async throws {
         let acquisitions = await elector.changes()
         let losses = await elector.changes()
         try await withThrowingTaskGroup(of: Void.self) { group in
