@@ -1,5 +1,6 @@
 import ArgumentParser
 import FleetController
+import FleetDashboard
 import FleetCore
 import FleetGateway
 import FleetKubernetes
@@ -136,7 +137,10 @@ struct RunCommand: AsyncParsableCommand {
     func run() async throws {
         let target = try FleetTarget.load(path: path, env: env)
         let environmentName = target.environment.name
-        let (driver, store) = try target.runtime()
+        let (driver, rawStore) = try target.runtime()
+        // Writes to the store wake the dashboard's event streams.
+        let changes = FleetChanges()
+        let store = NotifyingRolloutStore(rawStore, changes: changes)
         let interactive = isatty(STDOUT_FILENO) == 1 && !once
         let level = logLevel.flatMap { Logger.Level(rawValue: $0) } ?? (isatty(STDERR_FILENO) == 1 ? .warning : .info)
         let format = logFormat
@@ -179,7 +183,7 @@ struct RunCommand: AsyncParsableCommand {
             // One HTTP stack (docs/designs/0005-gateway.md): the metrics address serves the operational
             // endpoints, the gateway address the MCP routes and the same operational endpoints.
             let environment = target.environment
-            let ops = OpsEndpoints(
+            var ops = OpsEndpoints(
                 // A standby replica (not holding the Lease) is healthy and ready: it is waiting, not failing.
                 ready: {
                     if await controller.readiness().ready { return true }
@@ -192,6 +196,7 @@ struct RunCommand: AsyncParsableCommand {
                     guard let live = await controller.lastLive() else { return [] }
                     return GatewayWiring.serverHealth(live: live, desired: await controller.snapshot()?.desired, gateway: gateway)
                 })
+            ops.routes = DashboardWiring.dashboard(controller: controller, driver: driver, store: store, changes: changes, target: target, gateway: gateway).routes
             let policies = GatewayPolicies(path: path, environment: environment, manifestRoot: target.loaded.root)
             // A missing token file stops here, naming the secret reference (never opening the route).
             if gateway != nil { _ = try await policies.current() }

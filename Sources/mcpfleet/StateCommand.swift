@@ -1,4 +1,5 @@
 import ArgumentParser
+import FleetController
 import FleetCore
 import FleetState
 import Foundation
