@@ -83,17 +83,17 @@
 
   // ---- server page ----
   function analysisChart(a) {
-    const w = 600, h = 120, pad = 24;
+    const w = 600, h = 120, pad = 24, left0 = 90;
     const g = svg("svg", { class: "chart", viewBox: "0 0 " + w + " " + h, role: "img", "aria-label": "analysis measurements" });
     const n = Math.max(a.count, a.measurements.length, 1);
-    const x = (i) => pad + (i + 0.5) * ((w - 2 * pad) / n);
+    const x = (i) => left0 + (i + 0.5) * ((w - left0 - pad) / n);
     const rate = a.successRateObjective;
     // Success rate on a scale from (objective − 5 points) to 100 %, else pass/fail as high/low dots.
     const lo = rate !== null && rate !== undefined ? Math.max(0, rate - 0.05) : 0;
     const y = (v) => h - pad - ((v - lo) / (1 - lo)) * (h - 2 * pad);
     if (rate !== null && rate !== undefined) {
-      g.appendChild(svg("line", { class: "objective", x1: pad, x2: w - pad, y1: y(rate), y2: y(rate) }));
-      g.appendChild(svg("text", { x: w - pad - 110, y: y(rate) - 4 })).textContent = "objective " + (rate * 100).toFixed(2) + "%";
+      g.appendChild(svg("line", { class: "objective", x1: left0, x2: w - pad, y1: y(rate), y2: y(rate) }));
+      g.appendChild(svg("text", { x: 2, y: y(rate) + 12 })).textContent = "objective " + (rate * 100).toFixed(2) + "%";
     }
     a.measurements.forEach((m, i) => {
       const v = m.successRate ?? (m.result === "pass" ? 1 : lo);
@@ -181,7 +181,8 @@
           el("td", {}, h.reason || ""), el("td", { class: "mono" }, h.manifestCommit ? h.manifestCommit.slice(0, 12) : "–"),
           el("td", { class: "mono" }, h.evidence ? [h.evidence.signedBy ? "signed by " + h.evidence.signedBy : "unsigned",
             h.evidence.artifactDigest ? " · " + h.evidence.artifactDigest.slice(0, 19) + "…" : "",
-            h.evidence.scan ? " · scan " + JSON.stringify(h.evidence.scan) : ""].join("") : "–")))))));
+            h.evidence.scan ? " · " + h.evidence.scan.scanner + ": " + h.evidence.scan.critical + " critical, " + h.evidence.scan.high + " high" : "",
+            h.evidence.provenanceVerified ? " · provenance verified" : ""].join("") : "–")))))));
 
     blocks.push(el("section", { class: "card", id: "audit" },
       el("h2", {}, "Audit trail"),
