@@ -102,7 +102,9 @@ let package = Package(
         .testTarget(name: "FleetSystemdTests", dependencies: ["FleetSystemd", "FleetState", "FleetCore", "FleetTesting"]),
         .testTarget(name: "FleetKubernetesTests", dependencies: ["FleetKubernetes", "FleetHTTP", "FleetCore", "FleetYAML", "FleetTesting"]),
         .testTarget(name: "FleetControllerTests", dependencies: ["FleetController", "FleetCore", "FleetHTTP", "FleetTesting"]),
-        .testTarget(name: "FleetDashboardTests", dependencies: ["FleetDashboard", "FleetController", "FleetGateway", "FleetCore", "FleetTesting"]),
+        .testTarget(
+            name: "FleetDashboardTests",
+            dependencies: ["FleetDashboard", "FleetController", "FleetGateway", "FleetCore", "FleetTesting", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "FleetGatewayTests",
             dependencies: [

@@ -38,6 +38,8 @@ public struct Dashboard: Sendable {
     public var refreshMs: Int64 = 1000
     /// How long an event stream may stay silent before a keep-alive comment.
     public var keepAliveMs: Int64 = 15_000
+    /// Event streams open now (each ends when its client goes).
+    public let openStreams = FleetChanges()
 
     public init(feed: DashboardFeed) {
         self.feed = feed
@@ -94,9 +96,11 @@ public struct Dashboard: Sendable {
     /// The event stream of the fleet (or one server): the current JSON at once, then whenever it
     /// changes. Ends when the client goes (the consumer is cancelled) and with the process.
     func events(server: String?) -> AsyncStream<String> {
-        let feed = self.feed, refreshMs = self.refreshMs, keepAliveMs = self.keepAliveMs
+        let feed = self.feed, refreshMs = self.refreshMs, keepAliveMs = self.keepAliveMs, open = self.openStreams
         return AsyncStream(bufferingPolicy: .bufferingNewest(8)) { continuation in
+            open.bump()
             let task = Task {
+                defer { open.bump(by: -1) }
                 continuation.yield("retry: 2000\n\n")
                 var last: String?
                 var seen = -1
@@ -182,7 +186,8 @@ public struct Dashboard: Sendable {
     }
 }
 
-/// A counter bumped on every change worth showing, read by the event streams (cheap to read often).
+/// A counter bumped on every change worth showing, read by the event streams (cheap to read often);
+/// also the count of open streams.
 public final class FleetChanges: @unchecked Sendable {
     private let lock = NSLock()
     private var value = 0
@@ -191,7 +196,7 @@ public final class FleetChanges: @unchecked Sendable {
 
     public var generation: Int { lock.withLock { value } }
 
-    public func bump() { lock.withLock { value &+= 1 } }
+    public func bump(by n: Int = 1) { lock.withLock { value &+= n } }
 }
 
 /// A rollout store that tells the dashboard when it was written to (records, history, audit), so

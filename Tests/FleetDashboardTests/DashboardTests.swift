@@ -4,6 +4,7 @@ import FleetDashboard
 import FleetGateway
 import FleetTesting
 import Foundation
+import Logging
 import Testing
 
 /// The status view model (shared by `status`, `status --watch` and the dashboard) and the dashboard's
@@ -225,5 +226,53 @@ final class PhaseBox: @unchecked Sendable {
     var value: RolloutPhase {
         get { lock.withLock { stored } }
         set { lock.withLock { stored = newValue } }
+    }
+}
+
+/// The dashboard on the real HTTP stack (the gateway's NIO server), through curl: pages, JSON, 405 for
+/// anything but GET/HEAD, an event stream that ends (and stops computing) when the client goes.
+@Suite(.serialized) struct DashboardHTTPTests {
+    func curl(_ args: [String]) throws -> (status: Int32, out: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        p.arguments = ["-sS"] + args
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    @Test func servedBesideTheOperationalEndpoints() async throws {
+        let dashboard = DashboardTests.dashboard()
+        var ops = OpsEndpoints(ready: { true }, metrics: { "" })
+        ops.routes = dashboard.routes
+        let server = GatewayServer(state: GatewayState(configuration: GatewayConfiguration()), metrics: GatewayMetrics(),
+                                   signer: try SessionSigner(key: Array(repeating: 1, count: 32)), ops: ops,
+                                   logger: Logger(label: "t") { _ in SwiftLogNoOpLogHandler() })
+        let port = try await server.listen("127.0.0.1:0", mcp: true).port
+        let base = "http://127.0.0.1:\(port)"
+        defer { Task { await server.shutdown() } }
+
+        #expect(try curl(["-o", "/dev/null", "-w", "%{http_code}", base + "/healthz"]).out == "200")
+        let page = try curl(["-i", base + "/ui"])
+        #expect(page.out.contains("HTTP/1.1 200") && page.out.contains("Content-Security-Policy:") && page.out.contains("<script src=\"/ui/assets/dashboard.js\""))
+        let head = try curl(["-I", base + "/ui/assets/dashboard.css"])
+        #expect(head.out.contains("HTTP/1.1 200") && head.out.lowercased().contains("content-type: text/css"))
+        let fleet = try curl([base + "/api/v1/fleet"])
+        #expect(fleet.out.contains("\"stepLabel\":\"step 1 of 2\""))
+        let post = try curl(["-i", "-X", "POST", "-d", "{}", base + "/api/v1/fleet"])
+        #expect(post.out.contains("HTTP/1.1 405") && post.out.contains("Allow: GET, HEAD"))
+        // Not an MCP route: the dashboard's prefix never shadows a server, and an unknown API path is 404 JSON.
+        let missing = try curl(["-i", base + "/api/v1/nothing"])
+        #expect(missing.out.contains("HTTP/1.1 404") && missing.out.contains("{\"error\":"))
+
+        // An event stream: the fleet at once; curl gives up after 2 s, and the stream ends with it.
+        let events = try curl(["-N", "-m", "2", base + "/api/v1/events"])
+        #expect(events.status == 28, "curl timed out on an open stream: \(events.out.prefix(200))")
+        #expect(events.out.hasPrefix("retry: 2000\n\nevent: fleet\ndata: {"), "\(events.out.prefix(300))")
+        try await waitUntil("the stream stopped after the client went", timeout: .seconds(10)) { dashboard.openStreams.generation == 0 }
     }
 }
