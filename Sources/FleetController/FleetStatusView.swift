@@ -21,6 +21,9 @@ public struct FleetStatusView: Codable, Hashable, Sendable {
     public var servers: [ServerStatusRow]
     /// The lines under the status table: why a server is held, failed or not ready, analysis progress.
     public var notes: [String]
+    /// The fleet's last audit entries, newest first (set by the caller that reads the audit log:
+    /// `status --watch` and the dashboard; empty for `status`).
+    public var events: [AuditEntry] = []
 
     public init(environment: String?, driver: String?, generatedAt: Int64, gateway: String?, controller: ControllerStatus,
                 servers: [ServerStatusRow], notes: [String]) {
@@ -64,6 +67,9 @@ public struct FleetStatusView: Codable, Hashable, Sendable {
     }
 
     public func server(_ name: String) -> ServerStatusRow? { servers.first { $0.name == name } }
+
+    /// Sets `events` from the audit log's last entries (stores return them oldest first).
+    public mutating func setEvents(fromAudit entries: [AuditEntry]) { events = entries.reversed() }
 
     /// Where the gateway serves a server.
     public static func endpoint(_ gateway: String, server: String) -> String { "http://\(gateway)/\(server)/mcp" }

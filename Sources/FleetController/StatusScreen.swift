@@ -4,20 +4,20 @@ import Foundation
 /// `mcpfleet status --watch` as text: on a terminal a screen redrawn in place (the status table, then
 /// a block per server in a rollout: revisions and shares, the step, the pause countdown, the analysis,
 /// the command that moves it on, then the last events); elsewhere one appended line per server whose
-/// state changed. Pure: the caller passes the view, events and time.
+/// state changed. Pure: the caller passes the view and the time.
 public enum StatusScreen {
     /// The whole screen (no escape codes; the caller clears and homes the cursor).
-    /// `events`: the last audit entries, oldest first (as stores return them); shown newest first.
-    public static func screen(_ view: FleetStatusView, events: [AuditEntry], context: OperatorCommand.Context, now: Int64) -> String {
+    /// The whole screen; the view's `events` (newest first) are the last part.
+    public static func screen(_ view: FleetStatusView, context: OperatorCommand.Context, now: Int64) -> String {
         var out = "mcpfleet status --watch · environment \(view.environment ?? "-") (\(view.driver ?? "-")) · \(clock(now))\n\n"
         out += view.table()
         for row in view.servers where row.rollout != nil || row.analysis != nil {
             out += "\n" + block(row, context: context, now: now)
         }
         out += view.notesText()
-        if !events.isEmpty {
+        if !view.events.isEmpty {
             out += "\nLAST EVENTS\n"
-            out += FleetStatusView.columns(events.reversed().prefix(8).map { e in
+            out += FleetStatusView.columns(view.events.prefix(8).map { e in
                 [clock(e.lastTime ?? e.time), e.server, e.action, e.outcome, (e.revision ?? "-"), e.reason + ((e.repeats ?? 0) > 0 ? " (×\((e.repeats ?? 0) + 1))" : "")]
             })
         }

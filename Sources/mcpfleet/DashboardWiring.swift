@@ -30,6 +30,7 @@ enum DashboardWiring {
                 var view = FleetStatusView.make(live: try await live(), desired: snapshot?.desired, records: try await store.records(),
                                                 controller: try await ControllerPresence.read(store).status, gateway: gateway, now: StatusCommand.nowMs())
                 view.syncedCommit = snapshot?.commit
+                view.setEvents(fromAudit: try await store.audit(server: nil, limit: 12))
                 return view
             },
             server: { name in

@@ -61,11 +61,11 @@ struct StatusCommand: AsyncParsableCommand {
         while !Task.isCancelled {
             do {
                 let live = try await target.observe(driver, store)
-                let view = try await view(target, live: live, store: store)
+                var view = try await view(target, live: live, store: store)
                 lastError = nil
                 if terminal {
-                    let events = try await store.audit(server: nil, limit: 8)
-                    writeStdout("\u{1B}[H\u{1B}[2J" + StatusScreen.screen(view, events: events, context: context, now: view.generatedAt))
+                    view.setEvents(fromAudit: try await store.audit(server: nil, limit: 8))
+                    writeStdout("\u{1B}[H\u{1B}[2J" + StatusScreen.screen(view, context: context, now: view.generatedAt))
                 } else {
                     for row in view.servers {
                         let key = StatusScreen.changeKey(row)

@@ -127,10 +127,12 @@ import Testing
 
     @Test func watchScreenShowsStepCountdownAndNextCommand() {
         let desired = DesiredState(environment: "local", driver: .local, servers: [Self.canary()])
-        let view = FleetStatusView.make(live: Self.live(), desired: desired, records: [Self.record()], now: Self.now)
+        var view = FleetStatusView.make(live: Self.live(), desired: desired, records: [Self.record()], now: Self.now)
+        view.setEvents(fromAudit: [AuditEntry(time: Self.now - 5_000, server: "time", action: "scale", revision: "new111", reason: "0 → 1 replicas", outcome: "ok"),
+                                   AuditEntry(time: Self.now, server: "time", action: "rollout-start", revision: "new111", reason: "1.10 → 1.11", outcome: "ok")])
+        #expect(view.events.map(\.action) == ["rollout-start", "scale"], "newest first")
         let context = OperatorCommand.Context(directory: "Manifests", environment: "local")
-        let screen = StatusScreen.screen(view, events: [AuditEntry(time: Self.now, server: "time", action: "rollout-start", revision: "new111", reason: "1.10 → 1.11", outcome: "ok")],
-                                         context: context, now: Self.now + 1_000)
+        let screen = StatusScreen.screen(view, context: context, now: Self.now + 1_000)
         #expect(screen.contains("time  canary → new111  step 1 of 2 · paused, 1m29s left"), "\(screen)")
         #expect(screen.contains("revisions: old110 2/2 ready (67%) serving · new111 1/1 ready (33%) new"), "\(screen)")
         #expect(screen.contains("promote: mcpfleet promote time -C Manifests --env local"), "\(screen)")
@@ -190,6 +192,36 @@ import Testing
         let badQuery = try #require(Self.body(await d.respond(path: "/api/v1/events", query: "server=%3Cscript%3E")))
         #expect(badQuery.status == 400)
         #expect(try #require(Self.body(await d.respond(path: "/ui/assets/other.js", query: nil))).status == 404)
+    }
+
+    /// The store cannot be read (locked, damaged): the API says why with 503, the stream sends a
+    /// `problem` event and keeps going (the page shows it and recovers on the next good view).
+    @Test func unreadableStateIsReportedNotFatal() async throws {
+        struct Locked: Error, CustomStringConvertible { var description: String { "sqlite error 5: database is locked" } }
+        let failing = PhaseBox()
+        var d = Dashboard(feed: DashboardFeed(
+            fleet: {
+                if failing.value == .failed { throw Locked() }
+                return FleetStatusView.make(live: Self.live(), desired: nil, records: [], now: Self.now)
+            },
+            server: { _ in throw Locked() }, changes: FleetChanges()))
+        d.refreshMs = 20
+        failing.value = .failed
+        let fleet = try #require(Self.body(await d.respond(path: "/api/v1/fleet", query: nil)))
+        #expect(fleet.status == 503 && fleet.text.contains("cannot read the fleet: sqlite error 5: database is locked"))
+        let server = try #require(Self.body(await d.respond(path: "/api/v1/servers/time", query: nil)))
+        #expect(server.status == 503 && server.text.contains("database is locked"))
+        guard case .events(let stream, _) = await d.respond(path: "/api/v1/events", query: nil) else {
+            Issue.record("not an event stream")
+            return
+        }
+        var names: [String] = []
+        for await chunk in stream where chunk.hasPrefix("event: ") {
+            names.append(String(chunk.dropFirst(7).prefix { $0 != "\n" }))
+            if names == ["problem"] { failing.value = .stable }
+            if names.count == 2 { break }
+        }
+        #expect(names == ["problem", "fleet"])
     }
 
     @Test func eventStreamSendsTheViewThenEachChange() async throws {

@@ -116,12 +116,18 @@ def fleet(tmp_path):
     (secret_dir / "token").write_text(planted + "\n")
     os.chmod(secret_dir / "token", 0o600)
 
+    # The manifests in git, as a GitOps checkout: the dashboard shows the commit the controller synced.
+    git = ["git", "-C", str(tmp_path / "Manifests"), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run([*git[:3], "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "example fleet"], check=True)
+
     env = dict(os.environ)
     env["PATH"] = str(Path(EVERYTHING).parent) + ":" + env.get("PATH", "/usr/bin:/bin")
     log = open(tmp_path / "controller.log", "wb")
     proc = subprocess.Popen([BIN, "run", "Manifests", "--env", "local", "--metrics-address", OPS, "--log-format", "json", "--poll", "500ms"],
                             cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
-    ctx = {"dir": tmp_path, "env": env, "proc": proc, "secret": planted, "server_file": server}
+    ctx = {"dir": tmp_path, "env": env, "proc": proc, "secret": planted, "server_file": server, "git": git}
     try:
         yield ctx
     finally:
@@ -189,6 +195,7 @@ def test_dashboard_follows_a_canary_live(fleet):
         return view if ok else False
     view = wait_until("the example fleet up and stable", settled, timeout=180)
     v["fleet"].validate(view)
+    assert view["syncedCommit"] and not view["syncedCommit"].endswith("-dirty")
     stable = server_row(view, "time")["servingRevision"]
     assert server_row(view, "time")["tenant"] == "research"
     assert server_row(view, "time")["endpoint"] == "http://127.0.0.1:9470/time/mcp"
@@ -204,9 +211,11 @@ def test_dashboard_follows_a_canary_live(fleet):
         loaded_at = browser.evaluate("window.mcpfleetDashboard.loadedAt")
         navigations = browser.navigations()
 
-        # A manifest edit starts the canary (a new revision of the time server).
+        # A manifest edit, committed, starts the canary (a new revision of the time server).
         f = fleet["server_file"]
         f.write_text(f.read_text().replace("value: UTC", "value: Europe/Paris"))
+        subprocess.run([*fleet["git"], "commit", "-qam", "time: Europe/Paris"], check=True)
+        head = subprocess.run([*fleet["git"], "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
 
         # The fleet page shows the step without a reload.
         step = browser.wait_for("(document.querySelector('tr[data-server=time] .rollout-step') || {}).textContent", what="the canary step on the fleet page")
@@ -215,6 +224,8 @@ def test_dashboard_follows_a_canary_live(fleet):
         assert "canary" in step
         assert browser.evaluate("window.mcpfleetDashboard.loadedAt") == loaded_at and browser.navigations() == navigations, "the page was reloaded"
         browser.wait_for("/pause \\d+m\\d+s left/.test(document.querySelector('tr[data-server=time] .rollout-step').textContent)", what="the countdown on the fleet page")
+        assert browser.wait_for(f"document.getElementById('context').textContent.includes('synced commit {head[:12]}')", what="the synced commit")
+        assert browser.wait_for("(document.getElementById('events') || {textContent: ''}).textContent.includes('rollout-start')", what="the rollout in the last events")
         browser.screenshot(str(shots / "dashboard-fleet.png"))
         seen["fleet page"] = browser.html()
 

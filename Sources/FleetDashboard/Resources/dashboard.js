@@ -50,7 +50,7 @@
   // ---- fleet page ----
   function renderFleet(view) {
     context.textContent = "environment " + (view.environment || "–") + " (" + (view.driver || "–") + ")" +
-      (view.syncedCommit ? " · synced " + view.syncedCommit.slice(0, 12) : "") +
+      (view.syncedCommit ? " · synced commit " + view.syncedCommit.slice(0, 12) + (view.syncedCommit.endsWith("-dirty") ? " + uncommitted changes" : "") : "") +
       (view.controller.alive ? "" : " · " + (view.controller.note || "no controller"));
     const byTenant = new Map();
     for (const s of view.servers) {
@@ -77,7 +77,15 @@
     const notes = view.notes.length || view.controller.note
       ? el("section", { class: "card" }, el("h2", {}, "Notes"), el("ul", { class: "notes" }, view.notes.concat(view.controller.note ? [view.controller.note] : []).map((n) => el("li", {}, n))))
       : null;
-    main.replaceChildren(el("h1", {}, "Fleet"), ...cards, notes || "");
+    const events = view.events.length
+      ? el("section", { class: "card", id: "events" }, el("h2", {}, "Last events"),
+        el("table", {}, el("thead", {}, el("tr", {}, ["time", "server", "action", "revision", "outcome", "reason"].map((h) => el("th", {}, h)))),
+          el("tbody", {}, view.events.map((e) => el("tr", {},
+            el("td", { class: "muted" }, time(e.lastTime || e.time)), el("td", {}, view.servers.some((s) => s.name === e.server) ? el("a", { href: "/ui/servers/" + encodeURIComponent(e.server) }, e.server) : e.server),
+            el("td", {}, e.action), el("td", { class: "mono" }, e.revision || "–"), el("td", {}, e.outcome + (e.repeats ? " (×" + (e.repeats + 1) + ")" : "")),
+            el("td", {}, e.reason))))))
+      : null;
+    main.replaceChildren(el("h1", {}, "Fleet"), ...cards, notes || "", events || "");
     tick();
   }
 
