@@ -74,7 +74,8 @@ public struct Dashboard: Sendable {
         case "/api/v1/events":
             let server = Self.parameter("server", in: query)
             if let server, !Self.validName(server) { return Self.problem(400, "`server` is not a server name") }
-            return .events(events(server: server), headers: Self.apiHeaders + [("X-Accel-Buffering", "no")])
+            let dashboard = self
+            return .events({ dashboard.events(server: server) }, headers: Self.apiHeaders + [("X-Accel-Buffering", "no")])
         default:
             if let name = Self.suffix(path, after: "/ui/servers/") {
                 guard Self.validName(name) else { return Self.problem(404, "no such page") }

@@ -100,7 +100,8 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             serveOps(context, h, String(path))
             return
         }
-        if let routes = server.ops.routes, routes.handles(String(path)) {
+        let route = mcp ? server.state.route(forPath: path) : nil
+        if route == nil, let routes = server.ops.routes, routes.handles(String(path)) {
             guard h.method == .GET || h.method == .HEAD else {
                 respond(h, route: nil, status: .methodNotAllowed, message: "use GET", extraHeaders: [("Allow", "GET, HEAD")])
                 return
@@ -108,7 +109,7 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             serveRoutes(context, h, routes, String(path))
             return
         }
-        guard mcp, let route = server.state.route(forPath: path) else {
+        guard let route else {
             respond(h, route: nil, status: .notFound, message: "no MCP server is routed at \(path)")
             return
         }
@@ -143,7 +144,7 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                 if !h.isKeepAlive { headers.add(name: "Connection", value: "close") }
                 writeResponse(HTTPResponseHead(version: h.version, status: .init(statusCode: status), headers: headers),
                               body: h.method == .HEAD ? nil : ByteBuffer(bytes: body), close: !h.isKeepAlive)
-            case .events(let stream, let extra):
+            case .events(let makeStream, let extra):
                 guard h.method == .GET, let context = self.context else {
                     writeResponse(HTTPResponseHead(version: h.version, status: .ok, headers: HTTPHeaders([("Content-Type", "text/event-stream"), ("Content-Length", "0")] + extra)),
                                   body: nil, close: !h.isKeepAlive)
@@ -154,6 +155,7 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                 context.writeAndFlush(wrapOutboundOut(.head(head)), promise: nil)
                 let loop = context.eventLoop
                 let bound = NIOLoopBound(self, eventLoop: loop)
+                let stream = makeStream()
                 events = Task {
                     for await chunk in stream {
                         loop.execute { bound.value.writeEvent(chunk) }

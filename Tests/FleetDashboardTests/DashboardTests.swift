@@ -211,10 +211,11 @@ import Testing
         #expect(fleet.status == 503 && fleet.text.contains("cannot read the fleet: sqlite error 5: database is locked"))
         let server = try #require(Self.body(await d.respond(path: "/api/v1/servers/time", query: nil)))
         #expect(server.status == 503 && server.text.contains("database is locked"))
-        guard case .events(let stream, _) = await d.respond(path: "/api/v1/events", query: nil) else {
+        guard case .events(let makeStream, _) = await d.respond(path: "/api/v1/events", query: nil) else {
             Issue.record("not an event stream")
             return
         }
+        let stream = makeStream()
         var names: [String] = []
         for await chunk in stream where chunk.hasPrefix("event: ") {
             names.append(String(chunk.dropFirst(7).prefix { $0 != "\n" }))
@@ -228,10 +229,11 @@ import Testing
         let changes = FleetChanges()
         let phase = PhaseBox()
         let d = Self.dashboard(changes: changes, phase: { phase.value })
-        guard case .events(let stream, _) = await d.respond(path: "/api/v1/events", query: nil) else {
+        guard case .events(let makeStream, _) = await d.respond(path: "/api/v1/events", query: nil) else {
             Issue.record("not an event stream")
             return
         }
+        let stream = makeStream()
         var events: [String] = []
         for await chunk in stream {
             events.append(chunk)
@@ -300,6 +302,17 @@ final class PhaseBox: @unchecked Sendable {
         // Not an MCP route: the dashboard's prefix never shadows a server, and an unknown API path is 404 JSON.
         let missing = try curl(["-i", base + "/api/v1/nothing"])
         #expect(missing.out.contains("HTTP/1.1 404") && missing.out.contains("{\"error\":"))
+
+        // HEAD of the stream: headers only, and no stream left producing for nobody.
+        let headEvents = try curl(["-I", "-m", "5", base + "/api/v1/events"])
+        #expect(headEvents.status == 0 && headEvents.out.contains("text/event-stream"), "\(headEvents.out)")
+        #expect(dashboard.openStreams.generation == 0)
+
+        // A server named `ui` keeps its MCP endpoint: the MCP routes are asked first.
+        server.state.publish(RouteTable([Route(server: "ui", tenant: "default", backends: [Backend(id: "ui-0", revision: "r", host: "127.0.0.1", port: 9, path: "/mcp")])]))
+        let mcp = try curl(["-i", "-X", "POST", "-H", "Content-Type: application/json", "-d", "{}", base + "/ui/mcp"])
+        #expect(!mcp.out.contains("HTTP/1.1 405") && !mcp.out.contains("no such page"), "\(mcp.out.prefix(300))")
+        #expect(try curl(["-o", "/dev/null", "-w", "%{http_code}", base + "/ui"]).out == "200")
 
         // An event stream: the fleet at once; curl gives up after 2 s, and the stream ends with it.
         let events = try curl(["-N", "-m", "2", base + "/api/v1/events"])
