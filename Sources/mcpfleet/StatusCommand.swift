@@ -62,6 +62,7 @@ struct StatusCommand: AsyncParsableCommand {
             do {
                 let live = try await target.observe(driver, store)
                 var view = try await view(target, live: live, store: store)
+                if lastError != nil { writeStderr("mcpfleet status --watch: reading the environment again\n") }
                 lastError = nil
                 if terminal {
                     view.setEvents(fromAudit: try await store.audit(server: nil, limit: 8))
@@ -74,7 +75,7 @@ struct StatusCommand: AsyncParsableCommand {
                     }
                 }
             } catch {
-                let text = "\(error)"
+                let text = (error as? CommandFailure)?.message ?? "\(error)"
                 if text != lastError { writeStderr("mcpfleet status --watch: \(text) (retrying)\n") }
                 lastError = text
             }
