@@ -101,6 +101,12 @@ def fleet(tmp_path):
     second so each interval has probe results; a p95 bound a loaded 2-core machine keeps), a secret
     planted in the time server's environment, and `mcpfleet run` on it."""
     shutil.copytree(ROOT / "Manifests", tmp_path / "Manifests")
+    # Ports moved off the example's 181xx/182xx: other suites on the machine find the example fleet's
+    # processes by those ports (PID namespaces are shared) and kill one to test healing.
+    for name, old, new in (("everything.yaml", "port: 18100", "port: 18300"), ("time.yaml", "port: 18200", "port: 18400")):
+        f = tmp_path / "Manifests" / "servers" / name
+        assert old in f.read_text()
+        f.write_text(f.read_text().replace(old, new))
     slo = tmp_path / "Manifests" / "slo.yaml"
     slo.write_text(slo.read_text().replace("interval: 30s", "interval: 3s").replace("latencyP95: 400ms", "latencyP95: 3s"))
     planted = "planted-" + secrets.token_hex(16)
@@ -178,11 +184,16 @@ class Tmux:
 
 @pytest.mark.skipif((not shutil.which("chromium") or not shutil.which("tmux")) and not os.environ.get("CI"),
                     reason="needs chromium and tmux (scripts/setup.sh installs them; in CI their absence fails)")
-def test_dashboard_follows_a_canary_live(fleet):
+def test_dashboard_follows_a_canary_live(fleet, capsys):
     v = validators()
     shots = Path(os.environ.get("MCPFLEET_SCREENSHOTS") or tempfile.mkdtemp(prefix="mcpfleet-screenshots-"))
     shots.mkdir(parents=True, exist_ok=True)
     seen: dict[str, str] = {}  # every page, endpoint and screen the test saw, for the secret check
+
+    def log(text: str):
+        """Into the test log even when the test passes (the watch screens are part of the evidence)."""
+        with capsys.disabled():
+            print("\n" + text)
 
     # The fleet comes up: every server stable with its replicas ready.
     def settled():
@@ -246,7 +257,7 @@ def test_dashboard_follows_a_canary_live(fleet):
         assert any(c["action"] == "promote" and c["applies"] and c["command"].startswith("mcpfleet promote time -C /") for c in detail["commands"])
 
         screen = wait_until("the watch view showing the step", lambda: (s := watch.screen()) and "step 1 of 2" in s and s)
-        print("---- status --watch (tmux, canary paused at step 1) ----\n" + screen)
+        log("---- status --watch (tmux, canary paused at step 1) ----\n" + screen)
         assert re.search(r"time\s+canary → \w+\s+step 1 of 2 · paused, \d+m\d+s left", screen), screen
         assert "promote: mcpfleet promote time -C Manifests --env local" in screen
         seen["watch screen 1"] = screen
@@ -275,13 +286,13 @@ def test_dashboard_follows_a_canary_live(fleet):
         assert any(e["action"] == "promote" for e in detail["audit"]), detail["audit"]
 
         screen = wait_until("the watch view showing analysis", lambda: (s := watch.screen()) and "analysis:" in s and s)
-        print("---- status --watch (tmux, canary at step 2 with analysis) ----\n" + screen)
+        log("---- status --watch (tmux, canary at step 2 with analysis) ----\n" + screen)
         assert "step 2 of 2" in screen
         seen["watch screen 2"] = screen
 
         piped.send_signal(signal.SIGINT)
         out, err = piped.communicate(timeout=10)
-        print("---- status --watch (pipe) ----\n" + out)
+        log("---- status --watch (pipe) ----\n" + out)
         assert "\x1b[" not in out, "no escape codes without a terminal"
         lines = [l for l in out.splitlines() if " time · " in l]
         assert len(lines) >= 2 and any("step 1 of 2" in l for l in lines) and any("step 2 of 2" in l for l in lines), out
@@ -306,7 +317,7 @@ def test_dashboard_follows_a_canary_live(fleet):
         assert "script-src 'self'" in headers["Content-Security-Policy"]
         for what, text in seen.items():
             assert fleet["secret"] not in text, f"the planted secret appears in {what}"
-        print(f"screenshots: {shots / 'dashboard-fleet.png'} {shots / 'dashboard-server.png'}")
+        log(f"screenshots: {shots / 'dashboard-fleet.png'} {shots / 'dashboard-server.png'}")
     finally:
         watch.close()
         browser.close()
