@@ -85,13 +85,20 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict),
+        // The read-only dashboard (/ui, /api/v1/*, server-sent events) on the gateway's HTTP stack; its
+        // page, style and script are embedded in the binary (docs/designs/0011-dashboard.md).
+        .target(
+            name: "FleetDashboard",
+            dependencies: ["FleetCore", "FleetController", "FleetGateway"],
+            resources: [.embedInCode("Resources/index.html"), .embedInCode("Resources/dashboard.css"), .embedInCode("Resources/dashboard.js")],
+            swiftSettings: strict),
         // Test doubles shared by test targets: in-memory driver and store, manual clock, sandboxes.
         .target(name: "FleetTesting", dependencies: ["FleetCore"], swiftSettings: strict),
         .executableTarget(
             name: "mcpfleet",
             dependencies: [
                 "FleetCore", "FleetYAML", "FleetSupplyChain", "FleetHTTP", "FleetState", "FleetLocal", "FleetSystemd",
-                "FleetKubernetes", "FleetController", "FleetGateway", "FleetApp",
+                "FleetKubernetes", "FleetController", "FleetGateway", "FleetApp", "FleetDashboard",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -108,6 +115,9 @@ let package = Package(
         .testTarget(name: "FleetSystemdTests", dependencies: ["FleetSystemd", "FleetState", "FleetCore", "FleetTesting"]),
         .testTarget(name: "FleetKubernetesTests", dependencies: ["FleetKubernetes", "FleetHTTP", "FleetCore", "FleetYAML", "FleetTesting"]),
         .testTarget(name: "FleetControllerTests", dependencies: ["FleetController", "FleetCore", "FleetHTTP", "FleetTesting"]),
+        .testTarget(
+            name: "FleetDashboardTests",
+            dependencies: ["FleetDashboard", "FleetController", "FleetGateway", "FleetCore", "FleetTesting", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "FleetGatewayTests",
             dependencies: [

@@ -3,7 +3,8 @@
 # (libyaml, libcurl, SQLite), the tools the tests use, and the Python packages of the test suite.
 set -euo pipefail
 need=()
-for pkg in libyaml-dev libcurl4-openssl-dev libsqlite3-dev pkg-config git openssl time; do
+# chromium and tmux: the dashboard's end-to-end test (Tests/dashboard) drives a headless browser and a pseudo-terminal.
+for pkg in libyaml-dev libcurl4-openssl-dev libsqlite3-dev pkg-config git openssl time chromium tmux; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

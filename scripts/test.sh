@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: one build of everything (plus the official Swift SDK's
 # mcp-everything-server, the real MCP server the driver and controller tests run), the Swift tests,
-# then the Python suites (schemas, the Kubernetes test API server against real kubectl) against the
+# then the Python suites (schemas, the dashboard in headless Chromium during a canary, the Kubernetes
+# test API server against real kubectl) against the
 # same built binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +34,7 @@ swift_status=$?
 set -e
 grep -vE '^(◇|↳)|^✔ (Test|Suite) [^r]|^Test Case .* (started|passed)|^Test Suite .* (started|passed)' "$swift_log" || true
 [ "$swift_status" -eq 0 ] || status=$swift_status
-suites=(Tests/schemas)
+suites=(Tests/schemas Tests/dashboard)
 [ -d Tests/KubeAPIServer ] && suites+=(Tests/KubeAPIServer)
 python3 -m pytest -q "${suites[@]}" || status=$?
 exit $status

@@ -18,8 +18,12 @@ public final class Convergence: Sendable {
 
     /// `run DIR`: the directory is watched (inotify, polling as the fallback) and rendered
     /// incrementally; a changed server is reconciled ahead of the rest.
-    public convenience init(watching target: FleetTarget, configuration: ControllerConfiguration, logger: Logger) throws {
-        let (driver, store) = try target.runtime(resyncInterval: .milliseconds(configuration.resyncIntervalMs))
+    /// `wrappingStore` decorates the rollout store every part of the run uses (the dashboard's change
+    /// signal, notifications).
+    public convenience init(watching target: FleetTarget, configuration: ControllerConfiguration, logger: Logger,
+                            wrappingStore: (any RolloutStore) throws -> any RolloutStore = { $0 }) throws {
+        let (driver, rawStore) = try target.runtime(resyncInterval: .milliseconds(configuration.resyncIntervalMs))
+        let store = try wrappingStore(rawStore)
         let source = ManifestSource(path: target.path, environmentName: target.environment.name, watch: true)
         try self.init(environment: target.environment, driver: driver, store: store, source: source,
                       snapshot: { try source.snapshot() }, fingerprint: { source.fingerprint() },

@@ -143,6 +143,9 @@ public final class Controller: Service, Sendable {
 
     public func snapshot() async -> DesiredStateSnapshot? { await state.snapshot }
 
+    /// The analysis run of a server in hand (each measurement's values), for the dashboard.
+    public func analysisStatus(server: String) async -> AnalysisStatus? { await analysis.status(server: server) }
+
     /// True when every desired server's last step left it settled (nothing in motion).
     public func isSettled() async -> Bool {
         guard let snap = await state.snapshot else { return false }

@@ -100,7 +100,16 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             serveOps(context, h, String(path))
             return
         }
-        guard mcp, let route = server.state.route(forPath: path) else {
+        let route = mcp ? server.state.route(forPath: path) : nil
+        if route == nil, let routes = server.ops.routes, routes.handles(String(path)) {
+            guard h.method == .GET || h.method == .HEAD else {
+                respond(h, route: nil, status: .methodNotAllowed, message: "use GET", extraHeaders: [("Allow", "GET, HEAD")])
+                return
+            }
+            serveRoutes(context, h, routes, String(path))
+            return
+        }
+        guard let route else {
             respond(h, route: nil, status: .notFound, message: "no MCP server is routed at \(path)")
             return
         }
@@ -119,6 +128,54 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             writeResponse(HTTPResponseHead(version: h.version, status: .init(statusCode: r.status), headers: headers),
                           body: h.method == .HEAD ? nil : ByteBuffer(string: r.body), close: !h.isKeepAlive)
         }
+    }
+
+    /// The stream of server-sent events in hand on this connection (ended when the client goes).
+    private var events: Task<Void, Never>?
+
+    private func serveRoutes(_ context: ChannelHandlerContext, _ h: HTTPRequestHead, _ routes: OpsRoutes, _ path: String) {
+        let promise = context.eventLoop.makePromise(of: OpsRoutes.Reply.self)
+        let query = h.uri.firstIndex(of: "?").map { String(h.uri[h.uri.index(after: $0)...]) }
+        promise.completeWithTask { await routes.respond(path, query) }
+        promise.futureResult.assumeIsolated().whenSuccess { [self] reply in
+            switch reply {
+            case .body(let status, let contentType, let body, let extra):
+                var headers = HTTPHeaders([("Content-Type", contentType), ("Content-Length", String(body.count))] + extra)
+                if !h.isKeepAlive { headers.add(name: "Connection", value: "close") }
+                writeResponse(HTTPResponseHead(version: h.version, status: .init(statusCode: status), headers: headers),
+                              body: h.method == .HEAD ? nil : ByteBuffer(bytes: body), close: !h.isKeepAlive)
+            case .events(let makeStream, let extra):
+                guard h.method == .GET, let context = self.context else {
+                    writeResponse(HTTPResponseHead(version: h.version, status: .ok, headers: HTTPHeaders([("Content-Type", "text/event-stream"), ("Content-Length", "0")] + extra)),
+                                  body: nil, close: !h.isKeepAlive)
+                    return
+                }
+                // No Content-Length: chunked, open until the stream ends or the client closes.
+                let head = HTTPResponseHead(version: h.version, status: .ok, headers: HTTPHeaders([("Content-Type", "text/event-stream"), ("Cache-Control", "no-store")] + extra))
+                context.writeAndFlush(wrapOutboundOut(.head(head)), promise: nil)
+                let loop = context.eventLoop
+                let bound = NIOLoopBound(self, eventLoop: loop)
+                let stream = makeStream()
+                events = Task {
+                    for await chunk in stream {
+                        loop.execute { bound.value.writeEvent(chunk) }
+                    }
+                    loop.execute { bound.value.endEvents() }
+                }
+            }
+        }
+    }
+
+    private func writeEvent(_ chunk: String) {
+        guard let context, context.channel.isActive else { return }
+        context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: chunk)))), promise: nil)
+    }
+
+    private func endEvents() {
+        guard events != nil, let context else { return }
+        events = nil
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in channel.close(promise: nil) }
     }
 
     /// A JSON-RPC error answer from the gateway itself, logged and counted.
@@ -162,6 +219,8 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     func channelInactive(context: ChannelHandlerContext) {
         exchange?.clientClosed()
         exchange = nil
+        events?.cancel()
+        events = nil
         context.fireChannelInactive()
     }
 

@@ -33,6 +33,8 @@ public struct OpsEndpoints: Sendable {
     public var notReady: @Sendable () async -> String?
     public var metrics: @Sendable () -> String
     public var servers: @Sendable () async -> [ServerHealth]
+    /// Further read-only routes served beside these (the dashboard), or nil.
+    public var routes: OpsRoutes?
 
     public init(ready: @escaping @Sendable () async -> Bool, notReady: @escaping @Sendable () async -> String? = { nil },
                 metrics: @escaping @Sendable () -> String, servers: @escaping @Sendable () async -> [ServerHealth] = { [] }) {

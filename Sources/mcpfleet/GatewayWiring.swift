@@ -112,7 +112,7 @@ enum GatewayWiring {
                                policy: { server, _ in policies[server] ?? RoutePolicy() })
     }
 
-    static func endpoint(_ address: String, server: String) -> String { "http://\(address)/\(server)/mcp" }
+    static func endpoint(_ address: String, server: String) -> String { FleetStatusView.endpoint(address, server: server) }
 
     static func serverHealth(live: LiveState, desired: DesiredState?, gateway: String?) -> [ServerHealth] {
         var names = Set(live.servers.map(\.name))

@@ -1,6 +1,7 @@
 import FleetApp
 import ArgumentParser
 import FleetController
+import FleetDashboard
 import FleetCore
 import FleetGateway
 import FleetKubernetes
@@ -120,7 +121,10 @@ struct RunCommand: AsyncParsableCommand {
         configuration.resyncIntervalMs = try DurationArgument.ms(resync, option: "--resync")
         configuration.workers = max(1, workers)
         let path = self.path
-        let convergence = try Convergence(watching: target, configuration: configuration, logger: logger)
+        // Writes to the store wake the dashboard's event streams.
+        let changes = FleetChanges()
+        let convergence = try Convergence(watching: target, configuration: configuration, logger: logger,
+                                          wrappingStore: { ChangeSignallingStore($0, changes: changes) })
         let (driver, store, controller) = (convergence.driver, convergence.store, convergence.controller)
         if convergence.source?.watching == false {
             logger.notice("inotify is not available; the manifests are checked by reading them every --poll", metadata: ["path": "\(path)"])
@@ -141,7 +145,7 @@ struct RunCommand: AsyncParsableCommand {
             // One HTTP stack (docs/designs/0005-gateway.md): the metrics address serves the operational
             // endpoints, the gateway address the MCP routes and the same operational endpoints.
             let environment = target.environment
-            let ops = OpsEndpoints(
+            var ops = OpsEndpoints(
                 // A standby replica (not holding the Lease) is healthy and ready: it is waiting, not failing.
                 ready: {
                     if await controller.readiness().ready { return true }
@@ -154,6 +158,7 @@ struct RunCommand: AsyncParsableCommand {
                     guard let live = await controller.lastLive() else { return [] }
                     return GatewayWiring.serverHealth(live: live, desired: await controller.snapshot()?.desired, gateway: gateway)
                 })
+            ops.routes = DashboardWiring.dashboard(controller: controller, driver: driver, store: store, changes: changes, target: target, gateway: gateway).routes
             let policies = GatewayPolicies(path: path, environment: environment, manifestRoot: target.loaded.root)
             // A missing token file stops here, naming the secret reference (never opening the route).
             if gateway != nil { _ = try await policies.current() }

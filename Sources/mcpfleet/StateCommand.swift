@@ -1,5 +1,6 @@
 import FleetApp
 import ArgumentParser
+import FleetController
 import FleetCore
 import FleetState
 import Foundation

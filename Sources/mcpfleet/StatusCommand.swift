@@ -1,5 +1,6 @@
 import FleetApp
 import ArgumentParser
+import FleetController
 import FleetCore
 import Foundation
 
@@ -10,7 +11,9 @@ struct StatusCommand: AsyncParsableCommand {
         discussion: """
         READY counts instances the runtime runs *and* the controller's probes pass (while a controller \
         runs). NOTES say why a server is held, failed or not ready. `-o json` prints a live-state snapshot \
-        that `mcpfleet plan --live FILE` accepts, with each instance's reason and last log lines.
+        that `mcpfleet plan --live FILE` accepts, with each instance's reason and last log lines. \
+        `--watch` redraws the table with each rollout's step, pause countdown and analysis every second \
+        on a terminal, and appends a line per changed server otherwise.
         """
     )
 
@@ -23,90 +26,70 @@ struct StatusCommand: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: "Output format: text or json.")
     var output: OutputFormat = .text
 
+    @Flag(name: .shortAndLong, help: "Keep watching: redraw on a terminal, append a line per change otherwise (Ctrl-C ends).")
+    var watch = false
+
+    @Option(name: .long, help: ArgumentHelp("With --watch: how often to look.", visibility: .hidden))
+    var interval: String = "1s"
+
     func run() async throws {
         let target = try FleetTarget.load(path: path, env: env)
         let (driver, store) = try target.runtime()
+        if watch {
+            guard output == .text else { throw ValidationError("--watch shows text; use `-o json` without --watch for a snapshot") }
+            return try await watchLoop(target, driver, store)
+        }
         let live = try await target.observe(driver, store)
         switch output {
         case .json: writeStdout(try encodeJSON(live))
         default:
-            let desired = target.desired
-            var text = Self.table(live, desired: desired, gateway: GatewayWiring.address(flag: nil, environment: target.environment, once: false))
-            text += Self.notes(live, desired: desired, records: try await store.records())
-            text += try await ContractWiring.statusLines(live, store: store)
-            if let note = try await ControllerPresence.read(store).note { text += "  \(note)\n" }
-            writeStdout(text)
+            // The tool contracts' digests follow the table and its notes (docs/designs/0010-tool-contracts.md).
+            writeStdout(try await view(target, live: live, store: store).text() + ContractWiring.statusLines(live, store: store))
         }
     }
 
-    /// The lines under the table: each shown server's note (why it is held, failed or not ready) and
-    /// its analysis progress. Records of servers neither desired nor running are not shown.
-    static func notes(_ live: LiveState, desired: DesiredState, records: [RolloutRecord]) -> String {
-        let shown = Set(live.servers.map(\.name)).union(desired.servers.map(\.name))
-        var out: [String] = []
-        for r in records where shown.contains(r.server) {
-            if let m = r.message { out.append("  \(r.server): \(m)") }
-            if !r.measurements.isEmpty || r.phase == .analyzing, let slo = desired.server(r.server)?.slo {
-                let passed = r.measurements.filter { $0 }.count
-                out.append("  \(r.server): analysis: \(r.measurements.count) of \(slo.count) measurements taken, \(passed) passed "
-                           + "(more than \(slo.failureLimit) failed fails the rollout)")
+    func view(_ target: FleetTarget, live: LiveState, store: any RolloutStore) async throws -> FleetStatusView {
+        FleetStatusView.make(live: live, desired: target.desired, records: try await store.records(), controller: try await ControllerPresence.read(store).status,
+                             gateway: GatewayWiring.address(flag: nil, environment: target.environment, once: false), now: Self.nowMs())
+    }
+
+    /// Redraws (terminal) or appends changed servers' lines (pipe, file) until interrupted. A failed
+    /// observation is shown and retried, never fatal: a watch outlives a controller restart.
+    func watchLoop(_ target: FleetTarget, _ driver: any RuntimeDriver, _ store: any RolloutStore) async throws {
+        let every = try DurationArgument.ms(interval, option: "--interval")
+        let terminal = isatty(STDOUT_FILENO) == 1
+        let context = OperatorCommand.Context(directory: path, environment: env)
+        var last: [String: String] = [:]
+        var lastError: String?
+        while !Task.isCancelled {
+            do {
+                let live = try await target.observe(driver, store)
+                var view = try await view(target, live: live, store: store)
+                if lastError != nil { writeStderr("mcpfleet status --watch: reading the environment again\n") }
+                lastError = nil
+                if terminal {
+                    view.setEvents(fromAudit: try await store.audit(server: nil, limit: 8))
+                    writeStdout("\u{1B}[H\u{1B}[2J" + StatusScreen.screen(view, context: context, now: view.generatedAt))
+                } else {
+                    for row in view.servers {
+                        let key = StatusScreen.changeKey(row)
+                        if last[row.name] != key { writeStdout(StatusScreen.line(row, now: view.generatedAt) + "\n") }
+                        last[row.name] = key
+                    }
+                }
+            } catch {
+                let text = (error as? CommandFailure)?.message ?? "\(error)"
+                if text != lastError { writeStderr("mcpfleet status --watch: \(text) (retrying)\n") }
+                lastError = text
             }
+            try await Task.sleep(for: .milliseconds(every))
         }
-        return out.isEmpty ? "" : "\n" + out.joined(separator: "\n") + "\n"
     }
 
-    /// `gateway`: the gateway's address, for an ENDPOINT column (`http://ADDRESS/{server}/mcp`).
+    static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    /// The status table of `live` against `desired` (what `run` prints when it settles).
     static func table(_ live: LiveState, desired: DesiredState?, gateway: String? = nil) -> String {
-        var rows: [[String]] = [["SERVER", "TENANT", "DESIRED", "READY", "REVISION", "TARGET", "PHASE"] + (gateway == nil ? [] : ["ENDPOINT"]) + ["NOTES"]]
-        var names = Set(live.servers.map(\.name))
-        for d in desired?.servers ?? [] { names.insert(d.name) }
-        for name in names.sorted() {
-            let s = live.server(name)
-            let d = desired?.server(name)
-            var notes: [String] = []
-            if let pin = s?.pinnedRevision { notes.append("pinned \(pin)" + (s?.pinForced == true ? " (forced)" : "")) }
-            if s?.paused == true { notes.append("paused") }
-            if let f = s?.failedRevisions, !f.isEmpty { notes.append("failed: \(f.joined(separator: ","))") }
-            if s == nil { notes.append("not running") }
-            if s?.managed == false { notes.append("unmanaged") }
-            if let d, let serving = s?.servingRevision?.revision, serving != d.revision, s?.targetRevision != d.revision { notes.append("desired \(d.revision)") }
-            var row: [String] = [name, s?.tenant ?? d?.tenant ?? "-", d.map { String($0.replicas) } ?? "-",
-                                 s.map { "\($0.readyReplicas)/\($0.totalReplicas)" } ?? "0/0",
-                                 s?.servingRevision?.revision ?? "-", s?.targetRevision ?? "-", s?.phase.rawValue ?? "-"]
-            if let gateway { row.append(GatewayWiring.endpoint(gateway, server: name)) }
-            row.append(notes.joined(separator: "; "))
-            rows.append(row)
-        }
-        let widths = rows[0].indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
-        return rows.map { row in
-            row.enumerated().map { i, cell in i == row.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
-                .joined(separator: "  ").trimmingCharacters(in: .whitespaces)
-        }.joined(separator: "\n") + "\n"
-    }
-}
-
-/// Whether a controller is alive on this state, by the heartbeat it writes to the store every few
-/// seconds (and clears when it stops).
-struct ControllerPresence {
-    /// A heartbeat younger than this means a controller runs (it writes one every 5 s).
-    static let aliveWithinMs: Int64 = 20_000
-
-    /// The store keeps heartbeats (else nobody can tell, and the controller's view is taken as current).
-    var kept: Bool
-    var lastHeartbeat: Int64?
-    var now: Int64
-
-    var alive: Bool { !kept || lastHeartbeat.map { now - $0 < Self.aliveWithinMs } ?? false }
-
-    /// A line for status when no controller runs (READY is then the runtime's view alone).
-    var note: String? {
-        guard !alive else { return nil }
-        guard let beat = lastHeartbeat else { return "no controller is running; READY is the runtime's view, not probed" }
-        let ago = Int((now - beat) / 1000)
-        return "no controller has reported for \(ago >= 120 ? "\(ago / 60) min" : "\(ago) s") (killed?); READY is the runtime's view, not probed"
-    }
-
-    static func read(_ store: any RolloutStore) async throws -> ControllerPresence {
-        ControllerPresence(kept: store.keepsHeartbeat, lastHeartbeat: try await store.lastHeartbeat(), now: Int64(Date().timeIntervalSince1970 * 1000))
+        FleetStatusView.make(live: live, desired: desired, records: [], gateway: gateway, now: nowMs()).table()
     }
 }

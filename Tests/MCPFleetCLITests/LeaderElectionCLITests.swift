@@ -40,49 +40,13 @@ import Testing
 
     @Test func onlyTheLeaderActsAndAStandbyTakesOverWhenItStops() async throws {
         let dir = try makeTempDirectory("leader")
-        let server = try Child("/usr/bin/env", ["python3", packageRoot + "/Tests/KubeAPIServer/fake_apiserver.py", "--port", "0"],
-                               env: [:], log: dir + "/apiserver.log")
+        let (server, port) = try await KubeTestCatalog.apiServer(log: dir + "/apiserver.log")
         defer { server.stop(SIGKILL) }
-        var port = 0
-        try await waitUntil("the API server's port", timeout: .seconds(30), every: .milliseconds(200)) {
-            guard let line = server.output.split(separator: "\n").first(where: { $0.hasPrefix("PORT ") }) else { return false }
-            port = Int(line.dropFirst(5)) ?? 0
-            return port > 0
-        }
         let base = "http://127.0.0.1:\(port)"
         let ns = try run("/usr/bin/curl", ["-s", "-m", "5", "-X", "POST", "-H", "Content-Type: application/json", base + "/api/v1/namespaces",
                                             "-d", #"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"mcpfleet-system"}}"#])
         #expect(ns.status == 0, "\(ns.all)")
-        try """
-        apiVersion: v1
-        kind: Config
-        clusters: [{name: test, cluster: {server: "\(base)"}}]
-        users: [{name: test, user: {}}]
-        contexts: [{name: test, context: {cluster: test, user: test}}]
-        current-context: test
-        """.write(toFile: dir + "/kubeconfig", atomically: true, encoding: .utf8)
-        try FileManager.default.createDirectory(atPath: dir + "/catalog", withIntermediateDirectories: true)
-        try """
-        apiVersion: mcpfleet.io/v1alpha1
-        kind: Tenant
-        metadata: {name: team}
-        ---
-        apiVersion: mcpfleet.io/v1alpha1
-        kind: Environment
-        metadata: {name: k8s}
-        spec: {driver: kubernetes}
-        ---
-        apiVersion: mcpfleet.io/v1alpha1
-        kind: Server
-        metadata: {name: echo}
-        spec:
-          version: "1.0.0"
-          tenant: team
-          artifact: {image: "registry.example.com/mcp/echo:1.0.0@sha256:\(String(repeating: "ab", count: 32))"}
-          transport: {type: streamable-http, port: 8080}
-          health: {probe: tcp}
-          replicas: 1
-        """.write(toFile: dir + "/catalog/fleet.yaml", atomically: true, encoding: .utf8)
+        try KubeTestCatalog.write(in: dir, apiServer: base)
 
         let env = ["MCPFLEET_KUBECONFIG": dir + "/kubeconfig"]
         let args = ["run", dir + "/catalog", "--env", "k8s", "--log-format", "json", "--log-level", "info", "--poll", "500ms", "--metrics-address", ""]

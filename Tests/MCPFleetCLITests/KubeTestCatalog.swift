@@ -1,0 +1,55 @@
+import FleetTesting
+import Foundation
+
+/// The project's Kubernetes test API server as a child process, and a one-server catalog pointed at
+/// it: what the CLI tests that need a cluster start from.
+enum KubeTestCatalog {
+    typealias Child = LeaderElectionCLITests.Child
+
+    /// Starts `fake_apiserver.py` on `port` (0: any) and waits for the port it bound.
+    static func apiServer(port: Int = 0, log: String) async throws -> (server: Child, port: Int) {
+        let server = try Child("/usr/bin/env", ["python3", packageRoot + "/Tests/KubeAPIServer/fake_apiserver.py", "--port", String(port)], env: [:], log: log)
+        var bound = 0
+        try await waitUntil("the API server's port", timeout: .seconds(30), every: .milliseconds(100)) {
+            guard let line = server.output.split(separator: "\n").first(where: { $0.hasPrefix("PORT ") }) else { return false }
+            bound = Int(line.dropFirst(5)) ?? 0
+            return bound > 0
+        }
+        return (server, bound)
+    }
+
+    /// `DIR/kubeconfig` for the server at `base`, and `DIR/catalog/fleet.yaml`: tenant `team`,
+    /// environment `k8s`, server `echo` (one replica, TCP probe).
+    static func write(in dir: String, apiServer base: String) throws {
+        try """
+        apiVersion: v1
+        kind: Config
+        clusters: [{name: test, cluster: {server: "\(base)"}}]
+        users: [{name: test, user: {}}]
+        contexts: [{name: test, context: {cluster: test, user: test}}]
+        current-context: test
+        """.write(toFile: dir + "/kubeconfig", atomically: true, encoding: .utf8)
+        try FileManager.default.createDirectory(atPath: dir + "/catalog", withIntermediateDirectories: true)
+        try """
+        apiVersion: mcpfleet.io/v1alpha1
+        kind: Tenant
+        metadata: {name: team}
+        ---
+        apiVersion: mcpfleet.io/v1alpha1
+        kind: Environment
+        metadata: {name: k8s}
+        spec: {driver: kubernetes}
+        ---
+        apiVersion: mcpfleet.io/v1alpha1
+        kind: Server
+        metadata: {name: echo}
+        spec:
+          version: "1.0.0"
+          tenant: team
+          artifact: {image: "registry.example.com/mcp/echo:1.0.0@sha256:\(String(repeating: "ab", count: 32))"}
+          transport: {type: streamable-http, port: 8080}
+          health: {probe: tcp}
+          replicas: 1
+        """.write(toFile: dir + "/catalog/fleet.yaml", atomically: true, encoding: .utf8)
+    }
+}
