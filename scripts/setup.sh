@@ -3,7 +3,8 @@
 # (libyaml, libcurl, SQLite), the tools the tests use, and the Python packages of the test suite.
 set -euo pipefail
 need=()
-for pkg in libyaml-dev libcurl4-openssl-dev libsqlite3-dev pkg-config git openssl time; do
+# prometheus: its promtool checks the shipped alert rules (deploy/observability).
+for pkg in libyaml-dev libcurl4-openssl-dev libsqlite3-dev pkg-config git openssl time prometheus; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

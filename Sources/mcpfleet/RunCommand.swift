@@ -136,7 +136,7 @@ struct RunCommand: AsyncParsableCommand {
     func run() async throws {
         let target = try FleetTarget.load(path: path, env: env)
         let environmentName = target.environment.name
-        let (driver, store) = try target.runtime()
+        let (driver, runtimeStore) = try target.runtime()
         let interactive = isatty(STDOUT_FILENO) == 1 && !once
         let level = logLevel.flatMap { Logger.Level(rawValue: $0) } ?? (isatty(STDERR_FILENO) == 1 ? .warning : .info)
         let format = logFormat
@@ -146,6 +146,10 @@ struct RunCommand: AsyncParsableCommand {
             return h
         }
         let logger = Logger(label: "mcpfleet.controller")
+        // Rollout events go out from the audit log as it is written (docs/designs/0012).
+        let metrics = ControllerMetrics()
+        let notifier = try NotificationWiring.notifier(target.environment, manifestRoot: target.loaded.root, logger: logger, registry: metrics.registry)
+        let store: any RolloutStore = notifier.map { NotifyingRolloutStore(runtimeStore, notifier: $0) } ?? runtimeStore
 
         var configuration = ControllerConfiguration()
         configuration.pollIntervalMs = try DurationArgument.ms(poll, option: "--poll")
@@ -156,7 +160,7 @@ struct RunCommand: AsyncParsableCommand {
         let controller = Controller(
             source: { try FleetTarget.snapshot(path: path, environmentName: environmentName) },
             sourceFingerprint: { DirectoryFingerprint.compute(path) },
-            driver: driver, store: store, clock: SystemClock(), logger: logger, configuration: configuration, transport: transport)
+            driver: driver, store: store, clock: SystemClock(), logger: logger, configuration: configuration, transport: transport, metrics: metrics)
 
         // Supervision (adoption of running instances, restarts) lasts as long as the controller runs.
         if let local = driver as? LocalDriver {
@@ -174,6 +178,7 @@ struct RunCommand: AsyncParsableCommand {
             elector = e
         }
         let leaderElector = elector
+        if let notifier { services.append(.init(service: notifier)) }
         let gateway = GatewayWiring.address(flag: gatewayAddress, environment: target.environment, once: once)
         if !metricsAddress.isEmpty || gateway != nil {
             // One HTTP stack (docs/designs/0005-gateway.md): the metrics address serves the operational

@@ -19,7 +19,7 @@ struct StatusCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Environment; may be omitted when the catalog has exactly one.")
     var env: String?
 
-    @Option(name: .shortAndLong, help: "Output format: text or json.")
+    @Option(name: .shortAndLong, help: "Output format: text, json or markdown (a table for a PR comment or a chat message).")
     var output: OutputFormat = .text
 
     func run() async throws {
@@ -28,13 +28,42 @@ struct StatusCommand: AsyncParsableCommand {
         let live = try await target.observe(driver, store)
         switch output {
         case .json: writeStdout(try encodeJSON(live))
-        default:
+        case .text, .markdown:
             let desired = target.desired
-            var text = Self.table(live, desired: desired, gateway: GatewayWiring.address(flag: nil, environment: target.environment, once: false))
-            text += Self.notes(live, desired: desired, records: try await store.records())
-            if let note = try await ControllerPresence.read(store).note { text += "  \(note)\n" }
+            let sync = FleetSync.summary(live, desired: desired, catalogCommit: GitSource.manifestCommit(path))
+            let gateway = GatewayWiring.address(flag: nil, environment: target.environment, once: false)
+            let records = try await store.records()
+            let presence = try await ControllerPresence.read(store).note
+            if output == .markdown {
+                writeStdout(Self.markdown(live, desired: desired, sync: sync, gateway: gateway, records: records, presence: presence))
+                return
+            }
+            var text = "\(sync.line)\n\n"
+            text += Self.table(live, desired: desired, gateway: gateway)
+            text += Self.notes(live, desired: desired, records: records)
+            if let presence { text += "  \(presence)\n" }
             writeStdout(text)
         }
+    }
+
+    /// `-o markdown`: the sync line, the same table as a GitHub-flavoured markdown table, the notes as a list.
+    static func markdown(_ live: LiveState, desired: DesiredState, sync: FleetSync.Summary, gateway: String?, records: [RolloutRecord], presence: String?) -> String {
+        func cell(_ s: String) -> String {
+            s.isEmpty ? " " : s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "|", with: "\\|").replacingOccurrences(of: "\n", with: " ")
+        }
+        let rows = Self.rows(live, desired: desired, gateway: gateway)
+        var out = "### mcpfleet" + (live.environment.map { ": \($0)" } ?? "") + "\n\n"
+        out += (sync.synced ? "✅ " : "🔄 ") + sync.line + "\n\n"
+        out += "| " + rows[0].joined(separator: " | ") + " |\n"
+        out += "|" + rows[0].map { _ in "---" }.joined(separator: "|") + "|\n"
+        for row in rows.dropFirst() { out += "| " + row.map(cell).joined(separator: " | ") + " |\n" }
+        let notes = Self.notes(live, desired: desired, records: records).split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        if !notes.isEmpty || presence != nil {
+            out += "\n"
+            for n in notes { out += "- \(n)\n" }
+            if let presence { out += "- ⚠️ \(presence)\n" }
+        }
+        return out
     }
 
     /// The lines under the table: each shown server's note (why it is held, failed or not ready) and
@@ -55,6 +84,16 @@ struct StatusCommand: AsyncParsableCommand {
 
     /// `gateway`: the gateway's address, for an ENDPOINT column (`http://ADDRESS/{server}/mcp`).
     static func table(_ live: LiveState, desired: DesiredState?, gateway: String? = nil) -> String {
+        let rows = Self.rows(live, desired: desired, gateway: gateway)
+        let widths = rows[0].indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
+        return rows.map { row in
+            row.enumerated().map { i, cell in i == row.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
+                .joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+        }.joined(separator: "\n") + "\n"
+    }
+
+    /// The header row and one row per server shown.
+    static func rows(_ live: LiveState, desired: DesiredState?, gateway: String?) -> [[String]] {
         var rows: [[String]] = [["SERVER", "TENANT", "DESIRED", "READY", "REVISION", "TARGET", "PHASE"] + (gateway == nil ? [] : ["ENDPOINT"]) + ["NOTES"]]
         var names = Set(live.servers.map(\.name))
         for d in desired?.servers ?? [] { names.insert(d.name) }
@@ -70,16 +109,12 @@ struct StatusCommand: AsyncParsableCommand {
             if let d, let serving = s?.servingRevision?.revision, serving != d.revision, s?.targetRevision != d.revision { notes.append("desired \(d.revision)") }
             var row: [String] = [name, s?.tenant ?? d?.tenant ?? "-", d.map { String($0.replicas) } ?? "-",
                                  s.map { "\($0.readyReplicas)/\($0.totalReplicas)" } ?? "0/0",
-                                 s?.servingRevision?.revision ?? "-", s?.targetRevision ?? "-", s?.phase.rawValue ?? "-"]
+                                 s?.servingRevision?.revision ?? "-", s?.targetRevision ?? "-", FleetSync.phase(s, desired: d)?.rawValue ?? "-"]
             if let gateway { row.append(GatewayWiring.endpoint(gateway, server: name)) }
             row.append(notes.joined(separator: "; "))
             rows.append(row)
         }
-        let widths = rows[0].indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
-        return rows.map { row in
-            row.enumerated().map { i, cell in i == row.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
-                .joined(separator: "  ").trimmingCharacters(in: .whitespaces)
-        }.joined(separator: "\n") + "\n"
+        return rows
     }
 }
 
