@@ -16,10 +16,11 @@ extension ManifestDecoder {
         for (i, item) in items.enumerated() {
             let path = FieldPath("spec.notifications", index: i)
             guard let f = r.mapping(item, path: path, allowed: NotificationKeys.target, required: NotificationKeys.targetRequired),
-                  let name = r.name(f, "name"), let kind = r.enumValue(f, "type", NotificationTarget.Kind.self) else { continue }
+                  let name = r.name(f, "name") else { continue }
             if !seen.insert(name).inserted, let n = f.value("name") {
                 r.error("duplicate-name", "notification `\(name)` is defined twice in `spec.notifications`", at: n.location)
             }
+            guard let kind = r.enumValue(f, "type", NotificationTarget.Kind.self) else { continue }
             var t = NotificationTarget(name: name, kind: kind)
             if let n = f.value("url"), let url = r.string(n, path: f.child("url")) {
                 t.url = checkURL(url, path: f.child("url"), at: n.location, r)
@@ -54,7 +55,7 @@ extension ManifestDecoder {
             let at = f.entries.first?.key.location ?? item.location
             switch kind {
             case .webhook, .slack:
-                if (t.url == nil) == (t.urlSecretRef == nil) {
+                if f.has("url") == f.has("urlSecretRef") {
                     r.error("missing-field", "`\(path)` (\(kind.rawValue)) needs exactly one of `url` and `urlSecretRef`", at: at,
                             hint: kind == .slack ? "a Slack webhook URL is a credential: `urlSecretRef: {name: slack, key: url}`" : nil)
                 }
