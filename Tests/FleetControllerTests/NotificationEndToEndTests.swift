@@ -170,6 +170,23 @@ import Testing
         _ = try await controller.wait(timeout: .seconds(30))
     }
 
+    /// A secret file that is missing stops the controller at start, naming the reference and the file.
+    @Test func aMissingNotificationSecretStopsTheControllerNamingIt() async throws {
+        let f = try FleetFixture("notify-secret")
+        defer { f.cleanUp() }
+        try f.write([ServerManifest(version: "1", replicas: 1)], environment: """
+          notifications:
+            - name: ops
+              type: webhook
+              url: http://127.0.0.1:9/hook
+              signingKey: {name: hooks, key: hmac}
+        """)
+        let r = try await f.fleet(["run", f.dir, "--once", "--metrics-address", ""], timeout: .seconds(60))
+        #expect(r.status != 0)
+        #expect(r.out.contains("hooks/hmac for notification ops: cannot read \(f.root)/secrets/hooks/hmac"), "\(r.out)")
+        #expect(f.serverProcesses().isEmpty, "nothing was started")
+    }
+
     @Test func anOperatorPauseIsAnnouncedWithWhoAndWhy() async throws {
         let f = try FleetFixture("notify-op")
         defer { f.cleanUp() }
