@@ -46,24 +46,11 @@ struct StatusCommand: AsyncParsableCommand {
         }
     }
 
-    /// `-o markdown`: the sync line, the same table as a GitHub-flavoured markdown table, the notes as a list.
+    /// `-o markdown`: the sync line, the same table as a markdown table, the notes as a list.
     static func markdown(_ live: LiveState, desired: DesiredState, sync: FleetSync.Summary, gateway: String?, records: [RolloutRecord], presence: String?) -> String {
-        func cell(_ s: String) -> String {
-            s.isEmpty ? " " : s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "|", with: "\\|").replacingOccurrences(of: "\n", with: " ")
-        }
-        let rows = Self.rows(live, desired: desired, gateway: gateway)
-        var out = "### mcpfleet" + (live.environment.map { ": \($0)" } ?? "") + "\n\n"
-        out += (sync.synced ? "✅ " : "🔄 ") + sync.line + "\n\n"
-        out += "| " + rows[0].joined(separator: " | ") + " |\n"
-        out += "|" + rows[0].map { _ in "---" }.joined(separator: "|") + "|\n"
-        for row in rows.dropFirst() { out += "| " + row.map(cell).joined(separator: " | ") + " |\n" }
-        let notes = Self.notes(live, desired: desired, records: records).split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        if !notes.isEmpty || presence != nil {
-            out += "\n"
-            for n in notes { out += "- \(n)\n" }
-            if let presence { out += "- ⚠️ \(presence)\n" }
-        }
-        return out
+        var notes = Self.notes(live, desired: desired, records: records).split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        if let presence { notes.append("⚠️ \(presence)") }
+        return FleetSync.markdown(title: "mcpfleet" + (live.environment.map { ": \($0)" } ?? ""), sync: sync, rows: Self.rows(live, desired: desired, gateway: gateway), notes: notes)
     }
 
     /// The lines under the table: each shown server's note (why it is held, failed or not ready) and

@@ -159,5 +159,20 @@ import Testing
         ls.servers[0].targetRevision = "r3"
         let out = FleetSync.summary(ls, desired: state, catalogCommit: commit + "-dirty")
         #expect(out.line == "OutOfSync with commit cccccccccccc + uncommitted changes: 1 of 1 servers not at their desired revision (time)")
+
+        let md = FleetSync.markdown(title: "mcpfleet: dev", sync: out, rows: [["SERVER", "NOTES"], ["time", "a|b\nc"], ["x", ""]], notes: ["time: paused"])
+        #expect(md == """
+        ### mcpfleet: dev
+
+        🔄 OutOfSync with commit cccccccccccc + uncommitted changes: 1 of 1 servers not at their desired revision (time)
+
+        | SERVER | NOTES |
+        |---|---|
+        | time | a\\|b c |
+        | x |   |
+
+        - time: paused
+
+        """)
     }
 }

@@ -45,4 +45,19 @@ public enum FleetSync {
         }
         return Summary(catalogCommit: catalogCommit, outOfSync: out.sorted(), desiredCount: desired.servers.count)
     }
+
+    /// `status -o markdown`: a heading, the sync line, the table (first row the header) as a
+    /// GitHub-flavoured markdown table, and the notes as a list. Cells are escaped (`|`, `\`, newlines).
+    public static func markdown(title: String, sync: Summary, rows: [[String]], notes: [String]) -> String {
+        func cell(_ s: String) -> String {
+            s.isEmpty ? " " : s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "|", with: "\\|").replacingOccurrences(of: "\n", with: " ")
+        }
+        var out = "### \(title)\n\n" + (sync.synced ? "✅ " : "🔄 ") + sync.line + "\n\n"
+        guard let header = rows.first else { return out }
+        out += "| " + header.map(cell).joined(separator: " | ") + " |\n"
+        out += "|" + header.map { _ in "---" }.joined(separator: "|") + "|\n"
+        for row in rows.dropFirst() { out += "| " + row.map(cell).joined(separator: " | ") + " |\n" }
+        if !notes.isEmpty { out += "\n" + notes.map { "- \($0)\n" }.joined() }
+        return out
+    }
 }
