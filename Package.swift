@@ -114,7 +114,7 @@ let package = Package(
         .testTarget(name: "FleetLocalTests", dependencies: ["FleetLocal", "FleetState", "FleetCore", "FleetTesting"]),
         .testTarget(name: "FleetSystemdTests", dependencies: ["FleetSystemd", "FleetState", "FleetCore", "FleetTesting"]),
         .testTarget(name: "FleetKubernetesTests", dependencies: ["FleetKubernetes", "FleetHTTP", "FleetCore", "FleetYAML", "FleetTesting"]),
-        .testTarget(name: "FleetControllerTests", dependencies: ["FleetController", "FleetCore", "FleetHTTP", "FleetTesting"]),
+        .testTarget(name: "FleetControllerTests", dependencies: ["FleetController", "FleetCore", "FleetHTTP", "FleetTesting", "FleetGateway"]),
         .testTarget(
             name: "FleetDashboardTests",
             dependencies: ["FleetDashboard", "FleetController", "FleetGateway", "FleetCore", "FleetTesting", .product(name: "Logging", package: "swift-log")]),

@@ -14,7 +14,8 @@ Writes into OUTDIR (created; existing *.yaml under it are removed first):
 Servers look like the example catalog in Manifests/ (env vars with values and secretRefs, resources,
 health, rolling rollout, SLO) but carry no supplyChain evidence. Ports never collide: a server's
 block is [port, port + replicas + 1) (rolling, maxSurge 1), packed from 20000 upwards; about one
-server in ten uses stdio (no port), and if the 16-bit port space runs out the rest use stdio too.
+server in ten uses stdio (its block is where the local driver's stdio bridge listens); if the 16-bit
+port space runs out, generation fails.
 Output is deterministic for a given N, K and seed. Needs only the Python standard library.
 """
 
@@ -65,7 +66,7 @@ def server_doc(i, s):
         f"  tenant: {s['tenant']}",
         "  artifact:",
     ]
-    if s["port"] is None:
+    if s["stdio"]:
         lines.append(f"    command: [/opt/mcp/bin/{s['family']}-server, --stdio, --profile, {name}]")
     else:
         lines += [
@@ -83,8 +84,8 @@ def server_doc(i, s):
         f"    digest: sha256:{s['digest']}",
         "  transport:",
     ]
-    if s["port"] is None:
-        lines.append("    type: stdio")
+    if s["stdio"]:
+        lines += ["    type: stdio", f"    port: {s['port']}"]
     else:
         lines += ["    type: streamable-http", f"    port: {s['port']}", "    path: /mcp"]
     lines += [
@@ -115,7 +116,7 @@ def server_doc(i, s):
         f"    memory: {s['memory']}Mi",
         "  health:",
     ]
-    if s["port"] is not None and s["probe"] == "http":
+    if not s["stdio"] and s["probe"] == "http":
         lines += ["    probe: http", "    path: /healthz"]
     else:
         lines += ["    probe: mcp", f"    requireTools: [{', '.join(s['tools'])}]"]
@@ -182,8 +183,8 @@ def generate(n, outdir, files, seed):
         replicas = rng.randint(1, 3)
         stdio = i % 10 == 9
         block = replicas + 1  # rolling, maxSurge 1: replicas + 1 slots
-        if not stdio and port + block - 1 > PORT_END:
-            stdio = True  # the 16-bit port space is full: the rest run over stdio
+        if port + block - 1 > PORT_END:
+            sys.exit(f"gen_catalog: the port space {PORT_START}-{PORT_END} is full at server {i}")
         s = {
             "name": f"{family}-{i:06d}",
             "family": family,
@@ -191,7 +192,8 @@ def generate(n, outdir, files, seed):
             "tier": rng.choice(["gold", "silver", "bronze"]),
             "version": f"{rng.randint(0, 3)}.{rng.randint(0, 20)}.{rng.randint(0, 9)}",
             "digest": hashlib.sha256(f"{seed}-{i}".encode()).hexdigest(),
-            "port": None if stdio else port,
+            "port": port,
+            "stdio": stdio,
             "replicas": replicas,
             "cpu": rng.choice([50, 100, 250, 500]),
             "memory": rng.choice([64, 128, 256, 512]),
@@ -201,8 +203,7 @@ def generate(n, outdir, files, seed):
             "extra_secret": i % 3 == 0,
             "slo": SLOS[i % len(SLOS)][0],
         }
-        if not stdio:
-            port += block
+        port += block
         t = tenants[i % tenant_count]
         t["servers"] += 1
         t["replicas"] += replicas
@@ -242,7 +243,7 @@ def generate(n, outdir, files, seed):
         '    - "/opt/mcp/bin/*"',
     ]
     write("policy.yaml", [schema + "\n".join(policy) + "\n"])
-    last_port = max((s["port"] + s["replicas"] for s in servers if s["port"] is not None), default=PORT_START)
+    last_port = max((s["port"] + s["replicas"] for s in servers), default=PORT_START)
     env = header("Environment", "local", "The embedded driver on this machine.")
     env += [
         "spec:",
@@ -267,7 +268,7 @@ def generate(n, outdir, files, seed):
         docs = [server_doc(k * per_file + j, s) for j, s in enumerate(chunk)]
         write(os.path.join("servers", f"servers-{k:04d}.yaml"), docs or ["# no servers\n"])
     return {"servers": n, "tenants": tenant_count, "files": files + 4,
-            "stdio": sum(1 for s in servers if s["port"] is None), "last_port": last_port}
+            "stdio": sum(1 for s in servers if s["stdio"]), "last_port": last_port}
 
 
 def main():

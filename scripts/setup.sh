@@ -3,8 +3,9 @@
 # (libyaml, libcurl, SQLite), the tools the tests use, and the Python packages of the test suite.
 set -euo pipefail
 need=()
-# chromium and tmux: the dashboard's end-to-end test (Tests/dashboard) drives a headless browser and a pseudo-terminal.
-for pkg in libyaml-dev libcurl4-openssl-dev libsqlite3-dev pkg-config git openssl time chromium tmux; do
+# chromium and tmux: the dashboard's end-to-end test (Tests/dashboard) drives a headless browser and a pseudo-terminal;
+# prometheus: its promtool checks the shipped alert rules (deploy/observability).
+for pkg in libyaml-dev libcurl4-openssl-dev libsqlite3-dev pkg-config git openssl time chromium tmux prometheus; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -21,13 +21,14 @@ public final class Convergence: Sendable {
     /// `wrappingStore` decorates the rollout store every part of the run uses (the dashboard's change
     /// signal, notifications).
     public convenience init(watching target: FleetTarget, configuration: ControllerConfiguration, logger: Logger,
+                            metrics: ControllerMetrics = ControllerMetrics(),
                             wrappingStore: (any RolloutStore) throws -> any RolloutStore = { $0 }) throws {
         let (driver, rawStore) = try target.runtime(resyncInterval: .milliseconds(configuration.resyncIntervalMs))
         let store = try wrappingStore(rawStore)
         let source = ManifestSource(path: target.path, environmentName: target.environment.name, watch: true)
         try self.init(environment: target.environment, driver: driver, store: store, source: source,
                       snapshot: { try source.snapshot() }, fingerprint: { source.fingerprint() },
-                      configuration: configuration, logger: logger)
+                      configuration: configuration, logger: logger, metrics: metrics)
     }
 
     /// `apply DIR`, `apply plan.json`: one desired state, fixed for the run. Its fingerprint never
@@ -42,14 +43,14 @@ public final class Convergence: Sendable {
 
     init(environment: Environment, driver: any RuntimeDriver, store: any RolloutStore, source: ManifestSource?,
          snapshot: @escaping Controller.Source, fingerprint: @escaping @Sendable () async throws -> String,
-         configuration: ControllerConfiguration, logger: Logger) throws {
+         configuration: ControllerConfiguration, logger: Logger, metrics: ControllerMetrics = ControllerMetrics()) throws {
         self.environment = environment
         self.driver = driver
         self.store = store
         self.source = source
         let transport = try CurlTransport(CurlTransportConfiguration(connectTimeout: .seconds(2), proxy: .none))
         controller = Controller(source: snapshot, sourceFingerprint: fingerprint, driver: driver, store: store, clock: SystemClock(),
-                                logger: logger, configuration: configuration, transport: transport)
+                                logger: logger, configuration: configuration, transport: transport, metrics: metrics)
     }
 
     /// Begins keeping live state current before the controller runs (the local driver adopts what a

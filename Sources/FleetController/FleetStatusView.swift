@@ -77,7 +77,10 @@ public struct FleetStatusView: Codable, Hashable, Sendable {
     // MARK: text
 
     /// The status table: one row per server, ENDPOINT when a gateway serves the fleet.
-    public func table() -> String {
+    public func table() -> String { Self.columns(tableRows()) }
+
+    /// The table's cells, header first (`status -o markdown` prints the same as a markdown table).
+    public func tableRows() -> [[String]] {
         var rows: [[String]] = [["SERVER", "TENANT", "DESIRED", "READY", "REVISION", "TARGET", "PHASE"] + (gateway == nil ? [] : ["ENDPOINT"]) + ["NOTES"]]
         for s in servers {
             var row = [s.name, s.tenant ?? "-", s.desiredReplicas.map(String.init) ?? "-", s.running ? "\(s.readyReplicas)/\(s.totalReplicas)" : "0/0",
@@ -86,7 +89,7 @@ public struct FleetStatusView: Codable, Hashable, Sendable {
             row.append(s.notes.joined(separator: "; "))
             rows.append(row)
         }
-        return Self.columns(rows)
+        return rows
     }
 
     /// The lines under the table (indented, a blank line before them), then the controller note.
@@ -183,7 +186,8 @@ public struct ServerStatusRow: Codable, Hashable, Sendable {
                           sharePercent: total == 0 ? 0 : Int((Double(r.replicas) * 100 / Double(total)).rounded()),
                           role: r.revision == s?.targetRevision ? .target : r.revision == s?.servingRevision?.revision ? .serving : .other)
         }
-        phase = s?.phase.rawValue
+        // `degraded` for a settled server short of ready replicas, `paused` for a hold (FleetSync decides).
+        phase = FleetSync.phase(s, desired: d)?.rawValue
         endpoint = gateway.map { FleetStatusView.endpoint($0, server: name) }
         self.notes = notes
         message = s?.message

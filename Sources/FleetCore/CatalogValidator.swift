@@ -96,10 +96,23 @@ public enum CatalogValidator {
     static func ports(_ c: Catalog, _ env: Environment, _ selected: [Int], _ d: inout Diagnostics) {
         var blocks: [(range: Range<Int>, server: Int)] = []
         blocks.reserveCapacity(selected.count)
+        // The local driver runs a stdio server behind a bridge listening on its port block, so stdio
+        // servers need a port there, and their blocks may collide like anyone's.
+        let stdioListens = env.driver == .local
         for i in selected {
-            guard let port = c.servers[i].transport.port, c.servers[i].transport.type != .stdio else { continue }
-            blocks.append((port..<(port + c.servers[i].portBlockSize), i))
+            let s = c.servers[i]
+            guard let port = s.transport.port else {
+                if stdioListens || s.transport.type != .stdio {
+                    d.error("missing-field", "server `\(s.name)` has no `spec.transport.port`, which environment `\(env.name)` (driver \(env.driver.rawValue)) needs"
+                            + (s.transport.type == .stdio ? ": its stdio server runs behind a bridge listening on that port" : ": its instances listen on port + slot"),
+                            at: s.locations["spec.transport"], hint: "give it a block of free ports, e.g. `transport: {type: \(s.transport.type.rawValue), port: 9100}`")
+                }
+                continue
+            }
+            guard stdioListens || s.transport.type != .stdio else { continue }
+            blocks.append((port..<(port + s.portBlockSize), i))
         }
+        ephemeralRange(env, &d)
         // Blocks rarely overlap: find out with one sort, and only then look for which earlier block each
         // overlapping one meets first (the quadratic search below names the first in load order).
         let byLower = blocks.map(\.range).sorted { $0.lowerBound < $1.lowerBound }
@@ -121,6 +134,17 @@ public enum CatalogValidator {
                         hint: "each replica slot of a host driver listens on port + slot; give the servers blocks at least replicas + surge apart")
             }
         }
+    }
+
+    /// Linux's default ephemeral (outgoing connection) port range, `net.ipv4.ip_local_port_range`.
+    public static let ephemeralPorts = 32768...60999
+
+    /// A port range inside the kernel's ephemeral range: outgoing connections (the server's own, probes,
+    /// other programs) take ports from there, and a busy machine then has replicas fail to bind.
+    static func ephemeralRange(_ env: Environment, _ d: inout Diagnostics) {
+        guard let range = env.portRange, range.lower <= ephemeralPorts.upperBound, range.upper >= ephemeralPorts.lowerBound else { return }
+        d.append(.warning("ephemeral-ports", "environment `\(env.name)`'s portRange \(range) overlaps the kernel's ephemeral port range \(ephemeralPorts.lowerBound)-\(ephemeralPorts.upperBound) (Linux's default): outgoing connections take ports from there, and replicas fail to bind when the machine is busy",
+                          at: env.locations["spec.portRange"], hint: "pick ports below 32768 (e.g. 20000-20999), or reserve them with `sysctl net.ipv4.ip_local_reserved_ports`"))
     }
 
     /// Every namespace a Kubernetes environment would create (tenant namespace, after the environment's

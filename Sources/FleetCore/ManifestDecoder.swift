@@ -40,9 +40,9 @@ public enum ManifestDecoder {
         static let analysis = ["provider", "interval", "count", "failureLimit", "prometheus"]
         static let prometheus = ["address", "successRateQuery", "latencyP95Query"]
         static let prometheusRequired = ["address"]
-        static let tenant = ["displayName", "isolation", "namespace", "quota", "gateway"]
+        static let tenant = ["displayName", "isolation", "namespace", "quota", "gateway", "allowFrom"]
         static let quota = ["cpu", "memory", "maxServers", "maxReplicas", "tasks"]
-        static let environment = ["driver", "description", "portRange", "stateDir", "secretsDir", "serverSelector", "local", "systemd", "kubernetes", "gateway"]
+        static let environment = ["driver", "description", "portRange", "stateDir", "secretsDir", "serverSelector", "local", "systemd", "kubernetes", "gateway", "notifications"]
         static let environmentRequired = ["driver"]
         static let local = ["logDir", "maxLogBytes", "restartBackoff"]
         static let systemd = ["unitDir", "unitPrefix", "relax"]
@@ -587,6 +587,7 @@ public enum ManifestDecoder {
             t.quota.tasks = r.int(q, "tasks", range: 1...1_000_000)
         }
         t.gateway = f.value("gateway").flatMap { tenantGateway($0, r) }
+        t.allowFrom = f.value("allowFrom").map { tenantAllowFrom($0, r) } ?? []
         t.locations = r.locations
         return t
     }
@@ -649,6 +650,7 @@ public enum ManifestDecoder {
             e.kubernetes = s
         }
         e.gateway = f.value("gateway").flatMap { environmentGateway($0, r) }
+        e.notifications = f.value("notifications").map { environmentNotifications($0, r) } ?? []
         e.locations = r.locations
         return e
     }

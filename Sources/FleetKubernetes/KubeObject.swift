@@ -36,8 +36,10 @@ public struct ResourceType: Sendable, Hashable, CustomStringConvertible {
     public static let deployment = ResourceType(group: "apps", version: "v1", kind: "Deployment", plural: "deployments", namespaced: true)
     public static let networkPolicy = ResourceType(group: "networking.k8s.io", version: "v1", kind: "NetworkPolicy", plural: "networkpolicies", namespaced: true)
     public static let lease = ResourceType(group: "coordination.k8s.io", version: "v1", kind: "Lease", plural: "leases", namespaced: true)
+    public static let secret = ResourceType(group: "", version: "v1", kind: "Secret", plural: "secrets", namespaced: true)
+    public static let podDisruptionBudget = ResourceType(group: "policy", version: "v1", kind: "PodDisruptionBudget", plural: "poddisruptionbudgets", namespaced: true)
 
-    public static let known: [ResourceType] = [.namespace, .resourceQuota, .limitRange, .service, .configMap, .pod, .deployment, .networkPolicy, .lease]
+    public static let known: [ResourceType] = [.namespace, .resourceQuota, .limitRange, .service, .configMap, .pod, .deployment, .networkPolicy, .lease, .secret, .podDisruptionBudget]
 
     /// The type of an object by its `apiVersion` and `kind`.
     public static func of(apiVersion: String, kind: String) -> ResourceType? {

@@ -214,9 +214,13 @@ public final class KubernetesDriver: RuntimeDriver {
         let ns = try await namespace(ofTenant: server.tenant)
         let deployment: KubeObject
         let service: KubeObject
+        let envSecret: KubeObject?
+        let disruptionBudget: KubeObject?
         do {
             deployment = try KubernetesRenderer.deployment(server, namespace: ns, replicas: replicas, options: renderOptions)
             service = try KubernetesRenderer.service(server, namespace: ns)
+            envSecret = try KubernetesRenderer.envSecret(server, namespace: ns)
+            disruptionBudget = try KubernetesRenderer.podDisruptionBudget(server, namespace: ns)
         } catch {
             throw error.driverError
         }
@@ -228,12 +232,29 @@ public final class KubernetesDriver: RuntimeDriver {
             _ = try await apply(service)
             if !options.dryRun { await cache.markService(service) }
         }
+        // The revision's sensitive env values first (its pods read them at start), the budget after.
+        // Both are applied with the revision's first scale-up only, like the Service per content.
+        if let envSecret, replicas > 0, await !cache.isCurrent(envSecret) {
+            _ = try await apply(envSecret)
+            if !options.dryRun { await cache.markApplied(envSecret, server: server.name) }
+        }
         _ = try await apply(deployment)
+        if let disruptionBudget, replicas > 0, await !cache.isCurrent(disruptionBudget) {
+            _ = try await apply(disruptionBudget)
+            if !options.dryRun { await cache.markApplied(disruptionBudget, server: server.name) }
+        } else if disruptionBudget == nil, await cache.hasApplied(kind: "PodDisruptionBudget", namespace: ns, name: server.name) {
+            // Down to one replica: a budget of "all but one" would block every drain.
+            try await delete(.podDisruptionBudget, ns, KubernetesRenderer.podDisruptionBudgetName(server: server.name))
+            await cache.forgetApplied(kind: "PodDisruptionBudget", namespace: ns, name: server.name)
+        }
     }
 
     public func removeRevision(server: String, revision: String) async throws {
         for ns in try await namespaces(ofServer: server) {
             try await delete(.deployment, ns, KubernetesRenderer.deploymentName(server: server, revision: revision))
+            let secret = KubernetesRenderer.envSecretName(server: server, revision: revision)
+            try await delete(.secret, ns, secret)
+            await cache.forgetApplied(kind: "Secret", namespace: ns, name: secret)
         }
     }
 
@@ -243,6 +264,7 @@ public final class KubernetesDriver: RuntimeDriver {
         for d in deployments { try await delete(.deployment, d.namespace, d.name) }
         if let known = await cache.serverNamespace(name) { namespaces.insert(known) }
         for ns in namespaces.sorted() {
+            try await delete(.podDisruptionBudget, ns, KubernetesRenderer.podDisruptionBudgetName(server: name))
             // Only a Service mcpfleet labelled as its own is deleted.
             if liveCache.isRunning {
                 if liveCache.hasService(namespace: ns, name: name) { try await delete(.service, ns, name) }
@@ -427,9 +449,17 @@ actor DriverCache {
         services["\(service.namespace ?? "")/\(service.name)"] = service.json
         if let ns = service.namespace { serverNamespaces[service.name] = ns }
     }
-    func resetServices() { services = [:] }
+    func resetServices() { services = [:]; applied = [:] }
     func forgetServer(_ server: String) {
         serverNamespaces[server] = nil
         services = services.filter { !$0.key.hasSuffix("/\(server)") }
+        applied = applied.filter { $0.value.server != server }
     }
+
+    /// A server's other objects (its revisions' env Secrets, its PodDisruptionBudget) as last applied.
+    private var applied: [String: (server: String, json: JSONValue)] = [:]
+    func isCurrent(_ object: KubeObject) -> Bool { applied["\(object.kind)/\(object.namespace ?? "")/\(object.name)"]?.json == object.json }
+    func markApplied(_ object: KubeObject, server: String) { applied["\(object.kind)/\(object.namespace ?? "")/\(object.name)"] = (server, object.json) }
+    func forgetApplied(kind: String, namespace: String, name: String) { applied["\(kind)/\(namespace)/\(name)"] = nil }
+    func hasApplied(kind: String, namespace: String, name: String) -> Bool { applied["\(kind)/\(namespace)/\(name)"] != nil }
 }

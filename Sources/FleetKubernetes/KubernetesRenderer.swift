@@ -75,13 +75,20 @@ public enum KubernetesRenderer {
                 throw KubernetesRenderError(server: server.name, message: "tenant \(server.tenant) is not part of the desired state")
             }
             out.append(try service(server, namespace: ns))
+            if let secret = try envSecret(server, namespace: ns) { out.append(secret) }
             out.append(try deployment(server, namespace: ns, replicas: server.replicas, options: options))
+            if let pdb = try podDisruptionBudget(server, namespace: ns) { out.append(pdb) }
         }
         return out
     }
 
-    /// A YAML stream (`---`-separated; each document is JSON, which is YAML) that `kubectl apply -f` reads.
+    /// A YAML stream (`---`-separated, block style) that `kubectl apply -f` reads.
     public static func yamlStream(_ objects: [KubeObject]) -> String {
+        objects.map { "---\n" + $0.json.yaml() }.joined()
+    }
+
+    /// The same objects as JSON documents (`render -o json`).
+    public static func jsonStream(_ objects: [KubeObject]) -> String {
         objects.map { "---\n" + $0.json.prettyPrinted() }.joined()
     }
 
@@ -181,26 +188,37 @@ public enum KubernetesRenderer {
         ])))
 
         if tenant.isolation == .strict {
-            out.append(networkPolicy(namespace: ns, labels: labels, controllerNamespace: options.controllerNamespace))
+            out.append(networkPolicy(namespace: ns, labels: labels, controllerNamespace: options.controllerNamespace, allowFrom: tenant.allowFrom ?? []))
         }
         return out
     }
 
-    /// Strict isolation: pods accept traffic only from their own namespace and from the controller's
-    /// (probes); they may reach their own namespace, DNS anywhere, and addresses outside the private
-    /// ranges (external APIs), but not other tenants' pods or the link-local metadata service.
-    static func networkPolicy(namespace ns: String, labels: [String: String], controllerNamespace: String) -> KubeObject {
+    /// Strict isolation: pods accept traffic only from their own namespace, from the controller's (its
+    /// probes and the gateway run there; always allowed) and from the tenant's `allowFrom` peers; they
+    /// may reach their own namespace, DNS anywhere, and addresses outside the private ranges (external
+    /// APIs), but not other tenants' pods or the link-local metadata service.
+    static func networkPolicy(namespace ns: String, labels: [String: String], controllerNamespace: String, allowFrom: [NetworkPeer] = []) -> KubeObject {
         let privateV4 = ["10.0.0.0/8", "100.64.0.0/10", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16"]
+        var from: [JSONValue] = [
+            .obj(["podSelector": .object([])]),
+            .obj(["namespaceSelector": .obj(["matchLabels": .strings(["kubernetes.io/metadata.name": controllerNamespace])])]),
+        ]
+        for peer in allowFrom {
+            var nsLabels = peer.namespaceLabels ?? [:]
+            if let n = peer.namespace { nsLabels["kubernetes.io/metadata.name"] = n }
+            // Both selectors in one peer: pods matching podLabels in the matching namespaces; podLabels
+            // alone: in any namespace (an empty namespaceSelector), not only the tenant's own.
+            var p: [JSONMember] = [JSONMember("namespaceSelector", nsLabels.isEmpty ? .object([]) : .obj(["matchLabels": .strings(nsLabels)]))]
+            if let pods = peer.podLabels, !pods.isEmpty { p.append(JSONMember("podSelector", .obj(["matchLabels": .strings(pods)]))) }
+            from.append(.object(p))
+        }
         return KubeObject(.obj([
             "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
             "metadata": meta(name: networkPolicyName, namespace: ns, labels: labels),
             "spec": .obj([
                 "podSelector": .object([]),
                 "policyTypes": ["Ingress", "Egress"],
-                "ingress": [.obj(["from": [
-                    .obj(["podSelector": .object([])]),
-                    .obj(["namespaceSelector": .obj(["matchLabels": .strings(["kubernetes.io/metadata.name": controllerNamespace])])]),
-                ]])],
+                "ingress": [.obj(["from": .array(from)])],
                 "egress": [
                     .obj(["to": [.obj(["podSelector": .object([])])]]),
                     .obj(["ports": [.obj(["protocol": "UDP", "port": 53]), .obj(["protocol": "TCP", "port": 53])]]),
@@ -256,6 +274,12 @@ public enum KubernetesRenderer {
             if let ref = e.secretRef {
                 return .obj(["name": .string(e.name), "valueFrom": .obj(["secretKeyRef": .obj(["name": .string(ref.name), "key": .string(ref.key)])])])
             }
+            // A sensitive plain value (a token written inline) never sits in the pod spec, where anyone
+            // who may read Deployments sees it: it goes into the revision's Secret (`envSecret`).
+            if e.isSensitive || e.sealed != nil {
+                return .obj(["name": .string(e.name), "valueFrom": .obj(["secretKeyRef": .obj([
+                    "name": .string(envSecretName(server: server.name, revision: server.revision)), "key": .string(e.name)])])])
+            }
             return .obj(["name": .string(e.name), "value": .string(e.value ?? "")])
         }
         if !server.env.contains(where: { $0.name == "PORT" }) { env.append(.obj(["name": "PORT", "value": .string(String(port))])) }
@@ -295,16 +319,7 @@ public enum KubernetesRenderer {
         if let memory = server.memory { amounts.append(JSONMember("memory", .string(isKubernetesQuantity(memory) ? memory : String(server.memoryBytes ?? 0)))) }
         if !amounts.isEmpty { resources = [JSONMember("requests", .object(amounts)), JSONMember("limits", .object(amounts))] }
 
-        let h = server.health
-        var probe: [JSONMember]
-        switch h.probe {
-        case .http: probe = [JSONMember("httpGet", .obj(["path": .string(h.path ?? "/healthz"), "port": "mcp"]))]
-        // An MCP endpoint answers plain GETs with 4xx, so the kubelet checks the socket and the
-        // controller runs the real MCP `initialize` probe against the pod.
-        case .mcp, .tcp: probe = [JSONMember("tcpSocket", .obj(["port": "mcp"]))]
-        }
-        probe += [JSONMember("periodSeconds", .int(Int64(seconds(h.intervalMs)))), JSONMember("timeoutSeconds", .int(Int64(seconds(h.timeoutMs)))),
-                  JSONMember("failureThreshold", .int(Int64(max(1, h.failureThreshold))))]
+        let probes = self.probes(server)
 
         let container = JSONValue.obj([
             "name": "mcp",
@@ -313,7 +328,9 @@ public enum KubernetesRenderer {
             "ports": [.obj(["name": "mcp", "containerPort": .int(Int64(port)), "protocol": "TCP"])],
             "env": .array(env),
             "resources": resources.isEmpty ? nil : .object(resources),
-            "readinessProbe": .object(probe),
+            "startupProbe": probes.startup,
+            "livenessProbe": probes.liveness,
+            "readinessProbe": probes.readiness,
             "securityContext": .obj([
                 "allowPrivilegeEscalation": false,
                 "readOnlyRootFilesystem": true,
@@ -331,6 +348,17 @@ public enum KubernetesRenderer {
             "imagePullSecrets": options.imagePullSecrets.isEmpty ? nil : .array(options.imagePullSecrets.map { .obj(["name": .string($0)]) }),
             "containers": [container],
             "volumes": [.obj(["name": "tmp", "emptyDir": .obj(["sizeLimit": "64Mi"])])],
+            // Replicas prefer different nodes and zones; soft, so a small cluster still schedules them.
+            "affinity": .obj(["podAntiAffinity": .obj(["preferredDuringSchedulingIgnoredDuringExecution": [.obj([
+                "weight": 100,
+                "podAffinityTerm": .obj(["topologyKey": "kubernetes.io/hostname", "labelSelector": .obj(["matchLabels": .strings([labelInstance: server.name])])]),
+            ])]])]),
+            "topologySpreadConstraints": [
+                .obj(["maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
+                      "labelSelector": .obj(["matchLabels": .strings(selector)])]),
+                .obj(["maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
+                      "labelSelector": .obj(["matchLabels": .strings(selector)])]),
+            ],
         ])
         return KubeObject(.obj([
             "apiVersion": "apps/v1", "kind": "Deployment",
@@ -344,6 +372,77 @@ public enum KubernetesRenderer {
                     "metadata": .obj(["labels": .strings(labels), "annotations": .strings([annotationPath: server.path, annotationRevision: server.revision])]),
                     "spec": podSpec,
                 ]),
+            ]),
+        ]))
+    }
+
+    /// Startup, liveness and readiness probes from `health`. An MCP endpoint answers plain GETs with
+    /// 4xx and the kubelet cannot POST, so `probe: mcp` checks the socket here while the controller runs
+    /// the real MCP `initialize` (and `requireTools`) probe against each pod; `probe: http` uses the
+    /// health path. The startup probe gives a revision until its progress deadline to come up (liveness
+    /// starts after it, so a slow start is not killed); liveness restarts a pod that stops answering
+    /// for twice the readiness threshold; readiness takes it out of the Service at once.
+    static func probes(_ server: DesiredServer) -> (startup: JSONValue, liveness: JSONValue, readiness: JSONValue) {
+        let h = server.health
+        let handler: JSONMember
+        switch h.probe {
+        case .http: handler = JSONMember("httpGet", .obj(["path": .string(h.path ?? "/healthz"), "port": "mcp"]))
+        case .mcp, .tcp: handler = JSONMember("tcpSocket", .obj(["port": "mcp"]))
+        }
+        let period = seconds(h.intervalMs)
+        let timeout = seconds(h.timeoutMs)
+        let threshold = max(1, h.failureThreshold)
+        func probe(period: Int, failures: Int) -> JSONValue {
+            .object([handler, JSONMember("periodSeconds", .int(Int64(period))), JSONMember("timeoutSeconds", .int(Int64(timeout))),
+                     JSONMember("failureThreshold", .int(Int64(failures)))])
+        }
+        let startupPeriod = min(period, 5)
+        let startupFailures = max(1, (seconds(server.rollout.progressDeadlineMs) + startupPeriod - 1) / startupPeriod)
+        return (probe(period: startupPeriod, failures: startupFailures), probe(period: period, failures: threshold * 2), probe(period: period, failures: threshold))
+    }
+
+    public static func envSecretName(server: String, revision: String) -> String { "\(server)-\(revision)-env" }
+
+    /// The revision's sensitive plain env values (tokens written inline) as an immutable Secret the pod
+    /// reads them from, so they are not in the Deployment. Nil when the server has none. Throws when a
+    /// value is sealed (a spec read back from a saved plan or live state, without its value).
+    public static func envSecret(_ server: DesiredServer, namespace: String) throws(KubernetesRenderError) -> KubeObject? {
+        let sensitive = server.env.filter { $0.secretRef == nil && ($0.isSensitive || $0.sealed != nil) }
+        guard !sensitive.isEmpty else { return nil }
+        var data: [JSONMember] = []
+        for e in sensitive {
+            guard let value = e.value else {
+                throw KubernetesRenderError(server: server.name, message: "the value of sensitive variable \(e.name) is not available here (sealed); render from the catalog")
+            }
+            data.append(JSONMember(e.name, .string(Data(value.utf8).base64EncodedString())))
+        }
+        var labels = serverLabels(server)
+        labels[labelVersion] = nil
+        return KubeObject(.obj([
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": meta(name: envSecretName(server: server.name, revision: server.revision), namespace: namespace, labels: labels,
+                             annotations: [annotationRevision: server.revision]),
+            "type": "Opaque",
+            "immutable": true,
+            "data": .object(data),
+        ]))
+    }
+
+    public static func podDisruptionBudgetName(server: String) -> String { server }
+
+    /// A server with more than one replica keeps all but one up through voluntary disruptions (node
+    /// drains, cluster upgrades); every revision's pods count, so a canary is covered too.
+    public static func podDisruptionBudget(_ server: DesiredServer, namespace: String) throws(KubernetesRenderError) -> KubeObject? {
+        guard server.replicas > 1 else { return nil }
+        var labels = baseLabels(tenant: server.tenant)
+        labels[labelName] = server.name
+        labels[labelInstance] = server.name
+        return KubeObject(.obj([
+            "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": meta(name: podDisruptionBudgetName(server: server.name), namespace: namespace, labels: labels),
+            "spec": .obj([
+                "maxUnavailable": 1,
+                "selector": .obj(["matchLabels": .strings([labelInstance: server.name, labelManagedBy: managedBy])]),
             ]),
         ]))
     }

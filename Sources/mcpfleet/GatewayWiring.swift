@@ -50,14 +50,14 @@ enum GatewayWiring {
     }
 
     /// A secret's bytes, without trailing newlines. Errors name the reference and file, never the value.
-    static func readSecret(_ ref: SecretReference, directory: String) throws -> [UInt8] {
+    static func readSecret(_ ref: SecretReference, directory: String, for purpose: String = "the gateway") throws -> [UInt8] {
         let path = "\(directory)/\(ref.name)/\(ref.key)"
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw CommandFailure(message: "\(ref) for the gateway: cannot read \(path)")
+            throw CommandFailure(message: "\(ref) for \(purpose): cannot read \(path)")
         }
         var bytes = Array(data)
         while let last = bytes.last, last == 0x0a || last == 0x0d { bytes.removeLast() }
-        guard !bytes.isEmpty else { throw CommandFailure(message: "\(ref) for the gateway: \(path) is empty") }
+        guard !bytes.isEmpty else { throw CommandFailure(message: "\(ref) for \(purpose): \(path) is empty") }
         return bytes
     }
 

@@ -68,6 +68,7 @@ struct HistoryCommand: AsyncParsableCommand {
         out += "\nAudit log (last \(audit.count)):\n"
         for a in audit {
             out += "  \(Self.time(a.time))  \(a.action)  \(a.revision ?? "-")  \(a.outcome)  \(a.reason)"
+            if let actor = a.actor { out += "  (by \(actor))" }
             if let n = a.repeats, n > 0 { out += "  (×\(n + 1), last at \(Self.time(a.lastTime ?? a.time)))" }
             out += "\n"
         }

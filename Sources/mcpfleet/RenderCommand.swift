@@ -10,10 +10,22 @@ struct RenderCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "render",
         abstract: "Print the runtime objects an environment renders to: Kubernetes objects or systemd units.",
-        discussion: "Nothing is applied. Kubernetes output is a YAML stream `kubectl apply -f -` accepts; systemd output is one unit per section (or one file each with --out-dir)."
+        discussion: """
+        Nothing is applied. Kubernetes output is a YAML stream `kubectl apply -f -` accepts (`-o json`: JSON \
+        documents); systemd output is one unit per section (or one file each with --out-dir). A server's \
+        sensitive inline env values go into a Secret its pods read; that Secret is left out (named on \
+        stderr) unless --include-secrets, so the output can be shared or committed.
+        """
     )
 
     enum Driver: String, ExpressibleByArgument, CaseIterable { case kubernetes, systemd }
+    enum Format: String, ExpressibleByArgument, CaseIterable { case yaml, json }
+
+    @Option(name: .shortAndLong, help: "Kubernetes output: yaml or json.")
+    var output: Format = .yaml
+
+    @Flag(name: .long, help: "Also print the Secrets holding sensitive inline env values (their values base64-encoded).")
+    var includeSecrets = false
 
     @Argument(help: "The manifest directory.")
     var path: String
@@ -46,13 +58,22 @@ struct RenderCommand: ParsableCommand {
         do {
             switch renderer {
             case .kubernetes:
-                let objects = try KubernetesRenderer.render(desired, options: KubernetesRenderOptions(environment: environment, manifestCommit: GitSource.headCommit(path)))
+                var objects = try KubernetesRenderer.render(desired, options: KubernetesRenderOptions(environment: environment, manifestCommit: GitSource.headCommit(path)))
+                if !includeSecrets {
+                    for secret in objects where secret.kind == "Secret" {
+                        let keys = secret.json["data"]?.members?.map(\.key).joined(separator: ", ") ?? ""
+                        writeStderr("not printed: Secret \(secret.namespace ?? "")/\(secret.name) (sensitive env values \(keys)); "
+                                    + "`--include-secrets` prints it, or create it yourself with `kubectl create secret generic \(secret.name) -n \(secret.namespace ?? "")`\n")
+                    }
+                    objects.removeAll { $0.kind == "Secret" }
+                }
                 if outDir == nil {
-                    writeStdout(KubernetesRenderer.yamlStream(objects))
+                    writeStdout(output == .json ? KubernetesRenderer.jsonStream(objects) : KubernetesRenderer.yamlStream(objects))
                     return
                 }
                 files = objects.map { o in
-                    ("\(o.namespace.map { "\($0)-" } ?? "")\(o.kind.lowercased())-\(o.name).json", o.json.prettyPrinted())
+                    let name = "\(o.namespace.map { "\($0)-" } ?? "")\(o.kind.lowercased())-\(o.name)"
+                    return output == .json ? (name + ".json", o.json.prettyPrinted()) : (name + ".yaml", o.json.yaml())
                 }
             case .systemd:
                 let root = (loaded.baseDirectory as NSString).standardizingPath

@@ -1,7 +1,9 @@
 import FleetApp
 import ArgumentParser
+import FleetController
 import FleetCore
 import Foundation
+import Logging
 
 /// Options shared by the commands that steer one server's rollout.
 struct ServerTarget: ParsableArguments {
@@ -14,6 +16,9 @@ struct ServerTarget: ParsableArguments {
     @Option(name: .long, help: "Environment; may be omitted when the catalog has exactly one.")
     var env: String?
 
+    @Option(name: .long, help: "Why (recorded in the audit log and sent with the notification), e.g. a ticket or incident id.")
+    var reason: String?
+
     /// Loads the server's record, lets `change` edit it (returning the revision concerned and the reason
     /// to audit), saves it and appends an audit entry. The running controller notices within its poll interval.
     func edit(action: String, _ change: (inout RolloutRecord, _ context: EditContext) async throws -> (revision: String?, reason: String)) async throws {
@@ -21,7 +26,10 @@ struct ServerTarget: ParsableArguments {
         guard let desired = target.desired.server(server) else {
             throw CommandFailure(message: "server `\(server)` is not in the catalog for environment \(target.environment.name)")
         }
-        let (_, store) = try target.runtime()
+        let (_, rawStore) = try target.runtime()
+        // An operator's action is announced like the controller's steps (delivered before the command ends).
+        let notifier = try NotificationWiring.notifier(target.environment, manifestRoot: target.loaded.root, logger: Logger(label: "mcpfleet.notify"))
+        let store: any RolloutStore = notifier.map { NotifyingRolloutStore(rawStore, notifier: $0) } ?? rawStore
         // Saved over the record as read (compare-and-swap): a controller step written in between makes
         // the edit start again from the new record instead of overwriting it (or being overwritten).
         for _ in 0..<8 {
@@ -29,11 +37,17 @@ struct ServerTarget: ParsableArguments {
                 throw CommandFailure(message: "server `\(server)` has no rollout record yet (has the controller run it?)")
             }
             let now = Int64(Date().timeIntervalSince1970 * 1000)
-            let (revision, reason) = try await change(&record, EditContext(target: target, desired: desired, store: store, now: now))
+            var (revision, why) = try await change(&record, EditContext(target: target, desired: desired, store: store, now: now))
+            if let reason = reason?.trimmingCharacters(in: .whitespacesAndNewlines), !reason.isEmpty { why += ": \(reason)" }
             record.updatedAt = now
             guard try await store.saveIfUnchanged(record) != nil else { continue }
-            try await store.appendAudit(AuditEntry(time: now, server: server, action: action, revision: revision, reason: reason,
-                                                   manifestCommit: GitSource.manifestCommit(dir), outcome: "ok"))
+            try await store.appendAudit(AuditEntry(time: now, server: server, action: action, revision: revision, reason: why,
+                                                   manifestCommit: GitSource.manifestCommit(dir), outcome: "ok", actor: OperatorIdentity.current()))
+            if let notifier {
+                async let delivered: Void = notifier.run()
+                notifier.finish()
+                await delivered
+            }
             return
         }
         throw CommandFailure(message: "server `\(server)`: the rollout record kept changing while \(action) was saved (8 attempts); nothing was changed, try again")

@@ -115,16 +115,20 @@ struct RunCommand: AsyncParsableCommand {
             return h
         }
         let logger = Logger(label: "mcpfleet.controller")
-
         var configuration = ControllerConfiguration()
         configuration.pollIntervalMs = try DurationArgument.ms(poll, option: "--poll")
         configuration.resyncIntervalMs = try DurationArgument.ms(resync, option: "--resync")
         configuration.workers = max(1, workers)
         let path = self.path
-        // Writes to the store wake the dashboard's event streams.
+        // Writes to the store wake the dashboard's event streams; rollout events go out from the audit log
+        // as it is written (docs/designs/0012).
+        let metrics = ControllerMetrics()
+        let notifier = try NotificationWiring.notifier(target.environment, manifestRoot: target.loaded.root, logger: logger, registry: metrics.registry)
         let changes = FleetChanges()
-        let convergence = try Convergence(watching: target, configuration: configuration, logger: logger,
-                                          wrappingStore: { ChangeSignallingStore($0, changes: changes) })
+        let convergence = try Convergence(watching: target, configuration: configuration, logger: logger, metrics: metrics, wrappingStore: { raw in
+            let signalled = ChangeSignallingStore(raw, changes: changes)
+            return notifier.map { NotifyingRolloutStore(signalled, notifier: $0) } ?? signalled
+        })
         let (driver, store, controller) = (convergence.driver, convergence.store, convergence.controller)
         if convergence.source?.watching == false {
             logger.notice("inotify is not available; the manifests are checked by reading them every --poll", metadata: ["path": "\(path)"])
@@ -140,6 +144,7 @@ struct RunCommand: AsyncParsableCommand {
             elector = e
         }
         let leaderElector = elector
+        if let notifier { services.append(.init(service: notifier)) }
         let gateway = GatewayWiring.address(flag: gatewayAddress, environment: target.environment, once: once)
         if !metricsAddress.isEmpty || gateway != nil {
             // One HTTP stack (docs/designs/0005-gateway.md): the metrics address serves the operational

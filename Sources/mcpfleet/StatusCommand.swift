@@ -23,7 +23,7 @@ struct StatusCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Environment; may be omitted when the catalog has exactly one.")
     var env: String?
 
-    @Option(name: .shortAndLong, help: "Output format: text or json.")
+    @Option(name: .shortAndLong, help: "Output format: text, json or markdown (a table for a PR comment or a chat message).")
     var output: OutputFormat = .text
 
     @Flag(name: .shortAndLong, help: "Keep watching: redraw on a terminal, append a line per change otherwise (Ctrl-C ends).")
@@ -42,9 +42,16 @@ struct StatusCommand: AsyncParsableCommand {
         let live = try await target.observe(driver, store)
         switch output {
         case .json: writeStdout(try encodeJSON(live))
-        default:
-            // The tool contracts' digests follow the table and its notes (docs/designs/0010-tool-contracts.md).
-            writeStdout(try await view(target, live: live, store: store).text() + ContractWiring.statusLines(live, store: store))
+        case .text, .markdown:
+            let view = try await view(target, live: live, store: store)
+            let sync = FleetSync.summary(live, desired: target.desired, catalogCommit: GitSource.manifestCommit(path))
+            if output == .markdown {
+                let notes = view.notes + (view.controller.note.map { ["⚠️ \($0)"] } ?? [])
+                writeStdout(FleetSync.markdown(title: "mcpfleet" + (live.environment.map { ": \($0)" } ?? ""), sync: sync, rows: view.tableRows(), notes: notes))
+                return
+            }
+            // The sync line, the table and its notes, then the tool contracts' digests (design 0010).
+            writeStdout("\(sync.line)\n\n" + view.text() + (try await ContractWiring.statusLines(live, store: store)))
         }
     }
 

@@ -51,7 +51,8 @@ struct FleetFixture {
     var stateDirectory: String { root + "/state" }
 
     /// `documents`: more YAML documents (policies, …) appended to the catalog.
-    func write(_ servers: [ServerManifest], restartBackoff: String = "1s", documents: String = "") throws {
+    /// `environment`: more keys of the Environment's spec (indented two spaces).
+    func write(_ servers: [ServerManifest], restartBackoff: String = "1s", documents: String = "", environment: String = "") throws {
         var yaml = """
         apiVersion: mcpfleet.io/v1alpha1
         kind: Environment
@@ -64,6 +65,7 @@ struct FleetFixture {
           secretsDir: \(root)/secrets
           local:
             restartBackoff: \(restartBackoff)
+        \(environment)
         ---
         apiVersion: mcpfleet.io/v1alpha1
         kind: Tenant

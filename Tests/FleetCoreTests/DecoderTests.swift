@@ -83,7 +83,50 @@ import Testing
           transport: {type: stdio}
 
         """ + server("a", port: 20300))
-        #expect(c.codes.sorted() == ["duplicate-name", "port-collision", "unresolved-reference", "unresolved-reference"])
+        // Server c is stdio without a port: the local driver's bridge needs one (issue 19).
+        #expect(c.codes.sorted() == ["duplicate-name", "missing-field", "port-collision", "unresolved-reference", "unresolved-reference"])
+    }
+
+    /// Issue 19: a stdio server without a port passed validate and was refused by the local driver at
+    /// run time; a stdio server's block was not checked against others; an ephemeral portRange went unnoticed.
+    @Test func stdioServersNeedAPortBlockOnHostDrivers() {
+        func stdio(_ name: String, port: Int?) -> String {
+            """
+
+            ---
+            apiVersion: mcpfleet.io/v1alpha1
+            kind: Server
+            metadata: {name: \(name)}
+            spec:
+              version: "1"
+              tenant: t1
+              artifact: {command: [/opt/mcp/bin/\(name)]}
+              transport: {type: stdio\(port.map { ", port: \($0)" } ?? "")}
+
+            """
+        }
+        let missing = loadText(minimalTenantAndEnv + stdio("bridged", port: nil))
+        #expect(missing.codes == ["missing-field"])
+        #expect(missing.errorsText.contains("server `bridged` has no `spec.transport.port`") && missing.errorsText.contains("bridge"), "\(missing.errorsText)")
+        #expect(missing.errorsText.contains("mem/test.yaml:"), "file:line:col: \(missing.errorsText)")
+        // Its block (port + replicas + surge) collides with a streamable-http server's.
+        let overlap = loadText(minimalTenantAndEnv + server("web", port: 20100) + stdio("bridged", port: 20101))
+        #expect(overlap.codes == ["port-collision"], "\(overlap.errorsText)")
+        #expect(overlap.errorsText.contains("overlap server `web`"), "\(overlap.errorsText)")
+        #expect(loadText(minimalTenantAndEnv + server("web", port: 20100) + stdio("bridged", port: 20110)).codes.isEmpty)
+        // On Kubernetes a stdio server is refused by the renderer, not for its port.
+        let kube = minimalTenantAndEnv.replacingOccurrences(of: "spec: {driver: local, portRange: 20000-20999}", with: "spec: {driver: kubernetes}")
+        #expect(!loadText(kube + stdio("bridged", port: nil)).codes.contains("missing-field"))
+    }
+
+    @Test func portRangeInTheEphemeralRangeIsWarnedAbout() {
+        let env = minimalTenantAndEnv.replacingOccurrences(of: "portRange: 20000-20999", with: "portRange: 40000-40999")
+        let c = loadText(env + server("web", port: 40100))
+        #expect(!c.diagnostics.hasErrors, "\(c.errorsText)")
+        let warning = c.diagnostics.items.first { $0.code == "ephemeral-ports" }
+        #expect(warning?.severity == .warning)
+        #expect(warning?.message.contains("40000-40999 overlaps the kernel's ephemeral port range 32768-60999") == true, "\(warning?.message ?? "-")")
+        #expect(!loadText(minimalTenantAndEnv + server("web", port: 20100)).diagnostics.items.contains { $0.code == "ephemeral-ports" })
     }
 
     @Test func quotasHold() {

@@ -620,6 +620,8 @@ KINDS = [
     Kind("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", short=["netpol"], generation=True,
          schema="io.k8s.api.networking.v1.NetworkPolicy"),
     Kind("coordination.k8s.io", "v1", "leases", "Lease", schema="io.k8s.api.coordination.v1.Lease"),
+    Kind("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", short=["pdb"], status_sub=True, generation=True,
+         schema="io.k8s.api.policy.v1.PodDisruptionBudget"),
 ]
 GROUPS = {}  # group -> {version -> [Kind]}
 for _k in KINDS:

@@ -18,7 +18,7 @@ ROOTS = [
     "io.k8s.api.core.v1.Secret", "io.k8s.api.core.v1.ServiceAccount", "io.k8s.api.core.v1.ResourceQuota",
     "io.k8s.api.core.v1.LimitRange", "io.k8s.api.core.v1.Pod", "io.k8s.api.apps.v1.Deployment",
     "io.k8s.api.networking.v1.NetworkPolicy", "io.k8s.api.coordination.v1.Lease",
-    "io.k8s.api.autoscaling.v1.Scale",
+    "io.k8s.api.autoscaling.v1.Scale", "io.k8s.api.policy.v1.PodDisruptionBudget",
 ]
 
 

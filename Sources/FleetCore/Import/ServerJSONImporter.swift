@@ -116,7 +116,7 @@ public enum ServerJSONImporter {
         lines.append("  artifact:")
         var args: [String] = []
         for a in package.packageArguments ?? [] {
-            let value = a.value ?? a.default
+            let value = (a.value ?? a.default).map(substitutePort)
             switch (a.type ?? "positional", a.name, value) {
             case ("named", let n?, let v?): args += [n, v]
             case ("named", let n?, nil) where a.valueHint == nil: args.append(n)
@@ -148,12 +148,15 @@ public enum ServerJSONImporter {
         }
         lines.append("  transport:")
         lines.append("    type: \(transport.rawValue)")
-        if transport != .stdio {
-            let port = options.port ?? 8080
-            if options.port == nil { notes.append("the port defaults to 8080; set `transport.port` to what the server listens on") }
-            lines.append("    port: \(port)")
-            if let url = package.transport?.url, let path = urlPath(url) { lines.append("    path: \(q(path))") }
+        // Host drivers give every server a port block (a stdio server's bridge listens there too).
+        let port = options.port ?? 8080
+        if options.port == nil {
+            notes.append(transport == .stdio
+                ? "the port defaults to 8080 (the local driver's stdio bridge listens there); give each server its own free block"
+                : "the port defaults to 8080; set `transport.port` to what the server listens on (it gets `${PORT}`)")
         }
+        lines.append("    port: \(port)")
+        if transport != .stdio, let url = package.transport?.url, let path = urlPath(url) { lines.append("    path: \(q(path))") }
         let vars = package.environmentVariables ?? []
         if !vars.isEmpty {
             let secretName = options.secretName ?? "\(name)-secrets"
@@ -167,7 +170,7 @@ public enum ServerJSONImporter {
                     lines.append("      isSecret: true")
                     lines.append("      secretRef: {name: \(secretName), key: \(key)}")
                 } else if let value = v.value ?? v.default {
-                    lines.append("      value: \(q(value))")
+                    lines.append("      value: \(q(substitutePort(value)))")
                 } else {
                     lines.append("      value: \"\"")
                     if v.isRequired == true { notes.append("`\(v.name)` is required and has no default: set its value") }
@@ -178,6 +181,19 @@ public enum ServerJSONImporter {
             lines.insert(contentsOf: ["# Review before committing:"] + notes.map { "#   - \($0)" }, at: 1)
         }
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// The registry's `{port}` placeholder (server.json variable syntax) as mcpfleet's `${PORT}`, the
+    /// port the driver gives each instance.
+    static func substitutePort(_ s: String) -> String {
+        var out = ""
+        var rest = Substring(s)
+        while let r = rest.range(of: "{port}", options: .caseInsensitive) {
+            out += rest[..<r.lowerBound]
+            out += out.hasSuffix("$") ? String(rest[r]) : "${PORT}"
+            rest = rest[r.upperBound...]
+        }
+        return out + rest
     }
 
     /// `io.github.user/local-weather` → `local-weather`.

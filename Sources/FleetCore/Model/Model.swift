@@ -449,6 +449,8 @@ public struct Tenant: Sendable, Hashable {
     public var namespace: String?
     public var quota = TenantQuota()
     public var gateway: TenantGatewaySettings?
+    /// `spec.allowFrom`: who else may connect to the tenant's servers on Kubernetes (strict isolation).
+    public var allowFrom: [NetworkPeer] = []
     public var source: DocumentSource
     public var locations: FieldLocations
 
@@ -522,6 +524,8 @@ public struct Environment: Sendable, Hashable {
     public var systemd: SystemdSettings?
     public var kubernetes: KubernetesSettings?
     public var gateway: EnvironmentGatewaySettings?
+    /// `spec.notifications`: where rollout events go (docs/designs/0012).
+    public var notifications: [NotificationTarget] = []
     public var source: DocumentSource
     public var locations: FieldLocations
 

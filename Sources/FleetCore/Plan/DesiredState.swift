@@ -405,6 +405,8 @@ public struct DesiredTenant: Codable, Hashable, Sendable {
     public var isolation: Isolation
     public var namespace: String
     public var fields: [SpecField]
+    /// Who else may connect (Kubernetes NetworkPolicy of strict tenants); nil in states saved before it existed.
+    public var allowFrom: [NetworkPeer]?
 }
 
 /// The driver-neutral desired state of one environment.
@@ -736,6 +738,7 @@ public enum Renderer {
             if !g.tokens.isEmpty { f.append(SpecField(path: "gateway.tokens", display: "[" + g.tokens.map(\.description).joined(separator: ", ") + "]")) }
             if let r = g.rateLimit { f.append(SpecField(path: "gateway.rateLimit", display: r.description)) }
         }
-        return DesiredTenant(name: t.name, isolation: t.isolation, namespace: t.kubernetesNamespace, fields: f)
+        if !t.allowFrom.isEmpty { f.append(SpecField(path: "allowFrom", display: "[" + t.allowFrom.map(\.description).joined(separator: "; ") + "]")) }
+        return DesiredTenant(name: t.name, isolation: t.isolation, namespace: t.kubernetesNamespace, fields: f, allowFrom: t.allowFrom.isEmpty ? nil : t.allowFrom)
     }
 }

@@ -38,11 +38,12 @@ extension DesiredServer {
 }
 
 extension DesiredTenant {
-    public init(name: String, isolation: Isolation = .shared, namespace: String? = nil, fields: [SpecField] = []) {
+    public init(name: String, isolation: Isolation = .shared, namespace: String? = nil, fields: [SpecField] = [], allowFrom: [NetworkPeer]? = nil) {
         self.name = name
         self.isolation = isolation
         self.namespace = namespace ?? name
         self.fields = fields
+        self.allowFrom = allowFrom
     }
 }
 

@@ -347,7 +347,8 @@ public enum RolloutMachine {
                 }
                 let restarts = p.restarts - record.restartBaseline
                 if restarts >= RolloutMachine.crashLoopRestarts {
-                    actions = []
+                    // Its own audit entry (and notification) before the rollback it causes.
+                    actions = [.audit(action: "crash-loop", revision: t, reason: "\(restarts) restarts since its rollout began" + why(t))]
                     return rollback(reason: "revision \(t) is crash-looping: \(restarts) restarts since its rollout began" + why(t))
                 }
             }

@@ -303,9 +303,12 @@ public struct AuditEntry: Codable, Hashable, Sendable {
     public var repeats: Int?
     /// Unix epoch milliseconds of the last repeat.
     public var lastTime: Int64?
+    /// Who made an operator's change (`mcpfleet pause` …): the OS user, or the Kubernetes identity
+    /// in a cluster. Nil for the controller's own steps.
+    public var actor: String?
 
     public init(time: Int64, server: String, action: String, revision: String? = nil, reason: String, manifestCommit: String? = nil, outcome: String,
-                correlationId: String? = nil, repeats: Int? = nil, lastTime: Int64? = nil) {
+                correlationId: String? = nil, repeats: Int? = nil, lastTime: Int64? = nil, actor: String? = nil) {
         self.time = time
         self.server = server
         self.action = action
@@ -316,6 +319,7 @@ public struct AuditEntry: Codable, Hashable, Sendable {
         self.correlationId = correlationId
         self.repeats = repeats
         self.lastTime = lastTime
+        self.actor = actor
     }
 
     /// The same failure again (a retry failing the same way): an error outcome, with the same server,
