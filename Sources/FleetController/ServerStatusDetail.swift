@@ -16,7 +16,7 @@ public struct ServerStatusDetail: Codable, Hashable, Sendable {
     /// The server's audit trail, newest first.
     public var audit: [AuditEntry]
     public var commands: [OperatorCommand]
-    /// The tool contract the server is held to (issue 17 fills this in); nil: none is declared.
+    /// The tool contract of the serving revision (its recorded surface); nil: none recorded yet.
     public var contract: ToolContractView?
 
     public struct InstanceView: Codable, Hashable, Sendable {
@@ -105,7 +105,14 @@ public struct ServerStatusDetail: Codable, Hashable, Sendable {
                 HistoryEntry(revision: $0.revision, version: $0.version, createdAt: $0.createdAt, outcome: $0.outcome.rawValue, reason: $0.reason,
                              manifestCommit: $0.manifestCommit, evidence: $0.evidence)
             },
-            audit: audit.reversed(), commands: OperatorCommand.all(server: name, row: row, context: commands), contract: contract)
+            audit: audit.reversed(), commands: OperatorCommand.all(server: name, row: row, context: commands),
+            contract: contract ?? recordedContract(history, serving: l?.servingRevision?.revision))
+    }
+
+    /// The surface the serving revision recorded when it first became healthy (docs/designs/0010).
+    static func recordedContract(_ history: [RevisionRecord], serving: String?) -> ToolContractView? {
+        guard let serving, let c = history.first(where: { $0.revision == serving })?.contract else { return nil }
+        return ToolContractView(digest: c.digest, tools: c.tools.map(\.name))
     }
 }
 

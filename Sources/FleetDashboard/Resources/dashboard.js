@@ -178,7 +178,7 @@
       el("h2", {}, "Tool contract"),
       d.contract ? [el("p", {}, d.contract.digest ? ["digest ", el("code", {}, d.contract.digest)] : ""),
         el("ul", {}, d.contract.tools.map((t) => el("li", {}, el("code", {}, t))))]
-        : el("p", { class: "muted" }, "no tool contract declared for this server")));
+        : el("p", { class: "muted" }, "no contract recorded yet for the serving revision (recorded at its first healthy probe)")));
 
     blocks.push(el("section", { class: "card", id: "history" },
       el("h2", {}, "History"),
