@@ -30,7 +30,7 @@ public enum ManifestDecoder {
         static let secretRefRequired = ["name", "key"]
         static let resources = ["cpu", "memory"]
         static let health = ["probe", "path", "interval", "timeout", "failureThreshold", "requireTools"]
-        static let rollout = ["strategy", "maxSurge", "maxUnavailable", "steps", "autoRollback", "progressDeadline"]
+        static let rollout = ["strategy", "maxSurge", "maxUnavailable", "steps", "autoRollback", "progressDeadline", "drainTimeout"]
         static let canaryStep = ["weight", "replicas", "pause", "analysis"]
         static let supplyChain = ["artifact", "signature", "sbom", "scan", "provenance"]
         static let policy = ["mode", "environments", "requireSignature", "trustedKeys", "requireSBOM", "maxSeverity", "requireScan", "requireProvenance", "requireDigest", "allowedRegistries", "allowedCommands"]
@@ -406,6 +406,7 @@ public enum ManifestDecoder {
         if let v = r.intOrPercent(f, "maxUnavailable") { ro.maxUnavailable = v }
         if let b = r.bool(f, "autoRollback") { ro.autoRollback = b }
         if let d = r.duration(f, "progressDeadline") { ro.progressDeadline = d }
+        if let d = r.duration(f, "drainTimeout") { ro.drainTimeout = d }
         if let items = r.list(f, "steps") {
             if ro.strategy != .canary {
                 r.error("invalid-value", "`spec.rollout.steps` only applies to the canary strategy (strategy is `\(ro.strategy.rawValue)`)", at: f.keyLocation("steps") ?? node.location)

@@ -46,7 +46,7 @@ struct GatewayCommand: AsyncParsableCommand {
     func run() async throws {
         let target = try FleetTarget.load(path: path, env: env)
         let environment = target.environment
-        let (driver, _) = try target.runtime()
+        let (driver, store) = try target.runtime()
         let format = logFormat
         LoggingSystem.bootstrap { label in
             var h: any LogHandler = format == .json ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
@@ -74,7 +74,9 @@ struct GatewayCommand: AsyncParsableCommand {
         let service = GatewayService(server: server, refresh: .milliseconds(max(100, refreshMs)), logger: logger) {
             let live = try await driver.observe()
             lastLive.value = live
-            let table = await GatewayWiring.routes(driver: driver, live: live, policies: try await policies.current())
+            var table = await GatewayWiring.routes(driver: driver, live: live, policies: try await policies.current())
+            // Canary weights from the rollout records the controller writes (design 0009).
+            table = GatewayWiring.weighted(table, desired: target.desired, records: try await store.records())
             firstRefresh.value = true
             return table
         }

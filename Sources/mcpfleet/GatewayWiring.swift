@@ -145,10 +145,9 @@ enum GatewayWiring {
 extension GatewayWiring {
     /// The HTTP stack for an environment (limits from `spec.gateway`, the signing key, the access log),
     /// its metrics on `registry` beside the controller's.
-    static func server(environment: Environment, manifestRoot: String, registry: PrometheusCollectorRegistry, ops: OpsEndpoints,
+    static func server(environment: Environment, manifestRoot: String, traffic: Traffic, ops: OpsEndpoints,
                        accessLog flag: String?, logger: Logger) throws -> GatewayServer {
-        let state = GatewayState(configuration: configuration(environment))
-        return GatewayServer(state: state, metrics: GatewayMetrics(registry: registry), signer: try signer(environment, manifestRoot: manifestRoot),
+        GatewayServer(state: traffic.state, metrics: traffic.gatewayMetrics, signer: try signer(environment, manifestRoot: manifestRoot),
                              ops: ops, accessLog: try accessLog(flag: flag, environment: environment), logger: logger)
     }
 }

@@ -153,10 +153,14 @@ struct RunCommand: AsyncParsableCommand {
         configuration.workers = max(1, workers)
         let path = self.path
         let transport = try CurlTransport(CurlTransportConfiguration(connectTimeout: .seconds(2), proxy: .none))
+        let gateway = GatewayWiring.address(flag: gatewayAddress, environment: target.environment, once: once)
+        // With the gateway in this process: replicas drain before they stop, tool calls feed the `gateway` analysis provider (design 0009).
+        let traffic = GatewayWiring.Traffic(environment: target.environment, serving: gateway != nil, logger: logger)
         let controller = Controller(
             source: { try FleetTarget.snapshot(path: path, environmentName: environmentName) },
             sourceFingerprint: { DirectoryFingerprint.compute(path) },
-            driver: driver, store: store, clock: SystemClock(), logger: logger, configuration: configuration, transport: transport)
+            driver: traffic.driver(driver), store: store, clock: SystemClock(), logger: logger, configuration: configuration, transport: transport,
+            metrics: traffic.controllerMetrics, extraProviders: traffic.providers)
 
         // Supervision (adoption of running instances, restarts) lasts as long as the controller runs.
         if let local = driver as? LocalDriver {
@@ -174,7 +178,6 @@ struct RunCommand: AsyncParsableCommand {
             elector = e
         }
         let leaderElector = elector
-        let gateway = GatewayWiring.address(flag: gatewayAddress, environment: target.environment, once: once)
         if !metricsAddress.isEmpty || gateway != nil {
             // One HTTP stack (docs/designs/0005-gateway.md): the metrics address serves the operational
             // endpoints, the gateway address the MCP routes and the same operational endpoints.
@@ -195,7 +198,7 @@ struct RunCommand: AsyncParsableCommand {
             let policies = GatewayPolicies(path: path, environment: environment, manifestRoot: target.loaded.root)
             // A missing token file stops here, naming the secret reference (never opening the route).
             if gateway != nil { _ = try await policies.current() }
-            let http = try GatewayWiring.server(environment: environment, manifestRoot: target.loaded.root, registry: controller.metrics.registry,
+            let http = try GatewayWiring.server(environment: environment, manifestRoot: target.loaded.root, traffic: traffic,
                                                 ops: ops, accessLog: accessLog, logger: logger)
             do {
                 if !metricsAddress.isEmpty { try await http.listen(metricsAddress, mcp: metricsAddress == gateway) }
@@ -207,7 +210,8 @@ struct RunCommand: AsyncParsableCommand {
             let refresh: Duration = environment.driver == .kubernetes ? .seconds(2) : .milliseconds(500)
             let routes: @Sendable () async throws -> RouteTable = {
                 let live = try await driver.observe()
-                return await GatewayWiring.routes(driver: driver, live: live, policies: try await policies.current())
+                let table = await GatewayWiring.routes(driver: driver, live: live, policies: try await policies.current())
+                return GatewayWiring.weighted(table, desired: await controller.snapshot()?.desired, records: try await store.records())
             }
             let service = GatewayService(server: http, refresh: refresh, logger: logger, routes: gateway == nil ? nil : routes)
             await service.refreshOnce()

@@ -240,6 +240,8 @@ public struct RolloutSpec: Sendable, Hashable {
     public var steps: [CanaryStep] = []
     public var autoRollback: Bool = true
     public var progressDeadline: Duration = .seconds(600)
+    /// How long a replica about to stop may keep its open gateway sessions (nil: 30 s; design 0009).
+    public var drainTimeout: Duration?
 
     public init() {}
 
@@ -373,6 +375,8 @@ public struct Policy: Sendable, Hashable {
 
 public enum AnalysisProviderKind: String, Sendable, Hashable, Codable, CaseIterable {
     case probe, prometheus
+    /// Tool calls through the gateway (design 0009).
+    case gateway
 }
 
 public struct PrometheusAnalysis: Sendable, Hashable {

@@ -84,9 +84,13 @@ public struct DesiredRollout: Codable, Hashable, Sendable {
     /// above move with the replica count, the setting does not.
     public var maxSurgeSpec: String?
     public var maxUnavailableSpec: String?
+    /// `rollout.drainTimeout` as written (nil: the default, `TrafficRules.defaultDrainTimeoutMs`).
+    public var drainTimeoutMs: Int64?
 
     public init(strategy: RolloutStrategy = .rolling, maxSurge: Int = 1, maxUnavailable: Int = 0, steps: [DesiredCanaryStep] = [],
-                autoRollback: Bool = true, progressDeadlineMs: Int64 = 600_000, maxSurgeSpec: String? = nil, maxUnavailableSpec: String? = nil) {
+                autoRollback: Bool = true, progressDeadlineMs: Int64 = 600_000, maxSurgeSpec: String? = nil, maxUnavailableSpec: String? = nil,
+                drainTimeoutMs: Int64? = nil) {
+        self.drainTimeoutMs = drainTimeoutMs
         self.strategy = strategy
         self.maxSurge = maxSurge
         self.maxUnavailable = maxUnavailable
@@ -511,7 +515,8 @@ public enum Renderer {
         if maxSurge == 0 && maxUnavailable == 0 { maxSurge = 1 }
         if r.strategy == .recreate { maxSurge = 0; maxUnavailable = p.pointee.replicas }
         let rollout = DesiredRollout(strategy: r.strategy, maxSurge: maxSurge, maxUnavailable: maxUnavailable, steps: steps, autoRollback: r.autoRollback, progressDeadlineMs: ms(r.progressDeadline),
-                                     maxSurgeSpec: r.maxSurge.description, maxUnavailableSpec: r.maxUnavailable.description)
+                                     maxSurgeSpec: r.maxSurge.description, maxUnavailableSpec: r.maxUnavailable.description,
+                                     drainTimeoutMs: r.drainTimeout.map(ms))
         var d = DesiredServer(
             name: p.pointee.name, tenant: p.pointee.tenant, version: p.pointee.version, revision: "", replicas: p.pointee.replicas,
             image: p.pointee.artifact.image, command: p.pointee.artifact.command, workingDirectory: p.pointee.artifact.workingDirectory, digest: p.pointee.artifact.digest,

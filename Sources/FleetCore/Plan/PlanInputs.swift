@@ -96,6 +96,7 @@ public struct ServerSettings: Codable, Hashable, Sendable {
         }
         f.append(SpecField(path: "rollout.autoRollback", display: String(r.autoRollback)))
         f.append(SpecField(path: "rollout.progressDeadline", display: Syntax.format(.milliseconds(r.progressDeadlineMs)), canonical: "\(r.progressDeadlineMs)ms"))
+        if let d = r.drainTimeoutMs { f.append(SpecField(path: "rollout.drainTimeout", display: Syntax.format(.milliseconds(d)), canonical: "\(d)ms")) }
         if let slo { f.append(SpecField(path: "slo", display: slo)) }
         for (k, v) in labels.sorted(by: { $0.key < $1.key }) {
             f.append(SpecField(path: "labels." + k, display: PlanSafety.display(name: k, v), canonical: PlanSafety.isSensitive(name: k, value: v) ? PlanSafety.digest(v) : v))

@@ -1,0 +1,45 @@
+import FleetController
+import FleetCore
+import FleetGateway
+import Logging
+
+extension GatewayWiring {
+    /// What the gateway in `mcpfleet run` shares with the controller (design 0009): its state (the
+    /// draining driver marks replicas there and reads their sessions) and its tool-call counts (the
+    /// `gateway` analysis provider), on the controller's metrics registry.
+    struct Traffic {
+        let state: GatewayState
+        let controllerMetrics = ControllerMetrics()
+        let gatewayMetrics: GatewayMetrics
+        /// The gateway serves MCP routes in this process.
+        let serving: Bool
+        let logger: Logger
+
+        init(environment: Environment, serving: Bool, logger: Logger) {
+            state = GatewayState(configuration: GatewayWiring.configuration(environment))
+            gatewayMetrics = GatewayMetrics(registry: controllerMetrics.registry)
+            self.serving = serving
+            self.logger = logger
+        }
+
+        /// The driver the controller acts through: draining first when the gateway routes here.
+        func driver(_ d: any RuntimeDriver) -> any RuntimeDriver {
+            serving ? DrainingDriver(d, state: state, logger: logger) : d
+        }
+
+        /// The `gateway` provider, when the gateway serves here (else an SLO naming it is inconclusive, saying why).
+        var providers: [AnalysisProviderKind: any AnalysisProvider] {
+            guard serving else { return [:] }
+            let metrics = gatewayMetrics
+            return [.gateway: GatewayAnalysisProvider { metrics.toolWindows(server: $0) }]
+        }
+    }
+
+    /// Routes with each server's canary weights, from its desired spec and the rollout record the
+    /// controller wrote (`TrafficRules.weights`).
+    static func weighted(_ table: RouteTable, desired: DesiredState?, records: [RolloutRecord]) -> RouteTable {
+        guard let desired else { return table }
+        let byServer = Dictionary(records.map { ($0.server, $0) }, uniquingKeysWith: { a, _ in a })
+        return table.weighted { name in desired.server(name).flatMap { TrafficRules.weights(desired: $0, record: byServer[name]) } }
+    }
+}
