@@ -36,6 +36,9 @@ public final class GatewayState: Sendable {
         var random = SystemRandomNumberGenerator()
         /// Replicas the draining driver is about to stop (design 0009): kept across route refreshes.
         var draining: Set<ReplicaKey> = []
+        /// Weights pushed by the controller in this process as it saves a record; they win over a
+        /// table computed from records read before that save.
+        var pushedWeights: [String: [String: Int]?] = [:]
     }
 
     let configuration: GatewayConfiguration
@@ -54,6 +57,7 @@ public final class GatewayState: Sendable {
     public func publish(_ table: RouteTable) {
         inner.withLockedValue { s in
             var table = table
+            for (name, w) in s.pushedWeights where table.routes[name] != nil { table.routes[name]!.revisionWeights = w }
             for (name, r) in table.routes where r.backends.contains(where: { s.draining.contains(ReplicaKey(server: name, replica: $0.id)) }) {
                 table.routes[name]!.backends = r.backends.map { b in
                     var b = b
@@ -91,6 +95,15 @@ public final class GatewayState: Sendable {
                 return b
             }
             s.table.routes[server] = r
+        }
+    }
+
+    /// The share of new sessions per revision of one server, from now on (`TrafficRules.weights` of the
+    /// record just saved); kept over later published tables.
+    public func pushWeights(server: String, _ weights: [String: Int]?) {
+        inner.withLockedValue { s in
+            s.pushedWeights[server] = .some(weights)
+            s.table.routes[server]?.revisionWeights = weights
         }
     }
 

@@ -27,6 +27,19 @@ extension GatewayWiring {
             serving ? DrainingDriver(d, state: state, logger: logger) : d
         }
 
+        /// The desired state as the controller holds it (set once the controller exists).
+        let desired = Locked<(@Sendable () async -> DesiredState?)?>(nil)
+
+        /// The store the controller writes through: each saved record's weights reach the gateway at once.
+        func store(_ store: any RolloutStore) -> any RolloutStore {
+            guard serving else { return store }
+            let state = self.state, desired = self.desired
+            return WeightPublishingStore(store) { record in
+                guard let d = await desired.value?()?.server(record.server) else { return }
+                state.pushWeights(server: record.server, TrafficRules.weights(desired: d, record: record))
+            }
+        }
+
         /// The `gateway` provider, when the gateway serves here (else an SLO naming it is inconclusive, saying why).
         var providers: [AnalysisProviderKind: any AnalysisProvider] {
             guard serving else { return [:] }

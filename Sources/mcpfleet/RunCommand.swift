@@ -159,8 +159,9 @@ struct RunCommand: AsyncParsableCommand {
         let controller = Controller(
             source: { try FleetTarget.snapshot(path: path, environmentName: environmentName) },
             sourceFingerprint: { DirectoryFingerprint.compute(path) },
-            driver: traffic.driver(driver), store: store, clock: SystemClock(), logger: logger, configuration: configuration, transport: transport,
+            driver: traffic.driver(driver), store: traffic.store(store), clock: SystemClock(), logger: logger, configuration: configuration, transport: transport,
             metrics: traffic.controllerMetrics, extraProviders: traffic.providers)
+        traffic.desired.value = { await controller.snapshot()?.desired }
 
         // Supervision (adoption of running instances, restarts) lasts as long as the controller runs.
         if let local = driver as? LocalDriver {
