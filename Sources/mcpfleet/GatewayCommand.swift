@@ -2,6 +2,7 @@ import ArgumentParser
 import FleetController
 import FleetCore
 import FleetGateway
+import FleetKubernetes
 import Foundation
 import Logging
 import Prometheus
@@ -47,6 +48,11 @@ struct GatewayCommand: AsyncParsableCommand {
         let target = try FleetTarget.load(path: path, env: env)
         let environment = target.environment
         let (driver, store) = try target.runtime()
+        if environment.driver == .kubernetes {
+            // Pods and rollout records from watched caches: a refresh reads memory, not the API server.
+            do { try await driver.start() } catch { throw CommandFailure(message: "environment \(environment.name): \(error)") }
+            (store as? KubernetesRolloutStore)?.start()
+        }
         let format = logFormat
         LoggingSystem.bootstrap { label in
             var h: any LogHandler = format == .json ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)

@@ -42,6 +42,8 @@ enum GatewayWiring {
     /// The drivers' own rule: local resolves against the working directory (default `<stateDir>/secrets`),
     /// systemd and Kubernetes against the manifest root.
     static func secretsDirectory(_ environment: Environment, manifestRoot: String) -> String {
+        // Set where the secrets are mounted apart from the manifests (the gateway's Kubernetes Deployment).
+        if let d = ProcessInfo.processInfo.environment["MCPFLEET_SECRETS_DIR"], !d.isEmpty { return d }
         let cwd = FileManager.default.currentDirectoryPath
         if environment.driver == .local {
             return absolute(environment.secretsDir ?? environment.effectiveStateDir + "/secrets", against: cwd)

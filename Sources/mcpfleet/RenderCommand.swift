@@ -26,6 +26,18 @@ struct RenderCommand: ParsableCommand {
     @Option(name: .long, help: "Write one file per object or unit into this directory instead of printing.")
     var outDir: String?
 
+    @Option(name: .customLong("gateway-image"), help: "Kubernetes: also render the MCP gateway (Deployment, PodDisruptionBudget, Service, read-only RBAC) running this mcpfleet image.")
+    var gatewayImage: String?
+
+    @Option(name: .customLong("catalog-repo"), help: "With --gateway-image: the git repository of the manifests the gateway pods read (git-sync).")
+    var catalogRepo: String?
+
+    @Option(name: .customLong("catalog-ref"), help: "With --gateway-image: the branch or tag to follow.")
+    var catalogRef: String = "main"
+
+    @Option(name: .customLong("catalog-path"), help: "With --gateway-image: the manifest directory inside the repository.")
+    var catalogPath: String = "Manifests"
+
     func run() throws {
         let loaded = CatalogLoader.load(path: path)
         if loaded.diagnostics.hasErrors || loaded.hasIOErrors {
@@ -45,7 +57,14 @@ struct RenderCommand: ParsableCommand {
         do {
             switch renderer {
             case .kubernetes:
-                let objects = try KubernetesRenderer.render(desired, options: KubernetesRenderOptions(environment: environment, manifestCommit: GitSource.headCommit(path)))
+                let options = KubernetesRenderOptions(environment: environment, manifestCommit: GitSource.headCommit(path))
+                var objects = try KubernetesRenderer.render(desired, options: options)
+                if let gatewayImage {
+                    guard let catalogRepo else { throw CommandFailure(message: "--gateway-image needs --catalog-repo: the gateway pods read the manifests from it") }
+                    let tokens = loaded.catalog.tenants.flatMap { $0.gateway?.tokens ?? [] }
+                    objects += try KubernetesRenderer.gatewayObjects(environment: environment, tokens: tokens, options: options, gateway: GatewayRenderOptions(
+                        image: gatewayImage, catalogRepository: catalogRepo, catalogRef: catalogRef, catalogPath: catalogPath))
+                }
                 if outDir == nil {
                     writeStdout(KubernetesRenderer.yamlStream(objects))
                     return
