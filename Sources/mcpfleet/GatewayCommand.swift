@@ -48,11 +48,14 @@ struct GatewayCommand: AsyncParsableCommand {
         let target = try FleetTarget.load(path: path, env: env)
         let environment = target.environment
         let (driver, store) = try target.runtime()
-        if environment.driver == .kubernetes {
-            // Pods and rollout records from watched caches: a refresh reads memory, not the API server.
+        // On Kubernetes: pods from the driver's watched cache, weights from the route object the controller publishes (watched).
+        var routeObject: GatewayRouteObject?
+        if let kube = driver as? KubernetesDriver {
             do { try await driver.start() } catch { throw CommandFailure(message: "environment \(environment.name): \(error)") }
-            (store as? KubernetesRolloutStore)?.start()
+            routeObject = GatewayRouteObject(client: kube.client, namespace: kube.options.controllerNamespace)
+            routeObject?.start()
         }
+        let routeWeights = routeObject
         let format = logFormat
         LoggingSystem.bootstrap { label in
             var h: any LogHandler = format == .json ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
@@ -81,8 +84,13 @@ struct GatewayCommand: AsyncParsableCommand {
             let live = try await driver.observe()
             lastLive.value = live
             var table = await GatewayWiring.routes(driver: driver, live: live, policies: try await policies.current())
-            // Canary weights from the rollout records the controller writes (design 0009).
-            table = GatewayWiring.weighted(table, desired: target.desired, records: try await store.records())
+            // Canary weights (design 0009): the route object on Kubernetes, else the rollout records the controller writes.
+            if let routeWeights {
+                let weights = routeWeights.current?.weights ?? [:]
+                table = table.weighted { weights[$0] }
+            } else {
+                table = GatewayWiring.weighted(table, desired: target.desired, records: try await store.records())
+            }
             firstRefresh.value = true
             return table
         }

@@ -1,6 +1,7 @@
 import FleetController
 import FleetCore
 import FleetGateway
+import FleetKubernetes
 import Logging
 
 extension GatewayWiring {
@@ -30,13 +31,21 @@ extension GatewayWiring {
         /// The desired state as the controller holds it (set once the controller exists).
         let desired = Locked<(@Sendable () async -> DesiredState?)?>(nil)
 
-        /// The store the controller writes through: each saved record's weights reach the gateway at once.
-        func store(_ store: any RolloutStore) -> any RolloutStore {
-            guard serving else { return store }
-            let state = self.state, desired = self.desired
+        /// The store the controller writes through: each saved record's weights reach the gateway in this
+        /// process at once and, on Kubernetes, the route object the gateway Deployment watches.
+        func store(_ store: any RolloutStore, routeObject: GatewayRouteObject?) -> any RolloutStore {
+            guard serving || routeObject != nil else { return store }
+            let state = self.state, desired = self.desired, serving = self.serving, logger = self.logger
             return WeightPublishingStore(store) { record in
                 guard let d = await desired.value?()?.server(record.server) else { return }
-                state.pushWeights(server: record.server, TrafficRules.weights(desired: d, record: record))
+                let weights = TrafficRules.weights(desired: d, record: record)
+                if serving { state.pushWeights(server: record.server, weights) }
+                if let routeObject {
+                    // The record is saved; a failed publish is retried with the next save (and logged).
+                    do { try await routeObject.publish(server: record.server, weights: weights) } catch {
+                        logger.warning("cannot publish the gateway's weights", metadata: ["server": "\(record.server)", "error": "\(error)"])
+                    }
+                }
             }
         }
 

@@ -159,7 +159,7 @@ struct RunCommand: AsyncParsableCommand {
         let controller = Controller(
             source: { try FleetTarget.snapshot(path: path, environmentName: environmentName) },
             sourceFingerprint: { DirectoryFingerprint.compute(path) },
-            driver: traffic.driver(driver), store: traffic.store(store), clock: SystemClock(), logger: logger, configuration: configuration, transport: transport,
+            driver: traffic.driver(driver), store: traffic.store(store, routeObject: (driver as? KubernetesDriver).map { GatewayRouteObject(client: $0.client, namespace: $0.options.controllerNamespace) }), clock: SystemClock(), logger: logger, configuration: configuration, transport: transport,
             metrics: traffic.controllerMetrics, extraProviders: traffic.providers)
         traffic.desired.value = { await controller.snapshot()?.desired }
 
