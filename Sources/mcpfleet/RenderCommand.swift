@@ -26,6 +26,9 @@ struct RenderCommand: ParsableCommand {
     @Option(name: .long, help: "Write one file per object or unit into this directory instead of printing.")
     var outDir: String?
 
+    @Option(name: .customLong("mcpfleet-binary"), help: "systemd: the mcpfleet executable the gateway unit runs (environments with spec.gateway).")
+    var mcpfleetBinary: String = "/usr/local/bin/mcpfleet"
+
     @Option(name: .customLong("gateway-image"), help: "Kubernetes: also render the MCP gateway (Deployment, PodDisruptionBudget, Service, read-only RBAC) running this mcpfleet image.")
     var gatewayImage: String?
 
@@ -75,7 +78,13 @@ struct RenderCommand: ParsableCommand {
             case .systemd:
                 let root = (loaded.baseDirectory as NSString).standardizingPath
                 let absoluteRoot = root.hasPrefix("/") ? root : FileManager.default.currentDirectoryPath + "/" + root
-                let units = try SystemdRenderer.render(desired: desired, environment: environment, manifestRoot: absoluteRoot)
+                var units = try SystemdRenderer.render(desired: desired, environment: environment, manifestRoot: absoluteRoot)
+                if environment.gateway != nil {
+                    // The gateway as its own hardened unit, routing from the same state (design 0009).
+                    let secrets = environment.secretsDir.map { GatewayWiring.absolute($0, against: absoluteRoot) }
+                    units.append(try SystemdRenderer(environment: environment, manifestRoot: absoluteRoot).gatewayUnit(
+                        binary: mcpfleetBinary, address: environment.gateway?.address ?? GatewayWiring.defaultLocalAddress, secretsDirectory: secrets))
+                }
                 if outDir == nil {
                     writeStdout(units.map { "# \($0.name)\n\($0.text)" }.joined(separator: "\n"))
                     return
