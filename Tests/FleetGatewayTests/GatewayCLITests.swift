@@ -83,6 +83,8 @@ final class Locked<Value>: @unchecked Sendable {
                 maxSurge: 1
                 maxUnavailable: 0
                 progressDeadline: 60s
+                # Sessions here outlive the rollout: a short drain, then they are cut and re-initialize.
+                drainTimeout: 2s
 
             """ + (stdio ? """
             ---
@@ -193,9 +195,9 @@ final class Locked<Value>: @unchecked Sendable {
             let calls = events.filter { $0["event"] as? String == "call" }
             #expect(calls.count > 50, "\(client.output)")
             #expect(calls.allSatisfy { $0["isError"] as? Bool == false }, "every call answered")
-            // A session ends only when its replica is stopped: answered 404 (gone), or — for a call in
-            // flight at that instant — its stream cut (draining comes with traffic-shifting rollouts).
-            // Each client then re-initializes and goes on.
+            // A session ends only when its replica is stopped (after its 2 s drain): answered 404 (gone),
+            // or — for a call in flight at that instant — its stream cut. Each client then re-initializes
+            // and goes on.
             let errors = events.filter { $0["event"] as? String == "session-error" }
             #expect(errors.count <= 2, "at most one per old replica: \(errors)")
             for e in errors {
