@@ -259,7 +259,7 @@ import Testing
         // Traffic: clients opening a new session every 4 calls, so the weight spreads them over both revisions.
         var traffic: [TestProcess] = []
         for _ in 0..<4 {
-            traffic.append(try TestProcess("/usr/bin/env", ["python3", Self.clientScript, c.url, "--loop", #"echo:120:{"text":"t"}"#, "--per-session", "4"]))
+            traffic.append(try TestProcess("/usr/bin/env", ["python3", Self.clientScript, c.url, "--loop", #"echo:120:{"text":"t"}"#, "--per-session", "2"]))
         }
         defer { for t in traffic { t.signal(SIGKILL) } }
         try c.write(version: "1.1", failEvery: 10, rollout: Self.analysed, slo: slo)
