@@ -22,7 +22,7 @@ final class Locked<Value>: @unchecked Sendable {
 /// `mcpfleet run` (the built binary, local driver) serving the gateway: one stable endpoint across a
 /// rolling update, driven by the Python SDK's client; tokens from secret files; `status` shows it.
 @Suite(.serialized) struct GatewayCLITests {
-    struct Catalog {
+    struct Catalog: CatalogDirectory {
         let root = NSTemporaryDirectory() + "mcpfleet-gw-\(UUID().uuidString.prefix(8))"
         let basePort = 21_000 + Int.random(in: 0..<300) * 10
         let gatewayPort = 9_500 + Int.random(in: 0..<400)
@@ -112,26 +112,7 @@ final class Locked<Value>: @unchecked Sendable {
             try yaml.write(toFile: dir + "/fleet.yaml", atomically: true, encoding: .utf8)
         }
 
-        func fleet(_ args: [String]) async throws -> (status: Int32, out: String) {
-            let p = try TestProcess(try TestEnvironment.mcpfleetBinary(), args)
-            let status = try await p.wait(timeout: .seconds(60))
-            return (status, p.output)
-        }
 
-        func live() async throws -> LiveServer? {
-            let r = try await fleet(["status", dir, "-o", "json"])
-            guard let start = r.out.firstIndex(of: "{") else { return nil }
-            return try JSONDecoder().decode(LiveState.self, from: Data(r.out[start...].utf8)).server("echo")
-        }
-
-        func cleanUp() {
-            let proc = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-            for entry in proc {
-                guard let pid = Int32(entry), let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { continue }
-                if String(decoding: data, as: UTF8.self).contains(root) { kill(pid, SIGKILL) }
-            }
-            try? FileManager.default.removeItem(atPath: root)
-        }
     }
 
     func waitForGateway(_ c: Catalog, token: String? = nil) async throws {

@@ -7,7 +7,7 @@ import Testing
 /// Rollouts that shift traffic through the gateway (design 0009), end to end: `mcpfleet run` (the built
 /// binary, local driver), real Python MCP servers, the Python SDK's client.
 @Suite(.serialized) struct TrafficCLITests {
-    struct Catalog {
+    struct Catalog: CatalogDirectory {
         let root = NSTemporaryDirectory() + "mcpfleet-traffic-\(UUID().uuidString.prefix(8))"
         let basePort = 24_000 + Int.random(in: 0..<300) * 10
         let gatewayPort = 9_100 + Int.random(in: 0..<300)
@@ -82,17 +82,6 @@ import Testing
             try (yaml + "\n").write(toFile: dir + "/fleet.yaml", atomically: true, encoding: .utf8)
         }
 
-        func fleet(_ args: [String]) async throws -> (status: Int32, out: String) {
-            let p = try TestProcess(try TestEnvironment.mcpfleetBinary(), args)
-            let status = try await p.wait(timeout: .seconds(60))
-            return (status, p.output)
-        }
-
-        func live() async throws -> LiveServer? {
-            let r = try await fleet(["status", dir, "-o", "json"])
-            guard let start = r.out.firstIndex(of: "{") else { return nil }
-            return try JSONDecoder().decode(LiveState.self, from: Data(r.out[start...].utf8)).server("echo")
-        }
 
         /// The audit log, oldest first.
         func audit() async throws -> [(action: String, time: Int64, reason: String, revision: String?)] {
@@ -115,14 +104,6 @@ import Testing
             }
         }
 
-        func cleanUp() {
-            let proc = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-            for entry in proc {
-                guard let pid = Int32(entry), let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { continue }
-                if String(decoding: data, as: UTF8.self).contains(root) { kill(pid, SIGKILL) }
-            }
-            try? FileManager.default.removeItem(atPath: root)
-        }
     }
 
     static let clientScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent().path + "/mcp_client.py"
