@@ -35,7 +35,7 @@ public final class GatewayAnalysisProvider: AnalysisProvider {
         let previous = await baselines.swap(Self.key(server.name, revision), current)
         let empty = ToolCallWindow(bounds: GatewayAnalysisProvider.bounds(current, previous))
         let window = (current ?? empty).subtracting(previous ?? empty)
-        return SLOMath.judge(canary: window, stable: nil, slo: slo, minimumCalls: minimumCalls, time: now)
+        return SLOMath.judge(canary: window, stable: nil, slo: slo, minimumCalls: slo.minimumCalls ?? minimumCalls, time: now)
     }
 
     static func bounds(_ a: ToolCallWindow?, _ b: ToolCallWindow?) -> [Double] { a?.bounds ?? b?.bounds ?? LatencyHistogram.defaultBounds }

@@ -37,7 +37,7 @@ public enum ManifestDecoder {
         static let trustedKey = ["name", "publicKey", "file"]
         static let trustedKeyRequired = ["name"]
         static let slo = ["successRate", "latencyP95", "analysis"]
-        static let analysis = ["provider", "interval", "count", "failureLimit", "prometheus"]
+        static let analysis = ["provider", "interval", "count", "failureLimit", "prometheus", "minimumCalls"]
         static let prometheus = ["address", "successRateQuery", "latencyP95Query"]
         static let prometheusRequired = ["address"]
         static let tenant = ["displayName", "isolation", "namespace", "quota", "gateway"]
@@ -546,6 +546,7 @@ public enum ManifestDecoder {
             if let p = r.enumValue(a, "provider", AnalysisProviderKind.self) { s.analysis.provider = p }
             if let d = r.duration(a, "interval") { s.analysis.interval = d }
             if let c = r.int(a, "count", range: 1...100) { s.analysis.count = c }
+            if let m = r.int(a, "minimumCalls", range: 1...1_000_000) { s.analysis.minimumCalls = m }
             if let l = r.int(a, "failureLimit", range: 0...100) {
                 if l >= s.analysis.count {
                     r.error("invalid-value", "`spec.analysis.failureLimit` (\(l)) must be less than `spec.analysis.count` (\(s.analysis.count))", at: a.value("failureLimit")?.location ?? an.location)

@@ -231,7 +231,7 @@ import Testing
         defer { c.cleanUp() }
         let slo = """
               successRate: "99%"
-              analysis: {provider: gateway, interval: 2s, count: 5, failureLimit: 1}
+              analysis: {provider: gateway, interval: 2s, count: 5, failureLimit: 1, minimumCalls: 10}
             """
         try c.write(version: "1.0", rollout: Self.analysed, slo: slo)
         let controller = try await start(c)
@@ -240,14 +240,20 @@ import Testing
         // Traffic: clients opening a new session every 4 calls, so the weight spreads them over both revisions.
         var traffic: [TestProcess] = []
         for _ in 0..<4 {
-            traffic.append(try TestProcess("/usr/bin/env", ["python3", Self.clientScript, c.url, "--loop", #"echo:120:{"text":"t"}"#, "--per-session", "2"]))
+            traffic.append(try TestProcess("/usr/bin/env", ["python3", Self.clientScript, c.url, "--loop", #"echo:120:{"text":"t"}"#, "--per-session", "8"]))
         }
         defer { for t in traffic { t.signal(SIGKILL) } }
         try c.write(version: "1.1", failEvery: 10, rollout: Self.analysed, slo: slo)
-        try await waitUntil("the rollback", timeout: .seconds(120), every: .milliseconds(500)) {
-            try await c.audit().contains { $0.action == "rollback" }
+        // The canary has one replica: any 10 calls in a row on it include a failing one (≤ 90 % < 99 %).
+        try await waitUntil("the analysis to end", timeout: .seconds(120), every: .milliseconds(500)) {
+            try await c.audit().contains { ["rollback", "analysis-inconclusive", "analysis-passed"].contains($0.action) }
         }
         let audit = try await c.audit()
+        let metrics = String(decoding: try await CurlTransport(CurlTransportConfiguration(proxy: .none))
+            .send(HTTPRequest(url: "http://\(c.gateway)/metrics")).body, as: UTF8.self)
+        try #require(audit.contains { $0.action == "rollback" }, """
+            rolled back, not \(audit.last { $0.action.hasPrefix("analysis-") }?.action ?? "-"); tool calls: \(metrics.split(separator: "\n").filter { $0.hasPrefix("mcpfleet_gateway_tool_") && $0.contains("_total") })
+            """)
         let start = try #require(audit.last { $0.action == "analysis-start" })
         let rollback = try #require(audit.first { $0.action == "rollback" })
         #expect(rollback.time - start.time <= 2_000 * 1 + 5_000, "rolled back \(rollback.time - start.time) ms after the analysis began: \(audit.map { "\($0.time) \($0.action) \($0.reason)" })")

@@ -397,6 +397,8 @@ public struct AnalysisSpec: Sendable, Hashable {
     public var count = 5
     public var failureLimit = 1
     public var prometheus: PrometheusAnalysis?
+    /// `gateway` provider: fewer tool calls than this in an interval is inconclusive (nil: 20).
+    public var minimumCalls: Int?
 
     public init() {}
 }

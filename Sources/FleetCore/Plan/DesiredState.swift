@@ -132,6 +132,8 @@ public struct DesiredSLO: Codable, Hashable, Sendable {
     public var prometheusAddress: String?
     public var successRateQuery: String?
     public var latencyP95Query: String?
+    /// `analysis.minimumCalls` (the gateway provider; nil: `SLOMath.defaultMinimumCalls`).
+    public var minimumCalls: Int?
 
     public init(name: String, successRate: Double? = nil, latencyP95Ms: Int64? = nil, provider: AnalysisProviderKind = .probe,
                 intervalMs: Int64 = 60_000, count: Int = 5, failureLimit: Int = 1, prometheusAddress: String? = nil,
@@ -149,7 +151,7 @@ public struct DesiredSLO: Codable, Hashable, Sendable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case name, successRate, latencyP95Ms, provider, intervalMs, count, failureLimit, prometheusAddress, successRateQuery, latencyP95Query
+        case name, successRate, latencyP95Ms, provider, intervalMs, count, failureLimit, prometheusAddress, successRateQuery, latencyP95Query, minimumCalls
     }
 
     /// A Prometheus address with credentials (or a query carrying a token) is written sealed.
@@ -166,6 +168,7 @@ public struct DesiredSLO: Codable, Hashable, Sendable {
         try c.encodeIfPresent(seal(prometheusAddress), forKey: .prometheusAddress)
         try c.encodeIfPresent(seal(successRateQuery), forKey: .successRateQuery)
         try c.encodeIfPresent(seal(latencyP95Query), forKey: .latencyP95Query)
+        try c.encodeIfPresent(minimumCalls, forKey: .minimumCalls)
     }
 }
 
@@ -471,10 +474,12 @@ public enum Renderer {
     }
 
     static func desiredSLO(_ o: SLO) -> DesiredSLO {
-        DesiredSLO(name: o.name, successRate: o.successRate, latencyP95Ms: o.latencyP95.map(ms), provider: o.analysis.provider,
+        var d = DesiredSLO(name: o.name, successRate: o.successRate, latencyP95Ms: o.latencyP95.map(ms), provider: o.analysis.provider,
                    intervalMs: ms(o.analysis.interval), count: o.analysis.count, failureLimit: o.analysis.failureLimit,
                    prometheusAddress: o.analysis.prometheus?.address, successRateQuery: o.analysis.prometheus?.successRateQuery,
                    latencyP95Query: o.analysis.prometheus?.latencyP95Query)
+        d.minimumCalls = o.analysis.minimumCalls
+        return d
     }
 
     /// `slo` is the server's SLO, rendered (nil when it names none, or one that does not exist). The server

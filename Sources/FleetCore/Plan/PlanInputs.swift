@@ -376,6 +376,7 @@ extension Renderer {
         f.append(SpecField(path: "analysis.interval", display: Syntax.format(a.interval), canonical: "\(ms(a.interval))ms"))
         f.append(SpecField(path: "analysis.count", display: String(a.count)))
         f.append(SpecField(path: "analysis.failureLimit", display: String(a.failureLimit)))
+        if let m = a.minimumCalls { f.append(SpecField(path: "analysis.minimumCalls", display: String(m))) }
         if let p = a.prometheus {
             for (path, v) in [("address", p.address), ("successRateQuery", p.successRateQuery), ("latencyP95Query", p.latencyP95Query)] {
                 guard let v else { continue }
