@@ -328,9 +328,19 @@ public final class Controller: Service, Sendable {
             input?.probes = await probeNotes(desired, live: currentLive)
             let out = RolloutMachine.step(RolloutInput(desired: desired, record: input, live: currentLive, analysis: status,
                                                        health: health, blockedReason: blocked, problems: problems, now: now))
+            var next = out.record
             if record.map({ var a = $0; a.updatedAt = 0; var b = out.record; b.updatedAt = 0; return a != b }) ?? true || !out.actions.isEmpty {
-                // Bookkeeping first: a controller killed after this line resumes from the new record.
-                try await persist { try await self.store.save(out.record) }
+                // Bookkeeping first: a controller killed after this line resumes from the new record. Saved
+                // only over the record this step read: an operator's promote, pause or pin written in
+                // between is read again and stepped on, never overwritten (and nothing is acted on).
+                var saved: RolloutRecord?
+                try await persist { saved = try await self.store.saveIfUnchanged(out.record) }
+                guard let saved else {
+                    log.debug("rollout record changed while stepping; reading it again", metadata: ["server": "\(name)"])
+                    record = try await store.record(server: name)
+                    continue
+                }
+                next = saved
                 if record?.phase != out.record.phase || record?.targetRevision != out.record.targetRevision || record?.message != out.record.message {
                     let level: Logger.Level = [.rolledBack, .failed, .degraded].contains(out.record.phase) ? .warning : .info
                     log.log(level: level, "rollout phase", metadata: ["server": "\(name)", "phase": "\(out.record.phase.rawValue)",
@@ -340,7 +350,7 @@ public final class Controller: Service, Sendable {
             }
             log.debug("step", metadata: ["server": "\(name)", "actions": "\(out.actions.map(\.description))", "settled": "\(out.settled)",
                                          "health": "\(health.map { "\($0.key)=\($0.value.healthy)/\($0.value.probed)" })", "message": "\(out.record.message ?? "")"])
-            record = out.record
+            record = next
             do {
                 try await perform(out.actions, desired: desired, live: currentLive, snap: snap, correlation: correlation)
             } catch let failure as StartFailure {

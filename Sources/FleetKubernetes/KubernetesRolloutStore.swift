@@ -92,8 +92,33 @@ public final class KubernetesRolloutStore: RolloutStore {
     }
 
     public func save(_ record: RolloutRecord) async throws {
-        let text = try encode(record)
-        try await update(kind: "rollout", server: record.server, key: "record.json") { _ in text }
+        _ = try await write(record, expecting: nil)
+    }
+
+    public func saveIfUnchanged(_ record: RolloutRecord) async throws -> RolloutRecord? {
+        try await write(record, expecting: record.generation)
+    }
+
+    private struct StoredGeneration: Decodable { var generation: Int64? }
+    private struct GenerationMoved: Error {}
+
+    /// The generation check runs inside the resourceVersion-guarded read-modify-write, so it holds
+    /// against any writer of the ConfigMap (another controller replica, `mcpfleet promote`).
+    private func write(_ record: RolloutRecord, expecting: Int64?) async throws -> RolloutRecord? {
+        var written: RolloutRecord?
+        do {
+            try await update(kind: "rollout", server: record.server, key: "record.json") { old in
+                let stored = try old.map { try JSONDecoder().decode(StoredGeneration.self, from: Data($0.utf8)).generation ?? 0 } ?? 0
+                if let expecting, stored != expecting { throw GenerationMoved() }
+                var out = record
+                if expecting != nil { out.generation = stored + 1 }
+                written = out
+                return try self.encode(out)
+            }
+        } catch is GenerationMoved {
+            return nil
+        }
+        return written
     }
 
     public func removeRecord(server: String) async throws {

@@ -98,11 +98,36 @@ public final class SQLiteRolloutStore: RolloutStore {
         }
     }
 
+    /// True when the store holds no rollout record, revision or audit entry: new, or lost and recreated.
+    public func holdsNothing() throws -> Bool {
+        let row = try database.query("SELECT (SELECT count(*) FROM rollouts) + (SELECT count(*) FROM revisions) + (SELECT count(*) FROM audit)").first
+        if case .integer(let n)? = row?[0] { return n == 0 }
+        return false
+    }
+
     public func save(_ record: RolloutRecord) async throws {
+        _ = try await write(record, expecting: nil)
+    }
+
+    public func saveIfUnchanged(_ record: RolloutRecord) async throws -> RolloutRecord? {
+        try await write(record, expecting: record.generation)
+    }
+
+    /// One `BEGIN IMMEDIATE` transaction (so another process cannot write between the check and the
+    /// write): the stored generation, read without decoding the record, against `expecting`.
+    private func write(_ record: RolloutRecord, expecting: Int64?) async throws -> RolloutRecord? {
         try await offPool { [self] in
-            try database.execute(
-                "INSERT INTO rollouts (server, record, updated_at) VALUES (?, ?, ?) ON CONFLICT(server) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at",
-                [.text(record.server), .text(try Self.encode(record)), .integer(record.updatedAt)])
+            try database.transaction { conn in
+                let row = try conn.query("SELECT coalesce(json_extract(record, '$.generation'), 0) FROM rollouts WHERE server = ?", [.text(record.server)]).first
+                let stored: Int64 = if case .integer(let g)? = row?[0] { g } else { 0 }
+                if let expecting, stored != expecting { return nil }
+                var out = record
+                if expecting != nil { out.generation = stored + 1 }
+                try conn.execute(
+                    "INSERT INTO rollouts (server, record, updated_at) VALUES (?, ?, ?) ON CONFLICT(server) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at",
+                    [.text(out.server), .text(try Self.encode(out)), .integer(out.updatedAt)])
+                return out
+            }
         }
     }
 

@@ -110,6 +110,9 @@ public actor SystemdDriver: RuntimeDriver {
         var unitsChanged = false
         var slicesToStop: [String] = []
         var removeAfterStop: [() throws -> Void] = []
+        // Instances not started because another process holds their port (the batch's other work goes on).
+        var refused: [(resource: String, reason: String)] = []
+        var listeners: PortOwnership.Listeners?
 
         defer { noteOwnChanges(batch) }
         for op in batch {
@@ -155,6 +158,14 @@ public actor SystemdDriver: RuntimeDriver {
                     for _ in mine.count..<replicas {
                         while used.contains(slot) { slot += 1 }
                         used.insert(slot)
+                        if let port = server.port {
+                            let current = listeners ?? PortOwnership.Listeners.read()
+                            listeners = current
+                            if let holder = foreignHolder(port: port + slot, listeners: current) {
+                                refused.append((resource, "not starting replica \(slot): port \(port + slot) is already in use by \(holder)"))
+                                continue
+                            }
+                        }
                         try AtomicFileSystem.write(hostPath(renderer.instanceEnvironmentFile(unitBase: base, slot: slot)), renderer.instanceEnvironment(server: server, slot: slot))
                         let name = renderer.instanceName(server: server.name, revision: server.revision, slot: slot)
                         toStart.append(name)
@@ -221,6 +232,22 @@ public actor SystemdDriver: RuntimeDriver {
         // crash shows in `observe` (failed, with its reason) where the controller acts on it.
         if !restart.isEmpty { _ = try await systemctl(["restart"] + restart, resource: "environment/\(environmentName)", tolerateFailure: true) }
         if !toStart.isEmpty { _ = try await systemctl(["start"] + toStart, resource: "environment/\(environmentName)", tolerateFailure: true) }
+        if let first = refused.first {
+            throw DriverError(first.resource, refused.map(\.reason).joined(separator: "; "))
+        }
+    }
+
+    /// Who holds `port` when it is neither free nor held by one of this driver's instance units (read
+    /// from each holder's control group): a unit started there would only fail to bind, and its probe
+    /// could reach the other process.
+    func foreignHolder(port: Int, listeners: PortOwnership.Listeners) -> String? {
+        guard case .foreign(let holders) = PortOwnership.holders(port: port, listeners: listeners) else { return nil }
+        let others = holders.filter { holder in
+            let cgroup = PortOwnership.readText("/proc/\(holder.pid)/cgroup", limit: 4096) ?? ""
+            return !cgroup.split(whereSeparator: { $0 == "/" || $0 == "\n" }).contains { parseInstance(String($0)) != nil }
+        }
+        if others.isEmpty && !holders.isEmpty { return nil }
+        return others.isEmpty ? "another process" : others.map(\.description).joined(separator: ", ")
     }
 
     private func removeRevisionFiles(base: String, server: String, listed: inout [ListedInstance], toStop: inout [String], toStart: inout [String],
@@ -557,6 +584,18 @@ public actor SystemdDriver: RuntimeDriver {
                   keys["Managed"] == "yes", let server = keys["Server"], let revision = keys["Revision"], let tenant = keys["Tenant"] else { return nil }
             return ManagedTemplate(base: String(name.dropLast("@.service".count)), server: server, revision: revision, tenant: tenant)
         }
+    }
+
+    /// Servers with unit templates mcpfleet wrote in the unit directory (read from disk, not from
+    /// systemd): what a fresh state database beside running units means was lost.
+    public nonisolated func managedServersOnDisk() -> [String] {
+        let dir = fileSystemRoot + unitDirectory
+        let servers = AtomicFileSystem.regularFiles(in: dir).compactMap { name -> String? in
+            guard name.hasPrefix(renderer.prefix + "-"), name.hasSuffix("@.service"), let text = AtomicFileSystem.read(dir + "/" + name) else { return nil }
+            let keys = Self.mcpfleetKeys(text)
+            return keys["Managed"] == "yes" ? keys["Server"] : nil
+        }
+        return Array(Set(servers)).sorted()
     }
 
     static func mcpfleetKeys(_ text: String) -> [String: String] {

@@ -19,6 +19,16 @@ public actor InMemoryRolloutStore: RolloutStore {
         saves.append(record)
     }
 
+    public func saveIfUnchanged(_ record: RolloutRecord) throws -> RolloutRecord? {
+        if let failure = failing { throw failure }
+        guard (recordsByServer[record.server]?.generation ?? 0) == record.generation else { return nil }
+        var out = record
+        out.generation += 1
+        recordsByServer[record.server] = out
+        saves.append(out)
+        return out
+    }
+
     public func removeRecord(server: String) { recordsByServer[server] = nil }
 
     public func revisions(server: String) -> [RevisionRecord] { revisionsByServer[server] ?? [] }
@@ -68,6 +78,7 @@ public actor InMemoryRolloutStore: RolloutStore {
     public func update(server: String, _ change: @Sendable (inout RolloutRecord) -> Void) {
         var r = recordsByServer[server] ?? RolloutRecord(server: server)
         change(&r)
+        r.generation += 1
         recordsByServer[server] = r
     }
 }

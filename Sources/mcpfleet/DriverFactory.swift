@@ -47,7 +47,16 @@ enum DriverFactory {
             // Units live in the runtime; the rollout bookkeeping in SQLite beside the driver's own files.
             let stateDirectory = environment.effectiveStateDir
             let driver = try SystemdDriver(environment: environment, manifestRoot: manifestRoot, stateDirectory: stateDirectory)
-            return (driver, try SQLiteRolloutStore(path: stateDirectory + "/state.db"))
+            let store = try SQLiteRolloutStore(path: stateDirectory + "/state.db")
+            // An empty store beside units mcpfleet wrote: the database was lost (history, failures, pins).
+            let servers = try store.holdsNothing() ? driver.managedServersOnDisk() : []
+            if !servers.isEmpty {
+                throw CommandFailure(message: "the state database \(store.database.path) is missing or empty, but mcpfleet's units for \(servers.count) server(s) "
+                    + "(\(servers.prefix(5).joined(separator: ", "))\(servers.count > 5 ? ", …" : "")) are in \(driver.unitDirectory): their rollout history, "
+                    + "failure records and pins went with the database. Restore it (`mcpfleet state restore FILE -C \(root) --env \(environment.name)`), "
+                    + "or, without a backup, `mcpfleet state adopt -C \(root) --env \(environment.name)` to start from empty state and adopt the running units")
+            }
+            return (driver, store)
         case .kubernetes:
             let config: ClusterConfig
             do {

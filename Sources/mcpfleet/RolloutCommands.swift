@@ -21,15 +21,21 @@ struct ServerTarget: ParsableArguments {
             throw CommandFailure(message: "server `\(server)` is not in the catalog for environment \(target.environment.name)")
         }
         let (_, store) = try target.runtime()
-        guard var record = try await store.record(server: server) else {
-            throw CommandFailure(message: "server `\(server)` has no rollout record yet (has the controller run it?)")
+        // Saved over the record as read (compare-and-swap): a controller step written in between makes
+        // the edit start again from the new record instead of overwriting it (or being overwritten).
+        for _ in 0..<8 {
+            guard var record = try await store.record(server: server) else {
+                throw CommandFailure(message: "server `\(server)` has no rollout record yet (has the controller run it?)")
+            }
+            let now = Int64(Date().timeIntervalSince1970 * 1000)
+            let (revision, reason) = try await change(&record, EditContext(target: target, desired: desired, store: store, now: now))
+            record.updatedAt = now
+            guard try await store.saveIfUnchanged(record) != nil else { continue }
+            try await store.appendAudit(AuditEntry(time: now, server: server, action: action, revision: revision, reason: reason,
+                                                   manifestCommit: GitSource.manifestCommit(dir), outcome: "ok"))
+            return
         }
-        let now = Int64(Date().timeIntervalSince1970 * 1000)
-        let (revision, reason) = try await change(&record, EditContext(target: target, desired: desired, store: store, now: now))
-        record.updatedAt = now
-        try await store.save(record)
-        try await store.appendAudit(AuditEntry(time: now, server: server, action: action, revision: revision, reason: reason,
-                                               manifestCommit: GitSource.manifestCommit(dir), outcome: "ok"))
+        throw CommandFailure(message: "server `\(server)`: the rollout record kept changing while \(action) was saved (8 attempts); nothing was changed, try again")
     }
 }
 

@@ -18,7 +18,7 @@ struct StateCommand: AsyncParsableCommand {
         bookkeeping, the audit log and, for the local driver, which processes are its instances. Back it up \
         while the controller runs (the copy is consistent); restore it with the controller stopped.
         """,
-        subcommands: [StateBackupCommand.self, StateRestoreCommand.self])
+        subcommands: [StateBackupCommand.self, StateRestoreCommand.self, StateAdoptCommand.self])
 }
 
 struct StateTarget: ParsableArguments {
@@ -119,5 +119,40 @@ struct StateRestoreCommand: AsyncParsableCommand {
         try await SQLiteRolloutStore(database: database).heartbeat(now: nil)
         writeStdout("Restored the state of environment \(fleet.environment.name) from \(target.file): \(backupCounts.rollouts) rollout records, "
                     + "\(backupCounts.revisions) revisions, \(backupCounts.audit) audit entries." + (kept.map { " The previous file is kept at \($0)." } ?? "") + "\n")
+    }
+}
+
+/// `mcpfleet state adopt`: the recovery path when a systemd environment's state database was lost and
+/// there is no backup. The controller refuses to start on an empty database beside mcpfleet's units;
+/// this records (in the audit log) that an operator chose to start from empty state and adopt them.
+struct StateAdoptCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "adopt",
+        abstract: "Start a systemd environment from empty state beside its running units (when the database was lost and no backup exists).",
+        discussion: "The units keep running and the next controller adopts them; the revision history, failure records and pins that were in the lost database are not recovered.")
+
+    @Option(name: [.customShort("C"), .customLong("dir")], help: "The manifest directory.")
+    var dir: String = "."
+
+    @Option(name: .long, help: "Environment; may be omitted when the catalog has exactly one.")
+    var env: String?
+
+    @Option(name: .long, help: "Why, for the audit log.")
+    var reason: String = "state database lost; no backup"
+
+    func run() async throws {
+        let target = try FleetTarget.load(path: dir, env: env)
+        guard target.environment.driver == .systemd, let path = DriverFactory.stateDatabase(environment: target.environment) else {
+            throw CommandFailure(message: "`state adopt` is for systemd environments; environment \(target.environment.name) uses the \(target.environment.driver.rawValue) driver"
+                + (target.environment.driver == .local ? " (a lost local database names the processes to stop, or restore a backup)" : ""))
+        }
+        let store = try SQLiteRolloutStore(path: path)
+        guard try store.holdsNothing() else {
+            throw CommandFailure(message: "the state database \(path) is not empty; nothing to adopt")
+        }
+        let user = ProcessInfo.processInfo.environment["SUDO_USER"] ?? ProcessInfo.processInfo.environment["USER"] ?? "uid \(getuid())"
+        try await store.appendAudit(AuditEntry(time: Int64(Date().timeIntervalSince1970 * 1000), server: "environment/\(target.environment.name)",
+                                               action: "adopt-lost-state", revision: nil, reason: "\(reason) (by \(user))", outcome: "ok"))
+        writeStdout("Environment \(target.environment.name) starts from empty state at \(path); the next `mcpfleet run` adopts the running units.\n")
     }
 }

@@ -115,3 +115,49 @@ import Glibc
         }
     }
 }
+
+/// The controller and operator commands (`promote`, `pause`, `rollback`) write the same record from
+/// different processes: each saves over the generation it read, so neither loses the other's change.
+@Suite struct RolloutRecordCompareAndSwapTests {
+    @Test func aWriteBetweenReadAndSaveIsRefusedNotOverwritten() async throws {
+        let root = try makeTemporaryDirectory("cas")
+        defer { removeTree(root) }
+        let controller = try SQLiteRolloutStore(path: root + "/state.db")
+        let operatorCLI = try SQLiteRolloutStore(path: root + "/state.db")  // another process's connection
+        let first = try #require(try await controller.saveIfUnchanged(RolloutRecord(server: "web", phase: .paused, targetRevision: "r2")))
+        #expect(first.generation == 1)
+        // Nothing stored yet is generation 0: a second creator loses.
+        #expect(try await operatorCLI.saveIfUnchanged(RolloutRecord(server: "web")) == nil)
+
+        // Both read generation 1; the operator promotes first; the controller's step from the old read is refused.
+        var step = try #require(try await controller.record(server: "web"))
+        var promote = try #require(try await operatorCLI.record(server: "web"))
+        promote.promoted = true
+        let promoted = try #require(try await operatorCLI.saveIfUnchanged(promote))
+        #expect(promoted.generation == 2)
+        step.message = "canary paused (step 1 of 2)"
+        #expect(try await controller.saveIfUnchanged(step) == nil)
+        #expect(try await controller.record(server: "web")?.promoted == true, "the promote survives")
+
+        // Read again and stepped on: saved, with the promote in it.
+        var again = try #require(try await controller.record(server: "web"))
+        again.message = "promoted"
+        let saved = try #require(try await controller.saveIfUnchanged(again))
+        #expect(saved.generation == 3 && saved.promoted)
+        #expect(try await operatorCLI.record(server: "web") == saved)
+    }
+
+    @Test func aRecordWrittenBeforeGenerationsExistedIsGenerationZero() async throws {
+        let root = try makeTemporaryDirectory("cas-legacy")
+        defer { removeTree(root) }
+        let store = try SQLiteRolloutStore(path: root + "/state.db")
+        try await store.save(RolloutRecord(server: "web", phase: .stable, stableRevision: "r1"))
+        let db = try SQLiteDatabase(path: root + "/state.db")
+        // An older controller's JSON has no `generation` key.
+        try db.execute("UPDATE rollouts SET record = json_remove(record, '$.generation') WHERE server = 'web'")
+        let legacy = try #require(try await store.record(server: "web"))
+        #expect(legacy.generation == 0)
+        #expect(try await store.saveIfUnchanged(legacy)?.generation == 1)
+        #expect(try await store.saveIfUnchanged(legacy) == nil)
+    }
+}

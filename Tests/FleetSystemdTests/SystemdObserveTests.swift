@@ -13,13 +13,17 @@ struct SystemdObserveTests {
         defer { sandbox.shutdown() }
         let driver = try SystemdDriver(environment: Fixtures.environment(), manifestRoot: "/srv",
                                        runner: NsenterCommandRunner(pid: sandbox.pid), fileSystemRoot: sandbox.root)
-        let sleep = ["/usr/bin/sleep", "infinity"]
-        let a = try Fixtures.server(name: "a", command: sleep, port: 22600, replicas: 2)
-        let b = try Fixtures.server(name: "b", command: sleep, port: 22610)
-        let ab = try Fixtures.server(name: "a-b", command: sleep, port: 22620)  // its units match `mcp-a-*`, not `mcp-a-<12>@`
+        // Each instance holds its own port (endpoints are only instances whose unit holds theirs).
+        let listen = ["/usr/bin/python3", "-c",
+                      "import socket, sys, time; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(8); time.sleep(1e9)",
+                      "${PORT}"]
+        let a = try Fixtures.server(name: "a", command: listen, port: 22600, replicas: 2)
+        let b = try Fixtures.server(name: "b", command: listen, port: 22610)
+        let ab = try Fixtures.server(name: "a-b", command: listen, port: 22620)  // its units match `mcp-a-*`, not `mcp-a-<12>@`
         try await driver.apply(batch: [.ensureTenant(Fixtures.tenant("platform")), .scale(a, replicas: 2), .scale(b, replicas: 1), .scale(ab, replicas: 1)])
         try await waitUntil("everything running", timeout: .seconds(20), every: .milliseconds(100)) {
             try await driver.observe(.all).servers.map(\.readyReplicas) == [2, 1, 1]
+                && [22600, 22601, 22610, 22620].allSatisfy(TestEnvironment.isListening)
         }
 
         // A full read: one command, whatever the number of units.
@@ -48,7 +52,7 @@ struct SystemdObserveTests {
         #expect(try await driver.observe(.server("b")) == all.scoped(to: .server("b")))
         #expect(await driver.systemctlCount == count + 1)
         try await waitUntil("the third instance running", timeout: .seconds(20), every: .milliseconds(100)) {
-            try await driver.observe(.server("a")).server("a")?.readyReplicas == 3
+            try await driver.observe(.server("a")).server("a")?.readyReplicas == 3 && TestEnvironment.isListening(22602)
         }
         #expect(try await driver.endpoints(server: "a", revision: a.revision).map(\.port) == [22600, 22601, 22602])
 

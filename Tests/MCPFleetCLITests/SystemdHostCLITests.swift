@@ -84,5 +84,34 @@ import Testing
         let scaled = try await sandbox.run([fleet, "apply", dir, "--env", "host", "--timeout", "90s"])
         #expect(scaled.status == 0, "\(scaled.stderr.suffix(3000))")
         for port in [22800, 22801, 22802] { #expect(try answersInitialize(port), "port \(port)") }
+
+        // The state database is lost (truncated) while the units run: refused, naming the recovery paths.
+        let backup = try await sandbox.run([fleet, "state", "backup", "/run/state-backup.db", "-C", dir, "--env", "host"])
+        #expect(backup.status == 0, "\(backup.stderr)")
+        let database = sandbox.root + "/run/mcpfleet-state/state.db"
+        for suffix in ["-wal", "-shm"] { try? FileManager.default.removeItem(atPath: database + suffix) }
+        try Data().write(to: URL(fileURLWithPath: database))
+        let lost = try await sandbox.run([fleet, "status", dir, "--env", "host"])
+        #expect(lost.status != 0)
+        #expect(lost.stderr.contains("is missing or empty") && lost.stderr.contains("everything") && lost.stderr.contains("mcpfleet state restore")
+                && lost.stderr.contains("mcpfleet state adopt"), "\(lost.stderr)")
+        let refusedRun = try await sandbox.run([fleet, "run", dir, "--env", "host", "--once"])
+        #expect(refusedRun.status != 0 && refusedRun.stderr.contains("is missing or empty"), "\(refusedRun.stderr.suffix(2000))")
+        for port in [22800, 22801, 22802] { #expect(try answersInitialize(port), "the units kept serving: port \(port)") }
+        // Restoring the backup brings the history back.
+        let restored = try await sandbox.run([fleet, "state", "restore", "/run/state-backup.db", "-C", dir, "--env", "host"])
+        #expect(restored.status == 0, "\(restored.stderr)")
+        let history = try await sandbox.run([fleet, "history", "everything", "-C", dir, "--env", "host"])
+        #expect(history.status == 0 && history.stdout.contains("0.12.1"), "\(history.stdout)\(history.stderr)")
+
+        // Without a backup, `state adopt` is the audited way to start from empty state.
+        for suffix in ["-wal", "-shm"] { try? FileManager.default.removeItem(atPath: database + suffix) }
+        try Data().write(to: URL(fileURLWithPath: database))
+        let adopt = try await sandbox.run([fleet, "state", "adopt", "-C", dir, "--env", "host", "--reason", "disk replaced"])
+        #expect(adopt.status == 0, "\(adopt.stderr)")
+        let again = try await sandbox.run([fleet, "status", dir, "--env", "host"])
+        #expect(again.status == 0 && again.stdout.contains("everything"), "\(again.stdout)\(again.stderr)")
+        let adoptTwice = try await sandbox.run([fleet, "state", "adopt", "-C", dir, "--env", "host"])
+        #expect(adoptTwice.status != 0 && adoptTwice.stderr.contains("not empty"), "\(adoptTwice.stderr)")
     }
 }

@@ -179,11 +179,15 @@ public struct RolloutRecord: Codable, Hashable, Sendable {
     /// The controller's last probe verdict per instance id (what `status` folds into READY).
     public var probes: [String: ProbeNote]
     public var updatedAt: Int64
+    /// How many times the record was saved. The controller and operator commands (`promote`, `pause`,
+    /// `rollback`, …) write the same record; each saves over the generation it read
+    /// (`RolloutStore.saveIfUnchanged`), so neither silently overwrites the other's change.
+    public var generation: Int64
 
     public init(server: String, phase: RolloutPhase = .stable, stableRevision: String? = nil, targetRevision: String? = nil, pinnedRevision: String? = nil,
                 pinForced: Bool = false, failedRevisions: [String] = [], paused: Bool = false, pausedAt: Int64? = nil, step: Int = 0,
                 stepStartedAt: Int64 = 0, progressReady: Int = 0, restartBaseline: Int = 0, promoted: Bool = false,
-                measurements: [Bool] = [], message: String? = nil, failureReasons: [String: String] = [:], probes: [String: ProbeNote] = [:], updatedAt: Int64 = 0) {
+                measurements: [Bool] = [], message: String? = nil, failureReasons: [String: String] = [:], probes: [String: ProbeNote] = [:], updatedAt: Int64 = 0, generation: Int64 = 0) {
         self.server = server
         self.phase = phase
         self.stableRevision = stableRevision
@@ -203,6 +207,7 @@ public struct RolloutRecord: Codable, Hashable, Sendable {
         self.failureReasons = failureReasons
         self.probes = probes
         self.updatedAt = updatedAt
+        self.generation = generation
     }
 
     /// Records written by earlier versions lack the newer fields: they take their defaults.
@@ -227,6 +232,7 @@ public struct RolloutRecord: Codable, Hashable, Sendable {
         failureReasons = try c.decodeIfPresent([String: String].self, forKey: .failureReasons) ?? [:]
         probes = try c.decodeIfPresent([String: ProbeNote].self, forKey: .probes) ?? [:]
         updatedAt = try c.decodeIfPresent(Int64.self, forKey: .updatedAt) ?? 0
+        generation = try c.decodeIfPresent(Int64.self, forKey: .generation) ?? 0
     }
 
     /// The phase people see: an operator's pause shows as `paused` whatever step the rollout is at.
@@ -309,7 +315,13 @@ public struct AuditEntry: Codable, Hashable, Sendable {
 public protocol RolloutStore: Sendable {
     func record(server: String) async throws -> RolloutRecord?
     func records() async throws -> [RolloutRecord]
+    /// Writes `record` as given, whatever is stored (tests, tools). The controller and operator commands
+    /// write with `saveIfUnchanged`.
     func save(_ record: RolloutRecord) async throws
+    /// Compare-and-swap: writes `record` only if the stored record's `generation` is still
+    /// `record.generation` (nothing stored, when it is 0), as generation + 1, and returns what it wrote;
+    /// nil when another writer saved in between — read the record again and redo the change.
+    func saveIfUnchanged(_ record: RolloutRecord) async throws -> RolloutRecord?
     func removeRecord(server: String) async throws
     func revisions(server: String) async throws -> [RevisionRecord]
     func saveRevision(_ revision: RevisionRecord) async throws
