@@ -155,7 +155,7 @@ metadata:
   name: tools
 spec:
   successRate: "99%"
-  analysis: {{provider: gateway, interval: 2s, count: 3, failureLimit: 1}}
+  analysis: {{provider: gateway, interval: 2s, count: 3, failureLimit: 1, minimumCalls: 10}}
 """)
 
 def gateway_breach(mcpfleet, runs):

@@ -40,6 +40,12 @@ public final class WeightPublishingStore: RolloutStore {
         await saved(record)
     }
 
+    public func saveIfUnchanged(_ record: RolloutRecord) async throws -> RolloutRecord? {
+        let written = try await inner.saveIfUnchanged(record)
+        if let written { await saved(written) }
+        return written
+    }
+
     public func record(server: String) async throws -> RolloutRecord? { try await inner.record(server: server) }
     public func records() async throws -> [RolloutRecord] { try await inner.records() }
     public func removeRecord(server: String) async throws { try await inner.removeRecord(server: server) }
