@@ -22,13 +22,15 @@ public final class Convergence: Sendable {
     /// signal, notifications).
     public convenience init(watching target: FleetTarget, configuration: ControllerConfiguration, logger: Logger,
                             metrics: ControllerMetrics = ControllerMetrics(),
-                            wrappingStore: (any RolloutStore) throws -> any RolloutStore = { $0 }) throws {
+                            extraProviders: [AnalysisProviderKind: any AnalysisProvider] = [:],
+                            wrappingDriver: (any RuntimeDriver) -> any RuntimeDriver = { $0 },
+                            wrappingStore: (any RolloutStore, _ driver: any RuntimeDriver) throws -> any RolloutStore = { store, _ in store }) throws {
         let (driver, rawStore) = try target.runtime(resyncInterval: .milliseconds(configuration.resyncIntervalMs))
-        let store = try wrappingStore(rawStore)
+        let store = try wrappingStore(rawStore, driver)
         let source = ManifestSource(path: target.path, environmentName: target.environment.name, watch: true)
         try self.init(environment: target.environment, driver: driver, store: store, source: source,
                       snapshot: { try source.snapshot() }, fingerprint: { source.fingerprint() },
-                      configuration: configuration, logger: logger, metrics: metrics)
+                      configuration: configuration, logger: logger, metrics: metrics, extraProviders: extraProviders, acting: wrappingDriver(driver))
     }
 
     /// `apply DIR`, `apply plan.json`: one desired state, fixed for the run. Its fingerprint never
@@ -43,14 +45,16 @@ public final class Convergence: Sendable {
 
     init(environment: Environment, driver: any RuntimeDriver, store: any RolloutStore, source: ManifestSource?,
          snapshot: @escaping Controller.Source, fingerprint: @escaping @Sendable () async throws -> String,
-         configuration: ControllerConfiguration, logger: Logger, metrics: ControllerMetrics = ControllerMetrics()) throws {
+         configuration: ControllerConfiguration, logger: Logger, metrics: ControllerMetrics = ControllerMetrics(),
+         extraProviders: [AnalysisProviderKind: any AnalysisProvider] = [:], acting: (any RuntimeDriver)? = nil) throws {
         self.environment = environment
         self.driver = driver
         self.store = store
         self.source = source
         let transport = try CurlTransport(CurlTransportConfiguration(connectTimeout: .seconds(2), proxy: .none))
-        controller = Controller(source: snapshot, sourceFingerprint: fingerprint, driver: driver, store: store, clock: SystemClock(),
-                                logger: logger, configuration: configuration, transport: transport, metrics: metrics)
+        // The controller acts through `acting` (e.g. a draining wrapper); the lifecycle is the driver's own.
+        controller = Controller(source: snapshot, sourceFingerprint: fingerprint, driver: acting ?? driver, store: store, clock: SystemClock(),
+                                logger: logger, configuration: configuration, transport: transport, metrics: metrics, extraProviders: extraProviders)
     }
 
     /// Begins keeping live state current before the controller runs (the local driver adopts what a

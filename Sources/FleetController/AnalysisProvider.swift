@@ -5,6 +5,12 @@ import Foundation
 /// Takes one SLO measurement of a revision.
 public protocol AnalysisProvider: Sendable {
     func measure(server: DesiredServer, revision: String, slo: DesiredSLO, now: Int64) async -> SLOMeasurement
+    /// An analysis run of `revision` begins: the first interval is measured from now.
+    func begin(server: DesiredServer, revision: String) async
+}
+
+extension AnalysisProvider {
+    public func begin(server: DesiredServer, revision: String) async {}
 }
 
 /// The controller's own probe results: success ratio and p95 latency since the last measurement.

@@ -34,6 +34,7 @@ public actor AnalysisRunner {
         let clock = self.clock
         let task = Task { [weak self] in
             var results: [SLOMeasurement] = []
+            await provider?.begin(server: server, revision: revision)
             for _ in 0..<max(1, slo.count) {
                 do { try await clock.sleep(milliseconds: slo.intervalMs) } catch { return }
                 let m: SLOMeasurement

@@ -30,14 +30,14 @@ public enum ManifestDecoder {
         static let secretRefRequired = ["name", "key"]
         static let resources = ["cpu", "memory"]
         static let health = ["probe", "path", "interval", "timeout", "failureThreshold", "requireTools"]
-        static let rollout = ["strategy", "maxSurge", "maxUnavailable", "steps", "autoRollback", "progressDeadline"]
+        static let rollout = ["strategy", "maxSurge", "maxUnavailable", "steps", "autoRollback", "progressDeadline", "drainTimeout"]
         static let canaryStep = ["weight", "replicas", "pause", "analysis"]
         static let supplyChain = ["artifact", "signature", "sbom", "scan", "provenance"]
         static let policy = ["mode", "environments", "requireSignature", "trustedKeys", "requireSBOM", "maxSeverity", "requireScan", "requireProvenance", "requireDigest", "allowedRegistries", "allowedCommands", "contracts"]
         static let trustedKey = ["name", "publicKey", "file"]
         static let trustedKeyRequired = ["name"]
         static let slo = ["successRate", "latencyP95", "analysis"]
-        static let analysis = ["provider", "interval", "count", "failureLimit", "prometheus"]
+        static let analysis = ["provider", "interval", "count", "failureLimit", "prometheus", "minimumCalls"]
         static let prometheus = ["address", "successRateQuery", "latencyP95Query"]
         static let prometheusRequired = ["address"]
         static let tenant = ["displayName", "isolation", "namespace", "quota", "gateway", "allowFrom"]
@@ -407,6 +407,7 @@ public enum ManifestDecoder {
         if let v = r.intOrPercent(f, "maxUnavailable") { ro.maxUnavailable = v }
         if let b = r.bool(f, "autoRollback") { ro.autoRollback = b }
         if let d = r.duration(f, "progressDeadline") { ro.progressDeadline = d }
+        if let d = r.duration(f, "drainTimeout") { ro.drainTimeout = d }
         if let items = r.list(f, "steps") {
             if ro.strategy != .canary {
                 r.error("invalid-value", "`spec.rollout.steps` only applies to the canary strategy (strategy is `\(ro.strategy.rawValue)`)", at: f.keyLocation("steps") ?? node.location)
@@ -547,6 +548,7 @@ public enum ManifestDecoder {
             if let p = r.enumValue(a, "provider", AnalysisProviderKind.self) { s.analysis.provider = p }
             if let d = r.duration(a, "interval") { s.analysis.interval = d }
             if let c = r.int(a, "count", range: 1...100) { s.analysis.count = c }
+            if let m = r.int(a, "minimumCalls", range: 1...1_000_000) { s.analysis.minimumCalls = m }
             if let l = r.int(a, "failureLimit", range: 0...100) {
                 if l >= s.analysis.count {
                     r.error("invalid-value", "`spec.analysis.failureLimit` (\(l)) must be less than `spec.analysis.count` (\(s.analysis.count))", at: a.value("failureLimit")?.location ?? an.location)

@@ -34,6 +34,11 @@ public final class GatewayState: Sendable {
         var replicas: [ReplicaKey: ReplicaRuntime] = [:]
         var buckets: [String: TokenBucket] = [:]
         var random = SystemRandomNumberGenerator()
+        /// Replicas the draining driver is about to stop (design 0009): kept across route refreshes.
+        var draining: Set<ReplicaKey> = []
+        /// Weights pushed by the controller in this process as it saves a record; they win over a
+        /// table computed from records read before that save.
+        var pushedWeights: [String: [String: Int]?] = [:]
     }
 
     let configuration: GatewayConfiguration
@@ -51,6 +56,15 @@ public final class GatewayState: Sendable {
     /// replicas gone are dropped (their sessions then get 404 and re-initialize).
     public func publish(_ table: RouteTable) {
         inner.withLockedValue { s in
+            var table = table
+            for (name, w) in s.pushedWeights where table.routes[name] != nil { table.routes[name]!.revisionWeights = w }
+            for (name, r) in table.routes where r.backends.contains(where: { s.draining.contains(ReplicaKey(server: name, replica: $0.id)) }) {
+                table.routes[name]!.backends = r.backends.map { b in
+                    var b = b
+                    if s.draining.contains(ReplicaKey(server: name, replica: b.id)) { b.draining = true }
+                    return b
+                }
+            }
             s.table = table
             var keep: [ReplicaKey: ReplicaRuntime] = [:]
             for r in table.routes.values {
@@ -64,6 +78,38 @@ public final class GatewayState: Sendable {
             let names = Set(table.routes.values.flatMap { ["s:" + $0.server, "t:" + $0.tenant] })
             s.buckets = s.buckets.filter { names.contains($0.key) }
         }
+    }
+
+    /// Marks replicas draining (no new sessions; their sessions still route) or, `false`, routable again.
+    /// Applies at once to the current table and to every table published after.
+    public func setDraining(server: String, replicas: [String], _ draining: Bool) {
+        inner.withLockedValue { s in
+            for id in replicas {
+                let k = ReplicaKey(server: server, replica: id)
+                if draining { s.draining.insert(k) } else { s.draining.remove(k) }
+            }
+            guard var r = s.table.routes[server] else { return }
+            r.backends = r.backends.map { b in
+                var b = b
+                if replicas.contains(b.id) { b.draining = draining }
+                return b
+            }
+            s.table.routes[server] = r
+        }
+    }
+
+    /// The share of new sessions per revision of one server, from now on (`TrafficRules.weights` of the
+    /// record just saved); kept over later published tables.
+    public func pushWeights(server: String, _ weights: [String: Int]?) {
+        inner.withLockedValue { s in
+            s.pushedWeights[server] = .some(weights)
+            s.table.routes[server]?.revisionWeights = weights
+        }
+    }
+
+    /// Sessions the gateway routes to a replica now (0 for a replica it does not know).
+    public func openSessions(server: String, replica: String) -> Int {
+        inner.withLockedValue { $0.replicas[ReplicaKey(server: server, replica: replica)]?.sessions ?? 0 }
     }
 
     public func route(forPath path: Substring) -> Route? {

@@ -3,6 +3,7 @@ import ArgumentParser
 import FleetController
 import FleetCore
 import FleetGateway
+import FleetKubernetes
 import Foundation
 import Logging
 import Prometheus
@@ -47,7 +48,15 @@ struct GatewayCommand: AsyncParsableCommand {
     func run() async throws {
         let target = try FleetTarget.load(path: path, env: env)
         let environment = target.environment
-        let (driver, _) = try target.runtime()
+        let (driver, store) = try target.runtime()
+        // On Kubernetes: pods from the driver's watched cache, weights from the route object the controller publishes (watched).
+        var routeObject: GatewayRouteObject?
+        if let kube = driver as? KubernetesDriver {
+            do { try await driver.start() } catch { throw CommandFailure(message: "environment \(environment.name): \(error)") }
+            routeObject = GatewayRouteObject(client: kube.client, namespace: kube.options.controllerNamespace)
+            routeObject?.start()
+        }
+        let routeWeights = routeObject
         let format = logFormat
         LoggingSystem.bootstrap { label in
             var h: any LogHandler = format == .json ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
@@ -75,7 +84,14 @@ struct GatewayCommand: AsyncParsableCommand {
         let service = GatewayService(server: server, refresh: .milliseconds(max(100, refreshMs)), logger: logger) {
             let live = try await driver.observe()
             lastLive.value = live
-            let table = await GatewayWiring.routes(driver: driver, live: live, policies: try await policies.current())
+            var table = await GatewayWiring.routes(driver: driver, live: live, policies: try await policies.current())
+            // Canary weights (design 0009): the route object on Kubernetes, else the rollout records the controller writes.
+            if let routeWeights {
+                let weights = routeWeights.current?.weights ?? [:]
+                table = table.weighted { weights[$0] }
+            } else {
+                table = GatewayWiring.weighted(table, desired: target.desired, records: try await store.records())
+            }
             firstRefresh.value = true
             return table
         }

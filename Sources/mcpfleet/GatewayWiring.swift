@@ -42,6 +42,8 @@ enum GatewayWiring {
     /// The drivers' own rule: local resolves against the working directory (default `<stateDir>/secrets`),
     /// systemd and Kubernetes against the manifest root.
     static func secretsDirectory(_ environment: Environment, manifestRoot: String) -> String {
+        // Set where the secrets are mounted apart from the manifests (the gateway's Kubernetes Deployment).
+        if let d = ProcessInfo.processInfo.environment["MCPFLEET_SECRETS_DIR"], !d.isEmpty { return d }
         let cwd = FileManager.default.currentDirectoryPath
         if environment.driver == .local {
             return absolute(environment.secretsDir ?? environment.effectiveStateDir + "/secrets", against: cwd)
@@ -146,10 +148,9 @@ enum GatewayWiring {
 extension GatewayWiring {
     /// The HTTP stack for an environment (limits from `spec.gateway`, the signing key, the access log),
     /// its metrics on `registry` beside the controller's.
-    static func server(environment: Environment, manifestRoot: String, registry: PrometheusCollectorRegistry, ops: OpsEndpoints,
+    static func server(environment: Environment, manifestRoot: String, traffic: Traffic, ops: OpsEndpoints,
                        accessLog flag: String?, logger: Logger) throws -> GatewayServer {
-        let state = GatewayState(configuration: configuration(environment))
-        return GatewayServer(state: state, metrics: GatewayMetrics(registry: registry), signer: try signer(environment, manifestRoot: manifestRoot),
+        GatewayServer(state: traffic.state, metrics: traffic.gatewayMetrics, signer: try signer(environment, manifestRoot: manifestRoot),
                              ops: ops, accessLog: try accessLog(flag: flag, environment: environment), logger: logger)
     }
 }

@@ -39,6 +39,21 @@ struct RenderCommand: ParsableCommand {
     @Option(name: .long, help: "Write one file per object or unit into this directory instead of printing.")
     var outDir: String?
 
+    @Option(name: .customLong("mcpfleet-binary"), help: "systemd: the mcpfleet executable the gateway unit runs (environments with spec.gateway).")
+    var mcpfleetBinary: String = "/usr/local/bin/mcpfleet"
+
+    @Option(name: .customLong("gateway-image"), help: "Kubernetes: also render the MCP gateway (Deployment, PodDisruptionBudget, Service, read-only RBAC) running this mcpfleet image.")
+    var gatewayImage: String?
+
+    @Option(name: .customLong("catalog-repo"), help: "With --gateway-image: the git repository of the manifests the gateway pods read (git-sync).")
+    var catalogRepo: String?
+
+    @Option(name: .customLong("catalog-ref"), help: "With --gateway-image: the branch or tag to follow.")
+    var catalogRef: String = "main"
+
+    @Option(name: .customLong("catalog-path"), help: "With --gateway-image: the manifest directory inside the repository.")
+    var catalogPath: String = "Manifests"
+
     func run() throws {
         let loaded = CatalogLoader.load(path: path)
         if loaded.diagnostics.hasErrors || loaded.hasIOErrors {
@@ -58,12 +73,20 @@ struct RenderCommand: ParsableCommand {
         do {
             switch renderer {
             case .kubernetes:
-                var objects = try KubernetesRenderer.render(desired, options: KubernetesRenderOptions(environment: environment, manifestCommit: GitSource.headCommit(path)))
+                let options = KubernetesRenderOptions(environment: environment, manifestCommit: GitSource.headCommit(path))
+                var objects = try KubernetesRenderer.render(desired, options: options)
+                if let gatewayImage {
+                    guard let catalogRepo else { throw CommandFailure(message: "--gateway-image needs --catalog-repo: the gateway pods read the manifests from it") }
+                    let tokens = loaded.catalog.tenants.flatMap { $0.gateway?.tokens ?? [] }
+                    objects += try KubernetesRenderer.gatewayObjects(environment: environment, tokens: tokens, options: options, gateway: GatewayRenderOptions(
+                        image: gatewayImage, catalogRepository: catalogRepo, catalogRef: catalogRef, catalogPath: catalogPath))
+                }
                 if !includeSecrets {
                     for secret in objects where secret.kind == "Secret" {
                         let keys = secret.json["data"]?.members?.map(\.key).joined(separator: ", ") ?? ""
                         writeStderr("not printed: Secret \(secret.namespace ?? "")/\(secret.name) (sensitive env values \(keys)); "
-                                    + "`--include-secrets` prints it, or create it yourself with `kubectl create secret generic \(secret.name) -n \(secret.namespace ?? "")`\n")
+                                    + "`--include-secrets` prints it, or create it yourself with `kubectl create secret generic \(secret.name) -n \(secret.namespace ?? "")`
+")
                     }
                     objects.removeAll { $0.kind == "Secret" }
                 }
@@ -78,7 +101,13 @@ struct RenderCommand: ParsableCommand {
             case .systemd:
                 let root = (loaded.baseDirectory as NSString).standardizingPath
                 let absoluteRoot = root.hasPrefix("/") ? root : FileManager.default.currentDirectoryPath + "/" + root
-                let units = try SystemdRenderer.render(desired: desired, environment: environment, manifestRoot: absoluteRoot)
+                var units = try SystemdRenderer.render(desired: desired, environment: environment, manifestRoot: absoluteRoot)
+                if environment.gateway != nil {
+                    // The gateway as its own hardened unit, routing from the same state (design 0009).
+                    let secrets = environment.secretsDir.map { GatewayWiring.absolute($0, against: absoluteRoot) }
+                    units.append(try SystemdRenderer(environment: environment, manifestRoot: absoluteRoot).gatewayUnit(
+                        binary: mcpfleetBinary, address: environment.gateway?.address ?? GatewayWiring.defaultLocalAddress, secretsDirectory: secrets))
+                }
                 if outDir == nil {
                     writeStdout(units.map { "# \($0.name)\n\($0.text)" }.joined(separator: "\n"))
                     return

@@ -120,16 +120,25 @@ struct RunCommand: AsyncParsableCommand {
         configuration.resyncIntervalMs = try DurationArgument.ms(resync, option: "--resync")
         configuration.workers = max(1, workers)
         let path = self.path
+        let gateway = GatewayWiring.address(flag: gatewayAddress, environment: target.environment, once: once)
+        // With the gateway in this process: replicas drain before they stop, tool calls feed the `gateway`
+        // analysis provider, saved records push canary weights to it (design 0009).
+        let traffic = GatewayWiring.Traffic(environment: target.environment, serving: gateway != nil, logger: logger)
         // Writes to the store wake the dashboard's event streams; rollout events go out from the audit log
         // as it is written (docs/designs/0012).
-        let metrics = ControllerMetrics()
+        let metrics = traffic.controllerMetrics
         let notifier = try NotificationWiring.notifier(target.environment, manifestRoot: target.loaded.root, logger: logger, registry: metrics.registry)
         let changes = FleetChanges()
-        let convergence = try Convergence(watching: target, configuration: configuration, logger: logger, metrics: metrics, wrappingStore: { raw in
-            let signalled = ChangeSignallingStore(raw, changes: changes)
-            return notifier.map { NotifyingRolloutStore(signalled, notifier: $0) } ?? signalled
-        })
+        let convergence = try Convergence(
+            watching: target, configuration: configuration, logger: logger, metrics: metrics, extraProviders: traffic.providers,
+            wrappingDriver: { traffic.driver($0) },
+            wrappingStore: { raw, driver in
+                let signalled = ChangeSignallingStore(raw, changes: changes)
+                let notifying: any RolloutStore = notifier.map { NotifyingRolloutStore(signalled, notifier: $0) } ?? signalled
+                return traffic.store(notifying, routeObject: (driver as? KubernetesDriver).map { GatewayRouteObject(client: $0.client, namespace: $0.options.controllerNamespace) })
+            })
         let (driver, store, controller) = (convergence.driver, convergence.store, convergence.controller)
+        traffic.desired.value = { await controller.snapshot()?.desired }
         if convergence.source?.watching == false {
             logger.notice("inotify is not available; the manifests are checked by reading them every --poll", metadata: ["path": "\(path)"])
         }
@@ -145,7 +154,6 @@ struct RunCommand: AsyncParsableCommand {
         }
         let leaderElector = elector
         if let notifier { services.append(.init(service: notifier)) }
-        let gateway = GatewayWiring.address(flag: gatewayAddress, environment: target.environment, once: once)
         if !metricsAddress.isEmpty || gateway != nil {
             // One HTTP stack (docs/designs/0005-gateway.md): the metrics address serves the operational
             // endpoints, the gateway address the MCP routes and the same operational endpoints.
@@ -167,7 +175,7 @@ struct RunCommand: AsyncParsableCommand {
             let policies = GatewayPolicies(path: path, environment: environment, manifestRoot: target.loaded.root)
             // A missing token file stops here, naming the secret reference (never opening the route).
             if gateway != nil { _ = try await policies.current() }
-            let http = try GatewayWiring.server(environment: environment, manifestRoot: target.loaded.root, registry: controller.metrics.registry,
+            let http = try GatewayWiring.server(environment: environment, manifestRoot: target.loaded.root, traffic: traffic,
                                                 ops: ops, accessLog: accessLog, logger: logger)
             do {
                 if !metricsAddress.isEmpty { try await http.listen(metricsAddress, mcp: metricsAddress == gateway) }
@@ -179,7 +187,8 @@ struct RunCommand: AsyncParsableCommand {
             let refresh: Duration = environment.driver == .kubernetes ? .seconds(2) : .milliseconds(500)
             let routes: @Sendable () async throws -> RouteTable = {
                 let live = try await driver.observe(.all)
-                return await GatewayWiring.routes(driver: driver, live: live, policies: try await policies.current())
+                let table = await GatewayWiring.routes(driver: driver, live: live, policies: try await policies.current())
+                return GatewayWiring.weighted(table, desired: await controller.snapshot()?.desired, records: try await store.records())
             }
             let service = GatewayService(server: http, refresh: refresh, logger: logger, routes: gateway == nil ? nil : routes)
             await service.refreshOnce()

@@ -22,7 +22,7 @@ final class Locked<Value>: @unchecked Sendable {
 /// `mcpfleet run` (the built binary, local driver) serving the gateway: one stable endpoint across a
 /// rolling update, driven by the Python SDK's client; tokens from secret files; `status` shows it.
 @Suite(.serialized) struct GatewayCLITests {
-    struct Catalog {
+    struct Catalog: CatalogDirectory {
         let root = NSTemporaryDirectory() + "mcpfleet-gw-\(UUID().uuidString.prefix(8))"
         let basePort = 21_000 + Int.random(in: 0..<300) * 10
         let gatewayPort = 9_500 + Int.random(in: 0..<400)
@@ -83,6 +83,8 @@ final class Locked<Value>: @unchecked Sendable {
                 maxSurge: 1
                 maxUnavailable: 0
                 progressDeadline: 60s
+                # Sessions here outlive the rollout: a short drain, then they are cut and re-initialize.
+                drainTimeout: 2s
 
             """ + (stdio ? """
             ---
@@ -110,26 +112,7 @@ final class Locked<Value>: @unchecked Sendable {
             try yaml.write(toFile: dir + "/fleet.yaml", atomically: true, encoding: .utf8)
         }
 
-        func fleet(_ args: [String]) async throws -> (status: Int32, out: String) {
-            let p = try TestProcess(try TestEnvironment.mcpfleetBinary(), args)
-            let status = try await p.wait(timeout: .seconds(60))
-            return (status, p.output)
-        }
 
-        func live() async throws -> LiveServer? {
-            let r = try await fleet(["status", dir, "-o", "json"])
-            guard let start = r.out.firstIndex(of: "{") else { return nil }
-            return try JSONDecoder().decode(LiveState.self, from: Data(r.out[start...].utf8)).server("echo")
-        }
-
-        func cleanUp() {
-            let proc = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-            for entry in proc {
-                guard let pid = Int32(entry), let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { continue }
-                if String(decoding: data, as: UTF8.self).contains(root) { kill(pid, SIGKILL) }
-            }
-            try? FileManager.default.removeItem(atPath: root)
-        }
     }
 
     func waitForGateway(_ c: Catalog, token: String? = nil) async throws {
@@ -193,9 +176,9 @@ final class Locked<Value>: @unchecked Sendable {
             let calls = events.filter { $0["event"] as? String == "call" }
             #expect(calls.count > 50, "\(client.output)")
             #expect(calls.allSatisfy { $0["isError"] as? Bool == false }, "every call answered")
-            // A session ends only when its replica is stopped: answered 404 (gone), or — for a call in
-            // flight at that instant — its stream cut (draining comes with traffic-shifting rollouts).
-            // Each client then re-initializes and goes on.
+            // A session ends only when its replica is stopped (after its 2 s drain): answered 404 (gone),
+            // or — for a call in flight at that instant — its stream cut. Each client then re-initializes
+            // and goes on.
             let errors = events.filter { $0["event"] as? String == "session-error" }
             #expect(errors.count <= 2, "at most one per old replica: \(errors)")
             for e in errors {

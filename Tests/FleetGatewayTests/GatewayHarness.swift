@@ -124,3 +124,33 @@ final class LineSink: @unchecked Sendable {
 extension HTTPResponse {
     var text: String { String(decoding: body, as: UTF8.self) }
 }
+
+/// A temporary catalog the built `mcpfleet` runs (the gateway's end-to-end tests): the CLI, the `echo`
+/// server's live state, and the cleanup that kills whatever was started from it.
+protocol CatalogDirectory {
+    var root: String { get }
+    var dir: String { get }
+}
+
+extension CatalogDirectory {
+    func fleet(_ args: [String]) async throws -> (status: Int32, out: String) {
+        let p = try TestProcess(try TestEnvironment.mcpfleetBinary(), args)
+        let status = try await p.wait(timeout: .seconds(60))
+        return (status, p.output)
+    }
+
+    func live() async throws -> LiveServer? {
+        let r = try await fleet(["status", dir, "-o", "json"])
+        guard let start = r.out.firstIndex(of: "{") else { return nil }
+        return try JSONDecoder().decode(LiveState.self, from: Data(r.out[start...].utf8)).server("echo")
+    }
+
+    func cleanUp() {
+        let proc = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        for entry in proc {
+            guard let pid = Int32(entry), let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { continue }
+            if String(decoding: data, as: UTF8.self).contains(root) { kill(pid, SIGKILL) }
+        }
+        try? FileManager.default.removeItem(atPath: root)
+    }
+}

@@ -2,11 +2,13 @@
 """Drives the official Python MCP SDK's streamable HTTP client (a real client, not a test double)
 through the mcpfleet gateway, for FleetGatewayTests. One JSON object per line on stdout.
 
-    mcp_client.py URL [--token TOKEN] [--calls TOOL:N[:ARGS_JSON] ...] [--loop TOOL:SECONDS[:ARGS_JSON]]
+    mcp_client.py URL [--token TOKEN] [--calls TOOL:N[:ARGS_JSON] ...] [--loop TOOL:SECONDS[:ARGS_JSON]] [--per-session N]
+                      [--sessions N]
 
 --calls: N calls of TOOL on one session. --loop: call TOOL every 50 ms for SECONDS on one session;
 when a call fails, the failure is printed and a new session is initialized (what a client does after
-HTTP 404), then the loop goes on.
+HTTP 404), then the loop goes on; with --per-session N the loop opens a new session after every N calls.
+--sessions N: N sessions one after another, each calling `echo` once and closing (prints each answer).
 """
 import argparse, asyncio, json, sys, time
 
@@ -45,7 +47,23 @@ async def main():
     p.add_argument("--token")
     p.add_argument("--calls", action="append", default=[])
     p.add_argument("--loop")
+    p.add_argument("--per-session", type=int, default=0)
+    p.add_argument("--sessions", type=int, default=0)
     a = p.parse_args()
+
+    if a.sessions:
+        async def one(s):
+            r = await s.call_tool("echo", {"text": "s"})
+            emit(event="call", tool="echo", isError=bool(r.is_error), text=text_of(r)[:200])
+        failed = 0
+        for _ in range(a.sessions):
+            try:
+                await session(a.url, a.token, one)
+            except BaseException as e:
+                failed += 1
+                emit(event="session-error", error=repr(e)[:500])
+        emit(event="done", sessions=a.sessions, failed=failed)
+        return 0
 
     async def calls(s):
         tools = await s.list_tools()
@@ -70,7 +88,9 @@ async def main():
             sessions += 1
 
             async def loop(s):
-                while time.monotonic() < deadline:
+                n = 0
+                while time.monotonic() < deadline and (not a.per_session or n < a.per_session):
+                    n += 1
                     r = await s.call_tool(tool, args)
                     emit(event="call", tool=tool, isError=bool(r.is_error), text=text_of(r)[:200], session=sessions)
                     await asyncio.sleep(0.05)

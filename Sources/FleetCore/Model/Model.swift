@@ -240,6 +240,8 @@ public struct RolloutSpec: Sendable, Hashable {
     public var steps: [CanaryStep] = []
     public var autoRollback: Bool = true
     public var progressDeadline: Duration = .seconds(600)
+    /// How long a replica about to stop may keep its open gateway sessions (nil: 30 s; design 0009).
+    public var drainTimeout: Duration?
 
     public init() {}
 
@@ -379,6 +381,8 @@ public struct Policy: Sendable, Hashable {
 
 public enum AnalysisProviderKind: String, Sendable, Hashable, Codable, CaseIterable {
     case probe, prometheus
+    /// Tool calls through the gateway (design 0009).
+    case gateway
 }
 
 public struct PrometheusAnalysis: Sendable, Hashable {
@@ -399,6 +403,8 @@ public struct AnalysisSpec: Sendable, Hashable {
     public var count = 5
     public var failureLimit = 1
     public var prometheus: PrometheusAnalysis?
+    /// `gateway` provider: fewer tool calls than this in an interval is inconclusive (nil: 20).
+    public var minimumCalls: Int?
 
     public init() {}
 }

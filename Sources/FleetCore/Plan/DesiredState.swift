@@ -84,9 +84,13 @@ public struct DesiredRollout: Codable, Hashable, Sendable {
     /// above move with the replica count, the setting does not.
     public var maxSurgeSpec: String?
     public var maxUnavailableSpec: String?
+    /// `rollout.drainTimeout` as written (nil: the default, `TrafficRules.defaultDrainTimeoutMs`).
+    public var drainTimeoutMs: Int64?
 
     public init(strategy: RolloutStrategy = .rolling, maxSurge: Int = 1, maxUnavailable: Int = 0, steps: [DesiredCanaryStep] = [],
-                autoRollback: Bool = true, progressDeadlineMs: Int64 = 600_000, maxSurgeSpec: String? = nil, maxUnavailableSpec: String? = nil) {
+                autoRollback: Bool = true, progressDeadlineMs: Int64 = 600_000, maxSurgeSpec: String? = nil, maxUnavailableSpec: String? = nil,
+                drainTimeoutMs: Int64? = nil) {
+        self.drainTimeoutMs = drainTimeoutMs
         self.strategy = strategy
         self.maxSurge = maxSurge
         self.maxUnavailable = maxUnavailable
@@ -128,6 +132,8 @@ public struct DesiredSLO: Codable, Hashable, Sendable {
     public var prometheusAddress: String?
     public var successRateQuery: String?
     public var latencyP95Query: String?
+    /// `analysis.minimumCalls` (the gateway provider; nil: `SLOMath.defaultMinimumCalls`).
+    public var minimumCalls: Int?
 
     public init(name: String, successRate: Double? = nil, latencyP95Ms: Int64? = nil, provider: AnalysisProviderKind = .probe,
                 intervalMs: Int64 = 60_000, count: Int = 5, failureLimit: Int = 1, prometheusAddress: String? = nil,
@@ -145,7 +151,7 @@ public struct DesiredSLO: Codable, Hashable, Sendable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case name, successRate, latencyP95Ms, provider, intervalMs, count, failureLimit, prometheusAddress, successRateQuery, latencyP95Query
+        case name, successRate, latencyP95Ms, provider, intervalMs, count, failureLimit, prometheusAddress, successRateQuery, latencyP95Query, minimumCalls
     }
 
     /// A Prometheus address with credentials (or a query carrying a token) is written sealed.
@@ -162,6 +168,7 @@ public struct DesiredSLO: Codable, Hashable, Sendable {
         try c.encodeIfPresent(seal(prometheusAddress), forKey: .prometheusAddress)
         try c.encodeIfPresent(seal(successRateQuery), forKey: .successRateQuery)
         try c.encodeIfPresent(seal(latencyP95Query), forKey: .latencyP95Query)
+        try c.encodeIfPresent(minimumCalls, forKey: .minimumCalls)
     }
 }
 
@@ -469,10 +476,12 @@ public enum Renderer {
     }
 
     static func desiredSLO(_ o: SLO) -> DesiredSLO {
-        DesiredSLO(name: o.name, successRate: o.successRate, latencyP95Ms: o.latencyP95.map(ms), provider: o.analysis.provider,
+        var d = DesiredSLO(name: o.name, successRate: o.successRate, latencyP95Ms: o.latencyP95.map(ms), provider: o.analysis.provider,
                    intervalMs: ms(o.analysis.interval), count: o.analysis.count, failureLimit: o.analysis.failureLimit,
                    prometheusAddress: o.analysis.prometheus?.address, successRateQuery: o.analysis.prometheus?.successRateQuery,
                    latencyP95Query: o.analysis.prometheus?.latencyP95Query)
+        d.minimumCalls = o.analysis.minimumCalls
+        return d
     }
 
     /// `slo` is the server's SLO, rendered (nil when it names none, or one that does not exist). The server
@@ -513,7 +522,8 @@ public enum Renderer {
         if maxSurge == 0 && maxUnavailable == 0 { maxSurge = 1 }
         if r.strategy == .recreate { maxSurge = 0; maxUnavailable = p.pointee.replicas }
         let rollout = DesiredRollout(strategy: r.strategy, maxSurge: maxSurge, maxUnavailable: maxUnavailable, steps: steps, autoRollback: r.autoRollback, progressDeadlineMs: ms(r.progressDeadline),
-                                     maxSurgeSpec: r.maxSurge.description, maxUnavailableSpec: r.maxUnavailable.description)
+                                     maxSurgeSpec: r.maxSurge.description, maxUnavailableSpec: r.maxUnavailable.description,
+                                     drainTimeoutMs: r.drainTimeout.map(ms))
         var d = DesiredServer(
             name: p.pointee.name, tenant: p.pointee.tenant, version: p.pointee.version, revision: "", replicas: p.pointee.replicas,
             image: p.pointee.artifact.image, command: p.pointee.artifact.command, workingDirectory: p.pointee.artifact.workingDirectory, digest: p.pointee.artifact.digest,

@@ -96,6 +96,7 @@ public struct ServerSettings: Codable, Hashable, Sendable {
         }
         f.append(SpecField(path: "rollout.autoRollback", display: String(r.autoRollback)))
         f.append(SpecField(path: "rollout.progressDeadline", display: Syntax.format(.milliseconds(r.progressDeadlineMs)), canonical: "\(r.progressDeadlineMs)ms"))
+        if let d = r.drainTimeoutMs { f.append(SpecField(path: "rollout.drainTimeout", display: Syntax.format(.milliseconds(d)), canonical: "\(d)ms")) }
         if let slo { f.append(SpecField(path: "slo", display: slo)) }
         for (k, v) in labels.sorted(by: { $0.key < $1.key }) {
             f.append(SpecField(path: "labels." + k, display: PlanSafety.display(name: k, v), canonical: PlanSafety.isSensitive(name: k, value: v) ? PlanSafety.digest(v) : v))
@@ -375,6 +376,7 @@ extension Renderer {
         f.append(SpecField(path: "analysis.interval", display: Syntax.format(a.interval), canonical: "\(ms(a.interval))ms"))
         f.append(SpecField(path: "analysis.count", display: String(a.count)))
         f.append(SpecField(path: "analysis.failureLimit", display: String(a.failureLimit)))
+        if let m = a.minimumCalls { f.append(SpecField(path: "analysis.minimumCalls", display: String(m))) }
         if let p = a.prometheus {
             for (path, v) in [("address", p.address), ("successRateQuery", p.successRateQuery), ("latencyP95Query", p.latencyP95Query)] {
                 guard let v else { continue }

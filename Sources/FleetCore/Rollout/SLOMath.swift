@@ -85,6 +85,15 @@ public struct LatencyHistogram: Codable, Hashable, Sendable {
         sum = 0
     }
 
+    /// A histogram from counts already bucketed (`counts`: one per bound plus the overflow); nil when they do not fit.
+    public init?(bounds: [Double], counts: [Int]) {
+        guard counts.count == bounds.count + 1, bounds == bounds.sorted() else { return nil }
+        self.bounds = bounds
+        self.counts = counts
+        total = counts.reduce(0, +)
+        sum = 0
+    }
+
     public mutating func observe(_ ms: Double) {
         let i = bounds.firstIndex { ms <= $0 } ?? bounds.count
         counts[i] += 1

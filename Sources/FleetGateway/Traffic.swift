@@ -1,0 +1,60 @@
+import FleetCore
+
+extension RouteTable {
+    /// The same routes with each server's share of new sessions per revision (`TrafficRules.weights`
+    /// of its desired spec and rollout record; nil leaves a route balanced by replica).
+    public func weighted(by weights: (String) -> [String: Int]?) -> RouteTable {
+        var out = self
+        for name in routes.keys { out.routes[name]!.revisionWeights = weights(name) }
+        return out
+    }
+}
+
+extension GatewayMetrics {
+    /// Cumulative tool-call outcomes of one server per revision (every tool summed), for the
+    /// `gateway` analysis provider to difference over its intervals.
+    public func toolWindows(server: String) -> [String: ToolCallWindow] {
+        var out: [String: ToolCallWindow] = [:]
+        for (key, stats) in toolStats() where key.server == server {
+            let w = ToolCallWindow(calls: stats.calls, errors: stats.errors, bounds: Self.latencyBucketsMs, latencyBuckets: stats.latencyBuckets)
+            out[key.revision] = out[key.revision].map { $0 + w } ?? w
+        }
+        return out
+    }
+}
+
+/// A rollout store that tells the gateway in the same process about every record the controller
+/// saves, so new weights apply the moment the record changes (a rollback takes new sessions off the
+/// failed revision at once), not at the next route refresh. Everything else is passed through.
+public final class WeightPublishingStore: RolloutStore {
+    public let inner: any RolloutStore
+    let saved: @Sendable (RolloutRecord) async -> Void
+
+    public init(_ inner: any RolloutStore, saved: @escaping @Sendable (RolloutRecord) async -> Void) {
+        self.inner = inner
+        self.saved = saved
+    }
+
+    public func save(_ record: RolloutRecord) async throws {
+        try await inner.save(record)
+        await saved(record)
+    }
+
+    public func saveIfUnchanged(_ record: RolloutRecord) async throws -> RolloutRecord? {
+        let written = try await inner.saveIfUnchanged(record)
+        if let written { await saved(written) }
+        return written
+    }
+
+    public func record(server: String) async throws -> RolloutRecord? { try await inner.record(server: server) }
+    public func records() async throws -> [RolloutRecord] { try await inner.records() }
+    public func removeRecord(server: String) async throws { try await inner.removeRecord(server: server) }
+    public func revisions(server: String) async throws -> [RevisionRecord] { try await inner.revisions(server: server) }
+    public func saveRevision(_ revision: RevisionRecord) async throws { try await inner.saveRevision(revision) }
+    public func appendAudit(_ entry: AuditEntry) async throws { try await inner.appendAudit(entry) }
+    public func audit(server: String?, limit: Int) async throws -> [AuditEntry] { try await inner.audit(server: server, limit: limit) }
+    public func heartbeat(now: Int64?) async throws { try await inner.heartbeat(now: now) }
+    public func lastHeartbeat() async throws -> Int64? { try await inner.lastHeartbeat() }
+    public var keepsHeartbeat: Bool { inner.keepsHeartbeat }
+    public func compactedAudit(server: String?) async throws -> [AuditSummary] { try await inner.compactedAudit(server: server) }
+}

@@ -1,0 +1,67 @@
+import FleetController
+import FleetCore
+import FleetGateway
+import FleetKubernetes
+import Logging
+
+extension GatewayWiring {
+    /// What the gateway in `mcpfleet run` shares with the controller (design 0009): its state (the
+    /// draining driver marks replicas there and reads their sessions) and its tool-call counts (the
+    /// `gateway` analysis provider), on the controller's metrics registry.
+    struct Traffic {
+        let state: GatewayState
+        let controllerMetrics = ControllerMetrics()
+        let gatewayMetrics: GatewayMetrics
+        /// The gateway serves MCP routes in this process.
+        let serving: Bool
+        let logger: Logger
+
+        init(environment: Environment, serving: Bool, logger: Logger) {
+            state = GatewayState(configuration: GatewayWiring.configuration(environment))
+            gatewayMetrics = GatewayMetrics(registry: controllerMetrics.registry)
+            self.serving = serving
+            self.logger = logger
+        }
+
+        /// The driver the controller acts through: draining first when the gateway routes here.
+        func driver(_ d: any RuntimeDriver) -> any RuntimeDriver {
+            serving ? DrainingDriver(d, state: state, logger: logger) : d
+        }
+
+        /// The desired state as the controller holds it (set once the controller exists).
+        let desired = Locked<(@Sendable () async -> DesiredState?)?>(nil)
+
+        /// The store the controller writes through: each saved record's weights reach the gateway in this
+        /// process at once and, on Kubernetes, the route object the gateway Deployment watches.
+        func store(_ store: any RolloutStore, routeObject: GatewayRouteObject?) -> any RolloutStore {
+            guard serving || routeObject != nil else { return store }
+            let state = self.state, desired = self.desired, serving = self.serving, logger = self.logger
+            return WeightPublishingStore(store) { record in
+                guard let d = await desired.value?()?.server(record.server) else { return }
+                let weights = TrafficRules.weights(desired: d, record: record)
+                if serving { state.pushWeights(server: record.server, weights) }
+                if let routeObject {
+                    // The record is saved; a failed publish is retried with the next save (and logged).
+                    do { try await routeObject.publish(server: record.server, weights: weights) } catch {
+                        logger.warning("cannot publish the gateway's weights", metadata: ["server": "\(record.server)", "error": "\(error)"])
+                    }
+                }
+            }
+        }
+
+        /// The `gateway` provider, when the gateway serves here (else an SLO naming it is inconclusive, saying why).
+        var providers: [AnalysisProviderKind: any AnalysisProvider] {
+            guard serving else { return [:] }
+            let metrics = gatewayMetrics
+            return [.gateway: GatewayAnalysisProvider { metrics.toolWindows(server: $0) }]
+        }
+    }
+
+    /// Routes with each server's canary weights, from its desired spec and the rollout record the
+    /// controller wrote (`TrafficRules.weights`).
+    static func weighted(_ table: RouteTable, desired: DesiredState?, records: [RolloutRecord]) -> RouteTable {
+        guard let desired else { return table }
+        let byServer = Dictionary(records.map { ($0.server, $0) }, uniquingKeysWith: { a, _ in a })
+        return table.weighted { name in desired.server(name).flatMap { TrafficRules.weights(desired: $0, record: byServer[name]) } }
+    }
+}
