@@ -85,8 +85,7 @@ struct RenderCommand: ParsableCommand {
                     for secret in objects where secret.kind == "Secret" {
                         let keys = secret.json["data"]?.members?.map(\.key).joined(separator: ", ") ?? ""
                         writeStderr("not printed: Secret \(secret.namespace ?? "")/\(secret.name) (sensitive env values \(keys)); "
-                                    + "`--include-secrets` prints it, or create it yourself with `kubectl create secret generic \(secret.name) -n \(secret.namespace ?? "")`
-")
+                                    + "`--include-secrets` prints it, or create it yourself with `kubectl create secret generic \(secret.name) -n \(secret.namespace ?? "")`\n")
                     }
                     objects.removeAll { $0.kind == "Secret" }
                 }
