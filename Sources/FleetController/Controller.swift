@@ -433,8 +433,10 @@ public final class Controller: Service, Sendable {
         let known = await state.known(desired.name)
         let summary = await tracker.summary(server: desired.name, threshold: desired.health.failureThreshold, known: known.filter { !$0.value.isEmpty })
         var out = summary
-        for r in live.revisions where r.replicas > 0 && known[r.revision] == nil {
-            // Instances the probe scheduler has not seen yet are not ready as far as rollouts go.
+        for r in live.revisions where r.replicas > 0 && out[r.revision] == nil {
+            // Instances the probe scheduler has not seen yet — or a revision with no endpoint to probe (not
+            // listening yet, or its port held by another process) — are not ready as far as rollouts go:
+            // without an entry the machine would take the driver's "listening" for ready.
             out[r.revision] = RevisionHealth(healthy: 0, probed: 0)
         }
         return out

@@ -209,7 +209,7 @@ public final class Notifier: Service, Sendable {
 /// A rollout store that forwards every audit entry it records to a `Notifier`: the audit log is the
 /// one place every rollout step and operator action is written, so what the log says is what gets
 /// announced, in the same order, and only after it was recorded.
-public struct NotifyingRolloutStore: RolloutStore {
+public struct NotifyingRolloutStore: RolloutStoreDecorator {
     public let inner: any RolloutStore
     public let notifier: Notifier
 
@@ -223,16 +223,4 @@ public struct NotifyingRolloutStore: RolloutStore {
         notifier.notify(entry)
     }
 
-    public func record(server: String) async throws -> RolloutRecord? { try await inner.record(server: server) }
-    public func records() async throws -> [RolloutRecord] { try await inner.records() }
-    public func save(_ record: RolloutRecord) async throws { try await inner.save(record) }
-    public func saveIfUnchanged(_ record: RolloutRecord) async throws -> RolloutRecord? { try await inner.saveIfUnchanged(record) }
-    public func removeRecord(server: String) async throws { try await inner.removeRecord(server: server) }
-    public func revisions(server: String) async throws -> [RevisionRecord] { try await inner.revisions(server: server) }
-    public func saveRevision(_ revision: RevisionRecord) async throws { try await inner.saveRevision(revision) }
-    public func audit(server: String?, limit: Int) async throws -> [AuditEntry] { try await inner.audit(server: server, limit: limit) }
-    public func heartbeat(now: Int64?) async throws { try await inner.heartbeat(now: now) }
-    public func lastHeartbeat() async throws -> Int64? { try await inner.lastHeartbeat() }
-    public var keepsHeartbeat: Bool { inner.keepsHeartbeat }
-    public func compactedAudit(server: String?) async throws -> [AuditSummary] { try await inner.compactedAudit(server: server) }
 }

@@ -202,7 +202,7 @@ public final class FleetChanges: @unchecked Sendable {
 
 /// A rollout store that tells the dashboard when it was written to (records, history, audit), so
 /// event streams send the change at once instead of at their next look. Reads pass through.
-public struct ChangeSignallingStore: RolloutStore {
+public struct ChangeSignallingStore: RolloutStoreDecorator {
     public let inner: any RolloutStore
     public let changes: FleetChanges
 
@@ -211,8 +211,6 @@ public struct ChangeSignallingStore: RolloutStore {
         self.changes = changes
     }
 
-    public func record(server: String) async throws -> RolloutRecord? { try await inner.record(server: server) }
-    public func records() async throws -> [RolloutRecord] { try await inner.records() }
     public func save(_ record: RolloutRecord) async throws {
         try await inner.save(record)
         changes.bump()
@@ -226,7 +224,6 @@ public struct ChangeSignallingStore: RolloutStore {
         try await inner.removeRecord(server: server)
         changes.bump()
     }
-    public func revisions(server: String) async throws -> [RevisionRecord] { try await inner.revisions(server: server) }
     public func saveRevision(_ revision: RevisionRecord) async throws {
         try await inner.saveRevision(revision)
         changes.bump()
@@ -235,11 +232,6 @@ public struct ChangeSignallingStore: RolloutStore {
         try await inner.appendAudit(entry)
         changes.bump()
     }
-    public func audit(server: String?, limit: Int) async throws -> [AuditEntry] { try await inner.audit(server: server, limit: limit) }
-    public func heartbeat(now: Int64?) async throws { try await inner.heartbeat(now: now) }
-    public func lastHeartbeat() async throws -> Int64? { try await inner.lastHeartbeat() }
-    public var keepsHeartbeat: Bool { inner.keepsHeartbeat }
-    public func compactedAudit(server: String?) async throws -> [AuditSummary] { try await inner.compactedAudit(server: server) }
 }
 
 extension FleetStatusView {

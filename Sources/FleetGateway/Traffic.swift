@@ -26,7 +26,7 @@ extension GatewayMetrics {
 /// A rollout store that tells the gateway in the same process about every record the controller
 /// saves, so new weights apply the moment the record changes (a rollback takes new sessions off the
 /// failed revision at once), not at the next route refresh. Everything else is passed through.
-public final class WeightPublishingStore: RolloutStore {
+public final class WeightPublishingStore: RolloutStoreDecorator {
     public let inner: any RolloutStore
     let saved: @Sendable (RolloutRecord) async -> Void
 
@@ -46,15 +46,4 @@ public final class WeightPublishingStore: RolloutStore {
         return written
     }
 
-    public func record(server: String) async throws -> RolloutRecord? { try await inner.record(server: server) }
-    public func records() async throws -> [RolloutRecord] { try await inner.records() }
-    public func removeRecord(server: String) async throws { try await inner.removeRecord(server: server) }
-    public func revisions(server: String) async throws -> [RevisionRecord] { try await inner.revisions(server: server) }
-    public func saveRevision(_ revision: RevisionRecord) async throws { try await inner.saveRevision(revision) }
-    public func appendAudit(_ entry: AuditEntry) async throws { try await inner.appendAudit(entry) }
-    public func audit(server: String?, limit: Int) async throws -> [AuditEntry] { try await inner.audit(server: server, limit: limit) }
-    public func heartbeat(now: Int64?) async throws { try await inner.heartbeat(now: now) }
-    public func lastHeartbeat() async throws -> Int64? { try await inner.lastHeartbeat() }
-    public var keepsHeartbeat: Bool { inner.keepsHeartbeat }
-    public func compactedAudit(server: String?) async throws -> [AuditSummary] { try await inner.compactedAudit(server: server) }
 }
