@@ -114,7 +114,19 @@ public final class SQLiteDatabase: Sendable {
         sqlite3_busy_timeout(db, busyTimeoutMilliseconds)
         let connection = Connection(db: db, path: path)
         do {
-            let mode = try connection.query("PRAGMA journal_mode=WAL").first?[0].string
+            // Two processes opening a new file at once (a controller starting while `status` polls) can
+            // meet in rollback-journal mode, where SQLite answers SQLITE_BUSY at once instead of waiting
+            // (deadlock avoidance): retry the switch to WAL for as long as the busy timeout allows.
+            let deadline = ContinuousClock.now + .milliseconds(Int(busyTimeoutMilliseconds))
+            var mode: String?
+            while true {
+                do {
+                    mode = try connection.query("PRAGMA journal_mode=WAL").first?[0].string
+                    break
+                } catch let e as SQLiteError where e.code & 0xff == SQLITE_BUSY && ContinuousClock.now < deadline {
+                    usleep(10_000)
+                }
+            }
             guard mode?.lowercased() == "wal" else {
                 throw SQLiteError(path: path, code: SQLITE_ERROR, message: "cannot switch to WAL journal mode (got \(mode ?? "nothing"))")
             }
