@@ -142,7 +142,9 @@ import Testing
         try c.write(version: "1.1", rollout: Self.canary20)
         try await waitUntil("the canary paused at its 20 % step, routed", timeout: .seconds(90), every: .milliseconds(300)) {
             guard let s = try await c.live(), s.phase == .paused, s.revisions.first(where: { $0.revision != old })?.ready == 1 else { return false }
-            return try await c.replicas().filter { $0.healthy && $0.revision != old }.count == 1
+            // The stable replica the step gives up drains first (its record says paused before it stops).
+            let replicas = try await c.replicas()
+            return replicas.filter { $0.healthy && $0.revision != old }.count == 1 && replicas.filter { $0.revision == old }.count == 1
         }
         let replicas = try await c.replicas()
         #expect(replicas.map(\.revision).filter { $0 == old }.count == 1, "one stable replica beside the one canary replica: \(replicas)")
