@@ -13,7 +13,7 @@ import Darwin
 public enum PortOwnership {
     public struct Holder: Hashable, Sendable, CustomStringConvertible {
         public var pid: Int32
-        /// The holder's command line, shortened (for messages).
+        /// The holder's program name (never its arguments; for messages).
         public var command: String
 
         public var description: String { "pid \(pid) (\(command))" }
@@ -179,11 +179,16 @@ public enum PortOwnership {
         return out
     }
 
-    /// A process's command line, arguments joined by spaces, at most 120 characters.
+    /// A process's program name for messages: the last path component of its `argv[0]` (or its
+    /// `comm` when the command line is unreadable), control characters removed, at most 64
+    /// characters. Never its arguments: another process's command line can carry its secrets
+    /// (`--token=…`), and these messages reach `status`, history and logs.
     public static func commandLine(of pid: Int32) -> String {
-        guard let raw = readText("/proc/\(pid)/cmdline", limit: 4096) else { return "?" }
-        let joined = raw.split(separator: "\0").joined(separator: " ")
-        return joined.count > 120 ? String(joined.prefix(117)) + "…" : (joined.isEmpty ? "?" : joined)
+        let argv0 = readText("/proc/\(pid)/cmdline", limit: 4096)?.split(separator: "\0", omittingEmptySubsequences: false).first.map(String.init)
+        let raw = (argv0?.isEmpty == false ? argv0 : readText("/proc/\(pid)/comm", limit: 64)) ?? ""
+        let name = String(raw.split(separator: "/").last ?? "").unicodeScalars.filter { !CharacterSet.controlCharacters.contains($0) }
+        let shown = String(String.UnicodeScalarView(name)).trimmingCharacters(in: .whitespaces)
+        return shown.isEmpty ? "?" : String(shown.prefix(64))
     }
 
     /// Reads up to `limit` bytes of a (proc) file, which has no size to go by.

@@ -74,6 +74,8 @@ func silentListener(port: Int, fork: Bool = false) async throws -> TestProcess {
             }, "\(String(describing: seen))")
             #expect(seen?.reason?.contains("port 21960 is already in use by pid \(foreign.pid) (") == true && seen?.reason?.contains("python") == true,
                     "\(seen?.reason ?? "-")")
+            // The holder is named by its program, never by its arguments (they can carry secrets).
+            #expect(seen?.reason?.contains("socket") == false && seen?.reason?.contains("\n") == false, "\(seen?.reason ?? "-")")
             #expect(seen?.healthy == false)
             #expect(try await driver.endpoints(server: "taken", revision: server.revision).isEmpty)
             #expect(processes(matching: [binary, "21960"]).isEmpty, "the replica must not be started on a taken port")
