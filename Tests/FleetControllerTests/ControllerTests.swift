@@ -328,6 +328,47 @@ struct Harness {
         let exposition = controller.metrics.exposition()
         #expect(exposition.contains("mcpfleet_probe_duration_seconds_bucket"))
     }
+
+    /// A revision the driver calls ready but whose instances have no endpoint to probe (not listening yet,
+    /// or the port held by someone else) is not ready: without a probe result the machine must not fall
+    /// back to the driver's word, roll it forward and scale the stable revision down.
+    @Test func aRevisionWithoutProbeResultsIsNeverCountedReady() async throws {
+        let timePort = TestEnvironment.freePort()
+        let time = try await TestEnvironment.startMCPServer("time", port: timePort)
+        defer { time.signal(SIGKILL) }
+        let source = SourceBox([mcpServer("1", requireTools: ["now"])])
+        let driver = InMemoryDriver(readyAfterObserves: 1)
+        await driver.setPorts([timePort], revision: "rev-1")  // rev-2: no endpoints at all
+        let store = InMemoryRolloutStore()
+        let controller = Controller(source: { await source.snapshot() }, driver: driver, store: store, clock: SystemClock(),
+                                    logger: quietLogger(), configuration: fastConfiguration(),
+                                    transport: try CurlTransport(CurlTransportConfiguration(proxy: .none)))
+        let task = Task { try await controller.run() }
+        defer { task.cancel() }
+        try await waitUntil("rev-1 healthy", timeout: .seconds(20)) {
+            let r = await store.record(server: "time")
+            return r?.stableRevision == "rev-1" && r?.phase == .stable
+        }
+        let before = await driver.trace.count
+        await source.set([mcpServer("2", requireTools: ["now"])])
+        var seen = ""
+        let rolledBack = try await waitUntil(deadline: .seconds(20)) {
+            let r = await store.record(server: "time")
+            let revs = await driver.snapshot().server("time")?.revisions.filter { $0.replicas > 0 }.map(\.revision)
+            seen = "\(r?.phase.rawValue ?? "-") \(r?.message ?? "-") \(revs ?? [])"
+            return r?.phase == .rolledBack && revs == ["rev-1"]
+        }
+        #expect(rolledBack, "rev-2 rolled back at its deadline; last seen: \(seen)")
+        if !rolledBack { print("TRACE", await driver.trace.dropFirst(before).map { "\($0.revisions) \($0.ready)" }, await driver.calls.suffix(20)) }
+        task.cancel()
+        _ = await task.result
+        // Throughout, the stable revision kept both replicas: rev-2's "ready" instances never counted.
+        for s in await driver.trace.dropFirst(before) where s.server == "time" {
+            #expect((s.revisions["rev-1"] ?? 0) == 2, "\(s)")
+            #expect((s.revisions["rev-2"] ?? 0) <= 1, "\(s)")
+        }
+        #expect(await store.revisions(server: "time").first { $0.revision == "rev-2" }?.outcome == .rolledBack)
+    }
 }
 
 @Suite struct WorkQueuePriorityTests {

@@ -203,6 +203,12 @@ let transitions: [Transition] = [
     Transition(name: "after a rollback, probe-failing instances drain although the driver calls them ready", desired: server("2"),
                record: rec(phase: .rolledBack, failed: ["2"]), live: live(("1", 2, 2), ("2", 1, 1)),
                scales: ["2": 0], phase: .rolledBack, health: ["rev-1": RevisionHealth(healthy: 2, probed: 2), "rev-2": RevisionHealth(healthy: 0, probed: 1)]),
+    Transition(name: "after a rollback, a never-probed failed instance drains while the stable revision is known ready", desired: server("2"),
+               record: rec(phase: .rolledBack, failed: ["2"]), live: live(("1", 2, 2), ("2", 1, 1)),
+               scales: ["2": 0], phase: .rolledBack, health: ["rev-1": RevisionHealth(healthy: 2, probed: 2), "rev-2": RevisionHealth(healthy: 0, probed: 0)]),
+    Transition(name: "after a rollback, unknown failed instances stay while the stable revision is not known ready", desired: server("2"),
+               record: rec(phase: .rolledBack, failed: ["2"]), live: live(("1", 2, 2), ("2", 1, 1)),
+               scales: [:], phase: .rolledBack, health: ["rev-1": RevisionHealth(healthy: 1, probed: 2), "rev-2": RevisionHealth(healthy: 0, probed: 0)]),
     Transition(name: "desired changes mid-rollout: superseded, new rollout", desired: server("3"), record: rec(phase: .progressing, target: "2"),
                live: live(("1", 2, 2), ("2", 1, 1)), scales: ["2": 0], phase: .progressing, target: "rev-3", outcomes: [.abandoned, .pending]),
 

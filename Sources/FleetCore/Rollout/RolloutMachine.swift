@@ -548,13 +548,23 @@ public enum RolloutMachine {
                 // Ready instances we may lose and still have `minReady` ready. Instances that are not
                 // ready can go freely only when their whole group is known to be down (a driver may stop any
                 // instance; and "not probed yet", after a restart, must never count as "down").
+                // Instances not known either way (never probed: no endpoint yet, or a restarted controller)
+                // may go only while the instances known ready already give `minReady` on their own — then
+                // even if the unknown ones were serving, what stays is enough. Without this a failed
+                // revision whose instance never got a probe result could never be removed (maxUnavailable 0).
                 var removable = max(0, totalReady - minReady)
+                let knownAvailable = totalReady >= minReady
                 for g in olds where excess > 0 {
-                    let drop = min(excess, g.allDown ? g.replicas : min(g.replicas, removable))
+                    let drop: Int
+                    if g.allDown || (knownAvailable && g.ready <= removable) {
+                        drop = min(excess, g.replicas)  // at worst costs its `ready` instances, which we may lose
+                    } else {
+                        drop = min(excess, g.replicas, removable)
+                    }
                     guard drop > 0 else { continue }
                     actions.append(.scale(revision: g.revision, replicas: g.replicas - drop))
                     excess -= drop
-                    if !g.allDown { removable -= drop }
+                    if !g.allDown { removable -= min(drop, g.ready) }
                 }
             } else if oldTotal < oldGoal, let s = stable, s != rev, group(s) != nil {
                 // A canary step smaller than the last one (or lost instances): the stable revision makes up the rest.
