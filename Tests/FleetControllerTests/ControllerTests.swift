@@ -359,7 +359,6 @@ struct Harness {
             return r?.phase == .rolledBack && revs == ["rev-1"]
         }
         #expect(rolledBack, "rev-2 rolled back at its deadline; last seen: \(seen)")
-        if !rolledBack { print("TRACE", await driver.trace.dropFirst(before).map { "\($0.revisions) \($0.ready)" }, await driver.calls.suffix(20)) }
         task.cancel()
         _ = await task.result
         // Throughout, the stable revision kept both replicas: rev-2's "ready" instances never counted.
