@@ -354,6 +354,44 @@ import Testing
         #expect(try await store.record(server: "a") == nil)
     }
 
+    @Test func aLongAuditLogIsNotHeldInTheCacheAndStillWrittenWithoutReads() async throws {
+        let api = try KubeAPIServerProcess()
+        defer { api.stop() }
+        let client = try api.client(retry: Self.fast)
+        try await namespace(client, "mcpfleet-system")
+        let store = KubernetesRolloutStore(client: client, namespace: "mcpfleet-system", cache: InformerConfiguration(retry: Self.fast))
+        store.start()
+        defer { store.recordCache.stopWithoutWaiting() }
+        try await store.waitUntilSynced(timeout: .seconds(5))
+        let reason = String(repeating: "r", count: 300)
+        try await api.resetCounters()
+        for i in 0..<20 { try await store.appendAudit(AuditEntry(time: Int64(i), server: "a", action: "scale", reason: "\(reason) \(i)", outcome: "ok")) }
+        var c = try await api.counters()
+        #expect(c[["byResource", "configmaps", "get"]] == nil, "\(c.jsonText)")  // the store's own copy, at the watched resourceVersion or newer
+        let name = KubernetesRolloutStore.name("audit", "a")
+        let written = try await client.get(.configMap, namespace: "mcpfleet-system", name: name).resourceVersion
+        try await waitUntil("the watch brings the last write", timeout: .seconds(5)) {
+            store.recordCache.item(namespace: "mcpfleet-system", name: name)?.resourceVersion == written
+        }
+        let cached = try #require(store.recordCache.item(namespace: "mcpfleet-system", name: name))
+        #expect(!cached.whole && cached.text == nil, "past \(CachedRecord.inlineLimit) bytes only name and resourceVersion are kept")
+
+        // Another writer appends; once the watch shows it, the store's copy is known stale: one read, no 409.
+        let other = KubernetesRolloutStore(client: try api.client(retry: Self.fast), namespace: "mcpfleet-system")
+        try await other.appendAudit(AuditEntry(time: 100, server: "a", action: "pause", reason: "op", outcome: "ok"))
+        let theirs = try await client.get(.configMap, namespace: "mcpfleet-system", name: name).resourceVersion
+        try await waitUntil("the watch brings the other writer's entry", timeout: .seconds(5)) {
+            store.recordCache.item(namespace: "mcpfleet-system", name: name)?.resourceVersion == theirs
+        }
+        try await api.resetCounters()
+        try await store.appendAudit(AuditEntry(time: 101, server: "a", action: "scale", reason: "after", outcome: "ok"))
+        c = try await api.counters()
+        #expect(c[["byResource", "configmaps", "get"]]?.int == 1, "\(c.jsonText)")
+        #expect(c[["byResource", "configmaps", "update"]]?.int == 1, "\(c.jsonText)")
+        let times = try await store.audit(server: "a", limit: 100).map(\.time)
+        #expect(times.count == 22 && times.prefix(2) == [101, 100], "\(times)")
+    }
+
     @Test func concurrentWritersWithCachesLoseNothing() async throws {
         let api = try KubeAPIServerProcess()
         defer { api.stop() }

@@ -64,4 +64,14 @@ import Testing
         controller.stop(SIGTERM)
         #expect(controller.process.terminationStatus == 0, "\(controller.output.suffix(2000))")
     }
+
+    @Test func aClientRateLimitThatIsNotAPositiveNumberIsRefusedNamingTheVariable() async throws {
+        let dir = try makeTempDirectory("kube-qps")
+        try KubeTestCatalog.write(in: dir, apiServer: "http://127.0.0.1:9")
+        for (name, value) in [("MCPFLEET_KUBE_QPS", "fast"), ("MCPFLEET_KUBE_BURST", "0")] {
+            let r = try run(mcpfleetBinary, ["status", dir + "/catalog", "--env", "k8s"], environment: ["MCPFLEET_KUBECONFIG": dir + "/kubeconfig", name: value])
+            #expect(r.status != 0, "\(r.all)")
+            #expect(r.stderr.contains("\(name)=\(value): expected a positive number"), "\(r.all)")
+        }
+    }
 }
