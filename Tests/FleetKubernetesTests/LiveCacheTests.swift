@@ -290,15 +290,21 @@ import Testing
 
     // MARK: The rollout store's cache
 
-    @Test func cachedRolloutStoreReadsNothingAndWritesOnce() async throws {
-        let api = try KubeAPIServerProcess()
-        defer { api.stop() }
+    /// A client and a rollout store in `mcpfleet-system` whose cache has listed once (stop its cache when done).
+    func cachedStore(_ api: KubeAPIServerProcess) async throws -> (KubeClient, KubernetesRolloutStore) {
         let client = try api.client(retry: Self.fast)
         try await namespace(client, "mcpfleet-system")
         let store = KubernetesRolloutStore(client: client, namespace: "mcpfleet-system", cache: InformerConfiguration(retry: Self.fast))
         store.start()
-        defer { store.recordCache.stopWithoutWaiting() }
         try await store.waitUntilSynced(timeout: .seconds(5))
+        return (client, store)
+    }
+
+    @Test func cachedRolloutStoreReadsNothingAndWritesOnce() async throws {
+        let api = try KubeAPIServerProcess()
+        defer { api.stop() }
+        let (client, store) = try await cachedStore(api)
+        defer { store.recordCache.stopWithoutWaiting() }
         try await api.resetCounters()
         var record = RolloutRecord(server: "a", phase: .progressing, targetRevision: "r2", step: 1)
         try await store.save(record)  // a create: nothing to read first
@@ -357,12 +363,8 @@ import Testing
     @Test func aLongAuditLogIsNotHeldInTheCacheAndStillWrittenWithoutReads() async throws {
         let api = try KubeAPIServerProcess()
         defer { api.stop() }
-        let client = try api.client(retry: Self.fast)
-        try await namespace(client, "mcpfleet-system")
-        let store = KubernetesRolloutStore(client: client, namespace: "mcpfleet-system", cache: InformerConfiguration(retry: Self.fast))
-        store.start()
+        let (client, store) = try await cachedStore(api)
         defer { store.recordCache.stopWithoutWaiting() }
-        try await store.waitUntilSynced(timeout: .seconds(5))
         let reason = String(repeating: "r", count: 300)
         try await api.resetCounters()
         for i in 0..<20 { try await store.appendAudit(AuditEntry(time: Int64(i), server: "a", action: "scale", reason: "\(reason) \(i)", outcome: "ok")) }
