@@ -12,10 +12,10 @@ import Foundation
 /// someone wrote in between, then re-read and retried), so two writers never lose each other's update.
 /// A ConfigMap holds at most 1 MiB; the bounds keep each well below it.
 ///
-/// After `start()` the rollout records are served from a watched cache (LIST + WATCH of the ConfigMaps
-/// labelled `mcpfleet.io/store`, records decoded once per change), and a write starts from the cached
-/// object and its resourceVersion instead of reading it first. Of the revision and audit ConfigMaps the
-/// same watch keeps name and resourceVersion, and the text too while it is small (up to
+/// After `start()` the rollout records are served from a watched cache (LIST + WATCH of the
+/// `mcpfleet.io/store=rollout` ConfigMaps, decoded once per change), and a write starts from the cached
+/// object and its resourceVersion instead of reading it first. Of the revision and audit ConfigMaps a
+/// second watch (`mcpfleet.io/store!=rollout`) keeps name and resourceVersion, and the text too while it is small (up to
 /// `CachedRecord.inlineLimit` bytes: a young history): one that does not exist is created without a
 /// read (a cold converge reads nothing), a small one is read from the cache, and of a larger one the
 /// text this store wrote or read last (kept up to `ownWriteBudget` bytes) is used unless the watch
@@ -29,6 +29,8 @@ public final class KubernetesRolloutStore: RolloutStore {
     public let maxRevisions: Int
     public let maxAuditEntries: Int
     let recordCache: Informer<CachedRecord>
+    /// The revision and audit ConfigMaps (a watch of its own, so the records' first list is as quick as before).
+    let historyCache: Informer<CachedRecord>
     let recent: RecentObjects
 
     static let storeLabel = "mcpfleet.io/store"
@@ -43,24 +45,45 @@ public final class KubernetesRolloutStore: RolloutStore {
         self.namespace = namespace
         self.maxRevisions = max(1, maxRevisions)
         self.maxAuditEntries = max(1, maxAuditEntries)
+        recordCache = Informer(client: client, type: .configMap, namespace: namespace, labelSelector: "\(Self.storeLabel)=rollout",
+                           configuration: cache, transform: { CachedRecord($0, namespace: namespace) })
         // Pages of at most 100: an audit log runs to hundreds of KiB, and a page is held whole while it is projected.
         var listing = cache
         listing.pageSize = min(cache.pageSize, 100)
-        recordCache = Informer(client: client, type: .configMap, namespace: namespace, labelSelector: Self.storeLabel,
-                           configuration: listing, transform: { CachedRecord($0, namespace: namespace) })
+        historyCache = Informer(client: client, type: .configMap, namespace: namespace, labelSelector: "\(Self.storeLabel)!=rollout",
+                                configuration: listing, transform: { cm in
+                                    let kind = cm.labels[KubernetesRolloutStore.storeLabel]
+                                    return kind == "revisions" || kind == "audit" ? CachedRecord(cm, namespace: namespace) : nil
+                                })
         recent = RecentObjects(budget: ownWriteBudget)
     }
 
-    deinit { recordCache.stopWithoutWaiting() }
+    deinit { stopWithoutWaiting() }
+
+    /// Stops both watches without waiting (deinitializers, tests).
+    func stopWithoutWaiting() {
+        recordCache.stopWithoutWaiting()
+        historyCache.stopWithoutWaiting()
+    }
 
     // MARK: Cache lifecycle
 
     /// Starts watching the rollout records (idempotent); `waitUntilSynced` waits for the first list.
-    public func start() { recordCache.start() }
+    public func start() {
+        recordCache.start()
+        historyCache.start()
+    }
 
-    public func stop() async { await recordCache.stop() }
+    public func stop() async {
+        await recordCache.stop()
+        await historyCache.stop()
+    }
 
-    public func waitUntilSynced(timeout: Duration) async throws { try await recordCache.waitUntilSynced(timeout: timeout) }
+    public func waitUntilSynced(timeout: Duration) async throws {
+        let deadline = ContinuousClock.now + timeout
+        try await recordCache.waitUntilSynced(timeout: timeout)
+        try await historyCache.waitUntilSynced(timeout: max(.zero, deadline - .now))
+    }
 
     /// The record cache's counters.
     public var cacheStatistics: InformerStatistics { recordCache.statistics }
@@ -82,7 +105,7 @@ public final class KubernetesRolloutStore: RolloutStore {
     public func records() async throws -> [RolloutRecord] {
         if cached {
             try await waitForCache()
-            return try recordCache.items.filter { $0.kind == "rollout" }.compactMap { try $0.decoded() }.sorted { $0.server < $1.server }
+            return try recordCache.items.compactMap { try $0.decoded() }.sorted { $0.server < $1.server }
         }
         let items = try await call { try await self.client.list(.configMap, namespace: self.namespace, labelSelector: "\(Self.storeLabel)=rollout") }.items
         return try items.compactMap { cm -> RolloutRecord? in
@@ -91,9 +114,9 @@ public final class KubernetesRolloutStore: RolloutStore {
         }.sorted { $0.server < $1.server }
     }
 
-    func waitForCache() async throws {
+    func waitForCache(_ informer: Informer<CachedRecord>? = nil) async throws {
         do {
-            try await recordCache.waitUntilSynced(timeout: .seconds(60))
+            try await (informer ?? recordCache).waitUntilSynced(timeout: .seconds(60))
         } catch let error as DriverError {
             throw DriverError("rollout store (namespace \(namespace))", error.message)
         }
@@ -228,8 +251,9 @@ public final class KubernetesRolloutStore: RolloutStore {
     /// watched resourceVersion is the one it was written or read at.
     private func believed(kind: String, name: String, key: String) async throws -> Snapshot? {
         guard cached else { return kind == "rollout" ? nil : recent.value(name, key: key) }
-        try await waitForCache()
-        guard let item = recordCache.item(namespace: namespace, name: name) else { return Snapshot(resourceVersion: nil, key: key, text: nil) }
+        let cache = kind == "rollout" ? recordCache : historyCache
+        try await waitForCache(cache)
+        guard let item = cache.item(namespace: namespace, name: name) else { return Snapshot(resourceVersion: nil, key: key, text: nil) }
         if kind == "rollout" || item.whole { return Snapshot(resourceVersion: item.resourceVersion, key: key, text: item.text) }
         // Known from this store's own write or read, unless the watch has since seen a newer write.
         guard let known = recent.value(name, key: key), let rv = known.resourceVersion,
@@ -255,7 +279,7 @@ public final class KubernetesRolloutStore: RolloutStore {
             let object = KubeObject(.obj(["apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": .obj([key: .string(value)])]))
             do {
                 let written = current?.resourceVersion == nil ? try await client.create(object) : try await client.replace(object)
-                recordCache.ingest(written)
+                (kind == "rollout" ? recordCache : historyCache).ingest(written)
                 if kind != "rollout", let rv = written.resourceVersion {
                     recent.remember(name, Snapshot(resourceVersion: rv, key: key, text: value))
                 }

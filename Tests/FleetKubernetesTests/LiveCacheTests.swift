@@ -267,7 +267,7 @@ import Testing
         try await d.start()
         defer {
             d.liveCache.stopWithoutWaiting()
-            store.recordCache.stopWithoutWaiting()
+            store.stopWithoutWaiting()
         }
         for t in state.tenants { try await d.ensureTenant(t) }
         for s in try servers(state, count: 5) { try await d.scale(s, replicas: 1) }
@@ -282,10 +282,10 @@ import Testing
         }
         let c = try await api.counters()
         #expect(try await api.nonWatchRequests() == 0, "\(c.jsonText)")
-        // Namespaces, Deployments, Pods, Services, foreign Deployments and the rollout records: six
-        // watches, each renewed about every 2 s.
+        // Namespaces, Deployments, Pods, Services, foreign Deployments, the rollout records and the
+        // revision and audit ConfigMaps: seven watches, each renewed about every 2 s.
         let watches = c[["byVerb", "watch"]]?.int ?? 0
-        #expect(watches <= 6 * 4, "\(c.jsonText)")
+        #expect(watches <= 7 * 4, "\(c.jsonText)")
     }
 
     // MARK: The rollout store's cache
@@ -304,7 +304,7 @@ import Testing
         let api = try KubeAPIServerProcess()
         defer { api.stop() }
         let (client, store) = try await cachedStore(api)
-        defer { store.recordCache.stopWithoutWaiting() }
+        defer { store.stopWithoutWaiting() }
         try await api.resetCounters()
         var record = RolloutRecord(server: "a", phase: .progressing, targetRevision: "r2", step: 1)
         try await store.save(record)  // a create: nothing to read first
@@ -341,7 +341,7 @@ import Testing
         let auditName = KubernetesRolloutStore.name("audit", "a")
         let theirVersion = try await client.get(.configMap, namespace: "mcpfleet-system", name: auditName).resourceVersion
         try await waitUntil("the watch brings the other writer's audit entry", timeout: .seconds(5)) {
-            store.recordCache.item(namespace: "mcpfleet-system", name: auditName)?.resourceVersion == theirVersion
+            store.historyCache.item(namespace: "mcpfleet-system", name: auditName)?.resourceVersion == theirVersion
         }
         try await api.resetCounters()
         try await store.appendAudit(AuditEntry(time: 5, server: "a", action: "scale", reason: "w", outcome: "ok"))
@@ -364,7 +364,7 @@ import Testing
         let api = try KubeAPIServerProcess()
         defer { api.stop() }
         let (client, store) = try await cachedStore(api)
-        defer { store.recordCache.stopWithoutWaiting() }
+        defer { store.stopWithoutWaiting() }
         let reason = String(repeating: "r", count: 300)
         try await api.resetCounters()
         for i in 0..<20 { try await store.appendAudit(AuditEntry(time: Int64(i), server: "a", action: "scale", reason: "\(reason) \(i)", outcome: "ok")) }
@@ -373,9 +373,9 @@ import Testing
         let name = KubernetesRolloutStore.name("audit", "a")
         let written = try await client.get(.configMap, namespace: "mcpfleet-system", name: name).resourceVersion
         try await waitUntil("the watch brings the last write", timeout: .seconds(5)) {
-            store.recordCache.item(namespace: "mcpfleet-system", name: name)?.resourceVersion == written
+            store.historyCache.item(namespace: "mcpfleet-system", name: name)?.resourceVersion == written
         }
-        let cached = try #require(store.recordCache.item(namespace: "mcpfleet-system", name: name))
+        let cached = try #require(store.historyCache.item(namespace: "mcpfleet-system", name: name))
         #expect(!cached.whole && cached.text == nil, "past \(CachedRecord.inlineLimit) bytes only name and resourceVersion are kept")
 
         // Another writer appends; once the watch shows it, the store's copy is known stale: one read, no 409.
@@ -383,7 +383,7 @@ import Testing
         try await other.appendAudit(AuditEntry(time: 100, server: "a", action: "pause", reason: "op", outcome: "ok"))
         let theirs = try await client.get(.configMap, namespace: "mcpfleet-system", name: name).resourceVersion
         try await waitUntil("the watch brings the other writer's entry", timeout: .seconds(5)) {
-            store.recordCache.item(namespace: "mcpfleet-system", name: name)?.resourceVersion == theirs
+            store.historyCache.item(namespace: "mcpfleet-system", name: name)?.resourceVersion == theirs
         }
         try await api.resetCounters()
         try await store.appendAudit(AuditEntry(time: 101, server: "a", action: "scale", reason: "after", outcome: "ok"))
@@ -404,8 +404,8 @@ import Testing
         one.start()
         two.start()
         defer {
-            one.recordCache.stopWithoutWaiting()
-            two.recordCache.stopWithoutWaiting()
+            one.stopWithoutWaiting()
+            two.stopWithoutWaiting()
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for i in 0..<10 {
