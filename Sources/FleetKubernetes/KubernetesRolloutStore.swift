@@ -15,8 +15,8 @@ import Foundation
 /// After `start()` the rollout records are served from a watched cache (LIST + WATCH of the
 /// `mcpfleet.io/store=rollout` ConfigMaps, decoded once per change), and a write starts from the cached
 /// object and its resourceVersion instead of reading it first. Of the revision and audit ConfigMaps a
-/// second watch (`mcpfleet.io/store!=rollout`) keeps name and resourceVersion, and the text too while it is small (up to
-/// `CachedRecord.inlineLimit` bytes: a young history): one that does not exist is created without a
+/// second watch (`mcpfleet.io/store!=rollout`) keeps name and resourceVersion, and the text too while
+/// it is small (up to `CachedRecord.inlineLimit` bytes: a young history): one that does not exist is created without a
 /// read (a cold converge reads nothing), a small one is read from the cache, and of a larger one the
 /// text this store wrote or read last (kept up to `ownWriteBudget` bytes) is used unless the watch
 /// has seen a newer resourceVersion. A stale cache
