@@ -68,11 +68,21 @@ public enum DriverFactory {
             }
             var options = KubernetesDriverOptions()
             if let ns = ProcessInfo.processInfo.environment["MCPFLEET_NAMESPACE"], !ns.isEmpty { options.controllerNamespace = ns }
+            // The client-side rate limit (default 50 requests per second, burst 100), for clusters that allow more.
+            if let qps = try Self.positive("MCPFLEET_KUBE_QPS", { Double($0) }) { options.qps = qps }
+            if let burst = try Self.positive("MCPFLEET_KUBE_BURST", { Int($0) }) { options.burst = burst }
             if let resyncInterval { options.cache.stallTimeout = max(resyncInterval, .seconds(10)) }
             let driver = try KubernetesDriver(environment: environment, config: config, options: options)
             // The bookkeeping lives in the cluster too, so any controller replica (after a leader hand-over) sees it.
             // Its cache (a watch of the rollout records) starts and stops with the driver's.
             return (driver, driver.rolloutStore())
         }
+    }
+
+    /// A positive number from an environment variable (nil when unset); anything else is an error naming it.
+    static func positive<T: Comparable & Numeric>(_ name: String, _ parse: (String) -> T?) throws -> T? {
+        guard let text = ProcessInfo.processInfo.environment[name], !text.isEmpty else { return nil }
+        guard let value = parse(text), value > 0 else { throw FleetFailure(message: "\(name)=\(text): expected a positive number") }
+        return value
     }
 }

@@ -100,6 +100,7 @@ public final class Controller: Service, Sendable {
                 g.addTask { await self.sourceLoop() }
                 g.addTask { await self.probeLoop() }
                 g.addTask { await self.heartbeatLoop() }
+                g.addTask { await self.liveChangeLoop() }
             }
         }
         await withTaskCancellationOrGracefulShutdownHandler {
@@ -167,6 +168,18 @@ public final class Controller: Service, Sendable {
         } catch {
             logger.error("cannot load the desired state; keeping the last good one", metadata: ["error": "\(error)"])
             return false
+        }
+    }
+
+    /// What the driver's live-state cache saw change (someone deleted a Deployment, a pod died) queues
+    /// that server's reconcile at once; a relist queues a sync. Drivers without a cache report nothing.
+    func liveChangeLoop() async {
+        guard let changes = driver.liveChanges() else { return }
+        for await scope in changes {
+            switch scope {
+            case .server(let name): await queue.add(.server(name))
+            case .all: await queue.add(.sync)
+            }
         }
     }
 

@@ -38,6 +38,7 @@ public final class DrainingDriver: RuntimeDriver {
     public func endpoints(server: String, revision: String) async throws -> [Endpoint] { try await inner.endpoints(server: server, revision: revision) }
     public func start() async throws { try await inner.start() }
     public func stop() async { await inner.stop() }
+    public func liveChanges() -> AsyncStream<ObserveScope>? { inner.liveChanges() }
 
     public func scale(_ server: DesiredServer, replicas: Int) async throws {
         let timeout = TrafficRules.drainTimeoutMs(server)

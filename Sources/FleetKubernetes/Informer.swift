@@ -188,11 +188,12 @@ public final class Informer<Item: Sendable>: @unchecked Sendable {
     // MARK: The driver's own writes
 
     /// Takes an object the API server returned for the driver's own write into the cache (if it matches
-    /// this informer's namespace and selector and is newer than what is cached).
-    public func ingest(_ object: KubeObject) {
+    /// this informer's namespace and selector and is newer than what is cached). With `notifying: false`
+    /// the change is not reported to `onChange` (the writer knows what it wrote).
+    public func ingest(_ object: KubeObject, notifying: Bool = true) {
         guard object.type == type, namespace == nil || object.namespace == namespace, Self.matches(labelSelector, object.labels) else { return }
         guard let rv = object.resourceVersion, let item = transform(object) else { return }
-        if let change = apply(key: Self.key(object.namespace, object.name), item: item, resourceVersion: rv, own: true) { onChange(change) }
+        if let change = apply(key: Self.key(object.namespace, object.name), item: item, resourceVersion: rv, own: true), notifying { onChange(change) }
     }
 
     /// The driver deleted an object: drop it now; events older than what was cached do not bring it back.

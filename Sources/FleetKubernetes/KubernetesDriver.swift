@@ -144,6 +144,8 @@ public final class KubernetesDriver: RuntimeDriver {
     /// Ends when the driver stops. Empty unless started.
     public func changes() -> AsyncStream<ObserveScope> { liveCache.changes() }
 
+    public func liveChanges() -> AsyncStream<ObserveScope>? { liveCache.changes() }
+
     /// The cache's informers and their counters (lists, watches, relists, stalls, events), by name.
     public var cacheStatistics: [String: InformerStatistics] { liveCache.statistics }
 

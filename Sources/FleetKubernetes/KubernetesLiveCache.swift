@@ -259,10 +259,11 @@ final class KubernetesLiveCache: @unchecked Sendable {
     // MARK: Own writes
 
     func ingest(_ object: KubeObject) {
+        // Not reported as changes: the reconcile that wrote them knows (what the API server does next is).
         switch object.type {
-        case .namespace?: namespaces.ingest(object)
-        case .deployment?: deployments.ingest(object)
-        case .service?: services.ingest(object)
+        case .namespace?: namespaces.ingest(object, notifying: false)
+        case .deployment?: deployments.ingest(object, notifying: false)
+        case .service?: services.ingest(object, notifying: false)
         default: break
         }
     }
@@ -293,9 +294,10 @@ final class KubernetesLiveCache: @unchecked Sendable {
         for s in subs { s.yield(scope) }
     }
 
-    fileprivate func notify<Item>(_ change: InformerChange<Item>, server: KeyPath<Item, String>) {
+    fileprivate func notify<Item: Hashable>(_ change: InformerChange<Item>, server: KeyPath<Item, String>) {
         switch change {
         case .upserted(let old, let new):
+            if old == new { return }  // a change to nothing the driver reads (e.g. a managedFields edit)
             if let old, old[keyPath: server] != new[keyPath: server] { publish(.server(old[keyPath: server])) }
             publish(.server(new[keyPath: server]))
         case .deleted(let item): publish(.server(item[keyPath: server]))

@@ -14,16 +14,23 @@ import Foundation
 ///
 /// After `start()` the rollout records are served from a watched cache (LIST + WATCH of the
 /// `mcpfleet.io/store=rollout` ConfigMaps, decoded once per change), and a write starts from the cached
-/// object and its resourceVersion instead of reading it first; the revision and audit ConfigMaps this
-/// store wrote or read last are kept (up to `ownWriteBudget` bytes) for the same purpose. A stale cache
-/// costs nothing but a retry: its resourceVersion no longer matches, the write fails with 409, the
-/// object is read afresh. Without `start()` every read goes to the API server.
+/// object and its resourceVersion instead of reading it first. Of the revision and audit ConfigMaps a
+/// second watch (`mcpfleet.io/store!=rollout`) keeps name and resourceVersion, and the text too while
+/// it is small (up to `CachedRecord.inlineLimit` bytes: a young history): one that does not exist is created without a
+/// read (a cold converge reads nothing), a small one is read from the cache, and of a larger one the
+/// text this store wrote or read last (kept up to `ownWriteBudget` bytes) is used unless the watch
+/// has seen a newer resourceVersion. A stale cache
+/// costs nothing but a retry: its resourceVersion no longer matches, the write fails with 409 (or the
+/// create with 409 AlreadyExists), the object is read afresh. Without `start()` every read goes to the
+/// API server. Design: docs/designs/0013-kubernetes-request-budget.md.
 public final class KubernetesRolloutStore: RolloutStore {
     public let client: KubeClient
     public let namespace: String
     public let maxRevisions: Int
     public let maxAuditEntries: Int
     let recordCache: Informer<CachedRecord>
+    /// The revision and audit ConfigMaps (a watch of its own, so the records' first list is as quick as before).
+    let historyCache: Informer<CachedRecord>
     let recent: RecentObjects
 
     static let storeLabel = "mcpfleet.io/store"
@@ -40,19 +47,43 @@ public final class KubernetesRolloutStore: RolloutStore {
         self.maxAuditEntries = max(1, maxAuditEntries)
         recordCache = Informer(client: client, type: .configMap, namespace: namespace, labelSelector: "\(Self.storeLabel)=rollout",
                            configuration: cache, transform: { CachedRecord($0, namespace: namespace) })
+        // Pages of at most 100: an audit log runs to hundreds of KiB, and a page is held whole while it is projected.
+        var listing = cache
+        listing.pageSize = min(cache.pageSize, 100)
+        historyCache = Informer(client: client, type: .configMap, namespace: namespace, labelSelector: "\(Self.storeLabel)!=rollout",
+                                configuration: listing, transform: { cm in
+                                    let kind = cm.labels[KubernetesRolloutStore.storeLabel]
+                                    return kind == "revisions" || kind == "audit" ? CachedRecord(cm, namespace: namespace) : nil
+                                })
         recent = RecentObjects(budget: ownWriteBudget)
     }
 
-    deinit { recordCache.stopWithoutWaiting() }
+    deinit { stopWithoutWaiting() }
+
+    /// Stops both watches without waiting (deinitializers, tests).
+    func stopWithoutWaiting() {
+        recordCache.stopWithoutWaiting()
+        historyCache.stopWithoutWaiting()
+    }
 
     // MARK: Cache lifecycle
 
     /// Starts watching the rollout records (idempotent); `waitUntilSynced` waits for the first list.
-    public func start() { recordCache.start() }
+    public func start() {
+        recordCache.start()
+        historyCache.start()
+    }
 
-    public func stop() async { await recordCache.stop() }
+    public func stop() async {
+        await recordCache.stop()
+        await historyCache.stop()
+    }
 
-    public func waitUntilSynced(timeout: Duration) async throws { try await recordCache.waitUntilSynced(timeout: timeout) }
+    public func waitUntilSynced(timeout: Duration) async throws {
+        let deadline = ContinuousClock.now + timeout
+        try await recordCache.waitUntilSynced(timeout: timeout)
+        try await historyCache.waitUntilSynced(timeout: max(.zero, deadline - .now))
+    }
 
     /// The record cache's counters.
     public var cacheStatistics: InformerStatistics { recordCache.statistics }
@@ -83,9 +114,9 @@ public final class KubernetesRolloutStore: RolloutStore {
         }.sorted { $0.server < $1.server }
     }
 
-    func waitForCache() async throws {
+    func waitForCache(_ informer: Informer<CachedRecord>? = nil) async throws {
         do {
-            try await recordCache.waitUntilSynced(timeout: .seconds(60))
+            try await (informer ?? recordCache).waitUntilSynced(timeout: .seconds(60))
         } catch let error as DriverError {
             throw DriverError("rollout store (namespace \(namespace))", error.message)
         }
@@ -130,7 +161,7 @@ public final class KubernetesRolloutStore: RolloutStore {
     public func revisions(server: String) async throws -> [RevisionRecord] {
         let name = Self.name("revisions", server)
         let text: String?
-        if let known = recent.value(name, key: "revisions.json") { text = known.text } else { text = try await read(name: name, key: "revisions.json") }
+        if let known = try await believed(kind: "revisions", name: name, key: "revisions.json") { text = known.text } else { text = try await read(name: name, key: "revisions.json") }
         guard let text else { return [] }
         return try decode([RevisionRecord].self, text, server: server)
     }
@@ -215,15 +246,19 @@ public final class KubernetesRolloutStore: RolloutStore {
         return ""
     }
 
-    /// What this store believes the ConfigMap holds now (nil: it does not know, read it).
+    /// What this store believes the ConfigMap holds now (nil: it does not know, read it). With the cache:
+    /// absent from it, the object does not exist; a revision or audit text is believed while the
+    /// watched resourceVersion is the one it was written or read at.
     private func believed(kind: String, name: String, key: String) async throws -> Snapshot? {
-        if kind == "rollout" {
-            guard cached else { return nil }
-            try await waitForCache()
-            guard let item = recordCache.item(namespace: namespace, name: name) else { return Snapshot(resourceVersion: nil, key: key, text: nil) }
-            return Snapshot(resourceVersion: item.resourceVersion, key: key, text: item.text)
-        }
-        return recent.value(name, key: key)
+        guard cached else { return kind == "rollout" ? nil : recent.value(name, key: key) }
+        let cache = kind == "rollout" ? recordCache : historyCache
+        try await waitForCache(cache)
+        guard let item = cache.item(namespace: namespace, name: name) else { return Snapshot(resourceVersion: nil, key: key, text: nil) }
+        if kind == "rollout" || item.whole { return Snapshot(resourceVersion: item.resourceVersion, key: key, text: item.text) }
+        // Known from this store's own write or read, unless the watch has since seen a newer write.
+        guard let known = recent.value(name, key: key), let rv = known.resourceVersion,
+              !Informer<CachedRecord>.isOlder(rv, than: item.resourceVersion) else { return nil }
+        return known
     }
 
     /// Read-modify-write of one data key, guarded by resourceVersion; retried on conflicts. The first
@@ -244,9 +279,8 @@ public final class KubernetesRolloutStore: RolloutStore {
             let object = KubeObject(.obj(["apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": .obj([key: .string(value)])]))
             do {
                 let written = current?.resourceVersion == nil ? try await client.create(object) : try await client.replace(object)
-                if kind == "rollout" {
-                    recordCache.ingest(written)
-                } else if let rv = written.resourceVersion {
+                (kind == "rollout" ? recordCache : historyCache).ingest(written)
+                if kind != "rollout", let rv = written.resourceVersion {
                     recent.remember(name, Snapshot(resourceVersion: rv, key: key, text: value))
                 }
                 return
@@ -283,16 +317,31 @@ public final class KubernetesRolloutStore: RolloutStore {
     }
 }
 
-/// A rollout record as the store's cache keeps it: decoded once per change.
+/// A store ConfigMap as the store's cache keeps it: a rollout record decoded once per change; of a
+/// revision or audit ConfigMap that it exists, at which resourceVersion, and its text while small.
 struct CachedRecord: Sendable {
+    /// Revision and audit texts up to this many bytes are kept whole (a server's first few entries).
+    static let inlineLimit = 4096
+
+    /// The `mcpfleet.io/store` label: rollout, revisions, audit (routes: the gateway's route object).
+    var kind: String
     var server: String
     var resourceVersion: String
     var text: String?
+    /// `text` is the object's whole data key (always for a record; for the others while small).
+    var whole = true
     var record: Result<RolloutRecord, DriverError>?
 
     init(_ cm: KubeObject, namespace: String) {
+        kind = cm.labels[KubernetesRolloutStore.storeLabel] ?? ""
         server = cm.labels[KubernetesRolloutStore.serverLabel] ?? cm.name
         resourceVersion = cm.resourceVersion ?? ""
+        guard kind == "rollout" else {
+            let t = cm.json[["data", kind + ".json"]]?.string
+            whole = (t?.utf8.count ?? 0) <= Self.inlineLimit
+            text = whole ? t : nil
+            return
+        }
         text = cm.json[["data", "record.json"]]?.string
         record = text.map { text in
             Result {

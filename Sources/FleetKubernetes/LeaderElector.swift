@@ -29,6 +29,9 @@ public actor LeaderElector {
     /// The holder as last seen in the lease (nil when free or not yet read).
     public private(set) var currentLeader: String?
 
+    /// The lease as this elector last wrote it while holding it: a renewal starts from it (client-go's
+    /// fast path), so holding the lease costs one write per `retryPeriod`, not a read and a write.
+    private var held: KubeObject?
     private var observedSpec: JSONValue?
     private var observedTime: ContinuousClock.Instant?
     private var lastRenew: ContinuousClock.Instant?
@@ -107,6 +110,7 @@ public actor LeaderElector {
         spec["leaseDurationSeconds"] = 1
         spec["renewTime"] = .string(Self.microTime(Date()))
         json["spec"] = spec
+        held = nil
         if (try? await client.replace(KubeObject(json))) != nil {
             isLeader = false
             observe(spec)
@@ -134,6 +138,20 @@ public actor LeaderElector {
     func tryAcquireOrRenew() async -> Bool {
         let now = Date()
         let seconds = Int64(max(1, leaseDuration.components.seconds))
+        if let held, isLeader {
+            // Renewed from the lease as we wrote it; its resourceVersion makes the write fail if anyone
+            // wrote in between, and then the lease is read as below.
+            var json = held.json
+            var spec = json["spec"] ?? .object([])
+            spec["renewTime"] = .string(Self.microTime(now))
+            json["spec"] = spec
+            if let written = try? await client.replace(KubeObject(json)) {
+                self.held = written
+                observe(spec)
+                return true
+            }
+            self.held = nil
+        }
         let existing: KubeObject?
         do {
             existing = try await client.getIfPresent(.lease, namespace: namespace, name: name)
@@ -151,7 +169,8 @@ public actor LeaderElector {
                                   "labels": .strings([KubernetesRenderer.labelPartOf: "mcpfleet"])]),
                 "spec": spec,
             ]))
-            guard (try? await client.create(lease)) != nil else { return false }
+            guard let written = try? await client.create(lease) else { return false }
+            held = written
             observe(spec)
             return true
         }
@@ -172,7 +191,8 @@ public actor LeaderElector {
         var json = existing.json
         json["spec"] = spec
         // `replace` sends the resourceVersion we read: a concurrent candidate's write makes ours fail.
-        guard (try? await client.replace(KubeObject(json))) != nil else { return false }
+        guard let written = try? await client.replace(KubeObject(json)) else { return false }
+        held = written
         observe(spec)
         return true
     }

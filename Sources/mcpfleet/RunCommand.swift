@@ -135,7 +135,10 @@ struct RunCommand: AsyncParsableCommand {
             wrappingStore: { raw, driver in
                 let signalled = ChangeSignallingStore(raw, changes: changes)
                 let notifying: any RolloutStore = notifier.map { NotifyingRolloutStore(signalled, notifier: $0) } ?? signalled
-                return traffic.store(notifying, routeObject: (driver as? KubernetesDriver).map { GatewayRouteObject(client: $0.client, namespace: $0.options.controllerNamespace) })
+                // Watched here too, so a save writes the route object only when the server's weights change.
+                let routes = (driver as? KubernetesDriver).map { GatewayRouteObject(client: $0.client, namespace: $0.options.controllerNamespace, configuration: $0.options.cache) }
+                routes?.start()
+                return traffic.store(notifying, routeObject: routes)
             })
         let (driver, store, controller) = (convergence.driver, convergence.store, convergence.controller)
         traffic.desired.value = { await controller.snapshot()?.desired }

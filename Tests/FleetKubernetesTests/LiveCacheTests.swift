@@ -267,7 +267,7 @@ import Testing
         try await d.start()
         defer {
             d.liveCache.stopWithoutWaiting()
-            store.recordCache.stopWithoutWaiting()
+            store.stopWithoutWaiting()
         }
         for t in state.tenants { try await d.ensureTenant(t) }
         for s in try servers(state, count: 5) { try await d.scale(s, replicas: 1) }
@@ -282,23 +282,29 @@ import Testing
         }
         let c = try await api.counters()
         #expect(try await api.nonWatchRequests() == 0, "\(c.jsonText)")
-        // Namespaces, Deployments, Pods, Services, foreign Deployments and the rollout records: six
-        // watches, each renewed about every 2 s.
+        // Namespaces, Deployments, Pods, Services, foreign Deployments, the rollout records and the
+        // revision and audit ConfigMaps: seven watches, each renewed about every 2 s.
         let watches = c[["byVerb", "watch"]]?.int ?? 0
-        #expect(watches <= 6 * 4, "\(c.jsonText)")
+        #expect(watches <= 7 * 4, "\(c.jsonText)")
     }
 
     // MARK: The rollout store's cache
 
-    @Test func cachedRolloutStoreReadsNothingAndWritesOnce() async throws {
-        let api = try KubeAPIServerProcess()
-        defer { api.stop() }
+    /// A client and a rollout store in `mcpfleet-system` whose cache has listed once (stop its cache when done).
+    func cachedStore(_ api: KubeAPIServerProcess) async throws -> (KubeClient, KubernetesRolloutStore) {
         let client = try api.client(retry: Self.fast)
         try await namespace(client, "mcpfleet-system")
         let store = KubernetesRolloutStore(client: client, namespace: "mcpfleet-system", cache: InformerConfiguration(retry: Self.fast))
         store.start()
-        defer { store.recordCache.stopWithoutWaiting() }
         try await store.waitUntilSynced(timeout: .seconds(5))
+        return (client, store)
+    }
+
+    @Test func cachedRolloutStoreReadsNothingAndWritesOnce() async throws {
+        let api = try KubeAPIServerProcess()
+        defer { api.stop() }
+        let (client, store) = try await cachedStore(api)
+        defer { store.stopWithoutWaiting() }
         try await api.resetCounters()
         var record = RolloutRecord(server: "a", phase: .progressing, targetRevision: "r2", step: 1)
         try await store.save(record)  // a create: nothing to read first
@@ -311,9 +317,11 @@ import Testing
         try await store.saveRevision(RevisionRecord(server: "a", revision: "r2", version: "2", fields: [], createdAt: 1, outcome: .pending))
         _ = try await store.revisions(server: "a")
         var c = try await api.counters()
-        #expect(c[["byResource", "configmaps", "create"]]?.int == 2 + 1, "\(c.jsonText)")  // record, audit (after a 404 read), revisions
+        #expect(c[["byResource", "configmaps", "create"]]?.int == 3, "\(c.jsonText)")  // record, audit, revisions: each once
         #expect(c[["byResource", "configmaps", "update"]]?.int == 2, "\(c.jsonText)")
-        #expect(c[["byResource", "configmaps", "get"]]?.int == 2, "\(c.jsonText)")  // the first audit and revision writes: not known yet
+        // Nothing read: the watched cache says the audit and revision ConfigMaps do not exist yet, and
+        // after the store wrote them it knows what they hold.
+        #expect(c[["byResource", "configmaps", "get"]] == nil, "\(c.jsonText)")
         #expect(c[["byResource", "configmaps", "list"]] == nil, "\(c.jsonText)")
 
         // Another writer changes the record: the cached resourceVersion is stale, the write conflicts,
@@ -325,15 +333,65 @@ import Testing
         try await api.resetCounters()
         try await store.appendAudit(AuditEntry(time: 3, server: "a", action: "scale", reason: "z", outcome: "ok"))
         try await other.appendAudit(AuditEntry(time: 4, server: "a", action: "pause", reason: "op", outcome: "ok"))
-        try await store.appendAudit(AuditEntry(time: 5, server: "a", action: "scale", reason: "w", outcome: "ok"))
-        #expect(try await store.audit(server: "a", limit: 10).map(\.time) == [5, 4, 3, 2, 1])
         c = try await api.counters()
-        #expect(c[["byResource", "configmaps", "update"]]?.int == 4, "\(c.jsonText)")  // 3 appends + one retried after its 409
+        #expect(c[["byResource", "configmaps", "update"]]?.int == 2, "\(c.jsonText)")
+        #expect(c[["byResource", "configmaps", "get"]]?.int == 1, "\(c.jsonText)")  // the uncached writer reads first
+        // Once the watch brings the other writer's audit write (a small log: the cache holds its text), the
+        // store writes from it: no read, no 409.
+        let auditName = KubernetesRolloutStore.name("audit", "a")
+        let theirVersion = try await client.get(.configMap, namespace: "mcpfleet-system", name: auditName).resourceVersion
+        try await waitUntil("the watch brings the other writer's audit entry", timeout: .seconds(5)) {
+            store.historyCache.item(namespace: "mcpfleet-system", name: auditName)?.resourceVersion == theirVersion
+        }
+        try await api.resetCounters()
+        try await store.appendAudit(AuditEntry(time: 5, server: "a", action: "scale", reason: "w", outcome: "ok"))
+        c = try await api.counters()
+        #expect(c[["byResource", "configmaps", "update"]]?.int == 1, "\(c.jsonText)")
+        #expect(c[["byResource", "configmaps", "get"]] == nil, "\(c.jsonText)")
+        #expect(try await store.audit(server: "a", limit: 10).map(\.time) == [5, 4, 3, 2, 1])
+        // A stale copy the watch has not caught up with yet costs a 409 and a read, and loses nothing.
+        try await other.appendAudit(AuditEntry(time: 6, server: "a", action: "resume", reason: "op", outcome: "ok"))
+        try await store.appendAudit(AuditEntry(time: 7, server: "a", action: "scale", reason: "v", outcome: "ok"))
+        #expect(try await store.audit(server: "a", limit: 10).map(\.time) == [7, 6, 5, 4, 3, 2, 1])
         try await waitUntil("the watch brings the other writer's record", timeout: .seconds(5)) {
             try await store.record(server: "a")?.message == "operator edit"
         }
         try await store.removeRecord(server: "a")
         #expect(try await store.record(server: "a") == nil)
+    }
+
+    @Test func aLongAuditLogIsNotHeldInTheCacheAndStillWrittenWithoutReads() async throws {
+        let api = try KubeAPIServerProcess()
+        defer { api.stop() }
+        let (client, store) = try await cachedStore(api)
+        defer { store.stopWithoutWaiting() }
+        let reason = String(repeating: "r", count: 300)
+        try await api.resetCounters()
+        for i in 0..<20 { try await store.appendAudit(AuditEntry(time: Int64(i), server: "a", action: "scale", reason: "\(reason) \(i)", outcome: "ok")) }
+        var c = try await api.counters()
+        #expect(c[["byResource", "configmaps", "get"]] == nil, "\(c.jsonText)")  // the store's own copy, at the watched resourceVersion or newer
+        let name = KubernetesRolloutStore.name("audit", "a")
+        let written = try await client.get(.configMap, namespace: "mcpfleet-system", name: name).resourceVersion
+        try await waitUntil("the watch brings the last write", timeout: .seconds(5)) {
+            store.historyCache.item(namespace: "mcpfleet-system", name: name)?.resourceVersion == written
+        }
+        let cached = try #require(store.historyCache.item(namespace: "mcpfleet-system", name: name))
+        #expect(!cached.whole && cached.text == nil, "past \(CachedRecord.inlineLimit) bytes only name and resourceVersion are kept")
+
+        // Another writer appends; once the watch shows it, the store's copy is known stale: one read, no 409.
+        let other = KubernetesRolloutStore(client: try api.client(retry: Self.fast), namespace: "mcpfleet-system")
+        try await other.appendAudit(AuditEntry(time: 100, server: "a", action: "pause", reason: "op", outcome: "ok"))
+        let theirs = try await client.get(.configMap, namespace: "mcpfleet-system", name: name).resourceVersion
+        try await waitUntil("the watch brings the other writer's entry", timeout: .seconds(5)) {
+            store.historyCache.item(namespace: "mcpfleet-system", name: name)?.resourceVersion == theirs
+        }
+        try await api.resetCounters()
+        try await store.appendAudit(AuditEntry(time: 101, server: "a", action: "scale", reason: "after", outcome: "ok"))
+        c = try await api.counters()
+        #expect(c[["byResource", "configmaps", "get"]]?.int == 1, "\(c.jsonText)")
+        #expect(c[["byResource", "configmaps", "update"]]?.int == 1, "\(c.jsonText)")
+        let times = try await store.audit(server: "a", limit: 100).map(\.time)
+        #expect(times.count == 22 && times.prefix(2) == [101, 100], "\(times)")
     }
 
     @Test func concurrentWritersWithCachesLoseNothing() async throws {
@@ -346,8 +404,8 @@ import Testing
         one.start()
         two.start()
         defer {
-            one.recordCache.stopWithoutWaiting()
-            two.recordCache.stopWithoutWaiting()
+            one.stopWithoutWaiting()
+            two.stopWithoutWaiting()
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for i in 0..<10 {

@@ -6,9 +6,10 @@ import Foundation
 enum KubeTestCatalog {
     typealias Child = LeaderElectionCLITests.Child
 
-    /// Starts `fake_apiserver.py` on `port` (0: any) and waits for the port it bound.
-    static func apiServer(port: Int = 0, log: String) async throws -> (server: Child, port: Int) {
-        let server = try Child("/usr/bin/env", ["python3", packageRoot + "/Tests/KubeAPIServer/fake_apiserver.py", "--port", String(port)], env: [:], log: log)
+    /// Starts `fake_apiserver.py` on `port` (0: any) with `arguments` and waits for the port it bound.
+    static func apiServer(port: Int = 0, arguments: [String] = [], log: String) async throws -> (server: Child, port: Int) {
+        let server = try Child("/usr/bin/env", ["python3", packageRoot + "/Tests/KubeAPIServer/fake_apiserver.py", "--port", String(port)] + arguments,
+                               env: [:], log: log)
         var bound = 0
         try await waitUntil("the API server's port", timeout: .seconds(30), every: .milliseconds(100)) {
             guard let line = server.output.split(separator: "\n").first(where: { $0.hasPrefix("PORT ") }) else { return false }
@@ -19,8 +20,8 @@ enum KubeTestCatalog {
     }
 
     /// `DIR/kubeconfig` for the server at `base`, and `DIR/catalog/fleet.yaml`: tenant `team`,
-    /// environment `k8s`, server `echo` (one replica, TCP probe).
-    static func write(in dir: String, apiServer base: String) throws {
+    /// environment `k8s`, server `echo` (one replica, TCP probe of `serverPort`).
+    static func write(in dir: String, apiServer base: String, serverPort: Int = 8080) throws {
         try """
         apiVersion: v1
         kind: Config
@@ -47,7 +48,7 @@ enum KubeTestCatalog {
           version: "1.0.0"
           tenant: team
           artifact: {image: "registry.example.com/mcp/echo:1.0.0@sha256:\(String(repeating: "ab", count: 32))"}
-          transport: {type: streamable-http, port: 8080}
+          transport: {type: streamable-http, port: \(serverPort)}
           health: {probe: tcp}
           replicas: 1
         """.write(toFile: dir + "/catalog/fleet.yaml", atomically: true, encoding: .utf8)

@@ -77,6 +77,11 @@ public protocol RuntimeDriver: Sendable {
     /// instances are stopped, their definitions kept, so the next controller brings the same revisions
     /// back. `desired` (when known) supplies the specs. The default scales each revision to zero.
     func shutdown(stoppingInstances: Bool, desired: DesiredState?) async throws
+
+    /// Scopes whose live state changed (a server, or `.all` after the driver re-read everything), as the
+    /// driver's live-state cache sees them, for the controller to queue that reconcile at once rather
+    /// than at the next resync. Nil: the driver reports no changes (the default). Call after `start()`.
+    func liveChanges() -> AsyncStream<ObserveScope>?
 }
 
 /// What an observation covers: everything (the sync key, `status`, `plan`) or one server (its reconcile).
@@ -99,6 +104,7 @@ extension RuntimeDriver {
 
     public func start() async throws {}
     public func stop() async {}
+    public func liveChanges() -> AsyncStream<ObserveScope>? { nil }
 
     public func shutdown(stoppingInstances: Bool, desired: DesiredState?) async throws {
         await stop()
