@@ -20,7 +20,10 @@ final class RevisionFieldsCache: @unchecked Sendable {
 
     /// `live` with the recorded fields of every managed revision that has none; servers whose records
     /// cannot be read keep theirs unknown (the plan then names the revisions instead of their fields).
-    func filling(_ live: LiveState, from store: @escaping @Sendable () -> any RolloutStore) async -> LiveState {
+    /// With `readStore` false only fields already read are added: a running controller's full observes
+    /// (every few seconds, thousands of servers) never turn into a read per server; its per-server
+    /// observes read that server's records once.
+    func filling(_ live: LiveState, readStore: Bool = true, from store: @escaping @Sendable () -> any RolloutStore) async -> LiveState {
         var out = live
         var wanted: [Int] = []
         lock.withLock {
@@ -38,7 +41,7 @@ final class RevisionFieldsCache: @unchecked Sendable {
                 if needsRead { wanted.append(i) }
             }
         }
-        guard !wanted.isEmpty else { return out }
+        guard readStore, !wanted.isEmpty else { return out }
         let store = store()
         let names = wanted.map { out.servers[$0].name }
         let read: [String: [RevisionRecord]] = await withTaskGroup(of: (String, [RevisionRecord]?).self) { group in

@@ -327,7 +327,7 @@ public final class KubernetesDriver: RuntimeDriver {
     /// of the fleet).
     public func observe(_ scope: ObserveScope) async throws -> LiveState {
         // Revisions' fields come from the rollout store's revision records (RevisionFieldsCache).
-        await revisionFields.filling(try await observeObjects(scope)) { self.rolloutStore() }
+        await revisionFields.filling(try await observeObjects(scope), readStore: scope != .all || !liveCache.isRunning) { self.rolloutStore() }
     }
 
     func observeObjects(_ scope: ObserveScope) async throws -> LiveState {

@@ -390,16 +390,20 @@ public enum KubernetesRenderer {
     /// probes are left out: the API server normalizes quantities and fills in probe defaults, so a
     /// digest over them would call every Deployment on a real cluster edited.
     public static func specDigest(containers: [JSONValue]) -> String {
-        func sortedKeys(_ v: JSONValue) -> JSONValue {
+        // Keys sorted, and what the API server leaves out when it serializes (empty strings and lists,
+        // `omitempty`) left out here too.
+        func normalized(_ v: JSONValue?) -> JSONValue? {
             switch v {
-            case .object(let members): return .object(members.sorted { $0.key < $1.key }.map { JSONMember($0.key, sortedKeys($0.value)) })
-            case .array(let items): return .array(items.map(sortedKeys))
+            case .object(let members)?:
+                return .object(members.sorted { $0.key < $1.key }.compactMap { m in normalized(m.value).map { JSONMember(m.key, $0) } })
+            case .array(let items)?: return items.isEmpty ? nil : .array(items.compactMap(normalized))
+            case .string("")?, .null?, nil: return nil
             default: return v
             }
         }
         let projection = JSONValue.array(containers.map { c in
-            .obj(["name": c["name"], "image": c["image"], "command": c["command"], "args": c["args"],
-                  "env": c["env"].map(sortedKeys),
+            .obj(["name": c["name"], "image": c["image"], "command": normalized(c["command"]), "args": normalized(c["args"]),
+                  "env": normalized(c["env"]),
                   "ports": c["ports"]?.array.map { .array($0.map { $0["containerPort"] ?? .null }) }])
         })
         return PlanSafety.digest(projection.jsonText)
