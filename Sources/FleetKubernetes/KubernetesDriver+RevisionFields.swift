@@ -20,9 +20,8 @@ final class RevisionFieldsCache: @unchecked Sendable {
 
     /// `live` with the recorded fields of every managed revision that has none; servers whose records
     /// cannot be read keep theirs unknown (the plan then names the revisions instead of their fields).
-    /// With `readStore` false only fields already read are added: a running controller's full observes
-    /// (every few seconds, thousands of servers) never turn into a read per server; its per-server
-    /// observes read that server's records once.
+    /// With `readStore` false only fields already read are added: a running controller's observes
+    /// (every few seconds, thousands of servers) and scoped observes never turn into store reads.
     func filling(_ live: LiveState, readStore: Bool = true, from store: @escaping @Sendable () -> any RolloutStore) async -> LiveState {
         var out = live
         var wanted: [Int] = []

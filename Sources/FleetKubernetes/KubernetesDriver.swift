@@ -326,8 +326,10 @@ public final class KubernetesDriver: RuntimeDriver {
     /// the managed Namespaces and that server's Deployments and Pods (five requests, whatever the size
     /// of the fleet).
     public func observe(_ scope: ObserveScope) async throws -> LiveState {
-        // Revisions' fields come from the rollout store's revision records (RevisionFieldsCache).
-        await revisionFields.filling(try await observeObjects(scope), readStore: scope != .all || !liveCache.isRunning) { self.rolloutStore() }
+        // Revisions' fields come from the rollout store's revision records (RevisionFieldsCache), read
+        // for a full observe without the cache (`plan`, `status`): a running controller's observes and
+        // scoped observes cost no more requests than before.
+        await revisionFields.filling(try await observeObjects(scope), readStore: scope == .all && !liveCache.isRunning) { self.rolloutStore() }
     }
 
     func observeObjects(_ scope: ObserveScope) async throws -> LiveState {
