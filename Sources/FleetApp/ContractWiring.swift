@@ -140,12 +140,20 @@ extension ContractWiring {
 
     /// `status`: the contract each serving revision recorded when it became healthy.
     public static func statusLines(_ live: LiveState, store: any RolloutStore) async throws -> String {
-        var out: [String] = []
-        for s in live.servers {
-            guard let serving = s.servingRevision?.revision,
-                  let c = try await store.revisions(server: s.name).last(where: { $0.revision == serving && $0.contract != nil })?.contract else { continue }
-            out.append("  \(s.name): contract \(c.shortDigest) of revision \(serving) (\(c.tools.count) tools)")
+        let out = try await withContracts(live, store: store).servers.compactMap { s in
+            s.contract.map { "  \(s.name): contract \($0.shortDigest) of revision \($0.revision) (\($0.tools) tools)" }
         }
         return out.isEmpty ? "" : "\n" + out.joined(separator: "\n") + "\n"
+    }
+
+    /// `live` with each server's `contract`: the one recorded for its serving revision (`status -o json`).
+    public static func withContracts(_ live: LiveState, store: any RolloutStore) async throws -> LiveState {
+        var out = live
+        for i in out.servers.indices {
+            guard let serving = out.servers[i].servingRevision?.revision,
+                  let c = try await store.revisions(server: out.servers[i].name).last(where: { $0.revision == serving && $0.contract != nil })?.contract else { continue }
+            out.servers[i].contract = LiveContract(digest: c.digest, revision: serving, tools: c.tools.count)
+        }
+        return out
     }
 }

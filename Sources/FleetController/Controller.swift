@@ -565,10 +565,10 @@ public final class Controller: Service, Sendable {
                     server: name, revision: revision, version: existing?.version ?? s.version, fields: existing?.fields ?? s.fields,
                     createdAt: existing?.createdAt ?? clock.nowMs(), outcome: outcome, reason: reason,
                     manifestCommit: existing?.manifestCommit ?? snap.commit, evidence: existing?.evidence ?? verdict?.evidence, contract: existing?.contract))
-            case .audit(let what, let revision, let reason):
+            case .audit(let what, let revision, let reason, let step):
                 try await persist {
                     try await self.store.appendAudit(AuditEntry(time: self.clock.nowMs(), server: name, action: what, revision: revision, reason: reason,
-                                                                manifestCommit: snap.commit, outcome: "ok", correlationId: correlation))
+                                                                manifestCommit: snap.commit, outcome: "ok", correlationId: correlation, step: step))
                 }
                 let level: Logger.Level = ["rollback", "rollout-failed"].contains(what) ? .warning : .info
                 logger.log(level: level, "\(what)", metadata: ["server": "\(name)", "revision": "\(revision ?? "")", "reason": "\(reason)", "correlation_id": "\(correlation)"])

@@ -101,6 +101,7 @@ public final class KubernetesDriver: RuntimeDriver {
     private let cache = DriverCache()
     let liveCache: KubernetesLiveCache
     private let storeBox = StoreBox()
+    private let revisionFields = RevisionFieldsCache()
 
     public init(environment: Environment, config: ClusterConfig, transport: (any HTTPTransport)? = nil, options: KubernetesDriverOptions = KubernetesDriverOptions()) throws {
         self.environment = environment
@@ -327,6 +328,13 @@ public final class KubernetesDriver: RuntimeDriver {
     /// the managed Namespaces and that server's Deployments and Pods (five requests, whatever the size
     /// of the fleet).
     public func observe(_ scope: ObserveScope) async throws -> LiveState {
+        // Revisions' fields come from the rollout store's revision records (RevisionFieldsCache), read
+        // for a full observe without the cache (`plan`, `status`): a running controller's observes and
+        // scoped observes cost no more requests than before.
+        await revisionFields.filling(try await observeObjects(scope), readStore: scope == .all && !liveCache.isRunning) { self.rolloutStore() }
+    }
+
+    func observeObjects(_ scope: ObserveScope) async throws -> LiveState {
         if liveCache.isRunning {
             try await liveCache.waitUntilSynced(timeout: options.cacheSyncTimeout)
             return liveCache.objects(scope).liveState(environment: environment.name)

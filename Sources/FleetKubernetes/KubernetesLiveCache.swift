@@ -23,7 +23,11 @@ struct CachedDeployment: Sendable, Hashable {
     var revision: String?
     var tenant: String?
     var version: String?
+    /// From the `mcpfleet.io/fields` annotation of a Deployment an older mcpfleet made; else nil, and
+    /// the driver adds them from the rollout store's revision records.
     var fields: [SpecField]?
+    /// Set when the containers no longer match the spec digest mcpfleet recorded (edited by hand).
+    var drift: String?
     var replicas: Int
     var ready: Int
 
@@ -48,6 +52,11 @@ struct CachedDeployment: Sendable, Hashable {
         tenant = object.labels[KubernetesRenderer.labelTenant]
         version = annotations[KubernetesRenderer.annotationVersion]
         fields = revision == nil ? nil : KubernetesRenderer.decodeFields(annotations[KubernetesRenderer.annotationFields])
+        if revision != nil, let recorded = annotations[KubernetesRenderer.annotationSpecDigest],
+           let live = KubernetesRenderer.specDigest(ofDeployment: object.json), live != recorded {
+            drift = "Deployment \(namespace)/\(name) was edited outside mcpfleet: its containers (image, command, args, env or ports) "
+                + "no longer match what mcpfleet applied (\(recorded.prefix(19))…, now \(live.prefix(19))…)"
+        }
         replicas = status.replicas
         ready = status.ready
     }
@@ -110,7 +119,8 @@ struct ObservedObjects {
         for d in deployments {
             guard let revision = d.revision else { continue }
             let instances = podsByRevision[d.server + "/" + revision]?.sorted { $0.id < $1.id }
-            let live = LiveRevision(revision: revision, version: d.version, replicas: d.replicas, ready: d.ready, fields: d.fields, instances: instances)
+            var live = LiveRevision(revision: revision, version: d.version, replicas: d.replicas, ready: d.ready, fields: d.fields, instances: instances)
+            live.drift = d.drift
             servers[d.server, default: LiveServer(name: d.server, tenant: d.tenant, revisions: [])].revisions.append(live)
         }
         // Deployments in tenant namespaces that mcpfleet does not manage are reported as unmanaged, so a

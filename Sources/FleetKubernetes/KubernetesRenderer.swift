@@ -48,7 +48,13 @@ public enum KubernetesRenderer {
     public static let labelRevision = "mcpfleet.io/revision"
     public static let annotationRevision = "mcpfleet.io/revision"
     public static let annotationCommit = "mcpfleet.io/manifest-commit"
+    /// Tenants' spec fields on their Namespace (tenants have no revision records). Deployments carried
+    /// their fields here too before the spec digest replaced it; `observe` still reads them from
+    /// Deployments an older mcpfleet created.
     public static let annotationFields = "mcpfleet.io/fields"
+    /// `sha256:<hex>` of what mcpfleet set in a Deployment's containers (`specDigest`): a Deployment
+    /// whose containers no longer hash to it was edited outside mcpfleet.
+    public static let annotationSpecDigest = "mcpfleet.io/spec-digest"
     public static let annotationVersion = "mcpfleet.io/version"
     public static let annotationPath = "mcpfleet.io/path"
     public static let annotationIsolation = "mcpfleet.io/isolation"
@@ -307,7 +313,9 @@ public enum KubernetesRenderer {
         let labels = serverLabels(server)
         var metaLabels = labels
         for (k, v) in server.labels where metaLabels[k] == nil && Syntax.isLabelKey(k) && Syntax.isLabelValue(v) { metaLabels[k] = v }
-        var annotations = [annotationRevision: server.revision, annotationVersion: server.version, annotationFields: fieldsJSON(server.fields)]
+        // The revision's fields stay in the rollout store's revision records (`plan` reads them there);
+        // the object carries only a digest of its containers, to tell a hand edit (`specDigest`).
+        var annotations = [annotationRevision: server.revision, annotationVersion: server.version]
         if let commit = options.manifestCommit { annotations[annotationCommit] = commit }
         let selector: [String: String] = [labelInstance: server.name, labelRevision: server.revision]
 
@@ -360,6 +368,7 @@ public enum KubernetesRenderer {
                       "labelSelector": .obj(["matchLabels": .strings(selector)])]),
             ],
         ])
+        annotations[annotationSpecDigest] = specDigest(containers: [container])
         return KubeObject(.obj([
             "apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": meta(name: deploymentName(server: server.name, revision: server.revision), namespace: namespace, labels: metaLabels, annotations: annotations),
@@ -374,6 +383,35 @@ public enum KubernetesRenderer {
                 ]),
             ]),
         ]))
+    }
+
+    /// The digest of what a hand edit of a Deployment usually changes and the API server never rewrites:
+    /// each container's name, image, command, args, env and container ports, keys sorted. Resources and
+    /// probes are left out: the API server normalizes quantities and fills in probe defaults, so a
+    /// digest over them would call every Deployment on a real cluster edited.
+    public static func specDigest(containers: [JSONValue]) -> String {
+        // Keys sorted, and what the API server leaves out when it serializes (empty strings and lists,
+        // `omitempty`) left out here too.
+        func normalized(_ v: JSONValue?) -> JSONValue? {
+            switch v {
+            case .object(let members)?:
+                return .object(members.sorted { $0.key < $1.key }.compactMap { m in normalized(m.value).map { JSONMember(m.key, $0) } })
+            case .array(let items)?: return items.isEmpty ? nil : .array(items.compactMap(normalized))
+            case .string("")?, .null?, nil: return nil
+            default: return v
+            }
+        }
+        let projection = JSONValue.array(containers.map { c in
+            .obj(["name": c["name"], "image": c["image"], "command": normalized(c["command"]), "args": normalized(c["args"]),
+                  "env": normalized(c["env"]),
+                  "ports": c["ports"]?.array.map { .array($0.map { $0["containerPort"] ?? .null }) }])
+        })
+        return PlanSafety.digest(projection.jsonText)
+    }
+
+    /// The spec digest of a live Deployment's containers (nil without a pod template).
+    public static func specDigest(ofDeployment json: JSONValue) -> String? {
+        json[["spec", "template", "spec", "containers"]]?.array.map { specDigest(containers: $0) }
     }
 
     /// Startup, liveness and readiness probes from `health`. An MCP endpoint answers plain GETs with

@@ -41,7 +41,7 @@ struct StatusCommand: AsyncParsableCommand {
         }
         let live = try await target.observe(driver, store)
         switch output {
-        case .json: writeStdout(try encodeJSON(live))
+        case .json: writeStdout(try encodeJSON(try await ContractWiring.withContracts(live, store: store)))
         case .text, .markdown:
             let view = try await view(target, live: live, store: store)
             let sync = FleetSync.summary(live, desired: target.desired, catalogCommit: GitSource.manifestCommit(path))

@@ -134,6 +134,9 @@ import Testing
         #expect(stableRecord.contract?.digest == committed.digest)
         let status = try await f.fleet(["status", f.dir])
         #expect(status.out.contains("rolled-back") && status.out.contains("`tz`") && status.out.contains("contract \(committed.shortDigest)"), "\(status.out)")
+        // `status -o json` carries the same contract (issue 17), and still matches its schema.
+        #expect(try await f.server()?.contract == LiveContract(digest: committed.digest, revision: v1, tools: committed.tools.count))
+        try await f.statusValidatesAgainstTheSchema()
         let text = try await f.fleet(["history", "time", "-C", f.dir, "--contract"])
         #expect(text.out.contains("contract: \(committed.digest)") && text.out.contains("tool convert(") && text.out.contains("new required parameter `tz`"), "\(text.out)")
         #expect(controller.logLines.contains { ($0["level"] as? String) == "warning" && "\($0)".contains("contract drift") })

@@ -446,3 +446,41 @@ func failedAnalysisRollsBackAndStays(strategy: RolloutStrategy) {
     #expect(p95 > 2 && p95 <= 5)
     #expect(LatencyHistogram().quantile(0.95) == nil)
 }
+
+/// A serving revision restarting outside a rollout: one `crash-loop` entry per episode (not per
+/// restart), none while it keeps crashing, `crash-loop-recovered` once ready and quiet; slow restarts
+/// spread over more than the window are no episode.
+@Test func steadyStateCrashLoopIsAnnouncedOncePerEpisode() {
+    let d = server("1")
+    var record = rec()
+    var audits: [String] = []
+    func at(_ ms: Int64, restarts: Int, ready: Int = 2) {
+        let out = RolloutMachine.step(RolloutInput(desired: d, record: record, live: live(("1", 2, ready)),
+                                                   problems: ["rev-1": RevisionProblems(restarts: restarts, reasons: ["time-rev-1-0: exited with status 3"])], now: t0 + ms))
+        record = out.record
+        for case .audit(let action, _, let reason, _) in out.actions { audits.append("\(action): \(reason)") }
+    }
+    at(0, restarts: 0)
+    for i in 1...4 { at(Int64(i) * 1_000, restarts: i, ready: 1) }
+    #expect(audits.isEmpty)
+    at(5_000, restarts: 5, ready: 0)
+    #expect(audits == ["crash-loop: 5 restarts in 5 s while serving — time-rev-1-0: exited with status 3"], "\(audits)")
+    for i in 6...20 { at(Int64(i) * 1_000, restarts: i, ready: 0) }
+    #expect(audits.count == 1, "\(audits)")
+    // Ready again but restarted recently: not yet recovered.
+    at(30_000, restarts: 20)
+    #expect(audits.count == 1)
+    at(20_000 + RolloutMachine.crashLoopQuietMs, restarts: 20)
+    #expect(audits.count == 2 && audits[1].hasPrefix("crash-loop-recovered: 2/2 ready"), "\(audits)")
+    at(20_000 + RolloutMachine.crashLoopQuietMs + 1_000, restarts: 20)
+    #expect(audits.count == 2)
+    // Four restarts per window, window after window: never an episode.
+    var now = 100_000 + RolloutMachine.crashLoopQuietMs
+    var restarts = 20
+    for _ in 0..<3 {
+        for _ in 0..<4 { restarts += 1; now += 1_000; at(now, restarts: restarts) }
+        now += RolloutMachine.crashLoopWindowMs + 1_000
+        at(now, restarts: restarts)
+    }
+    #expect(audits.count == 2, "\(audits)")
+}

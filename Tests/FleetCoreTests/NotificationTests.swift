@@ -91,6 +91,7 @@ import Testing
         #expect(kinds("rollback-start") == [.rolledBack] && kinds("pin") == [.rolledBack])
         #expect(kinds("blocked") == [.blocked])
         #expect(kinds("crash-loop") == [.crashLooping])
+        #expect(kinds("step") == [.step] && kinds("crash-loop-recovered") == [.recovered])
         // Driver calls (and their failures, retried) are not events.
         #expect(kinds("scale").isEmpty && kinds("rollout-start", outcome: "error: boom").isEmpty)
     }

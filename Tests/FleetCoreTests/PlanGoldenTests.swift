@@ -46,6 +46,11 @@ import Testing
                 live.servers[i].failedRevisions = [target]
                 live.servers[i].phase = .rolledBack
             }
+        case "drift":
+            // A Kubernetes Deployment of the desired revision edited by hand (the driver's spec digest).
+            if let i = live.servers.firstIndex(where: { $0.name == "time" }), !live.servers[i].revisions.isEmpty {
+                live.servers[i].revisions[0].drift = "Deployment team-a/time-\(live.servers[i].revisions[0].revision) was edited outside mcpfleet"
+            }
         default: break
         }
     }

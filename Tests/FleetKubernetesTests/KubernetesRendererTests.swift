@@ -25,7 +25,19 @@ import Testing
         #expect(labels["sdk"] == "python")
         let annotations = d[["metadata", "annotations"]]?.stringMap ?? [:]
         #expect(annotations["mcpfleet.io/manifest-commit"] == "abc123")
-        #expect(KubernetesRenderer.decodeFields(annotations["mcpfleet.io/fields"]) == server.fields)
+        // A digest of the containers instead of the ~1.5 KB fields (those stay in the rollout store).
+        #expect(annotations["mcpfleet.io/fields"] == nil)
+        #expect(annotations["mcpfleet.io/spec-digest"] == KubernetesRenderer.specDigest(ofDeployment: d))
+        var edited = d
+        var container = try #require(d[["spec", "template", "spec", "containers"]]?.array?.first)
+        container["env"] = .array([])
+        edited["spec"]?["template"]?["spec"]?["containers"] = .array([container])
+        #expect(KubernetesRenderer.specDigest(ofDeployment: edited) != annotations["mcpfleet.io/spec-digest"])
+        // What the API server leaves out when it serializes (an empty value, empty lists) and key order
+        // do not count as edits.
+        let withEmpty = [JSONValue.obj(["name": "mcp", "image": "i", "args": [], "env": [.obj(["value": "", "name": "A"])]])]
+        let asServed = [JSONValue.obj(["image": "i", "env": [.obj(["name": "A"])], "name": "mcp"])]
+        #expect(KubernetesRenderer.specDigest(containers: withEmpty) == KubernetesRenderer.specDigest(containers: asServed))
         let c = try #require(d[["spec", "template", "spec", "containers"]]?.array?.first)
         #expect(c["image"]?.string?.contains("@sha256:") == true)
         #expect(c["args"] == nil)  // the image's own ENTRYPOINT/CMD run

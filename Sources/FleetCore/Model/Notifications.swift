@@ -7,6 +7,8 @@ public enum RolloutEventKind: String, Codable, Hashable, Sendable, CaseIterable 
     case rolledBack = "rolled-back"
     case blocked
     case crashLooping = "crash-looping"
+    /// A serving revision's crash loop ended (every replica ready, no restart for a minute).
+    case recovered
 
     /// The events an audit entry stands for. Only entries that record something that happened
     /// (`outcome: ok`) are events; a driver call failing and being retried is not news until the rollout
@@ -16,7 +18,7 @@ public enum RolloutEventKind: String, Codable, Hashable, Sendable, CaseIterable 
         guard entry.outcome == "ok" else { return [] }
         switch entry.action {
         case "rollout-start": return [.started]
-        case "analysis-passed": return [.step]
+        case "step", "analysis-passed": return [.step]
         case "pause", "analysis-inconclusive": return [.paused]
         case "resume": return [.resumed]
         case "promote", "analysis-overridden": return [.promoted]
@@ -25,6 +27,7 @@ public enum RolloutEventKind: String, Codable, Hashable, Sendable, CaseIterable 
         case "rollback-start", "pin": return [.rolledBack]
         case "blocked": return [.blocked]
         case "crash-loop": return [.crashLooping]
+        case "crash-loop-recovered": return [.recovered]
         default: return []
         }
     }
@@ -49,8 +52,11 @@ public struct RolloutEvent: Codable, Hashable, Sendable {
     /// Unix epoch milliseconds.
     public var time: Int64
     public var correlationId: String?
+    /// For `step` events from action `step`: which step, at what weight.
+    public var step: RolloutStep?
 
     public init(kind: RolloutEventKind, environment: String, entry: AuditEntry) {
+        step = entry.step
         self.kind = kind
         self.environment = environment
         server = entry.server
@@ -73,7 +79,7 @@ public struct RolloutEvent: Codable, Hashable, Sendable {
     public var summary: String {
         let mark: String
         switch kind {
-        case .succeeded: mark = "✅"
+        case .succeeded, .recovered: mark = "✅"
         case .failed, .crashLooping: mark = "❌"
         case .rolledBack: mark = "↩️"
         case .blocked: mark = "⛔"
@@ -120,7 +126,7 @@ public struct RolloutEvent: Codable, Hashable, Sendable {
         let state: String
         switch kind {
         case .started, .step, .paused, .resumed, .promoted: state = "pending"
-        case .succeeded: state = "success"
+        case .succeeded, .recovered: state = "success"
         case .failed, .rolledBack, .crashLooping: state = "failure"
         case .blocked: state = "error"
         }

@@ -175,6 +175,9 @@ public struct LiveRevision: Codable, Hashable, Sendable {
     /// The spec fields this revision was deployed with (secret-safe), so a plan can say what changes.
     public var fields: [SpecField]?
     public var instances: [LiveInstance]?
+    /// Why the runtime's object no longer matches what was applied for this revision (edited by hand);
+    /// nil when it matches or the driver cannot tell.
+    public var drift: String?
 
     public init(revision: String, version: String? = nil, replicas: Int, ready: Int, fields: [SpecField]? = nil, instances: [LiveInstance]? = nil) {
         self.revision = revision
@@ -209,6 +212,8 @@ public struct LiveServer: Codable, Hashable, Sendable {
     public var settings: ServerSettings?
     /// The supply-chain verdict in force and its evidence, when the baseline records it.
     public var admission: Admission?
+    /// The serving revision's tool contract (`status` fills it in from the revision records).
+    public var contract: LiveContract?
 
     public init(name: String, tenant: String? = nil, managed: Bool = true, revisions: [LiveRevision], phase: RolloutPhase = .stable,
                 targetRevision: String? = nil, lastGoodRevision: String? = nil, pinnedRevision: String? = nil, failedRevisions: [String] = [], paused: Bool = false,
@@ -229,7 +234,7 @@ public struct LiveServer: Codable, Hashable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case name, tenant, managed, revisions, phase, targetRevision, lastGoodRevision, pinnedRevision, pinForced, failedRevisions, paused, message,
-             settings, admission
+             settings, admission, contract
     }
 
     public init(from decoder: any Decoder) throws {
@@ -248,6 +253,7 @@ public struct LiveServer: Codable, Hashable, Sendable {
         message = try c.decodeIfPresent(String.self, forKey: .message)
         settings = try c.decodeIfPresent(ServerSettings.self, forKey: .settings)
         admission = try c.decodeIfPresent(Admission.self, forKey: .admission)
+        contract = try c.decodeIfPresent(LiveContract.self, forKey: .contract)
     }
 
     public var totalReplicas: Int { revisions.reduce(0) { $0 + $1.replicas } }
@@ -288,6 +294,23 @@ public struct LiveServer: Codable, Hashable, Sendable {
             return (current ?? 0, others)
         }
     }
+}
+
+/// Which tool contract a server serves: its digest (`sha256:<hex>`), the revision it was recorded
+/// from, and how many tools it has (docs/designs/0010-tool-contracts.md).
+public struct LiveContract: Codable, Hashable, Sendable {
+    public var digest: String
+    public var revision: String
+    public var tools: Int
+
+    public init(digest: String, revision: String, tools: Int) {
+        self.digest = digest
+        self.revision = revision
+        self.tools = tools
+    }
+
+    /// `sha256:` and the first 12 hex digits, as `status` shows it.
+    public var shortDigest: String { String(digest.prefix(19)) }
 }
 
 public struct LiveTenant: Codable, Hashable, Sendable {

@@ -339,6 +339,21 @@ extension Renderer {
             add("gateway.consecutiveFailures", g.consecutiveFailures.map(String.init))
             add("gateway.ejectionTime", g.ejectionTime.map(Syntax.format))
         }
+        // Receivers by name: adding, removing or retargeting one shows in the plan. Their secrets are
+        // references (`secret NAME/KEY`), and a URL with a credential in it is refused at validate time.
+        for n in e.notifications {
+            let at = "notifications." + n.name
+            add(at + ".type", n.kind.rawValue)
+            add(at + ".url", n.url)
+            // References name a secret file, never a value: shown as written.
+            for (key, ref) in [("urlSecretRef", n.urlSecretRef), ("signingKey", n.signingKey), ("token", n.token)] {
+                if let ref { f.append(SpecField(path: at + "." + key, display: ref.description)) }
+            }
+            add(at + ".repository", n.repository)
+            add(at + ".apiURL", n.apiURL)
+            add(at + ".events", n.events.map { "[" + $0.map(\.rawValue).sorted().joined(separator: ", ") + "]" })
+            add(at + ".servers", n.servers.map { "[" + $0.sorted().joined(separator: ", ") + "]" })
+        }
         return CatalogObject(kind: .environment, name: e.name, fields: f)
     }
 

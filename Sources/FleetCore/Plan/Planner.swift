@@ -86,7 +86,8 @@ public enum Planner {
                     summary.held += 1
                     holds.append(Hold(server: dp.pointee.name, reason: "rollout to \(dp.pointee.revision) in progress (\(current)/\(dp.pointee.replicas) replicas on it)", revision: dp.pointee.revision))
                 } else if current != dp.pointee.replicas || others > 0 {
-                    let extra = inPlaceChanges(dp, lp, verdict, &settingsUnrecorded, &admissionUnrecorded)
+                    var extra = inPlaceChanges(dp, lp, verdict, &settingsUnrecorded, &admissionUnrecorded)
+                    addDrift(dp, lp, to: &extra)
                     changes.append(Change(action: .scale, kind: .server, name: dp.pointee.name, tenant: dp.pointee.tenant, fromRevision: dp.pointee.revision, toRevision: dp.pointee.revision,
                                           fromReplicas: lp.pointee.totalReplicas, toReplicas: dp.pointee.replicas,
                                           fields: [FieldChange(path: "replicas", old: String(lp.pointee.totalReplicas), new: String(dp.pointee.replicas))] + extra.fields,
@@ -94,7 +95,8 @@ public enum Planner {
                                           blocked: extra.blocked))
                     if extra.blocked, let verdict { verdictsUsed.append(verdict) }
                 } else {
-                    let extra = inPlaceChanges(dp, lp, verdict, &settingsUnrecorded, &admissionUnrecorded)
+                    var extra = inPlaceChanges(dp, lp, verdict, &settingsUnrecorded, &admissionUnrecorded)
+                    addDrift(dp, lp, to: &extra)
                     if extra.fields.isEmpty {
                         summary.unchanged += 1
                     } else {
@@ -217,6 +219,14 @@ public enum Planner {
             }
         }
         return (fields, what.joined(separator: "; "), blocked)
+    }
+
+    /// A desired revision whose runtime object was edited by hand (the driver reports `drift`): the plan
+    /// says so, as a change to put it back.
+    static func addDrift(_ dp: UnsafePointer<DesiredServer>, _ lp: UnsafePointer<LiveServer>, to extra: inout (fields: [FieldChange], reason: String, blocked: Bool)) {
+        guard let drift = lp.pointee.revisions.first(where: { $0.revision == dp.pointee.revision })?.drift else { return }
+        extra.fields.append(FieldChange(path: "drift", old: "edited outside mcpfleet", new: "revision \(dp.pointee.revision) as applied"))
+        extra.reason = extra.reason.isEmpty ? drift : extra.reason + "; " + drift
     }
 
     /// Creates and updates of catalog objects (in `desired` order) into `changes`; deletions (objects

@@ -6,7 +6,8 @@ public enum RolloutAction: Hashable, Sendable, CustomStringConvertible {
     case removeRevision(String)
     /// Record how a revision ended (or that it began) in the revision history.
     case recordRevision(revision: String, outcome: RevisionOutcome, reason: String)
-    case audit(action: String, revision: String?, reason: String)
+    /// Append to the audit log (`step`: which rollout step an entry of action `step` reached).
+    case audit(action: String, revision: String?, reason: String, step: RolloutStep? = nil)
     /// Make sure an analysis run of `revision` at `step`, started no earlier than `notBefore`, is under way.
     case runAnalysis(revision: String, step: Int, notBefore: Int64)
 
@@ -15,7 +16,7 @@ public enum RolloutAction: Hashable, Sendable, CustomStringConvertible {
         case .scale(let r, let n): return "scale \(r) to \(n)"
         case .removeRevision(let r): return "remove revision \(r)"
         case .recordRevision(let r, let o, _): return "record \(r) as \(o.rawValue)"
-        case .audit(let a, let r, _): return "audit \(a) \(r ?? "")"
+        case .audit(let a, let r, _, _): return "audit \(a) \(r ?? "")"
         case .runAnalysis(let r, let s, _): return "analyse \(r) at step \(s)"
         }
     }
@@ -100,9 +101,16 @@ public enum RolloutMachine {
     /// Restarts of a rollout's target instances (summed) that make it a crash loop: the revision fails
     /// before its progress deadline (systemd's default start limit is the same burst).
     public static let crashLoopRestarts = 5
+    /// Outside a rollout, a serving revision is crash-looping after `crashLoopRestarts` restarts within
+    /// this window; the episode ends (`crash-loop-recovered`) once every replica is ready and none has
+    /// restarted for `crashLoopQuietMs`.
+    public static let crashLoopWindowMs: Int64 = 10 * 60_000
+    public static let crashLoopQuietMs: Int64 = 60_000
 
     struct Stage: Equatable {
         var goal: Int
+        /// Percent of the desired replicas: the step's `weight`, else what its replica count makes.
+        var weight: Int = 100
         var analysis: Bool
         var pauseMs: Int64?
         var untilPromoted: Bool
@@ -115,7 +123,8 @@ public enum RolloutMachine {
         var out = d.rollout.steps.map { step -> Stage in
             var goal = step.replicas ?? Int((Double(step.weight ?? 100) * Double(n) / 100).rounded(.up))
             goal = n == 0 ? 0 : min(n, max(1, goal))
-            return Stage(goal: goal, analysis: step.analysis && d.slo != nil, pauseMs: step.pauseMs, untilPromoted: step.untilPromoted)
+            let weight = step.weight ?? (n == 0 ? 100 : Int((Double(goal) * 100 / Double(n)).rounded()))
+            return Stage(goal: goal, weight: weight, analysis: step.analysis && d.slo != nil, pauseMs: step.pauseMs, untilPromoted: step.untilPromoted)
         }
         out.append(Stage(goal: n, analysis: false, pauseMs: nil, untilPromoted: false))
         return out
@@ -237,11 +246,46 @@ public enum RolloutMachine {
                     record.stableRevision = d.revision
                     if record.phase != .stable && record.phase != .degraded { record.phase = .stable; record.message = nil }
                     holdOn(d.revision, pinned: false)
+                    watchCrashLoop(d.revision)
                     return
                 }
                 begin()
             }
             advance()
+        }
+
+        /// A serving revision restarting repeatedly outside a rollout (nothing to roll back to): one
+        /// `crash-loop` entry when `crashLoopRestarts` restarts fall within `crashLoopWindowMs`, none
+        /// while it keeps crashing, and `crash-loop-recovered` once every replica is ready and quiet
+        /// for `crashLoopQuietMs`.
+        mutating func watchCrashLoop(_ rev: String) {
+            let restarts = input.problems[rev]?.restarts ?? 0
+            guard var w = record.crashWatch, w.revision == rev, restarts >= w.restarts else {
+                // A new revision, or counts reset (instances replaced): start watching afresh.
+                record.crashWatch = CrashLoopWatch(revision: rev, baseline: restarts, since: now, restarts: restarts, lastRestartAt: now)
+                return
+            }
+            if restarts > w.restarts { w.restarts = restarts; w.lastRestartAt = now }
+            if w.looping {
+                let ready = group(rev).map { $0.ready >= d.replicas } ?? false
+                if ready && now - w.lastRestartAt >= RolloutMachine.crashLoopQuietMs {
+                    actions.append(.audit(action: "crash-loop-recovered", revision: rev,
+                                          reason: "\(d.replicas)/\(d.replicas) ready, no restart for \((now - w.lastRestartAt) / 1000) s (\(restarts - w.baseline) restarts in the episode)"))
+                    w = CrashLoopWatch(revision: rev, baseline: restarts, since: now, restarts: restarts, lastRestartAt: w.lastRestartAt)
+                } else {
+                    wakeAt = min(wakeAt ?? .max, w.lastRestartAt + RolloutMachine.crashLoopQuietMs)
+                }
+            } else if restarts - w.baseline >= RolloutMachine.crashLoopRestarts {
+                let seconds = max(1, (now - w.since) / 1000)
+                actions.append(.audit(action: "crash-loop", revision: rev, reason: "\(restarts - w.baseline) restarts in \(seconds) s while serving" + why(rev)))
+                w.looping = true
+                wakeAt = min(wakeAt ?? .max, now + RolloutMachine.crashLoopQuietMs)
+            } else if now - w.since > RolloutMachine.crashLoopWindowMs {
+                // Old restarts age out: the window starts again.
+                w.baseline = restarts
+                w.since = now
+            }
+            record.crashWatch = w
         }
 
         func isOnlyRevision(_ rev: String) -> Bool {
@@ -401,6 +445,10 @@ public enum RolloutMachine {
                 let reached = converge(to: t, goal: stage.goal)
                 if reached {
                     record.message = nil
+                    // Every step, analysed or not, is an event (`step`, with its index and weight).
+                    let label = RolloutMachine.stageLabel(d, index)
+                    actions.append(.audit(action: "step", revision: t, reason: "\(label): \(stage.goal)/\(d.replicas) replicas (\(stage.weight) %) on \(t)",
+                                          step: RolloutStep(index: index + 1, of: stageList.count, weight: stage.weight, replicas: stage.goal, label: label)))
                     stageDone(stage, isFinal: isFinal)
                     return
                 }

@@ -209,6 +209,9 @@ public struct RolloutRecord: Codable, Hashable, Sendable {
     /// `rollback`, …) write the same record; each saves over the generation it read
     /// (`RolloutStore.saveIfUnchanged`), so neither silently overwrites the other's change.
     public var generation: Int64
+    /// Restarts of the serving revision outside rollouts, so a steady-state crash loop is announced
+    /// once per episode (`RolloutMachine.watchCrashLoop`).
+    public var crashWatch: CrashLoopWatch?
 
     public init(server: String, phase: RolloutPhase = .stable, stableRevision: String? = nil, targetRevision: String? = nil, pinnedRevision: String? = nil,
                 pinForced: Bool = false, failedRevisions: [String] = [], paused: Bool = false, pausedAt: Int64? = nil, step: Int = 0,
@@ -259,6 +262,7 @@ public struct RolloutRecord: Codable, Hashable, Sendable {
         probes = try c.decodeIfPresent([String: ProbeNote].self, forKey: .probes) ?? [:]
         updatedAt = try c.decodeIfPresent(Int64.self, forKey: .updatedAt) ?? 0
         generation = try c.decodeIfPresent(Int64.self, forKey: .generation) ?? 0
+        crashWatch = try c.decodeIfPresent(CrashLoopWatch.self, forKey: .crashWatch)
     }
 
     /// The phase people see: an operator's pause shows as `paused` whatever step the rollout is at.
@@ -283,6 +287,29 @@ public struct RolloutRecord: Codable, Hashable, Sendable {
     }
 }
 
+/// The restarts of a serving revision outside rollouts: a window of them, and whether a crash-loop
+/// episode has been announced (and not yet recovered from).
+public struct CrashLoopWatch: Codable, Hashable, Sendable {
+    public var revision: String
+    /// The restart count (summed over instances) when the window began, and when that was.
+    public var baseline: Int
+    public var since: Int64
+    /// The restart count last seen, and when it last went up.
+    public var restarts: Int
+    public var lastRestartAt: Int64
+    /// Inside an announced episode.
+    public var looping: Bool
+
+    public init(revision: String, baseline: Int, since: Int64, restarts: Int, lastRestartAt: Int64, looping: Bool = false) {
+        self.revision = revision
+        self.baseline = baseline
+        self.since = since
+        self.restarts = restarts
+        self.lastRestartAt = lastRestartAt
+        self.looping = looping
+    }
+}
+
 /// What the controller's probes last said about one instance.
 public struct ProbeNote: Codable, Hashable, Sendable {
     public var healthy: Bool
@@ -296,6 +323,25 @@ public struct ProbeNote: Codable, Hashable, Sendable {
 }
 
 /// One line of the append-only audit log: what changed, why, from which commit, and how it ended.
+/// A rollout step reached: the `index`th of `of` (1-based; the last is the move to every replica),
+/// at `weight` percent of the desired replicas, `replicas` of them on the new revision.
+public struct RolloutStep: Codable, Hashable, Sendable {
+    public var index: Int
+    public var of: Int
+    public var weight: Int
+    public var replicas: Int
+    /// How status names it: `step 2 of 3`, `final step`, or the strategy for a single-step rollout.
+    public var label: String
+
+    public init(index: Int, of: Int, weight: Int, replicas: Int, label: String) {
+        self.index = index
+        self.of = of
+        self.weight = weight
+        self.replicas = replicas
+        self.label = label
+    }
+}
+
 public struct AuditEntry: Codable, Hashable, Sendable {
     public var time: Int64
     public var server: String
@@ -312,9 +358,12 @@ public struct AuditEntry: Codable, Hashable, Sendable {
     /// Who made an operator's change (`mcpfleet pause` …): the OS user, or the Kubernetes identity
     /// in a cluster. Nil for the controller's own steps.
     public var actor: String?
+    /// For a `step` entry: the rollout step reached.
+    public var step: RolloutStep?
 
     public init(time: Int64, server: String, action: String, revision: String? = nil, reason: String, manifestCommit: String? = nil, outcome: String,
-                correlationId: String? = nil, repeats: Int? = nil, lastTime: Int64? = nil, actor: String? = nil) {
+                correlationId: String? = nil, repeats: Int? = nil, lastTime: Int64? = nil, actor: String? = nil, step: RolloutStep? = nil) {
+        self.step = step
         self.time = time
         self.server = server
         self.action = action
