@@ -275,13 +275,14 @@ import Testing
     }
 
     /// Too few tool calls through the gateway: each measurement is inconclusive and the rollout pauses
-    /// for a person (never promoted on no data).
+    /// for a person (never promoted on no data). The SLO names no provider: on a local environment the
+    /// gateway's is the default (design 0016), and `plan` and `status` say so.
     @Test func aCanaryServingTooFewCallsPausesAsInconclusive() async throws {
         let c = try Catalog()
         defer { c.cleanUp() }
         let slo = """
               successRate: "99%"
-              analysis: {provider: gateway, interval: 1s, count: 2, failureLimit: 1}
+              analysis: {interval: 1s, count: 2, failureLimit: 1}
             """
         try c.write(version: "1.0", rollout: Self.analysed, slo: slo)
         let controller = try await start(c)
@@ -295,5 +296,11 @@ import Testing
         let audit = try await c.audit()
         #expect(audit.contains { $0.action == "analysis-inconclusive" })
         #expect(!audit.contains { $0.action == "analysis-passed" || $0.action == "rollout-complete" && $0.revision == s.targetRevision })
+        // Judged by the gateway — the controller's probes (every 300 ms, all answered) would have passed —
+        // as `status` and `plan` tell.
+        let status = try await c.fleet(["status", c.dir])
+        #expect(status.out.contains("by gateway (default here)"), "\(status.out)")
+        let plan = try await c.fleet(["plan", c.dir, "-o", "json"])
+        #expect(plan.out.contains(#""provider" : "gateway""#) && plan.out.contains(#""providerDefaulted" : true"#), "\(plan.out)")
     }
 }
