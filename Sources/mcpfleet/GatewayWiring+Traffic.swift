@@ -2,6 +2,7 @@ import FleetController
 import FleetCore
 import FleetGateway
 import FleetKubernetes
+import FleetState
 import Logging
 
 extension GatewayWiring {
@@ -16,16 +17,24 @@ extension GatewayWiring {
         let serving: Bool
         let logger: Logger
 
+        /// Host environments without the gateway in this process: gateways in other processes
+        /// (`mcpfleet gateway`, the systemd unit) drain through the state database (design 0016).
+        let board: SQLiteDrainBoard?
+
         init(environment: Environment, serving: Bool, logger: Logger) {
             state = GatewayState(configuration: GatewayWiring.configuration(environment))
             gatewayMetrics = GatewayMetrics(registry: controllerMetrics.registry)
             self.serving = serving
             self.logger = logger
+            board = serving ? nil : GatewayWiring.drainBoard(environment, logger: logger)
         }
 
-        /// The driver the controller acts through: draining first when the gateway routes here.
+        /// The driver the controller acts through: draining first — through the gateway here, else
+        /// through the gateways that report to the state database (none reporting: nothing to wait for).
         func driver(_ d: any RuntimeDriver) -> any RuntimeDriver {
-            serving ? DrainingDriver(d, state: state, logger: logger) : d
+            if serving { return DrainingDriver(d, state: state, logger: logger) }
+            if let board { return DrainingDriver(d, signals: BoardDrainSignals(board: board), logger: logger) }
+            return d
         }
 
         /// The desired state as the controller holds it (set once the controller exists).

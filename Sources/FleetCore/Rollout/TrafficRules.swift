@@ -48,10 +48,13 @@ public enum TrafficRules {
         case wait(deadline: Int64)
     }
 
-    public static func drain(openSessions: Int, since: Int64, now: Int64, timeoutMs: Int64) -> Drain {
-        if openSessions <= 0 { return .done(reason: "no open sessions") }
+    /// `confirmed`: every gateway routing the server has applied the draining marks (a gateway in another
+    /// process applies them at its next route refresh; until then a new session may still arrive).
+    public static func drain(openSessions: Int, since: Int64, now: Int64, timeoutMs: Int64, confirmed: Bool = true) -> Drain {
+        if openSessions <= 0, confirmed { return .done(reason: "no open sessions") }
         if now >= since + timeoutMs {
-            return .done(reason: "drain timeout \(timeoutMs)ms reached with \(openSessions) open session\(openSessions == 1 ? "" : "s")")
+            return .done(reason: "drain timeout \(timeoutMs)ms reached with \(openSessions) open session\(openSessions == 1 ? "" : "s")"
+                         + (confirmed ? "" : " (not every gateway had applied the draining marks)"))
         }
         return .wait(deadline: since + timeoutMs)
     }
