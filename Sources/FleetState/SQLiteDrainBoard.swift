@@ -33,6 +33,7 @@ public final class SQLiteDrainBoard: Sendable {
         try database.migrate(component: Self.component, steps: Self.schema)
     }
 
+    /// A process already holding a connection to the file must share it (`init(database:)`): see `SQLiteDatabase.init(path:)`.
     public convenience init(path: String, freshMs: Int64 = 10_000) throws {
         try self.init(database: try SQLiteDatabase(path: path), freshMs: freshMs)
     }
@@ -54,17 +55,25 @@ public final class SQLiteDrainBoard: Sendable {
         }
     }
 
-    /// The replicas marked draining, per server, and the generation they belong to (read together).
-    public func marks() throws -> (generation: Int64, replicas: [String: Set<String>]) {
+    /// Lifts every mark: a controller starting has no drain under way (one that died mid-drain left its marks).
+    public func clearMarks() throws {
         try database.transaction { conn in
-            let generation = try conn.query("SELECT value FROM gateway_drain_generation WHERE id = 1").first?[0].int64 ?? 0
-            var out: [String: Set<String>] = [:]
-            for row in try conn.query("SELECT server, replica FROM gateway_drain") {
-                guard let s = row.values[0].string, let r = row.values[1].string else { continue }
-                out[s, default: []].insert(r)
-            }
-            return (generation, out)
+            try conn.execute("DELETE FROM gateway_drain")
+            try conn.execute("UPDATE gateway_drain_generation SET value = value + 1 WHERE id = 1")
         }
+    }
+
+    /// The replicas marked draining, per server, and the generation they belong to (read together).
+    /// No write lock taken: the generation is read first, so marks newer than it may come along (a gateway
+    /// then reports an older generation than it applied — the controller waits a refresh longer), never the reverse.
+    public func marks() throws -> (generation: Int64, replicas: [String: Set<String>]) {
+        let generation = try database.query("SELECT value FROM gateway_drain_generation WHERE id = 1").first?[0].int64 ?? 0
+        var out: [String: Set<String>] = [:]
+        for row in try database.query("SELECT server, replica FROM gateway_drain") {
+            guard let s = row.values[0].string, let r = row.values[1].string else { continue }
+            out[s, default: []].insert(r)
+        }
+        return (generation, out)
     }
 
     /// A gateway's report: the open sessions it routes per (server, replica) — replacing its last report —
@@ -97,18 +106,17 @@ public final class SQLiteDrainBoard: Sendable {
 
     /// Open sessions on `replicas` summed over the live gateways, and whether every live gateway has
     /// installed marks of `generation` or later (until then a new session may still reach them).
+    /// Read without a write lock (each statement sees one consistent state of the file).
     public func openSessions(server: String, replicas: [String], generation: Int64, now: Int64) throws -> (open: Int, confirmed: Bool, gateways: Int) {
-        try database.transaction { conn in
-            let live = try conn.query("SELECT gateway, seen_generation FROM gateway_heartbeats WHERE updated_at >= ?", [.integer(now - freshMs)])
-            let confirmed = live.allSatisfy { ($0.values[1].int64 ?? 0) >= generation }
-            var open = 0
-            for r in replicas {
-                open += try conn.query("""
-                    SELECT COALESCE(SUM(s.open), 0) FROM gateway_sessions s JOIN gateway_heartbeats h ON h.gateway = s.gateway
-                    WHERE s.server = ? AND s.replica = ? AND h.updated_at >= ?
-                    """, [.text(server), .text(r), .integer(now - freshMs)]).first?[0].int ?? 0
-            }
-            return (open, confirmed, live.count)
+        let live = try database.query("SELECT gateway, seen_generation FROM gateway_heartbeats WHERE updated_at >= ?", [.integer(now - freshMs)])
+        let confirmed = live.allSatisfy { ($0.values[1].int64 ?? 0) >= generation }
+        var open = 0
+        for r in replicas {
+            open += try database.query("""
+                SELECT COALESCE(SUM(s.open), 0) FROM gateway_sessions s JOIN gateway_heartbeats h ON h.gateway = s.gateway
+                WHERE s.server = ? AND s.replica = ? AND h.updated_at >= ?
+                """, [.text(server), .text(r), .integer(now - freshMs)]).first?[0].int ?? 0
         }
+        return (open, confirmed, live.count)
     }
 }

@@ -82,7 +82,7 @@ struct GatewayCommand: AsyncParsableCommand {
                                    signer: try GatewayWiring.signer(environment, manifestRoot: target.loaded.root), ops: ops,
                                    accessLog: try GatewayWiring.accessLog(flag: accessLog, environment: environment), logger: logger)
         // Host environments: draining marks from the controller and open sessions back, through the state database (design 0016).
-        let drain = routeObject == nil ? GatewayWiring.drainBoard(environment, logger: logger).map { GatewayWiring.DrainPublisher(board: $0, state: state, address: listen) } : nil
+        let drain = routeObject == nil ? GatewayWiring.drainBoard(store: store, logger: logger).map { GatewayWiring.DrainPublisher(board: $0, state: state, address: listen) } : nil
         let service = GatewayService(server: server, refresh: .milliseconds(max(100, refreshMs)), logger: logger) {
             let live = try await driver.observe()
             lastLive.value = live
@@ -108,7 +108,7 @@ struct GatewayCommand: AsyncParsableCommand {
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger))
         try await group.run()
-        drain?.withdraw()
+        drain?.withdraw(logger: logger)
     }
 }
 

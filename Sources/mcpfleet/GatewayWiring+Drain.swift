@@ -1,4 +1,3 @@
-import FleetApp
 import FleetCore
 import FleetGateway
 import FleetState
@@ -10,12 +9,20 @@ import Logging
 extension GatewayWiring {
     static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
-    /// The board of a host environment's state database (nil on Kubernetes, or when it cannot be opened: said in the log).
-    static func drainBoard(_ environment: Environment, logger: Logger) -> SQLiteDrainBoard? {
-        guard let path = DriverFactory.stateDatabase(environment: environment) else { return nil }
-        do { return try SQLiteDrainBoard(path: path) } catch {
-            logger.warning("cannot open the state database for draining through separate gateways; replicas stop undrained",
-                           metadata: ["path": "\(path)", "error": "\(error)"])
+    /// The board in a host environment's state database, on the rollout store's own connection: a second
+    /// `SQLiteDatabase(path:)` in the same process would open and close the file outside SQLite, which
+    /// drops the POSIX locks of the connection already open (and with them the WAL's), so writes of both
+    /// processes vanished for new readers. Nil on Kubernetes, or when it cannot be set up (said in the log).
+    /// `controller`: marks a previous controller may have left behind are lifted.
+    static func drainBoard(store: any RolloutStore, logger: Logger, controller: Bool = false) -> SQLiteDrainBoard? {
+        guard let sqlite = store as? SQLiteRolloutStore else { return nil }
+        do {
+            let board = try SQLiteDrainBoard(database: sqlite.database)
+            if controller { try board.clearMarks() }
+            return board
+        } catch {
+            logger.warning("cannot set up draining through separate gateways in the state database; replicas stop undrained",
+                           metadata: ["path": "\(sqlite.database.path)", "error": "\(error)"])
             return nil
         }
     }
@@ -46,8 +53,11 @@ extension GatewayWiring {
         let board: SQLiteDrainBoard
         let state: GatewayState
         let id: String
-        /// The table and marks generation installed by the previous refresh.
-        private let installed = Locked<(table: RouteTable?, generation: Int64)>((nil, 0))
+        /// The marks generation the previous refresh's table carries (installed since).
+        private let installed = Locked<Int64>(0)
+        /// The last report written, and when: an unchanged report is written again only as a heartbeat.
+        private let published = Locked<(report: [String], generation: Int64, at: Int64)?>(nil)
+        static let heartbeatMs: Int64 = 2_000
 
         init(board: SQLiteDrainBoard, state: GatewayState, address: String) {
             self.board = board
@@ -56,12 +66,14 @@ extension GatewayWiring {
         }
 
         func refresh(_ table: RouteTable) throws -> RouteTable {
-            let (previous, seen) = installed.value
-            var open: [(server: String, replica: String, sessions: Int)] = []
-            for r in previous.map({ Array($0.routes.values) }) ?? [] {
-                for b in r.backends { open.append((r.server, b.id, state.openSessions(server: r.server, replica: b.id))) }
+            let open = state.replicaStatus().filter { $0.sessions > 0 }.map { (server: $0.server, replica: $0.replica, sessions: $0.sessions) }
+            let report = open.map { "\($0.server)\u{0}\($0.replica)\u{0}\($0.sessions)" }.sorted(), seen = installed.value, now = GatewayWiring.nowMs()
+            if let last = published.value, last.report == report, last.generation == seen, now - last.at < Self.heartbeatMs {
+                // Unchanged since the last report, which is fresh: no write.
+            } else {
+                try board.publish(gateway: id, seenGeneration: seen, open: open, now: now)
+                published.value = (report, seen, now)
             }
-            try board.publish(gateway: id, seenGeneration: seen, open: open, now: GatewayWiring.nowMs())
             let marks = try board.marks()
             var marked = table
             for (server, replicas) in marks.replicas {
@@ -72,10 +84,12 @@ extension GatewayWiring {
                     return b
                 }
             }
-            installed.value = (marked, marks.generation)
+            installed.value = marks.generation
             return marked
         }
 
-        func withdraw() { try? board.withdraw(gateway: id) }
+        func withdraw(logger: Logger) {
+            do { try board.withdraw(gateway: id) } catch { logger.warning("cannot withdraw the gateway's session report", metadata: ["error": "\(error)"]) }
+        }
     }
 }

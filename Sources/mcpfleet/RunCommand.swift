@@ -135,7 +135,7 @@ struct RunCommand: AsyncParsableCommand {
             wrappingStore: { raw, driver in
                 let signalled = ChangeSignallingStore(raw, changes: changes)
                 let notifying: any RolloutStore = notifier.map { NotifyingRolloutStore(signalled, notifier: $0) } ?? signalled
-                return traffic.store(notifying, routeObject: (driver as? KubernetesDriver).map { GatewayRouteObject(client: $0.client, namespace: $0.options.controllerNamespace) })
+                return traffic.store(notifying, raw: raw, routeObject: (driver as? KubernetesDriver).map { GatewayRouteObject(client: $0.client, namespace: $0.options.controllerNamespace) })
             })
         let (driver, store, controller) = (convergence.driver, convergence.store, convergence.controller)
         traffic.desired.value = { await controller.snapshot()?.desired }
