@@ -30,7 +30,10 @@ public actor AnalysisRunner {
         guard let slo = server.slo else { return }
         let now = clock.nowMs()
         let status = AnalysisStatus(revision: revision, step: step, startedAt: now, verdict: .running)
-        let provider = providers[slo.provider]
+        // A `gateway` provider the environment chose (the SLO names none) where the gateway does not serve in
+        // this process (`run --once`, `--gateway-address ""`): the controller's probes measure, saying so.
+        let fallback = providers[slo.provider] == nil && slo.providerDefaulted == true && slo.provider == .gateway
+        let provider = fallback ? providers[.probe] : providers[slo.provider]
         let clock = self.clock
         let task = Task { [weak self] in
             var results: [SLOMeasurement] = []
@@ -39,7 +42,9 @@ public actor AnalysisRunner {
                 do { try await clock.sleep(milliseconds: slo.intervalMs) } catch { return }
                 let m: SLOMeasurement
                 if let provider {
-                    m = await provider.measure(server: server, revision: revision, slo: slo, now: clock.nowMs())
+                    var measured = await provider.measure(server: server, revision: revision, slo: slo, now: clock.nowMs())
+                    if fallback { measured.detail = "probe (the gateway does not serve in the controller's process)" + (measured.detail.map { "; " + $0 } ?? "") }
+                    m = measured
                 } else {
                     m = SLOMeasurement(result: .inconclusive, detail: "no \(slo.provider.rawValue) analysis provider configured", time: clock.nowMs())
                 }

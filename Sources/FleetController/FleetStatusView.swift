@@ -60,7 +60,7 @@ public struct FleetStatusView: Codable, Hashable, Sendable {
             if !r.measurements.isEmpty || r.phase == .analyzing, let slo = desired?.server(r.server)?.slo {
                 let passed = r.measurements.filter { $0 }.count
                 out.append("\(r.server): analysis: \(r.measurements.count) of \(slo.count) measurements taken, \(passed) passed "
-                           + "(more than \(slo.failureLimit) failed fails the rollout)")
+                           + "(more than \(slo.failureLimit) failed fails the rollout), by \(ServerStatusRow.AnalysisCount.provider(slo))")
             }
         }
         return out
@@ -160,6 +160,10 @@ public struct ServerStatusRow: Codable, Hashable, Sendable {
         public var passed: Int
         public var count: Int
         public var failureLimit: Int
+        /// The analysis provider, `(default here)` when the SLO names none (design 0016).
+        public var provider: String?
+
+        static func provider(_ slo: DesiredSLO) -> String { slo.provider.rawValue + (slo.providerDefaulted == true ? " (default here)" : "") }
     }
 
     init(live s: LiveServer?, desired d: DesiredServer?, name: String, record: RolloutRecord?, gateway: String?, now: Int64) {
@@ -193,7 +197,8 @@ public struct ServerStatusRow: Codable, Hashable, Sendable {
         message = s?.message
         rollout = d.flatMap { d in record.flatMap { RolloutProgress.of(d, record: $0, now: now) } }
         if let r = record, let slo = d?.slo, !r.measurements.isEmpty || r.phase == .analyzing {
-            analysis = AnalysisCount(taken: r.measurements.count, passed: r.measurements.filter { $0 }.count, count: slo.count, failureLimit: slo.failureLimit)
+            analysis = AnalysisCount(taken: r.measurements.count, passed: r.measurements.filter { $0 }.count, count: slo.count, failureLimit: slo.failureLimit,
+                                     provider: AnalysisCount.provider(slo))
         }
     }
 }

@@ -95,7 +95,7 @@ public struct ServerStatusDetail: Codable, Hashable, Sendable {
             let measurements = current.map { $0.measurements.map { m in
                 AnalysisView.Measurement(result: m.result.rawValue, successRate: m.successRate, latencyP95Ms: m.latencyP95Ms, detail: m.detail, time: m.time)
             } } ?? record.measurements.map { AnalysisView.Measurement(result: $0 ? "pass" : "fail") }
-            view = AnalysisView(slo: slo.name, provider: slo.provider.rawValue, count: slo.count, failureLimit: slo.failureLimit, intervalMs: slo.intervalMs,
+            view = AnalysisView(slo: slo.name, provider: ServerStatusRow.AnalysisCount.provider(slo), count: slo.count, failureLimit: slo.failureLimit, intervalMs: slo.intervalMs,
                                 successRateObjective: slo.successRate, latencyP95MsObjective: slo.latencyP95Ms, verdict: current?.verdict.rawValue,
                                 measurements: measurements)
         }

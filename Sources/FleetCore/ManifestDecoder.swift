@@ -37,7 +37,7 @@ public enum ManifestDecoder {
         static let trustedKey = ["name", "publicKey", "file"]
         static let trustedKeyRequired = ["name"]
         static let slo = ["successRate", "latencyP95", "analysis"]
-        static let analysis = ["provider", "interval", "count", "failureLimit", "prometheus", "minimumCalls"]
+        static let analysis = ["provider", "interval", "count", "failureLimit", "prometheus", "minimumCalls", "compareWithStable", "stableTolerance"]
         static let prometheus = ["address", "successRateQuery", "latencyP95Query"]
         static let prometheusRequired = ["address"]
         static let tenant = ["displayName", "isolation", "namespace", "quota", "gateway", "allowFrom"]
@@ -561,6 +561,16 @@ public enum ManifestDecoder {
                 } else {
                     r.error("invalid-value", "`spec.analysis.prometheus.address` must be an http(s) URL, found `\(FieldReader.printable(addr))`", at: addrNode.location)
                 }
+            }
+            if let c = r.bool(a, "compareWithStable") { s.analysis.compareWithStable = c }
+            if let n = a.value("stableTolerance"), let text = r.string(n, path: "spec.analysis.stableTolerance") {
+                if let v = Syntax.percentFraction(text), v < 1 { s.analysis.stableTolerance = v; s.analysis.stableToleranceText = text }
+                else { r.error("invalid-value", "`spec.analysis.stableTolerance` must be a percentage below 100% such as `1%` (percentage points of success rate), found `\(FieldReader.printable(text))`", at: n.location) }
+            }
+            // Comparing with the stable revision needs both revisions' tool calls: only the gateway counts them.
+            for key in ["compareWithStable", "stableTolerance"] {
+                guard let p = s.analysis.provider, p != .gateway, let n = a.value(key) else { continue }
+                r.error("invalid-value", "`spec.analysis.\(key)` applies to the `gateway` provider only (this SLO names `\(p.rawValue)`)", at: n.location)
             }
             if s.analysis.provider == .prometheus, a.value("prometheus") == nil {
                 r.error("missing-field", "missing required field `spec.analysis.prometheus` (required by provider prometheus)", at: an.mapping?.first?.key.location ?? an.location)

@@ -11,22 +11,31 @@ import NIOConcurrencyHelpers
 ///
 /// Which replicas a scale-down stops: host drivers stop the highest-numbered instances of the revision,
 /// the order in which they list endpoints, so the last ones are drained.
+///
+/// Where the gateways run: `DrainSignals` — the gateway in this process (`GatewayState`), or gateways in
+/// other processes through the state database (`SQLiteDrainBoard`, design 0016).
 public final class DrainingDriver: RuntimeDriver {
     public let inner: any RuntimeDriver
-    let state: GatewayState
+    let signals: any DrainSignals
     let logger: Logger
     let pollInterval: Duration
     let nowMs: @Sendable () -> Int64
     /// The last drain timeout seen per server (a revision's removal does not carry the spec).
     private let timeouts = NIOLockedValueBox<[String: Int64]>([:])
 
-    public init(_ inner: any RuntimeDriver, state: GatewayState, logger: Logger, pollInterval: Duration = .milliseconds(100),
+    public init(_ inner: any RuntimeDriver, signals: any DrainSignals, logger: Logger, pollInterval: Duration = .milliseconds(100),
                 nowMs: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }) {
         self.inner = inner
-        self.state = state
+        self.signals = signals
         self.logger = logger
         self.pollInterval = pollInterval
         self.nowMs = nowMs
+    }
+
+    /// The gateway in this process.
+    public convenience init(_ inner: any RuntimeDriver, state: GatewayState, logger: Logger, pollInterval: Duration = .milliseconds(100),
+                            nowMs: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }) {
+        self.init(inner, signals: InProcessDrainSignals(state: state), logger: logger, pollInterval: pollInterval, nowMs: nowMs)
     }
 
     public var kind: DriverKind { inner.kind }
@@ -58,14 +67,24 @@ public final class DrainingDriver: RuntimeDriver {
     }
 
     /// Drains `victims`, then runs `stop`; the marks are lifted afterwards (gone, or routable again if the stop failed).
+    /// Marks that cannot be set (the state database unwritable) are logged and the stop goes ahead undrained.
     func drained(server: String, revision: String, _ victims: [String], timeoutMs: Int64, stop: () async throws -> Void) async throws {
         guard !victims.isEmpty else { return try await stop() }
-        state.setDraining(server: server, replicas: victims, true)
-        defer { state.setDraining(server: server, replicas: victims, false) }
+        let mark: DrainMark
+        do { mark = try await signals.mark(server: server, replicas: victims) } catch {
+            logger.warning("cannot mark replicas draining; stopping them without draining",
+                           metadata: ["server": "\(server)", "replicas": "\(victims.joined(separator: ","))", "error": "\(error)"])
+            return try await stop()
+        }
+        defer { signals.unmark(server: server, replicas: victims, logger: logger) }
         let since = nowMs()
         while true {
-            let open = victims.reduce(0) { $0 + state.openSessions(server: server, replica: $1) }
-            switch TrafficRules.drain(openSessions: open, since: since, now: nowMs(), timeoutMs: timeoutMs) {
+            let open: DrainCount
+            do { open = try await signals.openSessions(server: server, replicas: victims, mark: mark) } catch {
+                logger.warning("cannot read open sessions", metadata: ["server": "\(server)", "error": "\(error)"])
+                open = DrainCount(open: 0, confirmed: false)
+            }
+            switch TrafficRules.drain(openSessions: open.open, since: since, now: nowMs(), timeoutMs: timeoutMs, confirmed: open.confirmed) {
             case .done(let reason):
                 logger.info("replicas drained", metadata: ["server": "\(server)", "revision": "\(revision)", "replicas": "\(victims.joined(separator: ","))",
                                                         "waited_ms": "\(nowMs() - since)", "reason": "\(reason)"])
@@ -74,5 +93,46 @@ public final class DrainingDriver: RuntimeDriver {
                 try await Task.sleep(for: pollInterval)
             }
         }
+    }
+}
+
+/// What a mark returns and the wait passes back (the board's generation; 0 in process).
+public struct DrainMark: Sendable, Hashable {
+    public var generation: Int64
+    public init(generation: Int64) { self.generation = generation }
+}
+
+/// Open sessions on the replicas being drained, and whether every gateway has applied the marks yet.
+public struct DrainCount: Sendable, Hashable {
+    public var open: Int
+    public var confirmed: Bool
+    public init(open: Int, confirmed: Bool) {
+        self.open = open
+        self.confirmed = confirmed
+    }
+}
+
+/// Where the draining driver marks replicas and reads their open sessions.
+public protocol DrainSignals: Sendable {
+    func mark(server: String, replicas: [String]) async throws -> DrainMark
+    /// Lifts the marks (errors are logged: a stale mark only keeps new sessions off a replica that is gone).
+    func unmark(server: String, replicas: [String], logger: Logger)
+    func openSessions(server: String, replicas: [String], mark: DrainMark) async throws -> DrainCount
+}
+
+/// The gateway in the controller's process: marks apply at once.
+public struct InProcessDrainSignals: DrainSignals {
+    let state: GatewayState
+    public init(state: GatewayState) { self.state = state }
+
+    public func mark(server: String, replicas: [String]) async throws -> DrainMark {
+        state.setDraining(server: server, replicas: replicas, true)
+        return DrainMark(generation: 0)
+    }
+
+    public func unmark(server: String, replicas: [String], logger: Logger) { state.setDraining(server: server, replicas: replicas, false) }
+
+    public func openSessions(server: String, replicas: [String], mark: DrainMark) async throws -> DrainCount {
+        DrainCount(open: replicas.reduce(0) { $0 + state.openSessions(server: server, replica: $1) }, confirmed: true)
     }
 }

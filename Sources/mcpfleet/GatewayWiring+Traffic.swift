@@ -2,6 +2,7 @@ import FleetController
 import FleetCore
 import FleetGateway
 import FleetKubernetes
+import FleetState
 import Logging
 
 extension GatewayWiring {
@@ -16,6 +17,11 @@ extension GatewayWiring {
         let serving: Bool
         let logger: Logger
 
+        /// Host environments without the gateway in this process: gateways in other processes
+        /// (`mcpfleet gateway`, the systemd unit) drain through the state database (design 0016). Set by
+        /// `store(_:raw:routeObject:)`, which `Convergence` calls before it wraps the driver.
+        let board = Locked<SQLiteDrainBoard?>(nil)
+
         init(environment: Environment, serving: Bool, logger: Logger) {
             state = GatewayState(configuration: GatewayWiring.configuration(environment))
             gatewayMetrics = GatewayMetrics(registry: controllerMetrics.registry)
@@ -23,9 +29,12 @@ extension GatewayWiring {
             self.logger = logger
         }
 
-        /// The driver the controller acts through: draining first when the gateway routes here.
+        /// The driver the controller acts through: draining first — through the gateway here, else
+        /// through the gateways that report to the state database (none reporting: nothing to wait for).
         func driver(_ d: any RuntimeDriver) -> any RuntimeDriver {
-            serving ? DrainingDriver(d, state: state, logger: logger) : d
+            if serving { return DrainingDriver(d, state: state, logger: logger) }
+            if let board = board.value { return DrainingDriver(d, signals: BoardDrainSignals(board: board), logger: logger) }
+            return d
         }
 
         /// The desired state as the controller holds it (set once the controller exists).
@@ -33,7 +42,8 @@ extension GatewayWiring {
 
         /// The store the controller writes through: each saved record's weights reach the gateway in this
         /// process at once and, on Kubernetes, the route object the gateway Deployment watches.
-        func store(_ store: any RolloutStore, routeObject: GatewayRouteObject?) -> any RolloutStore {
+        func store(_ store: any RolloutStore, raw: any RolloutStore, routeObject: GatewayRouteObject?) -> any RolloutStore {
+            if !serving { board.value = GatewayWiring.drainBoard(store: raw, logger: logger, controller: true) }
             guard serving || routeObject != nil else { return store }
             let state = self.state, desired = self.desired, serving = self.serving, logger = self.logger
             return WeightPublishingStore(store) { record in

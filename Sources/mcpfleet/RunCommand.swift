@@ -138,7 +138,7 @@ struct RunCommand: AsyncParsableCommand {
                 // Watched here too, so a save writes the route object only when the server's weights change.
                 let routes = (driver as? KubernetesDriver).map { GatewayRouteObject(client: $0.client, namespace: $0.options.controllerNamespace, configuration: $0.options.cache) }
                 routes?.start()
-                return traffic.store(notifying, routeObject: routes)
+                return traffic.store(notifying, raw: raw, routeObject: routes)
             })
         let (driver, store, controller) = (convergence.driver, convergence.store, convergence.controller)
         traffic.desired.value = { await controller.snapshot()?.desired }

@@ -1,5 +1,6 @@
 import FleetController
 import FleetCore
+import FleetTesting
 import Foundation
 import Testing
 
@@ -95,6 +96,70 @@ import Testing
         let third = await provider.measure(server: d, revision: "rev-2", slo: objective, now: 3)
         #expect(third.result == .inconclusive, "no calls in the interval: \(third)")
     }
+
+    /// `analysis.compareWithStable` (design 0016): a canary within the absolute objective but worse than the
+    /// stable revision over the same interval by more than the tolerance fails; within it, or without the
+    /// setting, it passes; the stable revision's calls before the run do not count.
+    @Test func theGatewayProviderComparesWithTheStableRevisionWhenAsked() async {
+        let canary = LockedCounts(), stable = LockedCounts()
+        let provider = GatewayAnalysisProvider(minimumCalls: 10) { _ in ["rev-2": canary.window, "rev-1": stable.window] }
+        let d = server("2")
+        var compared = DesiredSLO(name: "tools", successRate: 0.95, provider: .gateway)
+        compared.compareWithStable = true
+        var plain = compared
+        plain.compareWithStable = nil
+        stable.add(calls: 1000, errors: 500) // before the run: would make any canary look good
+        await provider.begin(server: d, revision: "rev-2")
+        // Canary 96 % and stable 100 %: both above the 95 % objective, the canary 4 points worse.
+        canary.add(calls: 100, errors: 4)
+        stable.add(calls: 400, errors: 0)
+        let worse = await provider.measure(server: d, revision: "rev-2", slo: compared, now: 1)
+        #expect(worse.result == .fail, "\(worse)")
+        #expect(worse.detail?.contains("below the stable revision's 1 over the same interval by more than the tolerance 0.01") == true, "\(worse)")
+        // Within a 5-point tolerance it passes; so does the same interval without the setting.
+        canary.add(calls: 100, errors: 4)
+        stable.add(calls: 400, errors: 0)
+        var lenient = compared
+        lenient.stableTolerance = 0.05
+        #expect(await provider.measure(server: d, revision: "rev-2", slo: lenient, now: 2).result == .pass)
+        canary.add(calls: 100, errors: 4)
+        stable.add(calls: 400, errors: 0)
+        #expect(await provider.measure(server: d, revision: "rev-2", slo: plain, now: 3).result == .pass)
+        // A stable revision with too few calls in the interval is no comparison: the objective alone decides.
+        canary.add(calls: 100, errors: 4)
+        stable.add(calls: 3, errors: 0)
+        #expect(await provider.measure(server: d, revision: "rev-2", slo: compared, now: 4).result == .pass)
+    }
+
+    /// A `gateway` provider the environment chose, where the gateway does not serve in the controller's
+    /// process (`run --once`): the probes measure, and the measurement says so. A `gateway` the SLO names
+    /// stays inconclusive there, naming the missing provider.
+    @Test func aDefaultedGatewayProviderFallsBackToProbesOnlyWhenDefaulted() async throws {
+        struct Fixed: AnalysisProvider {
+            func measure(server: DesiredServer, revision: String, slo: DesiredSLO, now: Int64) async -> SLOMeasurement {
+                SLOMeasurement(result: .pass, successRate: 1, detail: "probed", time: now)
+            }
+        }
+        for defaulted in [true, false] {
+            let clock = ManualClock()
+            let seen = SeenMeasurements()
+            let runner = AnalysisRunner(providers: [.probe: Fixed()], clock: clock) { _, status in seen.set(status.measurements) }
+            var d = server("2")
+            var slo = DesiredSLO(name: "tools", successRate: 0.99, provider: .gateway, intervalMs: 1000, count: 1, failureLimit: 0)
+            slo.providerDefaulted = defaulted ? true : nil
+            d.slo = slo
+            await runner.ensure(server: d, revision: "rev-2", step: 0, notBefore: 0)
+            try await waitUntil("the run sleeps") { clock.sleeperCount == 1 }
+            clock.advance(byMs: 1000)
+            try await waitUntil("a measurement") { !seen.value.isEmpty }
+            let m = try #require(seen.value.first)
+            if defaulted {
+                #expect(m.result == .pass && m.detail == "probe (the gateway does not serve in the controller's process); probed", "\(m)")
+            } else {
+                #expect(m.result == .inconclusive && m.detail == "no gateway analysis provider configured", "\(m)")
+            }
+        }
+    }
 }
 
 final class LockedCounts: @unchecked Sendable {
@@ -108,4 +173,11 @@ final class LockedCounts: @unchecked Sendable {
             w.latencyBuckets[0] += calls
         }
     }
+}
+
+final class SeenMeasurements: @unchecked Sendable {
+    private let lock = NSLock()
+    private var v: [SLOMeasurement] = []
+    var value: [SLOMeasurement] { lock.withLock { v } }
+    func set(_ m: [SLOMeasurement]) { lock.withLock { v = m } }
 }

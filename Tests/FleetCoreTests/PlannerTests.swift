@@ -1,4 +1,5 @@
 import FleetCore
+import FleetYAML
 import Testing
 
 @Suite struct PlannerTests {
@@ -149,5 +150,79 @@ import Testing
         var scaled = live
         scaled.servers[0].revisions[0].replicas = 3
         #expect(live.fingerprint != scaled.fingerprint)
+    }
+
+    // MARK: the default analysis provider (design 0016)
+
+    func sloCatalog(_ analysis: String) -> LoadedCatalog {
+        loadText(minimalTenantAndEnv + server(spec: "  slo: tools") + """
+        ---
+        apiVersion: mcpfleet.io/v1alpha1
+        kind: SLO
+        metadata: {name: tools}
+        spec: {successRate: "99%", analysis: \(analysis)}
+        """)
+    }
+
+    @Test func anSLONamingNoProviderIsJudgedByTheGatewayWhereTheControllerServesIt() throws {
+        let c = sloCatalog("{count: 5, failureLimit: 1}")
+        #expect(!c.diagnostics.hasErrors, "\(c.errorsText)")
+        let local = c.catalog.environments[0]
+        var systemd = local, systemdWithGateway = local, kubernetes = local
+        systemd.driver = .systemd
+        systemdWithGateway.driver = .systemd
+        systemdWithGateway.gateway = EnvironmentGatewaySettings()
+        systemdWithGateway.gateway?.address = "127.0.0.1:9470"
+        kubernetes.driver = .kubernetes
+        kubernetes.gateway = systemdWithGateway.gateway
+        let cases: [(Environment, AnalysisProviderKind)] = [(local, .gateway), (systemd, .probe), (systemdWithGateway, .gateway), (kubernetes, .probe)]
+        for (env, expected) in cases {
+            let slo = try #require(Renderer.desiredState(c.catalog, environment: env).servers.first?.slo)
+            #expect(slo.provider == expected, "\(env.driver)")
+            #expect(slo.providerDefaulted == true)
+        }
+        // A named provider stays as named, everywhere.
+        let named = sloCatalog("{provider: probe, count: 5, failureLimit: 1}")
+        let slo = try #require(Renderer.desiredState(named.catalog, environment: local).servers.first?.slo)
+        #expect(slo.provider == .probe && slo.providerDefaulted == nil)
+    }
+
+    @Test func planShowsTheDefaultProviderAndTheChangeOfDefault() throws {
+        // A baseline written when `probe` was the default (same as naming it), then the same SLO naming none.
+        let before = sloCatalog("{provider: probe, count: 5, failureLimit: 1}"), after = sloCatalog("{count: 5, failureLimit: 1}")
+        let env = after.catalog.environments[0]
+        let old = Renderer.desiredState(before.catalog, environment: env), new = Renderer.desiredState(after.catalog, environment: env)
+        let plan = Planner.plan(desired: new, live: LiveState.converged(old), baseline: "t")
+        let field = try #require(plan.changes.first { $0.subject == "slo/tools" }?.fields.first { $0.path == "analysis.provider" })
+        let text = PlanFormatter(color: false).text(plan)
+        #expect(text.contains("analysis.provider: probe → gateway (default here)"), "\(text)")
+        #expect(field.path == "analysis.provider")
+        let json = try CanonicalJSON.encode(plan)
+        #expect(json.contains("\"providerDefaulted\" : true"))
+        // Naming the default explicitly afterwards is no change of provider.
+        let explicit = Renderer.desiredState(sloCatalog("{provider: gateway, count: 5, failureLimit: 1}").catalog, environment: env)
+        let same = Planner.plan(desired: explicit, live: LiveState.converged(new), baseline: "t")
+        #expect(!same.changes.contains { $0.fields.contains { $0.path == "analysis.provider" } })
+    }
+
+    @Test func compareWithStableIsDecodedShownAndCheckedWhereItIs() throws {
+        let c = sloCatalog("{provider: gateway, compareWithStable: true, stableTolerance: \"0.5%\"}")
+        #expect(!c.diagnostics.hasErrors, "\(c.errorsText)")
+        let state = Renderer.desiredState(c.catalog, environment: c.catalog.environments[0])
+        let slo = try #require(state.servers.first?.slo)
+        #expect(slo.compareWithStable == true && slo.stableTolerance == 0.005)
+        let before = Renderer.desiredState(sloCatalog("{provider: gateway}").catalog, environment: c.catalog.environments[0])
+        let plan = Planner.plan(desired: state, live: LiveState.converged(before), baseline: "t")
+        let text = PlanFormatter(color: false).text(plan)
+        #expect(text.contains("+ analysis.compareWithStable: true") && text.contains("+ analysis.stableTolerance: 0.5%"), "\(text)")
+        // Named with another provider: an error at the key; a tolerance that is no percentage: at its value.
+        let probe = sloCatalog("{provider: probe, compareWithStable: true}")
+        #expect(probe.codes == ["invalid-value"])
+        #expect(probe.errorsText.contains("`spec.analysis.compareWithStable` applies to the `gateway` provider only"), "\(probe.errorsText)")
+        let bad = sloCatalog("{compareWithStable: yes, stableTolerance: 2}")
+        #expect(bad.codes.count == 2, "\(bad.errorsText)")
+        #expect(bad.errorsText.contains("stableTolerance"), "\(bad.errorsText)")
+        let line = try #require(bad.diagnostics.sorted.first { $0.message.contains("stableTolerance") })
+        #expect(line.description.contains("test.yaml:"), "\(line.description)")
     }
 }

@@ -83,7 +83,7 @@ import Testing
         #expect(view.notesText() == """
 
               time: analysis running
-              time: analysis: 2 of 5 measurements taken, 2 passed (more than 1 failed fails the rollout)
+              time: analysis: 2 of 5 measurements taken, 2 passed (more than 1 failed fails the rollout), by probe
               no controller is running; READY is the runtime's view, not probed
 
             """)

@@ -116,7 +116,12 @@ import Testing
     }
 
     func start(_ c: Catalog) async throws -> TestProcess {
-        let controller = try TestProcess(try TestEnvironment.mcpfleetBinary(), ["run", c.dir, "--metrics-address", "", "--poll", "200ms", "--log-level", "info"])
+        try await start(c, gatewayArguments: [])
+    }
+
+    /// `gatewayArguments` go to `mcpfleet run` (`--gateway-address ""`: the gateway runs elsewhere).
+    func start(_ c: Catalog, gatewayArguments: [String]) async throws -> TestProcess {
+        let controller = try TestProcess(try TestEnvironment.mcpfleetBinary(), ["run", c.dir, "--metrics-address", "", "--poll", "200ms", "--log-level", "info"] + gatewayArguments)
         try await waitUntil("2 ready replicas of 1.0 behind the gateway", timeout: .seconds(90), every: .milliseconds(300)) {
             guard try await c.live()?.readyReplicas == 2 else { return false }
             return (try? await c.replicas().filter(\.healthy).count) == 2
@@ -173,6 +178,20 @@ import Testing
     /// Sessions opened before a rolling update finish their calls while their replicas drain: no new
     /// sessions reach a draining replica, and it stops when its sessions end or at `drainTimeout`.
     @Test func openSessionsFinishWhileTheirReplicasDrain() async throws {
+        try await drainScenario(separateGateway: false)
+    }
+
+    /// The same with the gateway in its own process (`mcpfleet gateway`, as the systemd unit runs it) and
+    /// the controller without one (design 0016): the draining marks and the open-session counts travel
+    /// through the state database.
+    @Test func openSessionsFinishWhileTheirReplicasDrainThroughASeparateGateway() async throws {
+        try await drainScenario(separateGateway: true)
+    }
+
+    /// Two clients calling in a loop and one session never closed, across a rolling update (each old
+    /// replica is scaled away): the looping clients' sessions finish without an error, the replica with
+    /// the unclosed session stops only at the drain timeout.
+    func drainScenario(separateGateway: Bool) async throws {
         let c = try Catalog()
         defer { c.cleanUp() }
         let rolling = """
@@ -182,11 +201,16 @@ import Testing
                 drainTimeout: 15s
             """
         try c.write(version: "1.0", rollout: rolling)
-        let controller = try await start(c)
+        var gateway: TestProcess?
+        if separateGateway {
+            gateway = try TestProcess(try TestEnvironment.mcpfleetBinary(), ["gateway", c.dir, "--address", c.gateway, "--refresh", "200ms", "--access-log", "", "--log-format", "text"])
+        }
+        defer { gateway?.signal(SIGKILL) }
+        let controller = try await start(c, gatewayArguments: separateGateway ? ["--gateway-address", ""] : [])
         defer { Task { await controller.stop() } }
         var clients: [TestProcess] = []
         for _ in 0..<2 {
-            let client = try TestProcess("/usr/bin/env", ["python3", Self.clientScript, c.url, "--loop", #"echo:8:{"text":"t"}"#])
+            let client = try TestProcess("/usr/bin/env", ["python3", Self.clientScript, c.url, "--loop", #"echo:12:{"text":"t"}"#])
             try await waitUntil("the client's first calls", timeout: .seconds(30), every: .milliseconds(100)) { client.output.contains("\"call\"") }
             clients.append(client)
         }
@@ -198,6 +222,13 @@ import Testing
         #expect(opened.status == 200)
         let began = Date()
         try c.write(version: "1.1", rollout: rolling)
+        if separateGateway {
+            // The separate gateway marks a replica the controller drains: no new session goes there.
+            try await waitUntil("a replica marked draining in the separate gateway", timeout: .seconds(60), every: .milliseconds(200)) {
+                let r = try await http.send(HTTPRequest(url: "http://\(c.gateway)/health/detailed", timeout: .seconds(5)))
+                return String(decoding: r.body, as: UTF8.self).contains(#""draining" : true"#)
+            }
+        }
         try await waitUntil("the rollout to 1.1", timeout: .seconds(120), every: .milliseconds(500)) {
             guard let s = try await c.live() else { return false }
             return s.revisions.filter { $0.replicas > 0 }.map(\.version) == ["1.1"] && s.readyReplicas == 2 && s.phase == .stable
@@ -275,13 +306,14 @@ import Testing
     }
 
     /// Too few tool calls through the gateway: each measurement is inconclusive and the rollout pauses
-    /// for a person (never promoted on no data).
+    /// for a person (never promoted on no data). The SLO names no provider: on a local environment the
+    /// gateway's is the default (design 0016), and `plan` and `status` say so.
     @Test func aCanaryServingTooFewCallsPausesAsInconclusive() async throws {
         let c = try Catalog()
         defer { c.cleanUp() }
         let slo = """
               successRate: "99%"
-              analysis: {provider: gateway, interval: 1s, count: 2, failureLimit: 1}
+              analysis: {interval: 1s, count: 2, failureLimit: 1}
             """
         try c.write(version: "1.0", rollout: Self.analysed, slo: slo)
         let controller = try await start(c)
@@ -295,5 +327,12 @@ import Testing
         let audit = try await c.audit()
         #expect(audit.contains { $0.action == "analysis-inconclusive" })
         #expect(!audit.contains { $0.action == "analysis-passed" || $0.action == "rollout-complete" && $0.revision == s.targetRevision })
+        // Judged by the gateway — the controller's probes (every 300 ms, all answered) would have passed —
+        // as `status` and `plan` tell.
+        let status = try await c.fleet(["status", c.dir])
+        #expect(status.out.contains("by gateway (default here)"), "\(status.out)")
+        let plan = try await c.fleet(["plan", c.dir, "-o", "json"])
+        #expect(plan.out.contains(#""provider" : "gateway""#) && plan.out.contains(#""providerDefaulted" : true"#), "\(plan.out)")
     }
 }
+

@@ -398,13 +398,20 @@ public struct PrometheusAnalysis: Sendable, Hashable {
 }
 
 public struct AnalysisSpec: Sendable, Hashable {
-    public var provider: AnalysisProviderKind = .probe
+    /// The provider the SLO names; nil: the environment's default (`TrafficRules.defaultProvider`).
+    public var provider: AnalysisProviderKind?
     public var interval: Duration = .seconds(30)
     public var count = 5
     public var failureLimit = 1
     public var prometheus: PrometheusAnalysis?
     /// `gateway` provider: fewer tool calls than this in an interval is inconclusive (nil: 20).
     public var minimumCalls: Int?
+    /// `gateway` provider: the canary also fails when its success rate is below the stable revision's
+    /// over the same interval by more than `stableTolerance` (design 0016).
+    public var compareWithStable = false
+    /// Percentage points as a fraction (`1%` → 0.01; nil: `SLOMath.defaultStableTolerance`); the text is kept for display.
+    public var stableTolerance: Double?
+    public var stableToleranceText: String?
 
     public init() {}
 }

@@ -134,6 +134,13 @@ public struct DesiredSLO: Codable, Hashable, Sendable {
     public var latencyP95Query: String?
     /// `analysis.minimumCalls` (the gateway provider; nil: `SLOMath.defaultMinimumCalls`).
     public var minimumCalls: Int?
+    /// True when the SLO names no provider and `provider` is the environment's default
+    /// (`TrafficRules.defaultProvider`); nil otherwise.
+    public var providerDefaulted: Bool?
+    /// `analysis.compareWithStable` (the gateway provider; nil: off).
+    public var compareWithStable: Bool?
+    /// `analysis.stableTolerance` as a fraction (nil: `SLOMath.defaultStableTolerance`).
+    public var stableTolerance: Double?
 
     public init(name: String, successRate: Double? = nil, latencyP95Ms: Int64? = nil, provider: AnalysisProviderKind = .probe,
                 intervalMs: Int64 = 60_000, count: Int = 5, failureLimit: Int = 1, prometheusAddress: String? = nil,
@@ -152,6 +159,7 @@ public struct DesiredSLO: Codable, Hashable, Sendable {
 
     private enum CodingKeys: String, CodingKey {
         case name, successRate, latencyP95Ms, provider, intervalMs, count, failureLimit, prometheusAddress, successRateQuery, latencyP95Query, minimumCalls
+        case providerDefaulted, compareWithStable, stableTolerance
     }
 
     /// A Prometheus address with credentials (or a query carrying a token) is written sealed.
@@ -169,6 +177,9 @@ public struct DesiredSLO: Codable, Hashable, Sendable {
         try c.encodeIfPresent(seal(successRateQuery), forKey: .successRateQuery)
         try c.encodeIfPresent(seal(latencyP95Query), forKey: .latencyP95Query)
         try c.encodeIfPresent(minimumCalls, forKey: .minimumCalls)
+        try c.encodeIfPresent(providerDefaulted, forKey: .providerDefaulted)
+        try c.encodeIfPresent(compareWithStable, forKey: .compareWithStable)
+        try c.encodeIfPresent(stableTolerance, forKey: .stableTolerance)
     }
 }
 
@@ -445,7 +456,7 @@ public enum Renderer {
         // Not `catalog.servers(in:)`: that copies every selected Server first.
         // Each SLO is rendered once, not once per server that names it.
         var slos: [String: DesiredSLO] = [:]
-        for o in catalog.slos where slos[o.name] == nil { slos[o.name] = desiredSLO(o) }
+        for o in catalog.slos where slos[o.name] == nil { slos[o.name] = desiredSLO(o, environment: environment) }
         // Servers are read in place (a buffer, borrowed): copying a `Server` retains and releases its
         // ~30 references. Each renders on its own; Parallel.map keeps the order and uses every core.
         // (`pointee` is an addressor: a borrow. A buffer subscript or `catalog.servers[i]` copied.)
@@ -471,16 +482,28 @@ public enum Renderer {
         d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
     }
 
-    public static func desiredServer(_ s: Server, catalog: Catalog) -> DesiredServer {
-        withUnsafePointer(to: s) { desiredServer(at: $0, slo: s.slo.flatMap { catalog.slo($0) }.map(desiredSLO)) }
+    /// `environment` decides the provider of an SLO that names none (nil: `probe`).
+    public static func desiredServer(_ s: Server, catalog: Catalog, environment: Environment? = nil) -> DesiredServer {
+        withUnsafePointer(to: s) { desiredServer(at: $0, slo: s.slo.flatMap { catalog.slo($0) }.map { desiredSLO($0, environment: environment) }) }
     }
 
-    static func desiredSLO(_ o: SLO) -> DesiredSLO {
-        var d = DesiredSLO(name: o.name, successRate: o.successRate, latencyP95Ms: o.latencyP95.map(ms), provider: o.analysis.provider,
+    /// The provider an SLO is measured by in `environment`: the one it names, else the environment's
+    /// default (`TrafficRules.defaultProvider`; `probe` without an environment).
+    static func provider(_ o: SLO, environment: Environment?) -> (kind: AnalysisProviderKind, defaulted: Bool) {
+        if let p = o.analysis.provider { return (p, false) }
+        return (environment.map(TrafficRules.defaultProvider) ?? .probe, true)
+    }
+
+    static func desiredSLO(_ o: SLO, environment: Environment?) -> DesiredSLO {
+        let provider = provider(o, environment: environment)
+        var d = DesiredSLO(name: o.name, successRate: o.successRate, latencyP95Ms: o.latencyP95.map(ms), provider: provider.kind,
                    intervalMs: ms(o.analysis.interval), count: o.analysis.count, failureLimit: o.analysis.failureLimit,
                    prometheusAddress: o.analysis.prometheus?.address, successRateQuery: o.analysis.prometheus?.successRateQuery,
                    latencyP95Query: o.analysis.prometheus?.latencyP95Query)
         d.minimumCalls = o.analysis.minimumCalls
+        if provider.defaulted { d.providerDefaulted = true }
+        if o.analysis.compareWithStable { d.compareWithStable = true }
+        d.stableTolerance = o.analysis.stableTolerance
         return d
     }
 

@@ -7,7 +7,7 @@ extension Renderer {
     public static func desiredState(_ catalog: Catalog, environment: Environment,
                                     reuse: (Server, DesiredSLO?) -> DesiredServer?) -> DesiredState {
         var slos: [String: DesiredSLO] = [:]
-        for o in catalog.slos where slos[o.name] == nil { slos[o.name] = desiredSLO(o) }
+        for o in catalog.slos where slos[o.name] == nil { slos[o.name] = desiredSLO(o, environment: environment) }
         var servers: [DesiredServer] = []
         servers.reserveCapacity(catalog.servers.count)
         var scratch: [UInt8] = []

@@ -295,7 +295,7 @@ extension Renderer {
     static func objects(_ catalog: Catalog, environment: Environment, sloNames: Set<String>) -> [CatalogObject] {
         var out = [environmentObject(environment)]
         for p in catalog.policies where p.applies(to: environment.name) { out.append(policyObject(p)) }
-        for o in catalog.slos where sloNames.contains(o.name) { out.append(sloObject(o)) }
+        for o in catalog.slos where sloNames.contains(o.name) { out.append(sloObject(o, environment: environment)) }
         return out
     }
 
@@ -382,16 +382,23 @@ extension Renderer {
         return CatalogObject(kind: .policy, name: p.name, fields: f)
     }
 
-    static func sloObject(_ o: SLO) -> CatalogObject {
+    static func sloObject(_ o: SLO, environment: Environment) -> CatalogObject {
         var f: [SpecField] = []
         if let t = o.successRateText, let v = o.successRate { f.append(SpecField(path: "successRate", display: t, canonical: String(v))) }
         if let l = o.latencyP95 { f.append(SpecField(path: "latencyP95", display: Syntax.format(l), canonical: "\(ms(l))ms")) }
         let a = o.analysis
-        f.append(SpecField(path: "analysis.provider", display: a.provider.rawValue))
+        // A provider the SLO does not name is the environment's default: shown as such (design 0016).
+        let provider = provider(o, environment: environment)
+        f.append(SpecField(path: "analysis.provider", display: provider.kind.rawValue + (provider.defaulted ? " (default here)" : ""),
+                           canonical: provider.kind.rawValue))
         f.append(SpecField(path: "analysis.interval", display: Syntax.format(a.interval), canonical: "\(ms(a.interval))ms"))
         f.append(SpecField(path: "analysis.count", display: String(a.count)))
         f.append(SpecField(path: "analysis.failureLimit", display: String(a.failureLimit)))
         if let m = a.minimumCalls { f.append(SpecField(path: "analysis.minimumCalls", display: String(m))) }
+        if a.compareWithStable { f.append(SpecField(path: "analysis.compareWithStable", display: "true")) }
+        if let t = a.stableTolerance, let text = a.stableToleranceText {
+            f.append(SpecField(path: "analysis.stableTolerance", display: text, canonical: String(t)))
+        }
         if let p = a.prometheus {
             for (path, v) in [("address", p.address), ("successRateQuery", p.successRateQuery), ("latencyP95Query", p.latencyP95Query)] {
                 guard let v else { continue }

@@ -8,6 +8,21 @@ public enum TrafficRules {
 
     public static func drainTimeoutMs(_ d: DesiredServer) -> Int64 { d.rollout.drainTimeoutMs ?? defaultDrainTimeoutMs }
 
+    /// The analysis provider of an SLO that names none (design 0016): `gateway` where the controller
+    /// serves the gateway in its own process by default — and so counts the tool calls clients make —
+    /// else `probe`. That is `driver: local` (`mcpfleet run` serves it at `127.0.0.1:9470` unless told
+    /// otherwise) and a systemd host with `spec.gateway.address` (`run` serves it there). On Kubernetes
+    /// the gateway is its own Deployment whose counts the controller does not read: `probe` stays the
+    /// default. Where the gateway turns out not to serve in the controller's process after all
+    /// (`run --once`, `--gateway-address ""`), a defaulted `gateway` is measured by `probe`, saying so.
+    public static func defaultProvider(_ environment: Environment) -> AnalysisProviderKind {
+        switch environment.driver {
+        case .local: .gateway
+        case .systemd: environment.gateway?.address != nil ? .gateway : .probe
+        case .kubernetes: .probe
+        }
+    }
+
     /// Share of new sessions (and of session-less requests) per revision, in percent; nil means by
     /// replica, all alike. During a canary step `weight: N` the canary gets N and the stable revision
     /// the rest; a `replicas:` step, the final step and rolling updates go by replica. Outside a
@@ -33,10 +48,13 @@ public enum TrafficRules {
         case wait(deadline: Int64)
     }
 
-    public static func drain(openSessions: Int, since: Int64, now: Int64, timeoutMs: Int64) -> Drain {
-        if openSessions <= 0 { return .done(reason: "no open sessions") }
+    /// `confirmed`: every gateway routing the server has applied the draining marks (a gateway in another
+    /// process applies them at its next route refresh; until then a new session may still arrive).
+    public static func drain(openSessions: Int, since: Int64, now: Int64, timeoutMs: Int64, confirmed: Bool = true) -> Drain {
+        if openSessions <= 0, confirmed { return .done(reason: "no open sessions") }
         if now >= since + timeoutMs {
-            return .done(reason: "drain timeout \(timeoutMs)ms reached with \(openSessions) open session\(openSessions == 1 ? "" : "s")")
+            return .done(reason: "drain timeout \(timeoutMs)ms reached with \(openSessions) open session\(openSessions == 1 ? "" : "s")"
+                         + (confirmed ? "" : " (not every gateway had applied the draining marks)"))
         }
         return .wait(deadline: since + timeoutMs)
     }
@@ -79,13 +97,15 @@ public struct ToolCallWindow: Hashable, Sendable {
 extension SLOMath {
     /// Fewer tool calls than this in an interval make a gateway measurement inconclusive.
     public static let defaultMinimumCalls = 20
+    /// `analysis.stableTolerance` when not set: one percentage point of success rate.
+    public static let defaultStableTolerance = 0.01
 
     /// Judges a revision's tool calls over one interval against the SLO, and (when given) against the
     /// stable revision over the same interval: the canary fails when its error rate is worse than the
     /// stable one's by more than `tolerance` (absolute) even if it meets the objective. Too few calls is
     /// inconclusive, never a pass.
     public static func judge(canary: ToolCallWindow, stable: ToolCallWindow?, slo: DesiredSLO, minimumCalls: Int = defaultMinimumCalls,
-                             tolerance: Double = 0.01, time: Int64) -> SLOMeasurement {
+                             tolerance: Double = defaultStableTolerance, time: Int64) -> SLOMeasurement {
         let p95 = canary.quantile(0.95), p99 = canary.quantile(0.99)
         let stats = "\(canary.calls) call\(canary.calls == 1 ? "" : "s"), \(canary.errors) error\(canary.errors == 1 ? "" : "s")"
             + (p95.map { ", p95 \(format($0))ms" } ?? "") + (p99.map { ", p99 \(format($0))ms" } ?? "")
@@ -96,7 +116,7 @@ extension SLOMath {
         var m = judge(successRate: canary.successRate, latencyP95Ms: p95, slo: slo, time: time)
         if m.result != .fail, let stable, stable.calls >= max(1, minimumCalls), let c = canary.successRate, let s = stable.successRate, c < s - tolerance {
             m.result = .fail
-            m.detail = "success rate \(format(c)) is below the stable revision's \(format(s)) over the same interval"
+            m.detail = "success rate \(format(c)) is below the stable revision's \(format(s)) over the same interval by more than the tolerance \(format(tolerance))"
         }
         m.detail = (m.detail.map { $0 + "; " } ?? "") + stats
         return m
