@@ -6,19 +6,21 @@
 # is installed (see README). Fixed rates 500/1,000/2,000 req/s and max throughput.
 #
 #   Benchmarks/gateway/run.sh [--no-build] [--duration 15s] [--rates "500 1000 2000"] [--contextforge VENV]
+#                             [--only "haproxy gateway"]   (a subset of direct, haproxy, gateway, contextforge)
 #
 # Writes Benchmarks/gateway/out/results.jsonl and Benchmarks/gateway/results.md (printed too).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 here=Benchmarks/gateway
-build=1; duration=15s; rates="500 1000 2000"; conns=4; maxconns=8; cf_venv=""
+build=1; duration=15s; rates="500 1000 2000"; conns=4; maxconns=8; cf_venv=""; only=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --no-build) build=0 ;;
     --duration) duration=$2; shift ;;
     --rates) rates=$2; shift ;;
     --contextforge) cf_venv=$2; shift ;;   # a venv with `pip install mcp-contextforge-gateway`
+    --only) only=$2; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -107,17 +109,30 @@ if [ -n "$cf_venv" ]; then
   targets+=("contextforge $cf_url")
 fi
 
+# CPU seconds (user + system, all threads) a process has used: the proxy's cost per request is the
+# difference over a measurement divided by the requests served, which the machine's load (other
+# processes on the same cores) moves far less than latency or throughput.
+cpu_seconds() { [ -n "${1:-}" ] && [ -r "/proc/$1/stat" ] && awk -v t="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / t }' "/proc/$1/stat" || echo ""; }
+server_pid=$(pgrep -f "mcp-everything-server --port $server_port" | head -1 || true)
+haproxy_pid=${pids[1]}
+gateway_pid=${pids[0]}
 measure() { # name url rate connections
   local name=$1 url=$2 rate=$3 c=$4
   local load; load=$(cut -d' ' -f1-3 /proc/loadavg)
   local text
   local tool=test_simple_text token=""
   if [ "$name" = contextforge ]; then tool=everything-test-simple-text; token=$cf_token; fi
+  local pid=""
+  case $name in direct) pid=$server_pid ;; haproxy) pid=$haproxy_pid ;; gateway) pid=$gateway_pid ;; esac
+  local cpu0; cpu0=$(cpu_seconds "$pid")
   text=$(RATE=$rate CONNECTIONS=$c TOOL=$tool TOKEN=$token wrk -t "$c" -c "$c" -d "$duration" --timeout 5s --latency -s $here/mcp.lua "$url" 2>&1) || true
-  python3 $here/parse_wrk.py "$name" "$rate" "$c" "$load" <<<"$text" | tee -a "$out/results.jsonl"
+  local cpu1; cpu1=$(cpu_seconds "$pid")
+  CPU_SECONDS=$( [ -n "$cpu0" ] && [ -n "$cpu1" ] && awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { print b - a }' || echo "") \
+    python3 $here/parse_wrk.py "$name" "$rate" "$c" "$load" <<<"$text" | tee -a "$out/results.jsonl"
 }
 for t in "${targets[@]}"; do
   set -- $t
+  if [ -n "$only" ] && [[ " $only " != *" $1 "* ]]; then continue; fi
   # ContextForge cannot approach these rates (see README): its maximum only.
   if [ "$1" != contextforge ]; then for r in $rates; do measure "$1" "$2" "$r" $conns; done; fi
   measure "$1" "$2" 0 $maxconns

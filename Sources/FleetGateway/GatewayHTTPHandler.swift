@@ -20,6 +20,13 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     var exchange: ProxyExchange?
     private(set) var context: ChannelHandlerContext?
 
+    /// Request ids need to be unique, not secret: one draw from the system's generator per
+    /// connection seeds a cheap one (no `getrandom` call per request).
+    var random: SplitMix64 = {
+        var system = SystemRandomNumberGenerator()
+        return SplitMix64(seed: system.next())
+    }()
+
     init(server: GatewayServer, pool: UpstreamPool, mcp: Bool) {
         self.server = server
         self.pool = pool
@@ -181,7 +188,7 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// A JSON-RPC error answer from the gateway itself, logged and counted.
     func respond(_ h: HTTPRequestHead, route: Route?, status: HTTPResponseStatus, message: String, close: Bool = false,
                  extraHeaders: [(String, String)] = [], reason: String? = nil, requestID: String? = nil, rpcMethod: String? = nil) {
-        let id = requestID ?? ProxyExchange.requestID(h.headers)
+        let id = requestID ?? ProxyExchange.requestID(h.headers, using: &random)
         let body = "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32000,\"message\":\(AccessLog.quote(message))}}"
         var headers = HTTPHeaders([("Content-Type", "application/json"), ("Content-Length", String(body.utf8.count)), ("X-Request-Id", id)])
         for (k, v) in extraHeaders { headers.add(name: k, value: v) }
@@ -231,5 +238,20 @@ final class GatewayHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         context.close(promise: nil)
+    }
+}
+
+/// SplitMix64 (Steele, Lea, Flood 2014): a fast 64-bit generator for request ids.
+struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9e37_79b9_7f4a_7c15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
+        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+        return z ^ (z >> 31)
     }
 }

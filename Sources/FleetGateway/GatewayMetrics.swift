@@ -33,7 +33,12 @@ public final class GatewayMetrics: Sendable {
     }
 
     private let tools = NIOLockedValueBox<[ToolKey: (Instruments, ToolStats)]>([:])
-    private let requests = NIOLockedValueBox<[String: Counter]>([:])
+    private struct RequestKey: Hashable {
+        var server: String
+        var code: Int
+    }
+
+    private let requests = NIOLockedValueBox<[RequestKey: Counter]>([:])
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
@@ -70,7 +75,7 @@ public final class GatewayMetrics: Sendable {
     }
 
     public func request(server: String, code: Int) {
-        let key = "\(server)\u{0}\(code)"
+        let key = RequestKey(server: server, code: code)
         let counter = requests.withLockedValue { all in
             if let c = all[key] { return c }
             let c = registry.makeCounter(descriptor: Self.name("gateway_requests", "total", "HTTP requests the gateway answered, by route and status code."),

@@ -136,12 +136,19 @@ extension Duration {
 /// Header and idle timeouts of one client connection (confined to its event loop). Idle: no request
 /// in flight and no byte for `idle` → closed. Header: a request's first byte starts a clock its head
 /// must beat (a client dribbling a byte every few seconds is closed, not kept forever).
+///
+/// The clocks are deadlines checked by one timer per connection, not a timer per clock: a request
+/// only stamps the time (scheduling and cancelling NIO tasks three times per request cost more than
+/// the rest of the bookkeeping). The timer is never later than the earliest running deadline; when
+/// it fires it closes the connection if a deadline has passed, else re-arms for the earliest one.
 final class ConnectionTimers {
     let header: TimeAmount
     let idle: TimeAmount
     var inFlight = 0
-    var headerTimer: Scheduled<Void>?
-    var idleTimer: Scheduled<Void>?
+    private var headerSince: NIODeadline?
+    private var idleSince: NIODeadline?
+    private var timer: Scheduled<Void>?
+    private var timerAt: NIODeadline = .distantFuture
 
     init(header: TimeAmount, idle: TimeAmount) {
         self.header = header
@@ -149,27 +156,25 @@ final class ConnectionTimers {
     }
 
     func armIdle(_ context: ChannelHandlerContext) {
-        idleTimer?.cancel()
-        let channel = context.channel
-        idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: idle) { channel.close(promise: nil) }
+        let now = NIODeadline.now()
+        idleSince = now
+        ensureTimer(context, at: now + idle)
     }
 
     func byteArrived(_ context: ChannelHandlerContext) {
         guard inFlight == 0 else { return }
-        idleTimer?.cancel()
-        idleTimer = nil
-        if headerTimer == nil {
-            let channel = context.channel
-            headerTimer = context.eventLoop.assumeIsolated().scheduleTask(in: header) { channel.close(promise: nil) }
+        idleSince = nil
+        if headerSince == nil {
+            let now = NIODeadline.now()
+            headerSince = now
+            ensureTimer(context, at: now + header)
         }
     }
 
     func headArrived() {
         inFlight += 1
-        headerTimer?.cancel()
-        headerTimer = nil
-        idleTimer?.cancel()
-        idleTimer = nil
+        headerSince = nil
+        idleSince = nil
     }
 
     func responseEnded(_ context: ChannelHandlerContext) {
@@ -178,8 +183,43 @@ final class ConnectionTimers {
     }
 
     func cancelAll() {
-        headerTimer?.cancel()
-        idleTimer?.cancel()
+        timer?.cancel()
+        timer = nil
+        timerAt = .distantFuture
+        headerSince = nil
+        idleSince = nil
+    }
+
+    /// The earliest running deadline, if any.
+    private var due: NIODeadline? {
+        switch (headerSince.map { $0 + header }, idleSince.map { $0 + idle }) {
+        case let (h?, i?): return min(h, i)
+        case let (h?, nil): return h
+        case let (nil, i?): return i
+        case (nil, nil): return nil
+        }
+    }
+
+    private func ensureTimer(_ context: ChannelHandlerContext, at deadline: NIODeadline) {
+        guard timer == nil || deadline < timerAt else { return }
+        timer?.cancel()
+        schedule(context.channel, context.eventLoop, at: deadline)
+    }
+
+    private func schedule(_ channel: any Channel, _ loop: any EventLoop, at deadline: NIODeadline) {
+        timerAt = deadline
+        timer = loop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in fire(channel, loop) }
+    }
+
+    private func fire(_ channel: any Channel, _ loop: any EventLoop) {
+        timer = nil
+        timerAt = .distantFuture
+        guard let due else { return }
+        if due <= .now() {
+            channel.close(promise: nil)
+        } else {
+            schedule(channel, loop, at: due)
+        }
     }
 }
 

@@ -118,6 +118,7 @@ public final class GatewayState: Sendable {
 
     /// Takes a token from the tenant's bucket, then the server's: nil, or (scope, seconds to wait).
     func rateLimit(_ route: Route) -> (scope: String, retryAfter: Double)? {
+        guard route.policy.tenantRate != nil || route.policy.serverRate != nil else { return nil }
         let t = now()
         return inner.withLockedValue { s in
             if let limit = route.policy.tenantRate {

@@ -44,18 +44,25 @@ final class ProxyExchange: UpstreamDelegate {
         self.head = head
         self.body = body
         self.started = started
-        requestID = Self.requestID(head.headers)
+        requestID = Self.requestID(head.headers, using: &handler.random)
     }
 
     /// The client's `X-Request-Id` when it is short and plain, else a new one.
-    static func requestID(_ headers: HTTPHeaders) -> String {
+    static func requestID<G: RandomNumberGenerator>(_ headers: HTTPHeaders, using random: inout G) -> String {
         if let given = headers.first(name: "x-request-id"), (1...64).contains(given.utf8.count),
            given.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5a) || ($0 >= 0x61 && $0 <= 0x7a) || $0 == 0x2d || $0 == 0x5f || $0 == 0x2e }) {
             return given
         }
-        var g = SystemRandomNumberGenerator()
-        let hex = String(g.next() as UInt64, radix: 16)
-        return String(repeating: "0", count: 16 - hex.count) + hex
+        return hex16(random.next())
+    }
+
+    private static let hexDigits = Array("0123456789abcdef".utf8)
+
+    static func hex16(_ v: UInt64) -> String {
+        String(unsafeUninitializedCapacity: 16) { out in
+            for k in 0..<16 { out[k] = hexDigits[Int(v >> UInt64(60 - 4 * k) & 0xf)] }
+            return 16
+        }
     }
 
     // MARK: Admission and routing
@@ -78,7 +85,7 @@ final class ProxyExchange: UpstreamDelegate {
         switch head.method {
         case .POST:
             if let body, body.readableBytes > 0 {
-                rpc = body.withUnsafeReadableBytes { JSONRPCInspector.request(Array($0)) }
+                rpc = body.withUnsafeReadableBytes { JSONRPCInspector.request($0) }
             }
         case .GET, .DELETE:
             break
@@ -151,14 +158,32 @@ final class ProxyExchange: UpstreamDelegate {
     }
 
     static let hopByHop = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade"]
+    /// Request headers the gateway sets itself (the client's are dropped).
+    static let replacedOnRequest = ["host", "content-length", "mcp-session-id", "x-request-id"]
+
+    /// `headers` without the named ones, in one pass (names lowercase ASCII).
+    static func without(_ headers: HTTPHeaders, _ lists: [String]..., extra: String? = nil, adding: Int = 0) -> HTTPHeaders {
+        var out = HTTPHeaders()
+        out.reserveCapacity(headers.count + adding)
+        for (name, value) in headers {
+            if let extra, equalsLowercased(name, extra) { continue }
+            if lists.contains(where: { $0.contains { equalsLowercased(name, $0) } }) { continue }
+            out.add(name: name, value: value)
+        }
+        return out
+    }
+
+    /// ASCII case-insensitive `name == lower` (`lower` already lowercase).
+    static func equalsLowercased(_ name: String, _ lower: String) -> Bool {
+        guard name.utf8.count == lower.utf8.count else { return false }
+        return zip(name.utf8, lower.utf8).allSatisfy { a, b in a == b || (a >= 0x41 && a <= 0x5a && a | 0x20 == b) }
+    }
 
     private func upstreamHead(_ b: Backend) -> HTTPRequestHead {
-        var headers = head.headers
-        for name in Self.hopByHop { headers.remove(name: name) }
-        for name in ["host", "content-length", "mcp-session-id", "x-request-id"] { headers.remove(name: name) }
         // The gateway's own credential never reaches a server.
-        if !route.policy.tokens.isEmpty { headers.remove(name: "authorization") }
-        headers.add(name: "Host", value: "\(b.host):\(b.port)")
+        var headers = Self.without(head.headers, Self.hopByHop, Self.replacedOnRequest,
+                                   extra: route.policy.tokens.isEmpty ? nil : "authorization", adding: 4)
+        headers.add(name: "Host", value: b.hostHeader)
         headers.add(name: "X-Request-Id", value: requestID)
         if let upstreamSession { headers.add(name: "Mcp-Session-Id", value: upstreamSession) }
         if head.method == .POST { headers.add(name: "Content-Length", value: String(body?.readableBytes ?? 0)) }
@@ -203,10 +228,8 @@ final class ProxyExchange: UpstreamDelegate {
         guard let b = backend else { return }
         status = Int(h.status.code)
         responseStarted = true
-        var headers = h.headers
-        for name in Self.hopByHop { headers.remove(name: name) }
-        if let upstream = headers.first(name: "mcp-session-id") {
-            headers.remove(name: "mcp-session-id")
+        var headers = Self.without(h.headers, Self.hopByHop, extra: "mcp-session-id", adding: 3)
+        if let upstream = h.headers.first(name: "mcp-session-id") {
             headers.add(name: "Mcp-Session-Id", value: handler.sign(.init(route: route.server, replica: b.id, upstreamSession: upstream)))
             if !sessionBound && (200..<300).contains(status) { server.state.sessionOpened(server: route.server, replica: b.id) }
         }
@@ -258,7 +281,7 @@ final class ProxyExchange: UpstreamDelegate {
     }
 
     func upstreamEnd() {
-        if let bytes = json { observe(Data(bytes)) }
+        if let bytes = json { bytes.withUnsafeBytes { observe($0) } }
         if toolList != nil, case let rest = toolList!.finish(), !rest.isEmpty {
             handler.context?.write(handler.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: rest)))), promise: nil)
         }
@@ -319,7 +342,7 @@ final class ProxyExchange: UpstreamDelegate {
     }
 
     /// Tool-call responses in one JSON text (a message, a batch, or one SSE event's data).
-    private func observe(_ data: Data) {
+    private func observe(_ data: UnsafeRawBufferPointer) {
         guard !pending.isEmpty, let b = backend else { return }
         for (id, isError) in JSONRPCInspector.responses(data) {
             guard let call = pending.removeValue(forKey: id) else { continue }

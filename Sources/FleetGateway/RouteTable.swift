@@ -13,6 +13,9 @@ public struct Backend: Sendable, Hashable, Codable {
     /// Draining replicas get no new sessions (set by the rollout when it is about to stop them).
     public var draining: Bool
 
+    /// `host:port`, as the replica expects it in `Host`.
+    var hostHeader: String { "\(host):\(port)" }
+
     public init(id: String, revision: String, host: String, port: Int, path: String, healthy: Bool = true, draining: Bool = false) {
         self.id = id
         self.revision = revision
@@ -70,13 +73,25 @@ public struct RouteTable: Sendable, Hashable {
 
     /// `/{server}/mcp` or `/{tenant}/{server}/mcp`; the tenant must be the server's.
     public func route(forPath path: Substring) -> Route? {
-        var parts = path.split(separator: "/", omittingEmptySubsequences: true)
-        guard parts.last == "mcp" else { return nil }
-        parts.removeLast()
-        switch parts.count {
-        case 1: return routes[String(parts[0])]
-        case 2:
-            guard let r = routes[String(parts[1])], r.tenant == parts[0] else { return nil }
+        // Up to three non-empty segments, read in place (this runs for every request).
+        var parts: (Substring, Substring, Substring) = ("", "", "")
+        var count = 0
+        var rest = path
+        while let first = rest.utf8.firstIndex(where: { $0 != UInt8(ascii: "/") }) {
+            let end = rest.utf8[first...].firstIndex(of: UInt8(ascii: "/")) ?? rest.endIndex
+            switch count {
+            case 0: parts.0 = rest[first..<end]
+            case 1: parts.1 = rest[first..<end]
+            case 2: parts.2 = rest[first..<end]
+            default: return nil
+            }
+            count += 1
+            rest = rest[end...]
+        }
+        switch count {
+        case 2 where parts.1 == "mcp": return routes[String(parts.0)]
+        case 3 where parts.2 == "mcp":
+            guard let r = routes[String(parts.1)], r.tenant == parts.0 else { return nil }
             return r
         default: return nil
         }

@@ -179,4 +179,45 @@ import Testing
         let escaped = JSONRPCInspector.request(Array(#"{"jsonrpc":"2.0","id":1,"method":"notifications\/initialized"}"#.utf8))
         #expect(escaped.method == "notifications/initialized")
     }
+
+    /// The in-place scanner reads only what telemetry needs; it must agree with a full parse on
+    /// everything that decides a count (escapes anywhere, member order, nesting, ids, bad JSON).
+    @Test func scannerAgreesWithAFullParse() {
+        // Keys and names with escapes, params before method, whitespace everywhere.
+        let r = JSONRPCInspector.request(Array(#" { "params" : { "arguments" : { "method" : "x", "name" : "decoy" }, "n\u0061me" : "\u00e9cho\ud83d\ude00" } , "id" : 12.0 , "\u006dethod" : "tools/call" } "#.utf8))
+        #expect(r.method == "tools/call" && r.calls == [.init(id: "n:12", tool: "écho😀")])
+        // A call without params.name is still a call; a string id stays a string.
+        #expect(JSONRPCInspector.request(Array(#"{"id":"12","method":"tools/call"}"#.utf8)).calls == [.init(id: "s:12", tool: "?")])
+        // Notifications (no id) are not calls; non-object batch members are skipped.
+        let batch = JSONRPCInspector.request(Array(#"[1,{"method":"tools/call","params":{"name":"a"}},{"id":null,"method":"tools/call"},{"id":2,"method":"tools/call","params":{"name":"b"}}]"#.utf8))
+        #expect(batch.method == "tools/call" && batch.calls == [.init(id: "n:2", tool: "b")])
+        // Not one well-formed JSON text: nothing is counted.
+        for bad in [#"{"id":1,"method":"tools/call""#, #"{"id":1,"method":"tools/call"} x"#, #"{"id":1,"method":"tools/call",}"#,
+                    "{\"id\":1,\"method\":\"tools/\ncall\"}", #"{"id":1,"method":"tools/call","params":{"name":"a" "b"}}"#, #"{"id":tru,"method":"tools/call"}"#] {
+            #expect(JSONRPCInspector.request(Array(bad.utf8)).calls.isEmpty, "\(bad)")
+        }
+        let deep = String(repeating: "[", count: 600) + String(repeating: "]", count: 600)
+        #expect(JSONRPCInspector.request(Array(#"{"id":1,"method":"tools/call","params":{"x":\#(deep)}}"#.utf8)).calls.isEmpty)
+
+        // Responses: isError only at result.isError; an `error` member of any value; requests are not responses.
+        let rs = JSONRPCInspector.responses(Data(#"[{"id":1,"result":{"content":[{"type":"text","text":"\"isError\":true"}],"structuredContent":{"isError":true}}},{"result":{"isError":true},"id":"1"},{"id":3,"error":null},{"id":4,"method":"sampling/createMessage","params":{}},{"id":5.0,"result":{"isError":false}}]"#.utf8))
+        #expect(rs.map(\.id) == ["n:1", "s:1", "n:3", "n:5"] && rs.map(\.error) == [false, true, true, false])
+        #expect(JSONRPCInspector.responses(Data(#"{"id":1,"result":{}"#.utf8)).isEmpty)
+    }
+
+    @Test func sseParserHandlesLongAndSplitLines() {
+        var p = SSEParser(limit: 64)
+        var events: [String] = []
+        let long = String(repeating: "x", count: 100)
+        let stream = "data: \(long)\n\ndata: a\r\ndata: b\r\n\r\ndata:c\n\n"
+        let bytes = Array(stream.utf8)
+        for size in [1, 3, bytes.count] {
+            events = []
+            for chunk in stride(from: 0, to: bytes.count, by: size).map({ Array(bytes[$0..<min($0 + size, bytes.count)]) }) {
+                chunk.withUnsafeBytes { p.feed($0) { events.append(String(decoding: $0, as: UTF8.self)) } }
+            }
+            // The event over the limit is skipped; the stream after it is read as usual.
+            #expect(events == ["a\nb", "c"], "chunks of \(size)")
+        }
+    }
 }
