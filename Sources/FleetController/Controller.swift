@@ -523,11 +523,15 @@ public final class Controller: Service, Sendable {
         return h
     }
 
+    /// The spec of `revision` as this process rendered it; nil for one it did not (the runtime keeps its definition).
+    func renderedSpec(for revision: String, desired: DesiredServer) async -> DesiredServer? {
+        revision == desired.revision ? desired : await state.spec(server: desired.name, revision: revision)
+    }
+
+    /// Version and fields of `revision` for its record: as rendered here, else from live state. Never
+    /// passed to `driver.scale` (the relabelled current spec would redefine the old revision).
     func spec(for revision: String, desired: DesiredServer, live: LiveServer?) async -> DesiredServer {
-        if revision == desired.revision { return desired }
-        if let cached = await state.spec(server: desired.name, revision: revision) { return cached }
-        // Not rendered by this process: drivers keep each revision group's definition, so the current
-        // spec relabelled to that revision identifies the group; version and fields come from live state.
+        if let rendered = await renderedSpec(for: revision, desired: desired) { return rendered }
         var s = desired
         s.revision = revision
         if let r = live?.revisions.first(where: { $0.revision == revision }) {
@@ -542,11 +546,14 @@ public final class Controller: Service, Sendable {
         for action in actions {
             switch action {
             case .scale(let revision, let replicas):
-                let s = await spec(for: revision, desired: desired, live: live)
+                let rendered = await renderedSpec(for: revision, desired: desired)
                 let from = live?.revisions.first { $0.revision == revision }?.replicas ?? 0
                 do {
                     try await act("scale", server: name, revision: revision, reason: "\(from) → \(replicas) replicas", snap: snap, correlation: correlation) {
-                        try await self.driver.scale(s, replicas: replicas)
+                        // A revision this process did not render is resized from the definition the runtime keeps.
+                        if let rendered { try await self.driver.scale(rendered, replicas: replicas) } else {
+                            try await self.driver.rescale(server: name, revision: revision, tenant: desired.tenant, replicas: replicas)
+                        }
                     }
                     await state.setStartError(server: name, revision: revision, nil)
                 } catch let e as DriverError where e.terminal && replicas > from {

@@ -59,6 +59,15 @@ public final class DrainingDriver: RuntimeDriver {
         }
     }
 
+    /// Drains what a rescale-down stops, as `scale` does (with the server's last known drain timeout).
+    public func rescale(server: String, revision: String, tenant: String, replicas: Int) async throws {
+        let running = (try? await inner.endpoints(server: server, revision: revision)) ?? []
+        let victims = running.count > replicas ? running.suffix(running.count - replicas).map(\.instance) : []
+        try await drained(server: server, revision: revision, victims, timeoutMs: timeouts.withLockedValue { $0[server] } ?? TrafficRules.defaultDrainTimeoutMs) {
+            try await self.inner.rescale(server: server, revision: revision, tenant: tenant, replicas: replicas)
+        }
+    }
+
     public func removeRevision(server: String, revision: String) async throws {
         let victims = ((try? await inner.endpoints(server: server, revision: revision)) ?? []).map(\.instance)
         try await drained(server: server, revision: revision, victims, timeoutMs: timeouts.withLockedValue { $0[server] } ?? TrafficRules.defaultDrainTimeoutMs) {

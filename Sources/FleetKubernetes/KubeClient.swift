@@ -132,6 +132,16 @@ public final class KubeClient: Sendable {
         return try decodeObject(response, ref, "apply")
     }
 
+    /// JSON merge patch (RFC 7386, `application/merge-patch+json`) as field manager `fieldManager`: changes
+    /// only the fields `patch` names, leaving every other field (and its owner) as it is — unlike an
+    /// apply of a partial object, which drops the fields the manager stops sending.
+    public func mergePatch(_ type: ResourceType, namespace: String?, name: String, patch: JSONValue, dryRun: Bool = false) async throws -> KubeObject {
+        let ref = ObjectReference(kind: type.kind, namespace: namespace, name: name)
+        let response = try await perform("PATCH", type.path(namespace: namespace, name: name), query: [("fieldManager", fieldManager)] + dryRunQuery(dryRun),
+                                         body: patch.serialized(), contentType: "application/merge-patch+json", object: ref, verb: "patch")
+        return try decodeObject(response, ref, "patch")
+    }
+
     /// Deletes an object; returns false when it did not exist.
     @discardableResult
     public func delete(_ type: ResourceType, namespace: String?, name: String, propagation: PropagationPolicy = .background, dryRun: Bool = false) async throws -> Bool {

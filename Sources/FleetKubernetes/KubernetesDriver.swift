@@ -252,6 +252,23 @@ public final class KubernetesDriver: RuntimeDriver {
         }
     }
 
+    /// A JSON merge patch of the revision's Deployment's `spec.replicas` alone: its pod template (image,
+    /// command, env) stays what was applied when the revision was rendered.
+    public func rescale(server: String, revision: String, tenant: String, replicas: Int) async throws {
+        guard replicas >= 0 else { throw DriverError("server/\(server)", "replicas must not be negative (got \(replicas))", terminal: true) }
+        let ns = try await namespace(ofTenant: tenant)
+        let name = KubernetesRenderer.deploymentName(server: server, revision: revision)
+        let patch = JSONValue.obj(["spec": .obj(["replicas": .int(Int64(replicas))])])
+        do {
+            let patched = try await client.mergePatch(.deployment, namespace: ns, name: name, patch: patch, dryRun: options.dryRun)
+            if !options.dryRun { liveCache.ingest(patched) }
+        } catch let error as KubeError where error.isNotFound {
+            guard replicas == 0 else { throw DriverError.noKeptDefinition(server: server, revision: revision) }
+        } catch let error as KubeError {
+            throw error.driverError
+        }
+    }
+
     public func removeRevision(server: String, revision: String) async throws {
         for ns in try await namespaces(ofServer: server) {
             try await delete(.deployment, ns, KubernetesRenderer.deploymentName(server: server, revision: revision))
@@ -400,8 +417,17 @@ public final class KubernetesDriver: RuntimeDriver {
     // MARK: Plumbing
 
     /// Server-side apply; the object the API server returns goes into the cache (read your own writes).
+    /// A conflict only with this driver's own field manager (`spec.replicas` set by `rescale`'s merge patch,
+    /// an update rather than an apply) is taken back by a forced apply.
     func apply(_ object: KubeObject) async throws -> KubeObject {
-        let applied = try await call { try await self.client.apply(object, force: self.options.forceConflicts, dryRun: self.options.dryRun) }
+        let applied: KubeObject
+        do {
+            applied = try await client.apply(object, force: options.forceConflicts, dryRun: options.dryRun)
+        } catch let error as KubeError where error.isConflict && !error.conflicts.isEmpty && error.conflicts.allSatisfy({ $0.manager == client.fieldManager }) {
+            applied = try await call { try await self.client.apply(object, force: true, dryRun: self.options.dryRun) }
+        } catch let error as KubeError {
+            throw error.driverError
+        }
         if !options.dryRun { liveCache.ingest(applied) }
         return applied
     }

@@ -97,6 +97,11 @@ public final class LocalDriver: RuntimeDriver {
 
     public func scale(_ server: DesiredServer, replicas: Int) async throws { try await supervisor.scale(server, replicas: replicas) }
 
+    /// From the revision's stored definition (`state.db`), which it does not rewrite.
+    public func rescale(server: String, revision: String, tenant: String, replicas: Int) async throws {
+        try await supervisor.rescale(server: server, revision: revision, replicas: replicas)
+    }
+
     public func removeRevision(server: String, revision: String) async throws {
         try await supervisor.removeRevision(server: server, revision: revision)
     }

@@ -452,6 +452,26 @@ actor LocalSupervisor {
         try await start()
         try tables.saveRevision(spec, now: Int64(Date().timeIntervalSince1970 * 1000))
         revisions[spec.name, default: [:]][spec.revision] = spec
+        try await resize(spec, replicas: replicas)
+    }
+
+    /// Resizes a revision from the definition stored for it (`scale` stored it), never rewriting it.
+    func rescale(server: String, revision: String, replicas: Int) async throws {
+        let resource = "server/\(server)"
+        guard replicas >= 0 else { throw DriverError(resource, "replicas must not be negative (got \(replicas))", terminal: true) }
+        guard let spec = revisions[server]?[revision] else {
+            guard replicas > 0 else { return }
+            throw DriverError.noKeptDefinition(server: server, revision: revision)
+        }
+        if replicas > 0, let basePort = spec.port { _ = try plan(spec, slot: 0, port: basePort) } // fail before starting anything
+        try await start()
+        try await resize(spec, replicas: replicas)
+    }
+
+    private func resize(_ spec: DesiredServer, replicas: Int) async throws {
+        guard let basePort = spec.port else {
+            throw DriverError("server/\(spec.name)", "has no transport.port; the local driver places instances on ports from it", terminal: true)
+        }
         let current = instances.keys(of: spec.name).filter { instances[$0]!.row.revision == spec.revision && instances[$0]!.row.intent == "run" }
         if current.count < replicas {
             var used = Set(instances.keys(of: spec.name).map(\.slot))

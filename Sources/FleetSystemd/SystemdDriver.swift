@@ -10,6 +10,8 @@ public enum SystemdOperation: Sendable, Hashable {
     case ensureTenant(DesiredTenant)
     case removeTenant(String)
     case scale(DesiredServer, replicas: Int)
+    /// Resizes a revision from its unit template and revision record on disk, writing neither (`RuntimeDriver.rescale`).
+    case rescale(server: String, revision: String, replicas: Int)
     case removeRevision(server: String, revision: String)
     case removeServer(String)
 }
@@ -89,6 +91,9 @@ public actor SystemdDriver: RuntimeDriver {
     public func ensureTenant(_ tenant: DesiredTenant) async throws { try await apply(batch: [.ensureTenant(tenant)]) }
     public func removeTenant(named name: String) async throws { try await apply(batch: [.removeTenant(name)]) }
     public func scale(_ server: DesiredServer, replicas: Int) async throws { try await apply(batch: [.scale(server, replicas: replicas)]) }
+    public func rescale(server: String, revision: String, tenant: String, replicas: Int) async throws {
+        try await apply(batch: [.rescale(server: server, revision: revision, replicas: replicas)])
+    }
     public func removeRevision(server: String, revision: String) async throws { try await apply(batch: [.removeRevision(server: server, revision: revision)]) }
     public func removeServer(named name: String) async throws { try await apply(batch: [.removeServer(name)]) }
 
@@ -115,6 +120,47 @@ public actor SystemdDriver: RuntimeDriver {
         var listeners: PortOwnership.Listeners?
 
         defer { noteOwnChanges(batch) }
+        /// Starts or stops instances of one revision until `replicas` exist (its template and record written).
+        func resize(server name: String, revision: String, port: Int?, replicas: Int) throws {
+            let resource = "server/\(name)"
+            let base = renderer.unitBase(server: name, revision: revision)
+            let mine = listed.filter { $0.base == base && $0.exists }
+            if mine.count < replicas {
+                // Slots are unique across the server's revisions, so old and new never share a port.
+                var used = Set(listed.filter { $0.server == name && $0.exists }.map(\.slot))
+                var slot = 0
+                for _ in mine.count..<replicas {
+                    while used.contains(slot) { slot += 1 }
+                    used.insert(slot)
+                    if let port {
+                        let current = listeners ?? PortOwnership.Listeners.read()
+                        listeners = current
+                        if let holder = foreignHolder(port: port + slot, listeners: current) {
+                            refused.append((resource, "not starting replica \(slot): port \(port + slot) is already in use by \(holder)"))
+                            continue
+                        }
+                    }
+                    try AtomicFileSystem.write(hostPath(renderer.instanceEnvironmentFile(unitBase: base, slot: slot)), renderer.instanceEnvironment(port: port, slot: slot))
+                    let unit = renderer.instanceName(server: name, revision: revision, slot: slot)
+                    toStart.append(unit)
+                    toResetFailed.append(unit)
+                    listed.append(ListedInstance(unit: unit, base: base, server: name, revision: revision, slot: slot, activeState: "activating", subState: "start"))
+                }
+            } else if mine.count > replicas {
+                // Stop the unhealthy first, then the highest slots.
+                let victims = mine.sorted { a, b in
+                    let ar = a.activeState == "active", br = b.activeState == "active"
+                    return ar != br ? !ar : a.slot > b.slot
+                }.prefix(mine.count - replicas)
+                for v in victims {
+                    toStop.append(v.unit)
+                    toStart.removeAll { $0 == v.unit }
+                    listed.removeAll { $0.unit == v.unit }
+                    let envFile = renderer.instanceEnvironmentFile(unitBase: base, slot: v.slot)
+                    removeAfterStop.append { [self] in try AtomicFileSystem.remove(hostPath(envFile)) }
+                }
+            }
+        }
         for op in batch {
             switch op {
             case .ensureTenant(let tenant):
@@ -151,41 +197,20 @@ public actor SystemdDriver: RuntimeDriver {
                                                  port: server.port, path: server.path, fields: server.fields),
                               to: renderer.revisionRecordFile(unitBase: base))
                 try writeSecrets(server, base: base)
-                if mine.count < replicas {
-                    // Slots are unique across the server's revisions, so old and new never share a port.
-                    var used = Set(listed.filter { $0.server == server.name && $0.exists }.map(\.slot))
-                    var slot = 0
-                    for _ in mine.count..<replicas {
-                        while used.contains(slot) { slot += 1 }
-                        used.insert(slot)
-                        if let port = server.port {
-                            let current = listeners ?? PortOwnership.Listeners.read()
-                            listeners = current
-                            if let holder = foreignHolder(port: port + slot, listeners: current) {
-                                refused.append((resource, "not starting replica \(slot): port \(port + slot) is already in use by \(holder)"))
-                                continue
-                            }
-                        }
-                        try AtomicFileSystem.write(hostPath(renderer.instanceEnvironmentFile(unitBase: base, slot: slot)), renderer.instanceEnvironment(server: server, slot: slot))
-                        let name = renderer.instanceName(server: server.name, revision: server.revision, slot: slot)
-                        toStart.append(name)
-                        toResetFailed.append(name)
-                        listed.append(ListedInstance(unit: name, base: base, server: server.name, revision: server.revision, slot: slot, activeState: "activating", subState: "start"))
-                    }
-                } else if mine.count > replicas {
-                    // Stop the unhealthy first, then the highest slots.
-                    let victims = mine.sorted { a, b in
-                        let ar = a.activeState == "active", br = b.activeState == "active"
-                        return ar != br ? !ar : a.slot > b.slot
-                    }.prefix(mine.count - replicas)
-                    for v in victims {
-                        toStop.append(v.unit)
-                        toStart.removeAll { $0 == v.unit }
-                        listed.removeAll { $0.unit == v.unit }
-                        let envFile = renderer.instanceEnvironmentFile(unitBase: base, slot: v.slot)
-                        removeAfterStop.append { [self] in try AtomicFileSystem.remove(hostPath(envFile)) }
-                    }
+                try resize(server: server.name, revision: server.revision, port: server.port, replicas: replicas)
+
+            case .rescale(let server, let revision, let replicas):
+                guard replicas >= 0 else { throw DriverError("server/\(server)", "replicas must not be negative", terminal: true) }
+                let base = renderer.unitBase(server: server, revision: revision)
+                let template = files.keys(hostPath(unitDirectory + "/" + base + "@.service"))
+                let record = files.json(RevisionRecordFile.self, hostPath(renderer.revisionRecordFile(unitBase: base)))
+                guard template?["Managed"] == "yes", let record else {
+                    // Nothing kept to start from; stopping what still runs needs no definition.
+                    guard replicas == 0 else { throw DriverError.noKeptDefinition(server: server, revision: revision) }
+                    try resize(server: server, revision: revision, port: nil, replicas: 0)
+                    continue
                 }
+                try resize(server: server, revision: revision, port: record.port, replicas: replicas)
 
             case .removeRevision(let server, let revision):
                 let base = renderer.unitBase(server: server, revision: revision)
@@ -385,6 +410,8 @@ public actor SystemdDriver: RuntimeDriver {
                 if files.keys(dir + "/" + base + "@.service")?["Managed"] == "yes" {
                     templates[base] = ManagedTemplate(base: base, server: server.name, revision: server.revision, tenant: server.tenant)
                 }
+            case .rescale(let server, _, _):
+                touch(server)
             case .removeRevision(let server, let revision):
                 touch(server)
                 let base = renderer.unitBase(server: server, revision: revision)

@@ -213,9 +213,11 @@ public struct SystemdRenderer: Sendable {
     }
 
     /// The per-instance environment file: the slot and the port, which the template cannot compute.
-    public func instanceEnvironment(server: DesiredServer, slot: Int) -> String {
+    public func instanceEnvironment(server: DesiredServer, slot: Int) -> String { instanceEnvironment(port: server.port, slot: slot) }
+
+    public func instanceEnvironment(port: Int?, slot: Int) -> String {
         var text = "MCPFLEET_REPLICA=\(slot)\n"
-        if let port = server.port { text += "MCPFLEET_PORT=\(port + slot)\n" }
+        if let port { text += "MCPFLEET_PORT=\(port + slot)\n" }
         return text
     }
 }

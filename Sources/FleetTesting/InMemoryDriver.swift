@@ -42,6 +42,8 @@ public actor InMemoryDriver: RuntimeDriver {
     /// host driver does for a missing executable or secret).
     public var unstartable: [String: String] = [:]
     public private(set) var calls: [String] = []
+    /// Calls of `rescale` (resizing a group from the spec it keeps).
+    public private(set) var rescales = 0
     /// Observations of everything (`observe()`, `observe(.all)`) and of one server (`observe(.server)`).
     public private(set) var fullObservations = 0
     public private(set) var serverObservations = 0
@@ -151,13 +153,38 @@ public actor InMemoryDriver: RuntimeDriver {
         }
         var s = servers[server.name] ?? ServerState(tenant: server.tenant, groups: [:])
         var g = s.groups[server.revision] ?? Group(spec: server, instances: [])
+        // As every real driver does, `scale` (re)defines the group from the spec it is given.
+        g.spec = server
+        resize(&g, revision: server.revision, server: server.name, replicas: replicas)
+        s.groups[server.revision] = g
+        servers[server.name] = s
+        sample(server.name)
+    }
+
+    /// Resizes the group from the spec it keeps; counted in `rescales` (and `calls`) so tests see which path ran.
+    public func rescale(server: String, revision: String, tenant: String, replicas: Int) async throws {
+        try check("rescale", "server/\(server)@\(revision)=\(replicas)")
+        rescales += 1
+        guard var g = servers[server]?.groups[revision] else {
+            if replicas == 0 { return }
+            throw DriverError.noKeptDefinition(server: server, revision: revision)
+        }
+        if let message = unstartable[revision], replicas > g.instances.count {
+            throw DriverError("server/\(server)", message, terminal: true)
+        }
+        resize(&g, revision: revision, server: server, replicas: replicas)
+        servers[server]!.groups[revision] = g
+        sample(server)
+    }
+
+    private func resize(_ g: inout Group, revision: String, server: String, replicas: Int) {
         while g.instances.count < replicas {
             counter += 1
-            g.instances.append(Instance(id: "\(server.name)-\(server.revision)-\(counter)", observed: 0))
+            g.instances.append(Instance(id: "\(server)-\(revision)-\(counter)", observed: 0))
         }
         if g.instances.count > replicas {
             // Stop instances that are not ready first, then the newest (as Kubernetes' ReplicaSet does).
-            let rev = server.revision
+            let rev = revision
             let ordered = g.instances.enumerated().sorted { a, b in
                 let ra = isReady(a.element, revision: rev), rb = isReady(b.element, revision: rev)
                 return ra != rb ? !ra : a.offset > b.offset
@@ -165,9 +192,6 @@ public actor InMemoryDriver: RuntimeDriver {
             let drop = Set(ordered.prefix(g.instances.count - replicas).map(\.element.id))
             g.instances.removeAll { drop.contains($0.id) }
         }
-        s.groups[server.revision] = g
-        servers[server.name] = s
-        sample(server.name)
     }
 
     public func removeRevision(server: String, revision: String) async throws {

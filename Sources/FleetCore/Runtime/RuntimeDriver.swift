@@ -53,6 +53,14 @@ public protocol RuntimeDriver: Sendable {
     /// (0 keeps the group's definition but runs nothing). Never touches other revisions of the server.
     func scale(_ server: DesiredServer, replicas: Int) async throws
 
+    /// Makes exactly `replicas` instances of a revision group the runtime already defines exist, from the
+    /// definition the runtime keeps for it (Kubernetes: the Deployment; systemd: the unit template and
+    /// revision record; local: the stored revision), never rewriting that definition. For a revision this
+    /// controller process did not render (the stable revision after a restart mid-rollout): `scale` would
+    /// redefine the group from the spec it is given. A scale-up of a revision with no kept definition
+    /// throws a terminal `DriverError`; down to 0 without one does nothing.
+    func rescale(server: String, revision: String, tenant: String, replicas: Int) async throws
+
     /// Removes every instance and the definition of one revision of a server.
     func removeRevision(server: String, revision: String) async throws
 
@@ -75,7 +83,7 @@ public protocol RuntimeDriver: Sendable {
 
     /// What a controller leaving does: `stop()`, and with `stoppingInstances` every managed revision's
     /// instances are stopped, their definitions kept, so the next controller brings the same revisions
-    /// back. `desired` (when known) supplies the specs. The default scales each revision to zero.
+    /// back. `desired` (when known) names each server's tenant. The default rescales each revision to zero.
     func shutdown(stoppingInstances: Bool, desired: DesiredState?) async throws
 
     /// Scopes whose live state changed (a server, or `.all` after the driver re-read everything), as the
@@ -111,9 +119,7 @@ extension RuntimeDriver {
         guard stoppingInstances else { return }
         for s in try await observe(.all).servers where s.managed {
             for r in s.revisions where r.replicas > 0 {
-                var spec = desired?.server(s.name) ?? DesiredServer(name: s.name, tenant: s.tenant ?? "default", version: r.version ?? "?")
-                spec.revision = r.revision
-                try await scale(spec, replicas: 0)
+                try await rescale(server: s.name, revision: r.revision, tenant: desired?.server(s.name)?.tenant ?? s.tenant ?? "default", replicas: 0)
             }
         }
     }
@@ -487,5 +493,13 @@ extension LiveState {
             }
         }
         return out
+    }
+}
+
+extension DriverError {
+    /// A scale-up of a revision whose definition the runtime does not keep (`RuntimeDriver.rescale`).
+    public static func noKeptDefinition(server: String, revision: String) -> DriverError {
+        DriverError("server/\(server)", "no definition of revision \(revision) is kept; it cannot be scaled up without its spec "
+                    + "(change the manifest back to that revision, or roll forward)", terminal: true)
     }
 }
