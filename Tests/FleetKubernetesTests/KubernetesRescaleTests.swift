@@ -12,6 +12,13 @@ import Testing
         try await driver.client.get(.deployment, namespace: namespace, name: name)
     }
 
+    /// Operations ("Apply", "Update") of the managers owning `spec.replicas`.
+    func replicasOwners(_ object: KubeObject) -> [String] {
+        (object.json[["metadata", "managedFields"]]?.array ?? []).compactMap { entry in
+            entry[["fieldsV1", "f:spec", "f:replicas"]] == nil ? nil : "\(entry["manager"]?.string ?? "?")/\(entry["operation"]?.string ?? "?")"
+        }
+    }
+
     @Test func rescaleChangesOnlyReplicasAndKeepsTheOldPodTemplate() async throws {
         let api = try KubeAPIServerProcess()
         defer { api.stop() }
@@ -48,10 +55,14 @@ import Testing
         let down = try await deployment(api, driver, namespace: ns, name: name)
         #expect(down.json[["spec", "replicas"]]?.int == 0)
         #expect(down.json[["spec", "template"]] == template)
+        #expect(replicasOwners(down) == ["mcpfleet/Update"])
 
         // A later apply of that revision (rendered again) takes `spec.replicas` back from the merge patch.
+        // (a conflict with this driver's own merge patch only, so it is forced).
         try await driver.scale(old, replicas: 1)
-        #expect(try await deployment(api, driver, namespace: ns, name: name).json[["spec", "replicas"]]?.int == 1)
+        let reapplied = try await deployment(api, driver, namespace: ns, name: name)
+        #expect(reapplied.json[["spec", "replicas"]]?.int == 1)
+        #expect(replicasOwners(reapplied) == ["mcpfleet/Apply"])
     }
 
     @Test func rescaleOfARevisionWithoutADeployment() async throws {
