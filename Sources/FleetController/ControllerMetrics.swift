@@ -23,6 +23,16 @@ public final class ControllerMetrics: Sendable {
                                        labels: [("result", result)], buckets: Self.durationBuckets).record(d)
     }
 
+    /// One sync pass (the sync key and every server it queued, each reconciled once): wall and process CPU.
+    public func resyncPass(servers: Int, wallSeconds: Double, cpuSeconds: Double) {
+        registry.makeCounter(descriptor: name("resync_passes", "total", "Sync passes over every server completed.")).increment()
+        registry.makeGauge(descriptor: name("resync_pass_servers", "", "Servers in the last sync pass.")).set(to: Double(servers))
+        registry.makeGauge(descriptor: name("resync_pass", "seconds", "Wall time of the last sync pass, from the sync to its last server's reconcile."))
+            .set(to: wallSeconds)
+        registry.makeGauge(descriptor: name("resync_pass_cpu", "seconds", "Process CPU time (user+system, probes included) during the last sync pass."))
+            .set(to: cpuSeconds)
+    }
+
     public func queueDepth(_ n: Int) {
         registry.makeGauge(descriptor: name("workqueue_depth", "", "Keys waiting in the work queue.")).set(to: Double(n))
     }
@@ -69,4 +79,13 @@ public final class ControllerMetrics: Sendable {
     }
 
     public func exposition() -> String { registry.emitToString() }
+}
+
+/// The process's CPU time so far (user + system), for the sync pass's cost.
+enum ProcessCPU {
+    static func seconds() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+    }
 }
