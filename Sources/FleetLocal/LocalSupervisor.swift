@@ -114,6 +114,7 @@ actor LocalSupervisor {
     private var instances = InstanceTable()
     /// When every running instance's port was last checked (starting ones are checked every tick).
     private var portsCheckedAt: ContinuousClock.Instant?
+    private var logsCheckedAt: ContinuousClock.Instant?
     private var tenants: [String: DesiredTenant] = [:]
     private var loop: Task<Void, Never>?
     private var lockFD: Int32 = -1
@@ -237,13 +238,17 @@ actor LocalSupervisor {
 
     func tick() async {
         let now = clock.now
+        // Logs are measured once per `portRecheck` (a second), not every tick: a log may outgrow its
+        // bound by a second's output before it is rotated.
+        let checkLogs = logsCheckedAt.map { now - $0 >= configuration.portRecheck } ?? true
+        if checkLogs { logsCheckedAt = now }
         for key in instances.keys.sorted() {
             guard let inst = instances[key] else { continue }
             switch inst.phase {
             case .running:
                 if let status = exitStatus(inst) {
                     handleExit(key, status)
-                } else {
+                } else if checkLogs {
                     rotateLogIfNeeded(logPath(inst.row))
                 }
             case .backoff(_, let until):
