@@ -881,21 +881,21 @@ actor ControllerState {
     }
 
     /// Replaces (or adds, or with nil removes) one server's entry in the last live state.
+    /// In place: a copy of the fleet's live state per server key would make a pass O(N²).
     func updateLive(server name: String, _ server: LiveServer?) {
-        guard var live = lastLive else { return }
+        guard lastLive != nil else { return }
         if liveServer(name) != server { probeDueAt[name] = nil }
         if let i = liveIndex[name] {
             if let server {
-                live.servers[i] = server
-                lastLive = live
+                lastLive!.servers[i] = server
             } else {
+                var live = lastLive!
                 live.servers.remove(at: i)
                 setLive(live)
             }
         } else if let server {
-            liveIndex[name] = live.servers.count
-            live.servers.append(server)
-            lastLive = live
+            liveIndex[name] = lastLive!.servers.count
+            lastLive!.servers.append(server)
         }
     }
     func markReady() { ready = true }
