@@ -7,8 +7,19 @@ import Synchronization
 public final class ControllerMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
 
+    /// Whether the per-server series (phase, replicas, probe latency) are kept. The registry adds a label
+    /// set in O(series of the family), so a fleet's first pass builds them in O(N²): worth it where
+    /// `/metrics` is served (`run`), not for a one-shot `apply` that serves none.
+    public let perServerSeries: Bool
+
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
+        perServerSeries = true
+    }
+
+    public init(perServerSeries: Bool) {
+        registry = PrometheusCollectorRegistry()
+        self.perServerSeries = perServerSeries
     }
 
     /// Metric handles by name and labels. The registry's `make…` copies a metric family's whole label
@@ -68,7 +79,7 @@ public final class ControllerMetrics: Sendable {
     }
 
     public func phase(server: String, phase: RolloutPhase) {
-        guard phases.withLock({ $0.updateValue(phase, forKey: server) }) != phase else { return }
+        guard perServerSeries, phases.withLock({ $0.updateValue(phase, forKey: server) }) != phase else { return }
         for p in RolloutPhase.allCases {
             gauge("rollout_phase", "", "1 for the rollout phase each server is in.", labels: [("server", server), ("phase", p.rawValue)])
                 .set(to: p == phase ? 1.0 : 0.0)
@@ -76,6 +87,7 @@ public final class ControllerMetrics: Sendable {
     }
 
     public func replicas(server: String, desired: Int, ready: Int) {
+        guard perServerSeries else { return }
         gauge("server_replicas_desired", "", "Replicas the catalog asks for.", labels: [("server", server)]).set(to: Double(desired))
         gauge("server_replicas_ready", "", "Replicas running and healthy.", labels: [("server", server)]).set(to: Double(ready))
     }
@@ -92,6 +104,7 @@ public final class ControllerMetrics: Sendable {
     }
 
     public func probe(server: String, revision: String, result: ProbeResult) {
+        guard perServerSeries else { return }
         histogram("probe_duration", "seconds", "Health probe latency.",
                   labels: [("server", server), ("revision", revision), ("result", result.success ? "success" : "failure")])
             .record(.milliseconds(Int64(result.latencyMs.rounded())))

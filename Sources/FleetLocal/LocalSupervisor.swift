@@ -168,6 +168,9 @@ actor LocalSupervisor {
         do {
             (revisions, instances, tenants) = try Self.load(tables, clock: clock)
             try await recover()
+            // Who holds each adopted instance's port, known before the first observe: else a controller
+            // starting over sees its running fleet as "starting" until the first tick.
+            checkPorts(force: true)
         } catch {
             supervising = false
             close(fd)
