@@ -139,20 +139,22 @@ public final class SQLiteRolloutStore: RolloutStore {
     /// up to the write and the cache stays whole (else it is refreshed by the next `records()`).
     private func writing<T>(_ body: (borrowing SQLiteDatabase.Connection) throws -> T,
                             update: (inout RecordCache, T) -> Void = { _, _ in }) throws -> T {
-        try database.transaction { conn in
+        let (before, result, after) = try database.transaction { conn in
             let before = try database.changeStamp(conn)
             let result = try body(conn)
-            let after = try database.changeStamp(conn)
-            cache.withLock { c in
-                if c.stamp == before {
-                    update(&c, result)
-                    c.stamp = after
-                } else {
-                    c.stamp = nil
-                }
-            }
-            return result
+            return (before, result, try database.changeStamp(conn))
         }
+        // Only once committed (a failed COMMIT rolls back without moving the stamp back). A commit by
+        // anyone else since `after` moves the stamp past it, so the next read refreshes.
+        cache.withLock { c in
+            if c.stamp == before {
+                update(&c, result)
+                c.stamp = after
+            } else {
+                c.stamp = nil
+            }
+        }
+        return result
     }
 
     /// True when the store holds no rollout record, revision or audit entry: new, or lost and recreated.
