@@ -316,12 +316,17 @@ public final class SQLiteDatabase: Sendable {
         if let slash = path.lastIndex(of: "/"), slash != path.startIndex {
             try makeDirectories(String(path[..<slash]))
         }
-        // Create the file ourselves so its mode is 0600 whatever the umask; SQLite keeps an existing file's mode.
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else {
+        // Create the file ourselves so its mode is 0600 whatever the umask; SQLite keeps an existing file's
+        // mode. Only when it does not exist yet (O_EXCL): closing a descriptor of a file this process already
+        // has open through SQLite would drop every POSIX lock the process holds on it (fcntl locks are per
+        // process and file), and another process could then take this one's connections for gone —
+        // checkpoint and delete the WAL under them, losing every later write for new readers.
+        let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        if fd >= 0 {
+            close(fd)
+        } else if errno != EEXIST {
             throw SQLiteError(path: path, code: SQLITE_CANTOPEN, message: "cannot create: \(String(cString: strerror(errno)))")
         }
-        close(fd)
     }
 
     /// `mkdir -p` with mode 0700 for the directories it creates.
