@@ -15,6 +15,10 @@ binary, each step bounded by a timeout (a step that does not finish is recorded 
            apply to the changed server's first runtime action (its first `scale` in the audit log)
   idle     `mcpfleet run DIR --resync 30s` for a window after its first sync: CPU seconds, RSS and,
            on Kubernetes, API requests (a running controller with nothing to do)
+  resync   in that same controller, a sync pass with nothing changed (the periodic resync: the sync key
+           and every server's reconcile): its wall and process CPU seconds, as the controller measures
+           them (`mcpfleet_resync_pass_seconds`, `mcpfleet_resync_pass_cpu_seconds` on /metrics; the CPU
+           includes the probes that run meanwhile). The first pass after start (adoption) is not counted.
 For each: wall seconds, controller CPU seconds (user+sys, from wait4), peak RSS, and on Kubernetes the
 API requests by verb (the test API server's /__control/counters). On Kubernetes the same rendered
 objects are also applied with `kubectl apply --server-side` to a fresh test API server, and the ratio
@@ -177,8 +181,39 @@ def first_action_ms(mcpfleet, catalog, env_name, server, since_ms, env):
     return min(times) - since_ms if times else None
 
 
-def idle_window(mcpfleet, catalog, env_name, env, window_s, ready_timeout, counters=None, metrics_port=19464):
-    """`mcpfleet run` until its first sync is done, then `window_s` seconds with nothing to do."""
+def metric_values(port):
+    """The controller's unlabelled metrics from /metrics (name → value)."""
+    out = {}
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            parts = line.split()
+            if len(parts) == 2 and not line.startswith("#") and "{" not in parts[0]:
+                try:
+                    out[parts[0]] = float(parts[1])
+                except ValueError:
+                    pass
+    return out
+
+
+def resync_pass(port, proc, timeout_s):
+    """Waits until the controller finished a second sync pass (the first is its start), then its cost."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end and proc.poll() is None:
+        try:
+            m = metric_values(port)
+        except Exception:
+            m = {}
+        if m.get("mcpfleet_resync_passes_total", 0) >= 2:
+            return {"wall_s": round(m["mcpfleet_resync_pass_seconds"], 3), "cpu_s": round(m["mcpfleet_resync_pass_cpu_seconds"], 3),
+                    "servers": int(m.get("mcpfleet_resync_pass_servers", 0)), "passes": int(m["mcpfleet_resync_passes_total"]),
+                    "load": round(load(), 2)}
+        time.sleep(1)
+    return {"note": f"no second sync pass within {timeout_s} s"}
+
+
+def idle_window(mcpfleet, catalog, env_name, env, window_s, ready_timeout, counters=None, metrics_port=19464, resync=None):
+    """`mcpfleet run` until its first sync is done, then `window_s` seconds with nothing to do; with
+    `resync` (a list), then also the cost of its next sync pass with nothing changed, appended to it."""
     argv = [mcpfleet, "run", catalog, "--env", env_name, "--resync", "30s", "--metrics-address", f"127.0.0.1:{metrics_port}",
             "--no-stop-on-exit", "--log-level", "error"]
     p = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
@@ -209,6 +244,8 @@ def idle_window(mcpfleet, catalog, env_name, env, window_s, ready_timeout, count
         result["rss_mib"], result["peak_rss_mib"] = proc_rss_mib(p.pid)
         if counters:
             result["requests"] = counters("get")
+        if resync is not None:
+            resync.append(resync_pass(metrics_port, p, 90))
         return result
     finally:
         if p.poll() is None:
@@ -277,8 +314,11 @@ def bench_local(args, n, tiny, emit):
         change = run_measured(apply + ["--timeout", f"{args.step_timeout}s"], env=env, timeout=args.step_timeout + 120, out=logs)
         change["first_action_ms"] = first_action_ms(args.mcpfleet, catalog, "bench", f"s{mid:04d}", since, env)
         emit("local", n, "change", change)
-        log(f"local N={n}: idle controller")
-        emit("local", n, "idle", idle_window(args.mcpfleet, catalog, "bench", env, args.idle_window, args.cold_timeout))
+        log(f"local N={n}: idle controller, then a resync pass")
+        resync = []
+        emit("local", n, "idle", idle_window(args.mcpfleet, catalog, "bench", env, args.idle_window, args.cold_timeout, resync=resync))
+        if resync:
+            emit("local", n, "resync", resync[0])
     finally:
         log(f"local N={n}: cleanup")
         local_cleanup(args.mcpfleet, catalog, state, env)
@@ -366,8 +406,11 @@ def bench_kubernetes(args, n, tiny, emit):
             change["first_action_ms"] = first_action_ms(args.mcpfleet, catalog, "k8s", f"s{mid:04d}", since, env)
             emit("kubernetes", n, "change", change)
             log(f"kubernetes N={n}: idle controller")
+            resync = []
             emit("kubernetes", n, "idle", idle_window(args.mcpfleet, catalog, "k8s", env, args.idle_window, args.cold_timeout,
-                                                      counters=api.counters))
+                                                      counters=api.counters, resync=resync))
+            if resync:
+                emit("kubernetes", n, "resync", resync[0])
         else:
             for step in ("no-op", "change", "idle"):
                 emit("kubernetes", n, step, {"skipped": "cold converge did not finish"})
@@ -439,6 +482,8 @@ def markdown(rows):
             extra = {k: m[k] for k in ("instances_started", "servers_stable", "deployments_ready") if k in m}
             if extra:
                 status += " (" + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in extra.items()) + ")"
+        elif r["step"] == "resync":
+            status = m.get("note") or f"sync pass over {m.get('servers')} servers, nothing changed"
         elif r["step"] == "idle":
             status = f"{m.get('window_s')} s window after first sync ({fmt(m.get('first_sync_s'))} s)" if m.get("first_sync_s") else m.get("note", "")
         else:
@@ -450,6 +495,21 @@ def markdown(rows):
         lines.append(f"| {r['driver']} | {r['n']} | {r['step']} | {status} | {fmt(wall)} | {fmt(m.get('cpu_s'))} | {fmt(rss)} | "
                      f"{fmt(m.get('first_action_ms'))} | {req_s} | {fmt(m.get('load'))} |")
     return "\n".join(lines)
+
+
+def growth(rows):
+    """The measured exponent k of cost ~ N^k between consecutive sizes, per step (CPU seconds):
+    k <= 1 means doubling N at most doubles the cost."""
+    import math
+    out = []
+    for driver in sorted({r["driver"] for r in rows}):
+        for step in ("resync", "no-op", "cold", "idle"):
+            pts = sorted((r["n"], r["result"].get("cpu_s")) for r in rows
+                         if r["driver"] == driver and r["step"] == step and r["result"].get("cpu_s"))
+            ks = [f"{a}→{b}: N^{math.log(cb / ca) / math.log(b / a):.2f}" for (a, ca), (b, cb) in zip(pts, pts[1:]) if ca > 0 and cb > 0]
+            if ks:
+                out.append(f"{driver} {step} CPU: " + ", ".join(ks))
+    return "\n".join(out)
 
 
 def ratios(rows):
@@ -491,6 +551,8 @@ def main():
             part = [r for r in rows if r["driver"] == driver]
             if part:
                 print(markdown(part))
+                print()
+                print(growth(part))
                 if driver == "kubernetes":
                     print()
                     print(ratios(part))
@@ -524,6 +586,8 @@ def main():
     finally:
         shutil.rmtree(tinydir, ignore_errors=True)
     print(markdown(rows))
+    print()
+    print(growth(rows))
     if args.driver == "kubernetes":
         print()
         print(ratios(rows))

@@ -39,8 +39,9 @@ public final class Convergence: Sendable {
     public convenience init(environment: Environment, driver: any RuntimeDriver, store: any RolloutStore, fixed snapshot: DesiredStateSnapshot,
                             configuration: ControllerConfiguration, logger: Logger) throws {
         let fingerprint = snapshot.fingerprint
+        // No `/metrics` is served: the per-server series would cost O(N²) to build for nothing.
         try self.init(environment: environment, driver: driver, store: store, source: nil, snapshot: { snapshot }, fingerprint: { fingerprint },
-                      configuration: configuration, logger: logger)
+                      configuration: configuration, logger: logger, metrics: ControllerMetrics(perServerSeries: false))
     }
 
     init(environment: Environment, driver: any RuntimeDriver, store: any RolloutStore, source: ManifestSource?,

@@ -256,6 +256,7 @@ public final class Controller: Service, Sendable {
                                            : "reconcile failed; retrying",
                     metadata: ["error": "\(error)", "retry_in_ms": "\(delay)", "repeats": "\(repeats)"])
         }
+        if case .server(let name) = key { await passReconciled(name) }
     }
 
     // MARK: - sync: tenants first, then every server, then what is no longer desired
@@ -274,6 +275,7 @@ public final class Controller: Service, Sendable {
             }
         }
         let desiredNames = Set(snap.desired.servers.map(\.name))
+        await state.beginPass(desiredNames, cpuSeconds: ProcessCPU.seconds())
         // A changed catalog may fix what failed: those keys skip their backoff; a plain resync does not.
         // Servers whose spec changed go ahead of the sweep over the rest (a resync, a first pass).
         let (changed, changedServers) = await state.syncedSnapshot(snap)
@@ -315,10 +317,22 @@ public final class Controller: Service, Sendable {
         }
     }
 
+    /// Counts a server's reconcile towards the sync pass in hand; the pass's last one reports its wall and
+    /// CPU time (log at info, `mcpfleet_resync_pass_*` metrics): what a resync costs, measured where it runs.
+    func passReconciled(_ name: String) async {
+        guard let pass = await state.passReconciled(name) else { return }
+        let wall = ContinuousClock.now - pass.startedAt
+        let wallSeconds = Double(wall.components.seconds) + Double(wall.components.attoseconds) / 1e18
+        let cpu = ProcessCPU.seconds() - pass.cpuStart
+        metrics.resyncPass(servers: pass.servers, wallSeconds: wallSeconds, cpuSeconds: cpu)
+        logger.info("sync pass done", metadata: ["servers": "\(pass.servers)", "wall_ms": "\(Int(wallSeconds * 1000))", "cpu_ms": "\(Int(cpu * 1000))"])
+    }
+
     /// The sync key's observation: everything, once per pass (the only full observation the loop makes).
     func observeAll() async throws -> LiveState {
         let live = try await driver.observe(.all)
         let records = try await store.records()
+        if await state.lastLive == nil { await state.adopt(live, records: records, now: clock.nowMs()) }
         await state.setLive(live.merging(records))
         return live
     }
@@ -371,7 +385,7 @@ public final class Controller: Service, Sendable {
         // A few machine steps when it only changed phase (no actions), so a step boundary costs no extra
         // round; and one more when a start failed in a way retrying cannot fix, so the revision fails now.
         for _ in 0..<5 {
-            let health = await healthSummary(desired, live: currentLive)
+            let health = await healthSummary(desired, live: currentLive, record: record)
             let status = await analysis.status(server: name)
             let problems = await problems(desired, live: currentLive)
             let now = clock.nowMs()
@@ -441,7 +455,7 @@ public final class Controller: Service, Sendable {
         }
     }
 
-    func healthSummary(_ desired: DesiredServer, live: LiveServer?) async -> [String: RevisionHealth] {
+    func healthSummary(_ desired: DesiredServer, live: LiveServer?, record: RolloutRecord?) async -> [String: RevisionHealth] {
         guard prober != nil, desired.transport != .stdio, let live else { return [:] }
         let known = await state.known(desired.name)
         let summary = await tracker.summary(server: desired.name, threshold: desired.health.failureThreshold, known: known.filter { !$0.value.isEmpty })
@@ -451,6 +465,20 @@ public final class Controller: Service, Sendable {
             // listening yet, or its port held by another process) — are not ready as far as rollouts go:
             // without an entry the machine would take the driver's "listening" for ready.
             out[r.revision] = RevisionHealth(healthy: 0, probed: 0)
+        }
+        // A controller that starts over (a restart, each `apply`) finds the steady revision's instances
+        // probed ready by its predecessor: an instance this process has not probed yet counts as probed
+        // ready when the recorded verdict is about the same run of it (pid, restarts) and the driver still
+        // calls it running and healthy — so a fleet at rest settles without waiting for N first probes.
+        // Never during a rollout (a target revision), never for a verdict of an earlier run: design 0006.
+        if let record, record.targetRevision == nil, !record.probes.isEmpty, let stable = record.stableRevision,
+           let group = live.revisions.first(where: { $0.revision == stable }), var h = out[stable] {
+            let probedHere = await tracker.probedInstances(server: desired.name)
+            for i in group.instances ?? [] where !probedHere.contains(i.id) && record.probes[i.id]?.trusts(i) == true {
+                h.healthy += 1
+                h.probed += 1
+            }
+            out[stable] = h
         }
         return out
     }
@@ -503,9 +531,16 @@ public final class Controller: Service, Sendable {
     /// without verdicts, once with — before anything changed (rollouts go by this process's probes only).
     func probeNotes(_ desired: DesiredServer, live: LiveServer?, recorded: [String: ProbeNote]) async -> [String: ProbeNote] {
         guard prober != nil, desired.transport != .stdio, let live else { return [:] }
-        let known = Set(live.revisions.flatMap { ($0.instances ?? []).map(\.id) })
-        let fresh = await tracker.notes(server: desired.name, threshold: desired.health.failureThreshold)
-        return recorded.merging(fresh) { _, new in new }.filter { known.isEmpty || known.contains($0.key) }
+        let instances = Dictionary(live.revisions.flatMap { $0.instances ?? [] }.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        // Each fresh verdict names the run of the instance it is about (see `ProbeNote.trusts`).
+        var out = recorded
+        for (id, note) in await tracker.notes(server: desired.name, threshold: desired.health.failureThreshold) {
+            var n = note
+            n.pid = instances[id]?.pid
+            n.restarts = instances[id]?.restarts
+            out[id] = n
+        }
+        return out.filter { instances.isEmpty || instances[$0.key] != nil }
     }
 
     /// The health check a revision was deployed with: from the spec rendered in this process, else from the
@@ -666,6 +701,12 @@ public final class Controller: Service, Sendable {
                         for e in endpoints {
                             let last = await tracker.lastProbe(server: d.name, instance: e.instance)
                             let now = clock.nowMs()
+                            // Adopted instances probed ready by the previous controller are first probed
+                            // spread over one interval, not all at once (the verdict stands till then).
+                            if last == nil, let first = await state.adoptedProbeDue(d.name, e.instance, intervalMs: health.intervalMs), now < first {
+                                nextDue = min(nextDue, first)
+                                continue
+                            }
                             if let last, now - last < health.intervalMs {
                                 nextDue = min(nextDue, last + health.intervalMs)
                                 continue
@@ -729,6 +770,52 @@ actor ControllerState {
     private var failureStreak = 0
     private var lastError: String?
     private var lastErrorByKey: [ReconcileKey: (error: String, repeats: Int)] = [:]
+
+    /// Instances running when the controller started whose recorded ready verdict is about the same run
+    /// (`ProbeNote.trusts`), on their server's steady revision: their first probe is spread over one
+    /// interval from `adoptedAtMs` instead of all coming at once.
+    private var adopted: [String: Set<String>] = [:]
+    private var adoptedAtMs: Int64 = 0
+
+    func adopt(_ live: LiveState, records: [RolloutRecord], now: Int64) {
+        adoptedAtMs = now
+        let byName = Dictionary(records.map { ($0.server, $0) }, uniquingKeysWith: { a, _ in a })
+        for server in live.servers {
+            guard let r = byName[server.name], r.targetRevision == nil, let stable = r.stableRevision,
+                  let group = server.revisions.first(where: { $0.revision == stable }) else { continue }
+            let ids = (group.instances ?? []).filter { r.probes[$0.id]?.trusts($0) == true }.map(\.id)
+            if !ids.isEmpty { adopted[server.name] = Set(ids) }
+        }
+    }
+
+    /// When an adopted instance's first probe is due (nil: not adopted so, probe at once).
+    func adoptedProbeDue(_ server: String, _ instance: String, intervalMs: Int64) -> Int64? {
+        guard adopted[server]?.contains(instance) == true, intervalMs > 0 else { return nil }
+        // FNV-1a of the instance id: the same spread in every process, no clumps from the order of servers.
+        var h: UInt64 = 0xcbf29ce484222325
+        for b in (server + "/" + instance).utf8 { h = (h ^ UInt64(b)) &* 0x100000001b3 }
+        return adoptedAtMs + Int64(h % UInt64(intervalMs))
+    }
+
+    /// The sync pass in hand: the servers the sync queued that were not reconciled since.
+    struct Pass {
+        var startedAt: ContinuousClock.Instant
+        var cpuStart: Double
+        var servers: Int
+        var pending: Set<String>
+    }
+    private var pass: Pass?
+
+    func beginPass(_ names: Set<String>, cpuSeconds: Double) {
+        pass = names.isEmpty ? nil : Pass(startedAt: .now, cpuStart: cpuSeconds, servers: names.count, pending: names)
+    }
+
+    /// Marks `name` reconciled; returns the pass when that was its last server.
+    func passReconciled(_ name: String) -> Pass? {
+        guard pass?.pending.remove(name) != nil, pass?.pending.isEmpty == true else { return nil }
+        defer { pass = nil }
+        return pass
+    }
 
     struct Health {
         var ready: Bool
@@ -814,21 +901,21 @@ actor ControllerState {
     }
 
     /// Replaces (or adds, or with nil removes) one server's entry in the last live state.
+    /// In place: a copy of the fleet's live state per server key would make a pass O(N²).
     func updateLive(server name: String, _ server: LiveServer?) {
-        guard var live = lastLive else { return }
+        guard lastLive != nil else { return }
         if liveServer(name) != server { probeDueAt[name] = nil }
         if let i = liveIndex[name] {
             if let server {
-                live.servers[i] = server
-                lastLive = live
+                lastLive!.servers[i] = server
             } else {
+                var live = lastLive!
                 live.servers.remove(at: i)
                 setLive(live)
             }
         } else if let server {
-            liveIndex[name] = live.servers.count
-            live.servers.append(server)
-            lastLive = live
+            liveIndex[name] = lastLive!.servers.count
+            lastLive!.servers.append(server)
         }
     }
     func markReady() { ready = true }
@@ -852,6 +939,7 @@ actor ControllerState {
     }
 
     func forget(_ server: String) {
+        adopted[server] = nil
         settled[server] = nil
         idlePolls[server] = nil
         knownInstances[server] = nil

@@ -52,6 +52,9 @@ public actor HealthTracker {
         h.successes > 0 && h.consecutiveFailures < max(1, threshold)
     }
 
+    /// The instances of `server` this process has probed.
+    public func probedInstances(server: String) -> Set<String> { Set((instances[server] ?? [:]).keys) }
+
     public func lastProbe(server: String, instance: String) -> Int64? { instances[server]?[instance]?.lastProbeMs }
 
     public func lastResult(server: String, instance: String) -> ProbeResult? { lastResults[server]?[instance] }

@@ -14,6 +14,11 @@ enum JSONRPCInspector {
     struct Request {
         var method: String?
         var calls: [Call] = []
+        /// The tool every `tools/call` names, notifications (no id) included: what a tool filter checks.
+        var calledTools: [String] = []
+        /// The body was JSON-RPC as the gateway reads it: valid JSON, and no message naming its method,
+        /// params or tool twice (a server could read the other copy). A tool filter refuses anything else.
+        var readable = true
     }
 
     static let methodKey = Array("method".utf8)
@@ -32,17 +37,31 @@ enum JSONRPCInspector {
     static func request(_ body: UnsafeRawBufferPointer) -> Request {
         var out = Request()
         var s = JSONScanner(body)
+        var duplicate = false
         let ok = s.messages { s in
             var method: String?, id: String?, name: String?
+            var seenMethod = false, seenParams = false
             let ok = s.object { s, key in
                 if s.key(key, is: methodKey) {
+                    if seenMethod { duplicate = true }
+                    seenMethod = true
                     method = s.stringValue()
                 } else if s.key(key, is: idKey) {
                     id = s.idValue()
-                } else if s.key(key, is: paramsKey), s.next == UInt8(ascii: "{") {
+                } else if s.key(key, is: paramsKey) {
+                    if seenParams { duplicate = true }
+                    seenParams = true
+                    guard s.next == UInt8(ascii: "{") else { return s.skipValue() }
                     name = nil
+                    var seenName = false
                     return s.object { s, key in
-                        if s.key(key, is: nameKey) { name = s.stringValue() } else { return s.skipValue() }
+                        if s.key(key, is: nameKey) {
+                            if seenName { duplicate = true }
+                            seenName = true
+                            name = s.stringValue()
+                        } else {
+                            return s.skipValue()
+                        }
                         return true
                     }
                 } else {
@@ -53,11 +72,16 @@ enum JSONRPCInspector {
             guard ok else { return false }
             if let method {
                 if out.method == nil { out.method = method }
-                if method == "tools/call", let id { out.calls.append(Call(id: id, tool: name ?? "?")) }
+                if method == "tools/call" {
+                    out.calledTools.append(name ?? "?")
+                    if let id { out.calls.append(Call(id: id, tool: name ?? "?")) }
+                }
             }
             return true
         }
-        return ok ? out : Request()
+        guard ok else { return Request(readable: false) }
+        out.readable = !duplicate
+        return out
     }
 
     /// Responses in one JSON text (a message or a batch): request id → is an error.

@@ -93,6 +93,22 @@ final class ProxyExchange: UpstreamDelegate {
             refuse(.methodNotAllowed, "MCP endpoints take POST, GET and DELETE", extra: [("Allow", "GET, POST, DELETE")])
             return
         }
+        // A tool filter fails closed: a body it cannot read for sure (not JSON, or a method, params or
+        // tool name given twice, which a server could read the other way) and a denied tool called as a
+        // notification (no id, so no JSON-RPC answer) are refused before any replica sees them.
+        if let access = policy.tools, head.method == .POST, let body, body.readableBytes > 0 {
+            if !rpc.readable {
+                server.metrics.rejected(scope: "server", reason: "tool-denied")
+                refuse(.badRequest, "the body is not JSON-RPC the gateway can read, and server \(route.server) filters its tools (spec.tools)",
+                       reason: "tool-denied: unreadable body")
+                return
+            }
+            if let tool = rpc.calledTools.first(where: { !access.permits($0) }), !rpc.calls.contains(where: { $0.tool == tool }) {
+                server.metrics.rejected(scope: "server", reason: "tool-denied")
+                refuse(.forbidden, "tool `\(tool)` is not allowed on server \(route.server) (spec.tools)", reason: "tool-denied: \(tool)")
+                return
+            }
+        }
         if let access = policy.tools, let call = ToolFilter.denied(rpc.calls, access: access) {
             server.metrics.rejected(scope: "server", reason: "tool-denied")
             failureReason = "tool-denied: \(call.tool)"

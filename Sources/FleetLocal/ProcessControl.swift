@@ -163,8 +163,11 @@ enum ProcessControl {
         return FileManager.default.fileExists(atPath: path, isDirectory: &isDir) && isDir.boolValue
     }
 
+    /// One `stat` (FileManager's attributes also look up the owner's names: too dear once per instance per tick).
     static func fileSize(_ path: String) -> Int? {
-        (try? FileManager.default.attributesOfItem(atPath: path))?[.size].flatMap { ($0 as? NSNumber)?.intValue }
+        var st = SwiftGlibc.stat()
+        guard fstatat(AT_FDCWD, path, &st, 0) == 0 else { return nil }
+        return Int(st.st_size)
     }
 
     /// Process-group leaders whose environment holds `name=<prefix>…`, with the rest of that value: how a

@@ -93,6 +93,9 @@ public struct StateDamage: Error, Sendable, CustomStringConvertible {
 public final class SQLiteDatabase: Sendable {
     public let path: String
     private let handle: Mutex<Connection>
+    /// Bumped by `restore(from:)`, which replaces the content through the backup API (counted neither
+    /// by `total_changes()` nor by `data_version`): part of `ChangeStamp`.
+    private let replacements = Atomic<Int64>(0)
 
     /// Opens (creating if needed) the database at `path`. Missing parent directories are created
     /// with mode 0700, a new database file with mode 0600 (its WAL and SHM files inherit that).
@@ -166,6 +169,26 @@ public final class SQLiteDatabase: Sendable {
                 throw error
             }
         }
+    }
+
+    /// What a reader caching decoded rows compares to know that nothing was written since: equal stamps
+    /// mean no row changed — not through this connection (`total_changes()`, which a write in progress
+    /// under `transaction` already counts), not by another process or connection (`PRAGMA data_version`),
+    /// and no `restore(from:)`. Read a stamp *before* the rows it vouches for.
+    public struct ChangeStamp: Sendable, Hashable {
+        var ownChanges: Int64
+        var dataVersion: Int64
+        var replacements: Int64
+    }
+
+    public func changeStamp() throws -> ChangeStamp {
+        try handle.withLock { try $0.changeStamp(replacements: replacements.load(ordering: .acquiring)) }
+    }
+
+    /// The stamp inside a `transaction`, after its writes: what `changeStamp()` answers once it commits
+    /// (this connection's own commit does not move `data_version`).
+    public func changeStamp(_ conn: borrowing Connection) throws -> ChangeStamp {
+        try conn.changeStamp(replacements: replacements.load(ordering: .acquiring))
     }
 
     /// The schema version of the file's primary owner (`PRAGMA user_version`).
@@ -262,6 +285,7 @@ public final class SQLiteDatabase: Sendable {
         defer { sqlite3_close_v2(src) }
         let other = ConnectionPointer(db: src)
         let path = self.path
+        defer { replacements.add(1, ordering: .releasing) }
         try handle.withLock { dest in try Self.copy(from: other, to: ConnectionPointer(db: dest.db), destinationPath: path) }
     }
 
@@ -292,12 +316,17 @@ public final class SQLiteDatabase: Sendable {
         if let slash = path.lastIndex(of: "/"), slash != path.startIndex {
             try makeDirectories(String(path[..<slash]))
         }
-        // Create the file ourselves so its mode is 0600 whatever the umask; SQLite keeps an existing file's mode.
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else {
+        // Create the file ourselves so its mode is 0600 whatever the umask; SQLite keeps an existing file's
+        // mode. Only when it does not exist yet (O_EXCL): closing a descriptor of a file this process already
+        // has open through SQLite would drop every POSIX lock the process holds on it (fcntl locks are per
+        // process and file), and another process could then take this one's connections for gone —
+        // checkpoint and delete the WAL under them, losing every later write for new readers.
+        let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        if fd >= 0 {
+            close(fd)
+        } else if errno != EEXIST {
             throw SQLiteError(path: path, code: SQLITE_CANTOPEN, message: "cannot create: \(String(cString: strerror(errno)))")
         }
-        close(fd)
     }
 
     /// `mkdir -p` with mode 0700 for the directories it creates.
@@ -327,6 +356,11 @@ public final class SQLiteDatabase: Sendable {
 
         /// Number of rows the last statement changed.
         public var changes: Int { Int(sqlite3_changes(db)) }
+
+        func changeStamp(replacements: Int64) throws -> ChangeStamp {
+            let version = try query("PRAGMA data_version").first?[0].int64 ?? 0
+            return ChangeStamp(ownChanges: sqlite3_total_changes64(db), dataVersion: version, replacements: replacements)
+        }
 
         /// Runs a script of several statements without parameters (schema migrations).
         public func executeScript(_ sql: String) throws {

@@ -83,19 +83,78 @@ public final class SQLiteRolloutStore: RolloutStore {
         }
     }
 
+    /// Decoded rollout records, so a read decodes JSON only for rows whose text changed. Whole (every row)
+    /// as of `stamp`: while the database's change stamp still equals it, nothing was written — by this
+    /// store, a driver sharing the connection, another process (`mcpfleet pause` …) or a restore — and
+    /// reads are answered from here without a query. The store's own writes keep it whole (their stamp is
+    /// taken inside their transaction, where no other writer can come between).
+    struct RecordCache {
+        var stamp: SQLiteDatabase.ChangeStamp?
+        var rows: [String: (text: String, record: RolloutRecord)] = [:]
+        var sorted: [RolloutRecord]?
+    }
+    private let cache = Mutex(RecordCache())
+    private let decodes = Atomic<Int>(0)
+    /// Rollout records decoded from JSON so far by this store (what the cache saves shows here).
+    public var recordDecodes: Int { decodes.load(ordering: .relaxed) }
+
+    /// Reads and decodes one row, reusing the cached decoding when its text is unchanged.
+    private func decodeRecord(server: String, text: SQLiteValue) throws -> RolloutRecord {
+        if let t = text.string, let hit = cache.withLock({ $0.rows[server] }), hit.text == t { return hit.record }
+        decodes.add(1, ordering: .relaxed)
+        return try decode(RolloutRecord.self, text, what: "rollout of \(server)")
+    }
+
     public func record(server: String) async throws -> RolloutRecord? {
         try await offPool { [self] in
+            let stamp = try database.changeStamp()
+            if let hit = cache.withLock({ c in c.stamp == stamp ? Optional(c.rows[server]?.record) : nil }) { return hit }
             guard let row = try database.query("SELECT record FROM rollouts WHERE server = ?", [.text(server)]).first else { return nil }
-            return try decode(RolloutRecord.self, row[0], what: "rollout of \(server)")
+            return try decodeRecord(server: server, text: row[0])
         }
     }
 
     public func records() async throws -> [RolloutRecord] {
         try await offPool { [self] in
-            try database.query("SELECT server, record FROM rollouts ORDER BY server").map {
-                try decode(RolloutRecord.self, $0[1], what: "rollout of \($0[0].string ?? "?")")
+            let stamp = try database.changeStamp()
+            if let hit = cache.withLock({ c -> [RolloutRecord]? in
+                guard c.stamp == stamp else { return nil }
+                if c.sorted == nil { c.sorted = c.rows.sorted { $0.key < $1.key }.map(\.value.record) }
+                return c.sorted
+            }) { return hit }
+            var rows: [String: (text: String, record: RolloutRecord)] = [:]
+            var sorted: [RolloutRecord] = []
+            for row in try database.query("SELECT server, record FROM rollouts ORDER BY server") {
+                let server = row[0].string ?? "?"
+                let record = try decodeRecord(server: server, text: row[1])
+                rows[server] = (row[1].string ?? "", record)
+                sorted.append(record)
+            }
+            cache.withLock { $0 = RecordCache(stamp: stamp, rows: rows, sorted: sorted) }
+            return sorted
+        }
+    }
+
+    /// Runs a write in one transaction; when the cache was whole before it, `update` brings the cache
+    /// up to the write and the cache stays whole (else it is refreshed by the next `records()`).
+    private func writing<T>(_ body: (borrowing SQLiteDatabase.Connection) throws -> T,
+                            update: (inout RecordCache, T) -> Void = { _, _ in }) throws -> T {
+        let (before, result, after) = try database.transaction { conn in
+            let before = try database.changeStamp(conn)
+            let result = try body(conn)
+            return (before, result, try database.changeStamp(conn))
+        }
+        // Only once committed (a failed COMMIT rolls back without moving the stamp back). A commit by
+        // anyone else since `after` moves the stamp past it, so the next read refreshes.
+        cache.withLock { c in
+            if c.stamp == before {
+                update(&c, result)
+                c.stamp = after
+            } else {
+                c.stamp = nil
             }
         }
+        return result
     }
 
     /// True when the store holds no rollout record, revision or audit entry: new, or lost and recreated.
@@ -117,23 +176,29 @@ public final class SQLiteRolloutStore: RolloutStore {
     /// write): the stored generation, read without decoding the record, against `expecting`.
     private func write(_ record: RolloutRecord, expecting: Int64?) async throws -> RolloutRecord? {
         try await offPool { [self] in
-            try database.transaction { conn in
+            try writing({ conn -> (RolloutRecord, String)? in
                 let row = try conn.query("SELECT coalesce(json_extract(record, '$.generation'), 0) FROM rollouts WHERE server = ?", [.text(record.server)]).first
                 let stored: Int64 = if case .integer(let g)? = row?[0] { g } else { 0 }
                 if let expecting, stored != expecting { return nil }
                 var out = record
                 if expecting != nil { out.generation = stored + 1 }
+                let text = try Self.encode(out)
                 try conn.execute(
                     "INSERT INTO rollouts (server, record, updated_at) VALUES (?, ?, ?) ON CONFLICT(server) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at",
-                    [.text(out.server), .text(try Self.encode(out)), .integer(out.updatedAt)])
-                return out
-            }
+                    [.text(out.server), .text(text), .integer(out.updatedAt)])
+                return (out, text)
+            }, update: { c, written in
+                guard let (out, text) = written else { return }
+                c.rows[out.server] = (text, out)
+                c.sorted = nil
+            })?.0
         }
     }
 
     public func removeRecord(server: String) async throws {
         try await offPool { [self] in
-            try database.execute("DELETE FROM rollouts WHERE server = ?", [.text(server)])
+            try writing({ conn in try conn.execute("DELETE FROM rollouts WHERE server = ?", [.text(server)]) },
+                        update: { c, _ in c.rows[server] = nil; c.sorted = nil })
         }
     }
 
@@ -149,16 +214,18 @@ public final class SQLiteRolloutStore: RolloutStore {
     /// Inserts or replaces the record of (server, revision), e.g. to set its outcome.
     public func saveRevision(_ revision: RevisionRecord) async throws {
         try await offPool { [self] in
-            try database.execute(
-                "INSERT INTO revisions (server, revision, created_at, record) VALUES (?, ?, ?, ?) ON CONFLICT(server, revision) DO UPDATE SET record = excluded.record",
-                [.text(revision.server), .text(revision.revision), .integer(revision.createdAt), .text(try Self.encode(revision))])
+            try writing { conn in
+                try conn.execute(
+                    "INSERT INTO revisions (server, revision, created_at, record) VALUES (?, ?, ?, ?) ON CONFLICT(server, revision) DO UPDATE SET record = excluded.record",
+                    [.text(revision.server), .text(revision.revision), .integer(revision.createdAt), .text(try Self.encode(revision))])
+            }
         }
     }
 
     public func appendAudit(_ entry: AuditEntry) async throws {
         try await offPool { [self] in
             let text = try Self.encode(entry)
-            try database.transaction { conn in
+            try writing { conn in
                 // Only failures repeat (`isRepeat(of:)`): successful entries are appended without a look back.
                 let recent = entry.outcome == "ok" ? [] : try conn.query("SELECT id, entry FROM audit WHERE server = ? ORDER BY id DESC LIMIT ?",
                                                                           [.text(entry.server), .integer(Int64(AuditEntry.repeatWindow))])
@@ -254,11 +321,13 @@ public final class SQLiteRolloutStore: RolloutStore {
 
     public func heartbeat(now: Int64?) async throws {
         try await offPool { [self] in
-            if let now {
-                try database.execute("INSERT INTO store_meta (key, value) VALUES ('controller-heartbeat', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            try writing { conn in
+                if let now {
+                    try conn.execute("INSERT INTO store_meta (key, value) VALUES ('controller-heartbeat', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                                      [.text(String(now))])
-            } else {
-                try database.execute("DELETE FROM store_meta WHERE key = 'controller-heartbeat'")
+                } else {
+                    try conn.execute("DELETE FROM store_meta WHERE key = 'controller-heartbeat'")
+                }
             }
         }
     }

@@ -1,6 +1,7 @@
 import FleetCore
 import Crypto
 import Foundation
+import Synchronization
 
 /// Decides whether a server's artifact may roll out, under the policies that apply to the target
 /// environment.
@@ -16,6 +17,8 @@ import Foundation
 public struct SupplyChainGate: Sendable {
     public let policies: [GatePolicy]
     public let cache: VerificationCache?
+    /// Artifact files hashed by this gate: a fleet of servers running one binary hashes it once.
+    let digests = FileDigestMemo()
 
     public init(policies: [GatePolicy], cache: VerificationCache? = nil) {
         self.policies = policies
@@ -26,7 +29,7 @@ public struct SupplyChainGate: Sendable {
     public static let builtinPolicyName = "(built-in)"
 
     public func evaluate(_ e: ArtifactEvidence) -> GateVerdict {
-        let inputs = Inputs(e)
+        let inputs = Inputs(e, digests: digests)
         var key: String?
         if let cache {
             let k = VerificationCache.key(
@@ -44,6 +47,31 @@ public struct SupplyChainGate: Sendable {
 
     /// Evaluate several servers (in order).
     public func evaluate(_ all: [ArtifactEvidence]) -> [GateVerdict] { all.map(evaluate) }
+}
+
+/// SHA-256 digests of files by path, reused while the file's identity (device, inode, size, modification
+/// time) is what it was when hashed; a file replaced or rewritten is hashed again.
+final class FileDigestMemo: Sendable {
+    private struct Identity: Hashable {
+        var device: UInt64, inode: UInt64, size: Int64, seconds: Int, nanoseconds: Int
+    }
+    private let known = Mutex<[String: (Identity, SHA256Digest)]>([:])
+
+    private static func identity(_ path: String) -> Identity? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return Identity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino), size: Int64(st.st_size),
+                        seconds: st.st_mtim.tv_sec, nanoseconds: st.st_mtim.tv_nsec)
+    }
+
+    func digest(_ path: String) throws(SupplyChainError) -> SHA256Digest {
+        let before = Self.identity(path)
+        if let before, let hit = known.withLock({ $0[path] }), hit.0 == before { return hit.1 }
+        let digest = try SignatureVerifier.streamDigest(path)
+        // Kept only when the file did not change while it was read.
+        if let before, Self.identity(path) == before { known.withLock { $0[path] = (before, digest) } }
+        return digest
+    }
 }
 
 /// An evidence file as loaded for one evaluation.
@@ -88,9 +116,15 @@ struct Inputs {
     var scan: Loaded
     var provenance: Loaded
 
-    init(_ e: ArtifactEvidence) {
+    init(_ e: ArtifactEvidence, digests: FileDigestMemo? = nil) {
         if let p = e.artifactPath {
-            do { fileDigest = .success(try SignatureVerifier.streamDigest(p)) } catch { fileDigest = .failure(error) }
+            do throws(SupplyChainError) {
+                if let digests {
+                    fileDigest = .success(try digests.digest(p))
+                } else {
+                    fileDigest = .success(try SignatureVerifier.streamDigest(p))
+                }
+            } catch { fileDigest = .failure(error) }
         }
         image = e.image.map(ImageReference.init(parsing:))
         signature = Loaded(path: e.signaturePath, what: "signature")

@@ -7,6 +7,8 @@ public actor InMemoryDriver: RuntimeDriver {
     public struct Instance: Sendable, Hashable {
         public var id: String
         public var observed: Int
+        /// Times the instance's process was restarted (`restart(server:)`), reported as `restarts`.
+        public var restarts = 0
     }
 
     struct Group {
@@ -118,6 +120,17 @@ public actor InMemoryDriver: RuntimeDriver {
         sample(name)
     }
 
+    /// Whether instances report their restart count (as host drivers and Kubernetes do); off by default.
+    public var reportsRestarts = false
+    public func setReportsRestarts(_ on: Bool) { reportsRestarts = on }
+
+    /// Restarts every instance of `server` in place (same ids, a new run: `restarts` goes up).
+    public func restart(server: String) {
+        guard var s = servers[server] else { return }
+        for rev in s.groups.keys { for i in s.groups[rev]!.instances.indices { s.groups[rev]!.instances[i].restarts += 1 } }
+        servers[server] = s
+    }
+
     /// The state as `observe` would report it, without ageing instances.
     public func snapshot() -> LiveState {
         let live = servers.keys.sorted().map { name -> LiveServer in
@@ -125,7 +138,8 @@ public actor InMemoryDriver: RuntimeDriver {
             let revs = s.groups.keys.sorted().map { rev -> LiveRevision in
                 let g = s.groups[rev]!
                 let instances = g.instances.map { i in
-                    LiveInstance(id: i.id, revision: rev, state: isReady(i, revision: rev) ? .running : .starting, healthy: isReady(i, revision: rev))
+                    LiveInstance(id: i.id, revision: rev, state: isReady(i, revision: rev) ? .running : .starting, healthy: isReady(i, revision: rev),
+                                 restarts: reportsRestarts ? i.restarts : nil)
                 }
                 return LiveRevision(revision: rev, version: g.spec.version, replicas: g.instances.count,
                                     ready: instances.filter(\.healthy).count, fields: g.spec.fields, instances: instances)

@@ -65,6 +65,31 @@ import FoundationNetworking
         #expect(h.log.all.contains { $0.contains("tool-denied") })
     }
 
+    /// The filter fails closed: what it cannot read for sure never reaches a replica.
+    @Test func whatTheFilterCannotReadForSureIsRefused() async throws {
+        let h = try await GatewayHarness(servers: ["json": ["py-json"]], policies: ["json": RoutePolicy(tools: ToolAccess(deny: ["fail"]))])
+        defer { Task { await h.stop() } }
+        let s = try await session(h, "json")
+        // A denied tool called as a notification (no id: there would be no JSON-RPC answer to carry the error).
+        let notification = try await h.post("json", #"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"fail","arguments":{}}}"#, session: s)
+        #expect(notification.status == 403, "\(notification.status)")
+        // The tool named twice (a server could take either), the method or params given twice.
+        for body in [#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","name":"fail","arguments":{}}}"#,
+                     #"{"jsonrpc":"2.0","id":3,"method":"tools/list","method":"tools/call","params":{"name":"fail"}}"#,
+                     #"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo"},"params":{"name":"fail"}}"#,
+                     // Not JSON as the gateway reads it (a lenient server might).
+                     #"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"fail",},}"#] {
+            let r = try await h.post("json", body, session: s)
+            #expect(r.status == 400, "\(body): \(r.status)")
+        }
+        // Permitted notifications and calls still go through.
+        let initialized = try await h.post("json", #"{"jsonrpc":"2.0","method":"notifications/initialized"}"#, session: s)
+        #expect(initialized.status == 202, "\(initialized.status)")
+        let echo = try await h.post("json", #"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}"#, session: s)
+        #expect(try Self.messages(echo).contains { ($0["id"] as? Int) == 8 && $0["result"] != nil })
+        #expect(!h.server.metrics.toolStats().keys.contains { $0.tool == "fail" })
+    }
+
     @Test func theSwiftSDKClientSeesTheFilteredSurface() async throws {
         let h = try await GatewayHarness(servers: ["py": ["py-json"]], policies: ["py": RoutePolicy(tools: ToolAccess(allow: ["ec*"]))])
         defer { Task { await h.stop() } }

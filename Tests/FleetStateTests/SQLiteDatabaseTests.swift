@@ -38,6 +38,40 @@ func mode(_ path: String) throws -> Int {
         #expect(try mode(root + "/a/b") == 0o700)
     }
 
+    /// A second connection opened by path in a process that holds one already must not drop the first
+    /// one's locks (POSIX locks go with any close of the file): another process closing its connection
+    /// would then think it was the last, checkpoint and delete the WAL, and every later write of the
+    /// first connection would be lost for new readers (seen with the gateway's drain board).
+    @Test func aSecondConnectionInTheProcessKeepsTheFirstOnesLocks() async throws {
+        let root = try makeTemporaryDirectory("locks")
+        defer { removeTree(root) }
+        let path = root + "/state.db"
+        let first = try SQLiteDatabase(path: path)
+        try first.execute("CREATE TABLE t (n INTEGER)")
+        try first.execute("INSERT INTO t VALUES (1)")
+        let second = try SQLiteDatabase(path: path)
+        #expect(try second.query("SELECT count(*) FROM t").first?[0].int == 1)
+        // Another process opens, reads and closes (as the last connection it would checkpoint and remove the WAL).
+        func otherProcess(_ sql: String) async throws -> String {
+            let script = "import sqlite3, sys\ncon = sqlite3.connect(sys.argv[1], timeout=10)\nprint(con.execute(sys.argv[2]).fetchone()[0])\ncon.close()\n"
+            let process = Process()
+            let out = Pipe()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["python3", "-c", script, path, sql]
+            process.standardOutput = out
+            try process.run()
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0)
+            return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        #expect(try await otherProcess("SELECT count(*) FROM t") == "1")
+        try first.execute("INSERT INTO t VALUES (2)")
+        #expect(FileManager.default.fileExists(atPath: path + "-wal"), "the WAL was removed under an open connection")
+        #expect(try await otherProcess("SELECT count(*) FROM t") == "2", "a write after the other process's close was lost")
+        withExtendedLifetime(second) {}
+    }
+
     @Test func parametersAreBoundNeverInterpreted() throws {
         let root = try makeTemporaryDirectory("bind")
         defer { removeTree(root) }

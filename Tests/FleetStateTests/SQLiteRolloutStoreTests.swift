@@ -160,4 +160,57 @@ import Glibc
         #expect(try await store.saveIfUnchanged(legacy)?.generation == 1)
         #expect(try await store.saveIfUnchanged(legacy) == nil)
     }
+
+    /// Records are decoded once and served from the cache until someone writes: this store, a driver on
+    /// the same connection, another process, or a restore. Each kind of write is seen at the next read.
+    @Test func decodedRecordsAreCachedUntilAnyoneWrites() async throws {
+        let root = try makeTemporaryDirectory("record-cache")
+        defer { removeTree(root) }
+        let path = root + "/state.db"
+        let store = try SQLiteRolloutStore(path: path)
+        for name in ["a", "b", "c"] { try await store.save(RolloutRecord(server: name, phase: .stable, stableRevision: "r1")) }
+        let first = try await store.records()
+        let decodes = store.recordDecodes
+        #expect(try await store.records() == first)
+        #expect(try await store.record(server: "b") == first[1])
+        #expect(try await store.record(server: "zz") == nil)
+        #expect(store.recordDecodes == decodes, "nothing written: nothing decoded again")
+
+        // The store's own write: seen, and only the written record is new.
+        var b = first[1]
+        b.message = "own write"
+        try await store.save(b)
+        #expect(try await store.records().map(\.message) == [nil, "own write", nil])
+        #expect(store.recordDecodes == decodes)
+
+        // Another process (another connection): data_version moves; only the changed row is decoded.
+        let other = try SQLiteRolloutStore(path: path)
+        var c = first[2]
+        c.paused = true
+        try await other.save(c)
+        #expect(try await store.record(server: "c")?.paused == true)
+        #expect(try await store.records().map(\.paused) == [false, false, true])
+        #expect(store.recordDecodes == decodes + 2, "the changed row, once per read path")
+        try await other.removeRecord(server: "a")
+        #expect(try await store.records().map(\.server) == ["b", "c"])
+        #expect(try await store.record(server: "a") == nil)
+
+        // A write through the same connection, outside the store (a driver sharing the database).
+        try store.database.execute("UPDATE rollouts SET record = json_set(record, '$.message', 'driver') WHERE server = 'b'")
+        #expect(try await store.record(server: "b")?.message == "driver")
+        #expect(try await store.records().first?.message == "driver")
+
+        // A restore replaces everything: the cache is not trusted past it.
+        let backup = root + "/backup.db"
+        try store.database.backup(to: backup)
+        try await store.save(RolloutRecord(server: "d"))
+        #expect(try await store.records().map(\.server) == ["b", "c", "d"])
+        try store.database.restore(from: backup)
+        #expect(try await store.records().map(\.server) == ["b", "c"])
+
+        // An unreadable row written elsewhere is an error at the next read, never a stale answer.
+        try other.database.execute("UPDATE rollouts SET record = 'not json' WHERE server = 'c'")
+        await #expect(throws: SQLiteError.self) { try await store.records() }
+        await #expect(throws: SQLiteError.self) { try await store.record(server: "c") }
+    }
 }

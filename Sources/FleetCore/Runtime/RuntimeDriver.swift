@@ -321,10 +321,24 @@ public struct ProbeNote: Codable, Hashable, Sendable {
     public var healthy: Bool
     /// Why the probe failed (the prober's message), when it did.
     public var reason: String?
+    /// Which run of the instance the verdict is about: its process id and restart count as the driver
+    /// reported them (nil where the driver reports none). A controller that starts over trusts a ready
+    /// verdict only for the same run (`trusts(_:)`); a restarted or replaced process is probed first.
+    public var pid: Int?
+    public var restarts: Int?
 
-    public init(healthy: Bool, reason: String? = nil) {
+    public init(healthy: Bool, reason: String? = nil, pid: Int? = nil, restarts: Int? = nil) {
         self.healthy = healthy
         self.reason = reason
+        self.pid = pid
+        self.restarts = restarts
+    }
+
+    /// The verdict names this run of the instance (a pid, or a restart count where there is no pid)
+    /// and says ready, and the driver still calls it running and healthy.
+    public func trusts(_ instance: LiveInstance) -> Bool {
+        healthy && instance.state == .running && instance.healthy && (pid != nil || restarts != nil)
+            && pid == instance.pid && restarts == instance.restarts
     }
 }
 
