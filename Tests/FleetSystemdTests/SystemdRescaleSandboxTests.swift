@@ -35,8 +35,10 @@ struct SystemdRescaleSandboxTests {
             #expect(FileManager.default.contents(atPath: recordPath) == record)
             // The running instance was not restarted; the new one runs the old command on its own port.
             #expect(try await sandbox.run(["systemctl", "show", "-p", "InvocationID", "--value", "mcp-resc-\(v1.revision)@0.service"]).stdout == invocation)
-            let ports = try await restarted.endpoints(server: "resc", revision: v1.revision).map(\.port)
-            #expect(ports == [22600, 22602])
+            // (an endpoint once its process listens on its port)
+            try await waitUntil("both v1 instances listening", timeout: .seconds(20), every: .milliseconds(100)) {
+                try await restarted.endpoints(server: "resc", revision: v1.revision).map(\.port) == [22600, 22602]
+            }
             #expect(try await answersInitialize(port: 22602))
 
             // Without a kept definition: up is refused by name, down to 0 is a no-op.
