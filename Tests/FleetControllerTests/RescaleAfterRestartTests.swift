@@ -61,6 +61,20 @@ import Testing
         #expect(await driver.rescales > 0)
     }
 
+    /// `RuntimeDriver.shutdown(stoppingInstances:)`'s default (systemd, Kubernetes) stops every revision from
+    /// its kept definition, not from the desired spec relabelled.
+    @Test func shutdownStoppingInstancesKeepsEachRevisionsDefinition() async throws {
+        let driver = InMemoryDriver()
+        try await driver.scale(server("1"), replicas: 2)
+        try await driver.scale(server("2"), replicas: 1)
+        let desired = DesiredState(environment: "test", driver: .local, servers: [server("3")], tenants: [DesiredTenant(name: "default")])
+        try await driver.shutdown(stoppingInstances: true, desired: desired)
+        #expect(await driver.snapshot().server("time")?.revisions.map(\.replicas) == [0, 0])
+        #expect(await driver.spec(server: "time", revision: "rev-1")?.command == ["/srv/time-server", "--build", "v1"])
+        #expect(await driver.spec(server: "time", revision: "rev-2")?.command == ["/srv/time-server", "--build", "v2"])
+        #expect(await driver.rescales == 2)
+    }
+
     @Test func aRevisionWithoutAKeptDefinitionCannotBeScaledUpButCanBeStopped() async throws {
         let driver = InMemoryDriver()
         try await driver.rescale(server: "time", revision: "rev-9", tenant: "default", replicas: 0)
