@@ -472,8 +472,14 @@ actor LocalSupervisor {
         let resource = "server/\(server)"
         guard replicas >= 0 else { throw DriverError(resource, "replicas must not be negative (got \(replicas))", terminal: true) }
         guard let spec = revisions[server]?[revision] else {
-            guard replicas > 0 else { return }
-            throw DriverError.noKeptDefinition(server: server, revision: revision)
+            guard replicas == 0 else { throw DriverError.noKeptDefinition(server: server, revision: revision) }
+            // Stopping what still runs needs no definition.
+            let victims = instances.keys(of: server).filter { instances[$0]!.row.revision == revision && instances[$0]!.row.intent == "run" }
+            guard !victims.isEmpty else { return }
+            try await start()
+            try tables.markStopping(server: server, slots: victims.map(\.slot))
+            try await stopAndForget(victims)
+            return
         }
         if replicas > 0, let basePort = spec.port { _ = try plan(spec, slot: 0, port: basePort) } // fail before starting anything
         try await start()

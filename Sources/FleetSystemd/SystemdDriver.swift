@@ -120,7 +120,7 @@ public actor SystemdDriver: RuntimeDriver {
         var listeners: PortOwnership.Listeners?
 
         defer { noteOwnChanges(batch) }
-        /// Starts or stops instances of one revision until `replicas` exist (its template and record written).
+        /// Starts or stops instances of one revision until `replicas` exist, from its template on disk.
         func resize(server name: String, revision: String, port: Int?, replicas: Int) throws {
             let resource = "server/\(name)"
             let base = renderer.unitBase(server: name, revision: revision)
