@@ -46,6 +46,10 @@ public actor InMemoryDriver: RuntimeDriver {
     public private(set) var calls: [String] = []
     /// Calls of `rescale` (resizing a group from the spec it keeps).
     public private(set) var rescales = 0
+    /// The specs `scale` was given per `server@revision` (each distinct one in a row once): a real driver
+    /// redefines the revision from each, so tests check no other revision's definition reached one.
+    private var scaledSpecs: [String: [DesiredServer]] = [:]
+    public func specsScaled(server: String, revision: String) -> [DesiredServer] { scaledSpecs["\(server)@\(revision)"] ?? [] }
     /// Observations of everything (`observe()`, `observe(.all)`) and of one server (`observe(.server)`).
     public private(set) var fullObservations = 0
     public private(set) var serverObservations = 0
@@ -167,8 +171,8 @@ public actor InMemoryDriver: RuntimeDriver {
         }
         var s = servers[server.name] ?? ServerState(tenant: server.tenant, groups: [:])
         var g = s.groups[server.revision] ?? Group(spec: server, instances: [])
-        // As every real driver does, `scale` (re)defines the group from the spec it is given.
-        g.spec = server
+        let key = "\(server.name)@\(server.revision)"
+        if scaledSpecs[key]?.last != server { scaledSpecs[key, default: []].append(server) }
         resize(&g, revision: server.revision, server: server.name, replicas: replicas)
         s.groups[server.revision] = g
         servers[server.name] = s

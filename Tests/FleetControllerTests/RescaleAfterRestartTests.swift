@@ -54,6 +54,7 @@ import Testing
 
         // rev-1 still runs rev-1's command, and it was resized by `rescale`, never redefined by `scale`.
         #expect(await driver.spec(server: "time", revision: "rev-1")?.command == ["/srv/time-server", "--build", "v1"])
+        #expect(await driver.specsScaled(server: "time", revision: "rev-1").map(\.command) == [["/srv/time-server", "--build", "v1"]])
         #expect(await driver.spec(server: "time", revision: "rev-1")?.version == "1")
         let after = await driver.calls.dropFirst(callsBefore)
         #expect(after.contains("rescale server/time@rev-1=2"))
@@ -72,6 +73,8 @@ import Testing
         #expect(await driver.snapshot().server("time")?.revisions.map(\.replicas) == [0, 0])
         #expect(await driver.spec(server: "time", revision: "rev-1")?.command == ["/srv/time-server", "--build", "v1"])
         #expect(await driver.spec(server: "time", revision: "rev-2")?.command == ["/srv/time-server", "--build", "v2"])
+        #expect(await driver.specsScaled(server: "time", revision: "rev-1").count == 1)
+        #expect(await driver.specsScaled(server: "time", revision: "rev-2").count == 1)
         #expect(await driver.rescales == 2)
     }
 
