@@ -21,10 +21,12 @@ struct TestCatalog {
 
     var dir: String { root + "/cat" }
 
-    func write(version: String, bad: Bool = false, strategy: String = "rolling", replicas: Int = 2, deadline: String = "8s") throws {
+    /// `pause`: the canary step's; `arguments`: appended to the server's command line.
+    func write(version: String, bad: Bool = false, strategy: String = "rolling", replicas: Int = 2, deadline: String = "8s",
+               pause: String = "300ms", arguments: [String] = []) throws {
         let tools = bad ? "[now, weather]" : "[now, convert]"
         let rollout = strategy == "canary"
-            ? "strategy: canary\n    steps:\n      - replicas: 1\n        pause: 300ms\n    progressDeadline: \(deadline)"
+            ? "strategy: canary\n    steps:\n      - replicas: 1\n        pause: \(pause)\n    progressDeadline: \(deadline)"
             : "strategy: \(strategy)\n    maxSurge: 1\n    maxUnavailable: 0\n    progressDeadline: \(deadline)"
         let yaml = """
         apiVersion: mcpfleet.io/v1alpha1
@@ -51,7 +53,7 @@ struct TestCatalog {
           version: "\(version)"
           tenant: research
           artifact:
-            command: ["python3", "${MANIFEST_DIR}/time/server.py", "--port", "${PORT}"]
+            command: ["python3", "${MANIFEST_DIR}/time/server.py", "--port", "${PORT}"\(arguments.map { ", \"\($0)\"" }.joined())]
           transport:
             type: streamable-http
             port: \(basePort)

@@ -8,51 +8,7 @@ import Testing
 /// the rolled-out one's (each version names itself in its command: `--name time-vX`).
 @Suite(.serialized) struct RescaleEndToEndTests {
     func write(_ c: TestCatalog, version: String) throws {
-        let yaml = """
-        apiVersion: mcpfleet.io/v1alpha1
-        kind: Environment
-        metadata:
-          name: dev
-        spec:
-          driver: local
-          portRange: \(c.basePort)-\(c.basePort + 9)
-          stateDir: \(c.root)/state
-        ---
-        apiVersion: mcpfleet.io/v1alpha1
-        kind: Tenant
-        metadata:
-          name: research
-        spec:
-          isolation: shared
-        ---
-        apiVersion: mcpfleet.io/v1alpha1
-        kind: Server
-        metadata:
-          name: time
-        spec:
-          version: "\(version)"
-          tenant: research
-          artifact:
-            command: ["python3", "${MANIFEST_DIR}/time/server.py", "--port", "${PORT}", "--name", "time-v\(version)"]
-          transport:
-            type: streamable-http
-            port: \(c.basePort)
-            path: /mcp
-          replicas: 2
-          health:
-            probe: mcp
-            interval: 300ms
-            timeout: 2s
-            failureThreshold: 2
-          rollout:
-            strategy: canary
-            steps:
-              - replicas: 1
-                pause: untilPromoted
-            progressDeadline: 60s
-
-        """
-        try yaml.write(toFile: c.dir + "/fleet.yaml", atomically: true, encoding: .utf8)
+        try c.write(version: version, strategy: "canary", deadline: "60s", pause: "untilPromoted", arguments: ["--name", "time-v\(version)"])
     }
 
     /// The `--name` each running server process of the catalog was started with.
