@@ -453,6 +453,8 @@ func failedAnalysisRollsBackAndStays(strategy: RolloutStrategy) {
 @Test func steadyStateCrashLoopIsAnnouncedOncePerEpisode() {
     let d = server("1")
     var record = rec()
+    // As the rollout's completion left it.
+    record.crashWatch = CrashLoopWatch(revision: "rev-1", baseline: 0, since: t0, restarts: 0, lastRestartAt: t0)
     var audits: [String] = []
     func at(_ ms: Int64, restarts: Int, ready: Int = 2) {
         let out = RolloutMachine.step(RolloutInput(desired: d, record: record, live: live(("1", 2, ready)),
@@ -483,4 +485,32 @@ func failedAnalysisRollsBackAndStays(strategy: RolloutStrategy) {
         at(now, restarts: restarts)
     }
     #expect(audits.count == 2, "\(audits)")
+    // A quiet server's record is not rewritten to move its window.
+    let quiet = record
+    at(now + 5 * RolloutMachine.crashLoopWindowMs, restarts: restarts)
+    #expect(record.crashWatch == quiet.crashWatch)
+}
+
+@Test func crashLoopWatchStartsWithTheRolloutsCompletionAndNeverAloneForAQuietServer() {
+    // Completing a rollout starts the watch in the same record write.
+    var done: RolloutRecord? = nil
+    var writes: [RolloutRecord] = []
+    for i in 0..<6 where done?.phase != .stable {
+        done = RolloutMachine.step(RolloutInput(desired: server("1"), record: done, live: live(("1", 2, 2)), now: t0 + Int64(i))).record
+        writes.append(done!)
+    }
+    #expect(done?.phase == .stable && done?.crashWatch?.revision == "rev-1" && done?.crashWatch?.baseline == 0, "\(String(describing: done))")
+    // The step that made it stable wrote the watch with it: one more step changes nothing.
+    let after = RolloutMachine.step(RolloutInput(desired: server("1"), record: done, live: live(("1", 2, 2)), now: t0 + 10)).record
+    #expect(after.crashWatch == done?.crashWatch)
+    // A record without a watch (written before it existed) and no restarts: nothing is added.
+    let quiet = RolloutMachine.step(RolloutInput(desired: server("1"), record: rec(), live: live(("1", 2, 2)), now: t0 + 1_000))
+    #expect(quiet.record.crashWatch == nil)
+    // Restarts counted before the watch existed are its baseline, never an episode at once.
+    var record = rec()
+    for (i, restarts) in [7, 7, 8].enumerated() {
+        record = RolloutMachine.step(RolloutInput(desired: server("1"), record: record, live: live(("1", 2, 2)),
+                                                  problems: ["rev-1": RevisionProblems(restarts: restarts)], now: t0 + Int64(i) * 1_000)).record
+    }
+    #expect(record.crashWatch?.baseline == 7 && record.crashWatch?.restarts == 8 && record.crashWatch?.looping == false)
 }

@@ -243,10 +243,12 @@ public enum RolloutMachine {
             }
             if record.targetRevision == nil {
                 if facts.serving {
+                    // Adopted (or back to stable): the record is written anyway, so the watch starts with it.
+                    let changing = input.record == nil || record.stableRevision != d.revision || (record.phase != .stable && record.phase != .degraded)
                     record.stableRevision = d.revision
                     if record.phase != .stable && record.phase != .degraded { record.phase = .stable; record.message = nil }
                     holdOn(d.revision, pinned: false)
-                    watchCrashLoop(d.revision)
+                    watchCrashLoop(d.revision, start: changing)
                     return
                 }
                 begin()
@@ -258,14 +260,28 @@ public enum RolloutMachine {
         /// `crash-loop` entry when `crashLoopRestarts` restarts fall within `crashLoopWindowMs`, none
         /// while it keeps crashing, and `crash-loop-recovered` once every replica is ready and quiet
         /// for `crashLoopQuietMs`.
-        mutating func watchCrashLoop(_ rev: String) {
+        mutating func watchCrashLoop(_ rev: String, start: Bool) {
             let restarts = input.problems[rev]?.restarts ?? 0
             guard var w = record.crashWatch, w.revision == rev, restarts >= w.restarts else {
-                // A new revision, or counts reset (instances replaced): start watching afresh.
-                record.crashWatch = CrashLoopWatch(revision: rev, baseline: restarts, since: now, restarts: restarts, lastRestartAt: now)
+                // No watch (a record from before it), another revision's, or counts reset (instances
+                // replaced): watch afresh from the current count. Only when there is something to
+                // remember: a quiet server's record is not rewritten for it (a write per server, and on
+                // Kubernetes a request, for nothing).
+                if start || restarts > 0 || record.crashWatch != nil {
+                    record.crashWatch = CrashLoopWatch(revision: rev, baseline: restarts, since: now, restarts: restarts, lastRestartAt: now)
+                }
                 return
             }
-            if restarts > w.restarts { w.restarts = restarts; w.lastRestartAt = now }
+            if restarts > w.restarts {
+                if !w.looping && now - w.since > RolloutMachine.crashLoopWindowMs {
+                    // The first restart after a quiet window opens a new one (windows move only when
+                    // something restarts, so a quiet record is never rewritten to age them).
+                    w.baseline = w.restarts
+                    w.since = now
+                }
+                w.restarts = restarts
+                w.lastRestartAt = now
+            }
             if w.looping {
                 let ready = group(rev).map { $0.ready >= d.replicas } ?? false
                 if ready && now - w.lastRestartAt >= RolloutMachine.crashLoopQuietMs {
@@ -280,10 +296,6 @@ public enum RolloutMachine {
                 actions.append(.audit(action: "crash-loop", revision: rev, reason: "\(restarts - w.baseline) restarts in \(seconds) s while serving" + why(rev)))
                 w.looping = true
                 wakeAt = min(wakeAt ?? .max, now + RolloutMachine.crashLoopQuietMs)
-            } else if now - w.since > RolloutMachine.crashLoopWindowMs {
-                // Old restarts age out: the window starts again.
-                w.baseline = restarts
-                w.since = now
             }
             record.crashWatch = w
         }
@@ -517,6 +529,9 @@ public enum RolloutMachine {
             record.targetRevision = nil
             record.phase = .stable
             record.message = nil
+            // The crash-loop watch of the new stable revision starts with this write, not one of its own.
+            let restarts = input.problems[t]?.restarts ?? 0
+            record.crashWatch = CrashLoopWatch(revision: t, baseline: restarts, since: now, restarts: restarts, lastRestartAt: now)
             resetStep()
         }
 
