@@ -17,7 +17,10 @@ public enum GitSource {
     public static func git(_ args: [String], in directory: String, input: Data? = nil) throws -> Data {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["git", "-C", directory] + args
+        // --no-optional-locks: reads such as `status` must never take the repository's index.lock (git
+        // takes it to refresh stat data), or an operator's own `git commit` in the watched repository
+        // fails with "index.lock exists" while the controller looks.
+        process.arguments = ["git", "--no-optional-locks", "-C", directory] + args
         let out = Pipe(), err = Pipe(), inPipe = Pipe()
         process.standardOutput = out
         process.standardError = err
