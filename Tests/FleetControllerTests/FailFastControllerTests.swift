@@ -38,8 +38,11 @@ import Testing
     }
 
     @Test func aFailureRetriedManyTimesIsOneAuditRowWithACount() async throws {
-        let h = Harness([ctlServer("1", replicas: 1, strategy: .rolling)])
+        // The server arrives only once scaling fails: otherwise the controller's first reconcile can
+        // scale it before the failure is set, and nothing is ever retried.
+        let h = Harness([])
         await h.driver.setFailing(["scale"])
+        await h.source.set([ctlServer("1", replicas: 1, strategy: .rolling)])
         try await waitUntil("retries", timeout: .seconds(20)) { await h.controller.queue.failureCount(.server("time")) >= 6 }
         await h.driver.setFailing([])
         try await waitUntil("recovered", timeout: .seconds(20)) { await h.isStable("rev-1") }
