@@ -107,11 +107,7 @@ import Testing
         #expect(try await f.fleet(["contract", "pull", "time", "-C", f.dir]).status == 0)
         let controller = try f.controller()
         defer { controller.signal(SIGKILL) }
-        try await waitUntil("release 1 stable", timeout: .seconds(90), every: .milliseconds(200)) {
-            if !controller.isRunning { throw TestFailure("controller exited: \(controller.output.suffix(2000))") }
-            let s = try await f.server()
-            return s?.phase == .stable && s?.readyReplicas == 2
-        }
+        try await f.waitStable("release 1 stable", controller: controller)
         let v1 = try await f.revision()
         // Release 2 under release 1's committed contract: the canary serves a drifted surface.
         try f.write([release("2", rollout: canary)], documents: Self.enforce)
@@ -149,11 +145,7 @@ import Testing
         #expect(try await f.fleet(["contract", "pull", "time", "-C", f.dir]).status == 0)
         let controller = try f.controller()
         defer { controller.signal(SIGKILL) }
-        try await waitUntil("release 1 stable", timeout: .seconds(90), every: .milliseconds(200)) {
-            if !controller.isRunning { throw TestFailure("controller exited: \(controller.output.suffix(2000))") }
-            let s = try await f.server()
-            return s?.phase == .stable && s?.readyReplicas == 2
-        }
+        try await f.waitStable("release 1 stable", controller: controller)
         try f.write([release("2")])
         let v2 = try await f.revision()
         try await waitUntil("release 2 serving", timeout: .seconds(60), every: .milliseconds(200)) {

@@ -142,6 +142,16 @@ struct FleetFixture {
 
     func server(_ name: String = "time") async throws -> LiveServer? { try await status().server(name) }
 
+    /// Waits (90 s) until `name` is stable with `replicas` ready, failing at once with the controller's
+    /// output if it exits meanwhile.
+    func waitStable(_ what: String, controller: TestProcess, replicas: Int = 2, name: String = "time") async throws {
+        try await waitUntil(what, timeout: .seconds(90), every: .milliseconds(200)) {
+            if !controller.isRunning { throw TestFailure("controller exited: \(controller.output.suffix(2000))") }
+            let s = try await server(name)
+            return s?.phase == .stable && s?.readyReplicas == replicas
+        }
+    }
+
     /// `status -o json` checked against Schemas/live-state.schema.json by Python's jsonschema.
     func statusValidatesAgainstTheSchema() async throws {
         let out = try await fleet(["status", dir, "-o", "json"]).out

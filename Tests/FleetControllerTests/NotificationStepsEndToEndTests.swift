@@ -41,11 +41,7 @@ extension NotificationEndToEndTests {
         try f.write([release], environment: notifications)
         let controller = try f.controller()
         defer { controller.signal(SIGKILL) }
-        try await waitUntil("release 1 stable", timeout: .seconds(90), every: .milliseconds(200)) {
-            if !controller.isRunning { throw TestFailure("controller exited: \(controller.output.suffix(2000))") }
-            let s = try await f.server()
-            return s?.phase == .stable && s?.readyReplicas == 2
-        }
+        try await f.waitStable("release 1 stable", controller: controller)
         release.version = "2"
         try f.write([release], environment: notifications)
         let v2 = try await f.revision()

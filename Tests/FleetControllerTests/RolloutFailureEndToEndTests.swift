@@ -12,11 +12,7 @@ import Testing
     func start(_ f: FleetFixture) async throws -> TestProcess {
         try f.write([good("1")])
         let controller = try f.controller()
-        try await waitUntil("first release stable", timeout: .seconds(90), every: .milliseconds(200)) {
-            if !controller.isRunning { throw TestFailure("controller exited: \(controller.output.suffix(2000))") }
-            let s = try await f.server()
-            return s?.phase == .stable && s?.readyReplicas == 2
-        }
+        try await f.waitStable("first release stable", controller: controller)
         return controller
     }
 
