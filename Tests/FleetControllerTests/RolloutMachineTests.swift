@@ -428,6 +428,20 @@ func failedAnalysisRollsBackAndStays(strategy: RolloutStrategy) {
     #expect(r.minReady >= 2)
 }
 
+/// An inconclusive analysis pauses with the reason the person deciding needs (too few calls, no data,
+/// no provider), in the record's message and the audit entry.
+@Test func anInconclusivePauseSaysWhy() {
+    let d = server("2", replicas: 4, strategy: .canary, steps: canarySteps, slo: slo)
+    let few = SLOMeasurement(result: .inconclusive, detail: "too few tool calls through the gateway: 3 calls, 0 errors (at least 20 needed)", time: t0 + 500)
+    let out = RolloutMachine.step(RolloutInput(desired: d, record: rec(phase: .analyzing, target: "2"), live: live(("1", 3, 3), ("2", 1, 1)),
+                                               analysis: AnalysisStatus(revision: "rev-2", step: 0, startedAt: t0, verdict: .inconclusive,
+                                                                        measurements: [few]), now: t0 + 1_000))
+    #expect(out.record.paused)
+    #expect(out.record.message?.contains("(too few tool calls through the gateway: 3 calls, 0 errors (at least 20 needed))") == true, "\(out.record.message ?? "")")
+    let audited = out.actions.compactMap { if case .audit("analysis-inconclusive", _, let reason, _) = $0 { reason } else { nil } }
+    #expect(audited.count == 1 && audited[0].contains("too few tool calls"), "\(out.actions)")
+}
+
 @Test func sloMath() {
     #expect(SLOMath.verdict([.pass, .pass], count: 3, failureLimit: 1) == .running)
     #expect(SLOMath.verdict([.fail, .fail], count: 3, failureLimit: 1) == .fail)

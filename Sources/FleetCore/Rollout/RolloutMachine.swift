@@ -429,7 +429,9 @@ public enum RolloutMachine {
                         pauseOrNext(stage, isFinal: isFinal)
                     } else {
                         // Too little data to promote on: hold for a person (promote continues, rollback ends it).
-                        record.pause(at: now, message: "analysis of revision \(t) was inconclusive at \(RolloutMachine.stageLabel(d, index)); `mcpfleet promote \(d.name)` continues, `mcpfleet rollback \(d.name)` ends it")
+                        // Say why (too few calls, no data, no provider): the person deciding needs it.
+                        let why = a.measurements.last { $0.result == .inconclusive }?.detail.map { " (\($0))" } ?? ""
+                        record.pause(at: now, message: "analysis of revision \(t) was inconclusive at \(RolloutMachine.stageLabel(d, index))\(why); `mcpfleet promote \(d.name)` continues, `mcpfleet rollback \(d.name)` ends it")
                         actions.append(.audit(action: "analysis-inconclusive", revision: t, reason: record.message ?? ""))
                         settled = true
                     }
