@@ -7,6 +7,7 @@
 #
 #   Benchmarks/gateway/run.sh [--no-build] [--duration 15s] [--rates "500 1000 2000"] [--contextforge VENV]
 #                             [--only "haproxy gateway"]   (a subset of direct, haproxy, gateway, contextforge)
+#                             [--max-connections "8"]      (maximum throughput with each of these connection counts)
 #
 # Writes Benchmarks/gateway/out/results.jsonl and Benchmarks/gateway/results.md (printed too).
 set -euo pipefail
@@ -21,6 +22,7 @@ while [ $# -gt 0 ]; do
     --rates) rates=$2; shift ;;
     --contextforge) cf_venv=$2; shift ;;   # a venv with `pip install mcp-contextforge-gateway`
     --only) only=$2; shift ;;
+    --max-connections) maxconns=$2; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -116,6 +118,9 @@ cpu_seconds() { [ -n "${1:-}" ] && [ -r "/proc/$1/stat" ] && awk -v t="$(getconf
 server_pid=$(pgrep -f "mcp-everything-server --port $server_port" | head -1 || true)
 haproxy_pid=${pids[1]}
 gateway_pid=${pids[0]}
+# Busy and idle jiffies of the whole machine (all cores): the idle share during a maximum-throughput
+# run tells whether the target was limited by CPU (idle ≈ 0) or by something else (waits, a cap).
+machine_jiffies() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat; }
 measure() { # name url rate connections
   local name=$1 url=$2 rate=$3 c=$4
   local load; load=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -124,10 +129,13 @@ measure() { # name url rate connections
   if [ "$name" = contextforge ]; then tool=everything-test-simple-text; token=$cf_token; fi
   local pid=""
   case $name in direct) pid=$server_pid ;; haproxy) pid=$haproxy_pid ;; gateway) pid=$gateway_pid ;; esac
-  local cpu0; cpu0=$(cpu_seconds "$pid")
-  text=$(RATE=$rate CONNECTIONS=$c TOOL=$tool TOKEN=$token wrk -t "$c" -c "$c" -d "$duration" --timeout 5s --latency -s $here/mcp.lua "$url" 2>&1) || true
-  local cpu1; cpu1=$(cpu_seconds "$pid")
+  local cpu0 srv0 m0; cpu0=$(cpu_seconds "$pid"); srv0=$(cpu_seconds "$server_pid"); m0=$(machine_jiffies)
+  # `times` after wrk: the CPU wrk itself used (user and system of the subshell's children).
+  text=$(RATE=$rate CONNECTIONS=$c TOOL=$tool TOKEN=$token wrk -t "$c" -c "$c" -d "$duration" --timeout 5s --latency -s $here/mcp.lua "$url" 2>&1; times) || true
+  local cpu1 srv1 m1; cpu1=$(cpu_seconds "$pid"); srv1=$(cpu_seconds "$server_pid"); m1=$(machine_jiffies)
   CPU_SECONDS=$( [ -n "$cpu0" ] && [ -n "$cpu1" ] && awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { print b - a }' || echo "") \
+  SERVER_CPU_SECONDS=$( [ -n "$srv0" ] && [ -n "$srv1" ] && awk -v a="$srv0" -v b="$srv1" 'BEGIN { print b - a }' || echo "") \
+  MACHINE_IDLE=$(awk -v a="$m0" -v b="$m1" 'BEGIN { split(a, x, " "); split(b, y, " "); busy = y[1] - x[1]; idle = y[2] - x[2]; if (busy + idle > 0) print idle / (busy + idle) }') \
     python3 $here/parse_wrk.py "$name" "$rate" "$c" "$load" <<<"$text" | tee -a "$out/results.jsonl"
 }
 for t in "${targets[@]}"; do
@@ -135,6 +143,6 @@ for t in "${targets[@]}"; do
   if [ -n "$only" ] && [[ " $only " != *" $1 "* ]]; then continue; fi
   # ContextForge cannot approach these rates (see README): its maximum only.
   if [ "$1" != contextforge ]; then for r in $rates; do measure "$1" "$2" "$r" $conns; done; fi
-  measure "$1" "$2" 0 $maxconns
+  for c in $maxconns; do measure "$1" "$2" 0 "$c"; done
 done
 python3 $here/report.py "$out/results.jsonl" | tee $here/results.md
