@@ -115,7 +115,9 @@ actor LocalSupervisor {
     /// When every running instance's port was last checked (starting ones are checked every tick).
     private var portsCheckedAt: ContinuousClock.Instant?
     private var logsCheckedAt: ContinuousClock.Instant?
-    private var tenants: [String: DesiredTenant] = [:]
+    private var tenants: [String: DesiredTenant] = [:] { didSet { liveTenants = nil } }
+    /// `tenants` as observations report them (sorted once per change, not once per server key).
+    private var liveTenants: [LiveTenant]?
     private var loop: Task<Void, Never>?
     private var lockFD: Int32 = -1
     private(set) var supervising = false
@@ -245,22 +247,29 @@ actor LocalSupervisor {
         // bound by a second's output before it is rotated.
         let checkLogs = logsCheckedAt.map { now - $0 >= configuration.portRecheck } ?? true
         if checkLogs { logsCheckedAt = now }
-        for key in instances.keys.sorted() {
-            guard let inst = instances[key] else { continue }
-            switch inst.phase {
-            case .running:
-                if let status = exitStatus(inst, checkIdentity: checkLogs) {
-                    handleExit(key, status)
-                } else if checkLogs {
-                    rotateLogIfNeeded(logPath(inst.row))
-                }
-            case .backoff(_, let until):
-                if inst.row.intent == "run" && now >= until { launch(key, countRestart: true) }
-            case .stopping:
-                break
+        // Over the table as it was at the start of the tick (exits and launches update it meanwhile);
+        // no sorted copy of every key each tick.
+        for (server, slots) in instances.byServer {
+            for (slot, inst) in slots {
+                step(Key(server: server, slot: slot), inst, now: now, checkLogs: checkLogs)
             }
         }
         checkPorts(force: false)
+    }
+
+    private func step(_ key: Key, _ inst: Instance, now: ContinuousClock.Instant, checkLogs: Bool) {
+        switch inst.phase {
+        case .running:
+            if let status = exitStatus(inst, checkIdentity: checkLogs) {
+                handleExit(key, status)
+            } else if checkLogs {
+                rotateLogIfNeeded(logPath(inst.row))
+            }
+        case .backoff(_, let until):
+            if inst.row.intent == "run" && now >= until { launch(key, countRestart: true) }
+        case .stopping:
+            break
+        }
     }
 
     /// Checks who holds the ports of running instances: at once for those not yet seen listening on
@@ -572,7 +581,14 @@ actor LocalSupervisor {
             servers.append(LiveServer(name: name, tenant: tenant, revisions: live))
         }
         return LiveState(environment: configuration.environmentName, driver: DriverKind.local.rawValue, servers: servers,
-                         tenants: tenants.values.sorted { $0.name < $1.name }.map { LiveTenant(name: $0.name, fields: $0.fields) })
+                         tenants: sortedLiveTenants())
+    }
+
+    private func sortedLiveTenants() -> [LiveTenant] {
+        if let liveTenants { return liveTenants }
+        let sorted = tenants.values.sorted { $0.name < $1.name }.map { LiveTenant(name: $0.name, fields: $0.fields) }
+        liveTenants = sorted
+        return sorted
     }
 
     struct ObserveContext {
