@@ -687,7 +687,8 @@ public final class Controller: Service, Sendable {
 
     /// Every `probeTickMs`, looks at the servers with a probe due (or instances come or gone) and starts
     /// probes, at most `probeConcurrency` at once. First probes — what a starting instance, and so a
-    /// rollout, waits for — start before periodic ones, and periodic ones start most overdue first: when
+    /// rollout, waits for — start before periodic ones (an adopted instance's first probe, confirming a
+    /// recorded verdict, counts as periodic), and periodic ones start most overdue first: when
     /// the fleet's periodic probes alone would fill every slot (3,000 instances probed every 10 s), the
     /// periodic ones run late, spread evenly, and a new instance is never starved behind them.
     func probeLoop() async {
@@ -719,16 +720,20 @@ public final class Controller: Service, Sendable {
                             let now = clock.nowMs()
                             // Adopted instances probed ready by the previous controller are first probed
                             // spread over one interval, not all at once (the verdict stands till then).
-                            if last == nil, let first = await state.adoptedProbeDue(d.name, e.instance, intervalMs: health.intervalMs), now < first {
-                                nextDue = min(nextDue, first)
+                            let adoptedDue = last == nil ? await state.adoptedProbeDue(d.name, e.instance, intervalMs: health.intervalMs) : nil
+                            if let adoptedDue, now < adoptedDue {
+                                nextDue = min(nextDue, adoptedDue)
                                 continue
                             }
                             if let last, now - last < health.intervalMs {
                                 nextDue = min(nextDue, last + health.intervalMs)
                                 continue
                             }
-                            let candidate = ProbeCandidate(desired: d, revision: r.revision, endpoint: e, health: health, due: last.map { $0 + health.intervalMs } ?? 0)
-                            if last == nil {
+                            // An adopted instance's first probe confirms a verdict that stands meanwhile: it
+                            // waits with the periodic ones, behind instances nothing has judged yet.
+                            let candidate = ProbeCandidate(desired: d, revision: r.revision, endpoint: e, health: health,
+                                                           due: last.map { $0 + health.intervalMs } ?? adoptedDue ?? 0)
+                            if last == nil && adoptedDue == nil {
                                 // A first probe: started now if a slot is free.
                                 let started = await startProbe(candidate, snap: snap, prober: prober)
                                 nextDue = min(nextDue, started ? now + health.intervalMs : 0)
