@@ -675,11 +675,28 @@ public final class Controller: Service, Sendable {
 
     // MARK: - probes
 
+    /// One probe the scheduler may start: an instance's first (no verdict from this process yet) or a
+    /// periodic one, `due` since when.
+    struct ProbeCandidate {
+        var desired: DesiredServer
+        var revision: String
+        var endpoint: Endpoint
+        var health: DesiredHealth
+        var due: Int64
+    }
+
+    /// Every `probeTickMs`, looks at the servers with a probe due (or instances come or gone) and starts
+    /// probes, at most `probeConcurrency` at once. First probes — what a starting instance, and so a
+    /// rollout, waits for — start before periodic ones (an adopted instance's first probe, confirming a
+    /// recorded verdict, counts as periodic), and periodic ones start most overdue first: when
+    /// the fleet's periodic probes alone would fill every slot (3,000 instances probed every 10 s), the
+    /// periodic ones run late, spread evenly, and a new instance is never starved behind them.
     func probeLoop() async {
         guard let prober else { return }
         while !Task.isCancelled {
             if let snap = await state.snapshot, await state.lastLive != nil {
                 let tickStart = clock.nowMs()
+                var periodic: [ProbeCandidate] = []
                 for d in snap.desired.servers where d.transport != .stdio {
                     // Nothing due (no probe, no instance come or gone since): no driver call for this server.
                     if let due = await state.probeDue(d.name), tickStart < due { continue }
@@ -703,32 +720,26 @@ public final class Controller: Service, Sendable {
                             let now = clock.nowMs()
                             // Adopted instances probed ready by the previous controller are first probed
                             // spread over one interval, not all at once (the verdict stands till then).
-                            if last == nil, let first = await state.adoptedProbeDue(d.name, e.instance, intervalMs: health.intervalMs), now < first {
-                                nextDue = min(nextDue, first)
+                            let adoptedDue = last == nil ? await state.adoptedProbeDue(d.name, e.instance, intervalMs: health.intervalMs) : nil
+                            if let adoptedDue, now < adoptedDue {
+                                nextDue = min(nextDue, adoptedDue)
                                 continue
                             }
                             if let last, now - last < health.intervalMs {
                                 nextDue = min(nextDue, last + health.intervalMs)
                                 continue
                             }
-                            guard await state.beginProbe(d.name + "/" + e.instance, limit: configuration.probeConcurrency) else {
-                                nextDue = 0
-                                continue
-                            }
-                            nextDue = min(nextDue, now + health.intervalMs)
-                            let revision = r.revision
-                            Task {
-                                let result = await self.contracts.check(server: d.name, revision: revision, instance: e.instance, desiredRevision: d.revision,
-                                                                        result: await prober.probe(e, health: health, path: d.path), expectation: snap.contracts[d.name])
-                                self.metrics.probe(server: d.name, revision: revision, result: result)
-                                let flipped = await self.tracker.record(server: d.name, revision: revision, instance: e.instance, result: result,
-                                                                        threshold: d.health.failureThreshold, now: self.clock.nowMs())
-                                await self.state.endProbe(d.name + "/" + e.instance)
-                                if flipped {
-                                    self.logger.log(level: result.success ? .info : .warning, result.success ? "instance healthy" : "instance unhealthy", metadata: [
-                                        "server": "\(d.name)", "revision": "\(revision)", "instance": "\(e.instance)", "reason": "\(result.message ?? "")"])
-                                    await self.queue.add(.server(d.name))
-                                }
+                            // An adopted instance's first probe confirms a verdict that stands meanwhile: it
+                            // waits with the periodic ones, behind instances nothing has judged yet.
+                            let candidate = ProbeCandidate(desired: d, revision: r.revision, endpoint: e, health: health,
+                                                           due: last.map { $0 + health.intervalMs } ?? adoptedDue ?? 0)
+                            if last == nil && adoptedDue == nil {
+                                // A first probe: started now if a slot is free.
+                                let started = await startProbe(candidate, snap: snap, prober: prober)
+                                nextDue = min(nextDue, started ? now + health.intervalMs : 0)
+                            } else {
+                                periodic.append(candidate)
+                                nextDue = 0  // set below if it starts
                             }
                         }
                     }
@@ -737,9 +748,37 @@ public final class Controller: Service, Sendable {
                     if firstSight { await queue.add(.server(d.name)) }
                     await state.setProbeDue(d.name, nextDue == Int64.max ? nil : nextDue)
                 }
+                // Periodic probes in the slots first probes left, most overdue first; the rest wait for the
+                // next tick (their servers stay due).
+                periodic.sort { $0.due < $1.due }
+                for c in periodic where !(await startProbe(c, snap: snap, prober: prober)) {
+                    if await state.probeSlotsFull(limit: configuration.probeConcurrency) { break }
+                }
             }
             do { try await clock.sleep(milliseconds: configuration.probeTickMs) } catch { return }
         }
+    }
+
+    /// Starts one probe if a slot is free (false: every slot busy, or this instance is being probed).
+    func startProbe(_ c: ProbeCandidate, snap: DesiredStateSnapshot, prober: Prober) async -> Bool {
+        let d = c.desired, e = c.endpoint, revision = c.revision, health = c.health
+        guard await state.beginProbe(d.name + "/" + e.instance, limit: configuration.probeConcurrency) else { return false }
+        Task {
+            let result = await self.contracts.check(server: d.name, revision: revision, instance: e.instance, desiredRevision: d.revision,
+                                                    result: await prober.probe(e, health: health, path: d.path), expectation: snap.contracts[d.name])
+            self.metrics.probe(server: d.name, revision: revision, result: result)
+            let flipped = await self.tracker.record(server: d.name, revision: revision, instance: e.instance, result: result,
+                                                    threshold: d.health.failureThreshold, now: self.clock.nowMs())
+            await self.state.endProbe(d.name + "/" + e.instance)
+            // The server is looked at again when this instance's next probe is due.
+            await self.state.setProbeDue(d.name, nil)
+            if flipped {
+                self.logger.log(level: result.success ? .info : .warning, result.success ? "instance healthy" : "instance unhealthy", metadata: [
+                    "server": "\(d.name)", "revision": "\(revision)", "instance": "\(e.instance)", "reason": "\(result.message ?? "")"])
+                await self.queue.add(.server(d.name))
+            }
+        }
+        return true
     }
 }
 
@@ -955,4 +994,5 @@ actor ControllerState {
     }
 
     func endProbe(_ key: String) { probing.remove(key) }
+    func probeSlotsFull(limit: Int) -> Bool { probing.count >= limit }
 }

@@ -115,7 +115,9 @@ actor LocalSupervisor {
     /// When every running instance's port was last checked (starting ones are checked every tick).
     private var portsCheckedAt: ContinuousClock.Instant?
     private var logsCheckedAt: ContinuousClock.Instant?
-    private var tenants: [String: DesiredTenant] = [:]
+    private var tenants: [String: DesiredTenant] = [:] { didSet { liveTenants = nil } }
+    /// `tenants` as observations report them (sorted once per change, not once per server key).
+    private var liveTenants: [LiveTenant]?
     private var loop: Task<Void, Never>?
     private var lockFD: Int32 = -1
     private(set) var supervising = false
@@ -124,10 +126,23 @@ actor LocalSupervisor {
         self.configuration = configuration
         self.tables = tables
         self.driverID = try tables.driverID()
-        let (revisions, instances, tenants) = try Self.load(tables, clock: ContinuousClock())
-        self.revisions = revisions
-        self.instances = instances
-        self.tenants = tenants
+    }
+
+    /// The recorded state is read when first needed, not at construction: `start()` reads it anyway
+    /// (under the supervision lock), and reading it twice — every revision's spec decoded from JSON, every
+    /// recorded pid's identity checked in /proc — was a fifth of a no-op `apply`'s CPU at 1,000 instances.
+    private var loaded = false
+
+    private func ensureLoaded() throws {
+        guard !loaded else { return }
+        try reload()
+    }
+
+    private func reload() throws {
+        (revisions, instances, tenants) = try Self.load(tables, clock: clock)
+        loaded = true
+        // `load` just checked every recorded pid's identity: the tick's next check is a `portRecheck` away.
+        logsCheckedAt = clock.now
     }
 
     /// Reads the recorded state; an instance counts as running only when its pid is alive and started
@@ -166,7 +181,7 @@ actor LocalSupervisor {
         lockFD = fd
         supervising = true
         do {
-            (revisions, instances, tenants) = try Self.load(tables, clock: clock)
+            try reload()
             try await recover()
             // Who holds each adopted instance's port, known before the first observe: else a controller
             // starting over sees its running fleet as "starting" until the first tick.
@@ -219,6 +234,7 @@ actor LocalSupervisor {
         await loop?.value
         loop = nil
         if stopInstances {
+            do { try ensureLoaded() } catch {}
             let running = instances.keys.filter { instances[$0]!.row.pid != nil }
             await terminate(running.compactMap { k in instances[k].flatMap { i in i.row.pid.map { ($0, i.row.startTime ?? -1) } } })
             for key in running {
@@ -245,22 +261,29 @@ actor LocalSupervisor {
         // bound by a second's output before it is rotated.
         let checkLogs = logsCheckedAt.map { now - $0 >= configuration.portRecheck } ?? true
         if checkLogs { logsCheckedAt = now }
-        for key in instances.keys.sorted() {
-            guard let inst = instances[key] else { continue }
-            switch inst.phase {
-            case .running:
-                if let status = exitStatus(inst, checkIdentity: checkLogs) {
-                    handleExit(key, status)
-                } else if checkLogs {
-                    rotateLogIfNeeded(logPath(inst.row))
-                }
-            case .backoff(_, let until):
-                if inst.row.intent == "run" && now >= until { launch(key, countRestart: true) }
-            case .stopping:
-                break
+        // Over the table as it was at the start of the tick (exits and launches update it meanwhile);
+        // no sorted copy of every key each tick.
+        for (server, slots) in instances.byServer {
+            for (slot, inst) in slots {
+                step(Key(server: server, slot: slot), inst, now: now, checkLogs: checkLogs)
             }
         }
         checkPorts(force: false)
+    }
+
+    private func step(_ key: Key, _ inst: Instance, now: ContinuousClock.Instant, checkLogs: Bool) {
+        switch inst.phase {
+        case .running:
+            if let status = exitStatus(inst, checkIdentity: checkLogs) {
+                handleExit(key, status)
+            } else if checkLogs {
+                rotateLogIfNeeded(logPath(inst.row))
+            }
+        case .backoff(_, let until):
+            if inst.row.intent == "run" && now >= until { launch(key, countRestart: true) }
+        case .stopping:
+            break
+        }
     }
 
     /// Checks who holds the ports of running instances: at once for those not yet seen listening on
@@ -469,6 +492,7 @@ actor LocalSupervisor {
 
     /// Resizes a revision from the definition stored for it (`scale` stored it), never rewriting it.
     func rescale(server: String, revision: String, replicas: Int) async throws {
+        try ensureLoaded()
         let resource = "server/\(server)"
         guard replicas >= 0 else { throw DriverError(resource, "replicas must not be negative (got \(replicas))", terminal: true) }
         guard let spec = revisions[server]?[revision] else {
@@ -516,6 +540,7 @@ actor LocalSupervisor {
     }
 
     func removeRevision(server: String, revision: String) async throws {
+        try ensureLoaded()
         let victims = instances.keys(of: server).filter { instances[$0]!.row.revision == revision }
         if !victims.isEmpty {
             try await start()
@@ -528,16 +553,19 @@ actor LocalSupervisor {
     }
 
     func removeServer(named name: String) async throws {
+        try ensureLoaded()
         let known = Set((revisions[name] ?? [:]).keys).union(instances.of(name).map(\.row.revision))
         for revision in known.sorted() { try await removeRevision(server: name, revision: revision) }
     }
 
     func ensureTenant(_ tenant: DesiredTenant) throws {
+        try ensureLoaded()
         try tables.saveTenant(tenant)
         tenants[tenant.name] = tenant
     }
 
     func removeTenant(named name: String) throws {
+        try ensureLoaded()
         try tables.deleteTenant(name)
         tenants[name] = nil
     }
@@ -547,7 +575,7 @@ actor LocalSupervisor {
     /// database first and every running instance's port checked once.
     func observe(_ scope: ObserveScope = .all) throws -> LiveState {
         if !supervising {
-            (revisions, instances, tenants) = try Self.load(tables, clock: clock)
+            try reload()
             checkPorts(force: true)
         }
         let context = ObserveContext(supervised: supervising || supervisedElsewhere())
@@ -572,7 +600,14 @@ actor LocalSupervisor {
             servers.append(LiveServer(name: name, tenant: tenant, revisions: live))
         }
         return LiveState(environment: configuration.environmentName, driver: DriverKind.local.rawValue, servers: servers,
-                         tenants: tenants.values.sorted { $0.name < $1.name }.map { LiveTenant(name: $0.name, fields: $0.fields) })
+                         tenants: sortedLiveTenants())
+    }
+
+    private func sortedLiveTenants() -> [LiveTenant] {
+        if let liveTenants { return liveTenants }
+        let sorted = tenants.values.sorted { $0.name < $1.name }.map { LiveTenant(name: $0.name, fields: $0.fields) }
+        liveTenants = sorted
+        return sorted
     }
 
     struct ObserveContext {
@@ -657,7 +692,7 @@ actor LocalSupervisor {
     /// process holds — a probe there would test the wrong server).
     func endpoints(server: String, revision: String) throws -> [Endpoint] {
         if !supervising {
-            (revisions, instances, tenants) = try Self.load(tables, clock: clock)
+            try reload()
             checkPorts(force: true)
         }
         let path = revisions[server]?[revision]?.path ?? "/mcp"

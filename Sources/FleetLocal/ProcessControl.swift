@@ -100,12 +100,44 @@ enum ProcessControl {
         var startTime: Int64
     }
 
+    /// Read into a stack buffer and parsed in place (the supervisor checks every adopted instance's
+    /// identity once a second: a `String` split per read was most of that check's cost).
     static func stat(_ pid: pid_t) -> ProcStat? {
-        guard let text = readFile("/proc/\(pid)/stat", limit: 4096),
-              let close = text.lastIndex(of: ")") else { return nil }
-        let fields = text[text.index(after: close)...].split(separator: " ")
-        guard fields.count > 19, let state = fields[0].first, let pgrp = Int32(fields[2]), let start = Int64(fields[19]) else { return nil }
-        return ProcStat(state: state, processGroup: pgrp, startTime: start)
+        let fd = open("/proc/\(pid)/stat", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 2048) { buffer -> ProcStat? in
+            var n = 0
+            while n < buffer.count {
+                let r = read(fd, buffer.baseAddress! + n, buffer.count - n)
+                if r < 0 && errno == EINTR { continue }
+                guard r > 0 else { break }
+                n += r
+            }
+            // The command name (field 2) may hold anything, ")" too: the fields after it start at the last ")".
+            guard n > 0, var i = buffer[0..<n].lastIndex(of: UInt8(ascii: ")")) else { return nil }
+            i += 1
+            var field = -1, state: UInt8 = 0, pgrp: Int64 = 0, start: Int64 = 0, digits = 0, startDigits = 0
+            while i < n, field <= 19 {
+                let c = buffer[i]
+                if c == UInt8(ascii: " ") {
+                    field += 1
+                    digits = 0
+                } else if field == 0 {
+                    state = c
+                } else if field == 2 || field == 19 {
+                    guard c >= UInt8(ascii: "0"), c <= UInt8(ascii: "9"), digits < 18 else { return nil }
+                    digits += 1
+                    if field == 2 { pgrp = pgrp * 10 + Int64(c - UInt8(ascii: "0")) } else {
+                        start = start * 10 + Int64(c - UInt8(ascii: "0"))
+                        startDigits += 1
+                    }
+                }
+                i += 1
+            }
+            guard field >= 19, state != 0, startDigits > 0, let group = Int32(exactly: pgrp) else { return nil }
+            return ProcStat(state: Character(UnicodeScalar(state)), processGroup: group, startTime: start)
+        }
     }
 
     /// The process `pid` exists, is not a zombie, and started at `startTime`.

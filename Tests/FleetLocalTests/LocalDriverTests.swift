@@ -115,6 +115,42 @@ import Glibc
         for pid in last + pids { #expect(!isAlive(pid), "pid \(pid) still running after shutdown") }
     }
 
+    /// An instance that died while no controller ran is not adopted: the new driver reads the state once,
+    /// under its lock (design 0008 phase 4), and starts that instance again; the live one is adopted.
+    @Test func anInstanceThatDiedWhileNoControllerRanIsStartedAgain() async throws {
+        let binary = try everythingServer()
+        let dir = try makeTemporaryDirectory("died")
+        defer { removeTree(dir) }
+        let server = desiredServer("died", command: [binary, "--port", "${PORT}"], port: 21150)
+        let first = try LocalDriver(environment: testEnvironment(), manifestRoot: dir, stateDirectory: dir + "/state")
+        try await first.scale(server, replicas: 2)
+        #expect(try await waitUntil(deadline: .seconds(30)) { try await first.observe().server("died")?.readyReplicas == 2 })
+        let pids = instances(try await first.observe(), "died").compactMap(\.pid)
+        try #require(pids.count == 2)
+        await first.shutdown(stopInstances: false)
+        // Between the two controllers, one instance dies.
+        kill(pid_t(pids[0]), SIGKILL)
+        #expect(try await waitUntil(deadline: .seconds(10)) { !isAlive(pids[0]) })
+
+        let second = try LocalDriver(environment: testEnvironment(), manifestRoot: dir, stateDirectory: dir + "/state")
+        do {
+            try await second.start()
+            let seen = instances(try await second.observe(), "died")
+            #expect(seen.first { $0.slot == 0 }?.pid != pids[0], "the dead pid is not taken for the instance")
+            #expect(seen.first { $0.slot == 1 }?.pid == pids[1], "the live one is adopted")
+            #expect(try await waitUntil(deadline: .seconds(30)) {
+                let now = instances(try await second.observe(), "died")
+                return now.count == 2 && now.allSatisfy { $0.state == .running && $0.healthy } && now.first { $0.slot == 0 }?.pid != pids[0]
+            })
+        } catch {
+            await second.shutdown(stopInstances: true)
+            throw error
+        }
+        let last = instances(try await second.observe(), "died").compactMap(\.pid)
+        await second.shutdown(stopInstances: true)
+        for pid in last + pids { #expect(!isAlive(pid), "pid \(pid) still running after shutdown") }
+    }
+
     /// A controller killed after starting an instance but before recording its pid: the next one finds
     /// the process by the marker in its environment and adopts it instead of starting a duplicate.
     @Test func anUnrecordedInstanceIsFoundAndAdopted() async throws {
