@@ -81,8 +81,10 @@ struct GatewayCommand: AsyncParsableCommand {
         let server = GatewayServer(state: state, metrics: GatewayMetrics(registry: registry),
                                    signer: try GatewayWiring.signer(environment, manifestRoot: target.loaded.root), ops: ops,
                                    accessLog: try GatewayWiring.accessLog(flag: accessLog, environment: environment), logger: logger)
-        // Host environments: draining marks from the controller and open sessions back, through the state database (design 0016).
-        let drain = routeObject == nil ? GatewayWiring.drainBoard(store: store, logger: logger).map { GatewayWiring.DrainPublisher(board: $0, state: state, address: listen) } : nil
+        // Draining marks from the controller and open sessions back: through the route object and this pod's
+        // report Lease on Kubernetes (design 0018), else through the state database (design 0016).
+        let board: (any DrainBoard)? = routeObject.map { KubernetesDrainBoard(routes: $0) } ?? GatewayWiring.drainBoard(store: store, logger: logger)
+        let drain = board.map { DrainPublisher(board: $0, state: state, id: GatewayWiring.gatewayIdentity(kubernetes: routeObject != nil, address: listen), logger: logger) }
         let service = GatewayService(server: server, refresh: .milliseconds(max(100, refreshMs)), logger: logger) {
             let live = try await driver.observe()
             lastLive.value = live
@@ -94,7 +96,7 @@ struct GatewayCommand: AsyncParsableCommand {
             } else {
                 table = GatewayWiring.weighted(table, desired: target.desired, records: try await store.records())
             }
-            if let drain { table = try drain.refresh(table) }
+            if let drain { table = try await drain.refresh(table) }
             firstRefresh.value = true
             return table
         }
@@ -108,7 +110,7 @@ struct GatewayCommand: AsyncParsableCommand {
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger))
         try await group.run()
-        drain?.withdraw(logger: logger)
+        await drain?.withdraw()
     }
 }
 

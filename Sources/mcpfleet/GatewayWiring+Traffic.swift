@@ -17,10 +17,11 @@ extension GatewayWiring {
         let serving: Bool
         let logger: Logger
 
-        /// Host environments without the gateway in this process: gateways in other processes
-        /// (`mcpfleet gateway`, the systemd unit) drain through the state database (design 0016). Set by
+        /// Without the gateway in this process: gateways in other processes (`mcpfleet gateway`, the
+        /// systemd unit, the gateway Deployment) drain through the state database (design 0016) or, on
+        /// Kubernetes, the route object and their report Leases (design 0018). Set by
         /// `store(_:raw:routeObject:)`, which `Convergence` calls before it wraps the driver.
-        let board = Locked<SQLiteDrainBoard?>(nil)
+        let board = Locked<(any DrainBoard)?>(nil)
 
         init(environment: Environment, serving: Bool, logger: Logger) {
             state = GatewayState(configuration: GatewayWiring.configuration(environment))
@@ -37,13 +38,25 @@ extension GatewayWiring {
             return d
         }
 
+        /// Lifts draining marks a previous controller left in the route object (it died mid-drain): run as
+        /// this controller starts acting (after winning the leader election, so a standby never lifts the
+        /// marks of the leader's drain). Host boards are cleared as they are set up.
+        func clearStaleMarks() async {
+            guard let kube = board.value as? KubernetesDrainBoard else { return }
+            do { try await kube.clearMarks(now: GatewayWiring.nowMs()) } catch {
+                logger.warning("cannot lift draining marks a previous controller left", metadata: ["error": "\(error)"])
+            }
+        }
+
         /// The desired state as the controller holds it (set once the controller exists).
         let desired = Locked<(@Sendable () async -> DesiredState?)?>(nil)
 
         /// The store the controller writes through: each saved record's weights reach the gateway in this
         /// process at once and, on Kubernetes, the route object the gateway Deployment watches.
         func store(_ store: any RolloutStore, raw: any RolloutStore, routeObject: GatewayRouteObject?) -> any RolloutStore {
-            if !serving { board.value = GatewayWiring.drainBoard(store: raw, logger: logger, controller: true) }
+            if !serving {
+                board.value = routeObject.map { KubernetesDrainBoard(routes: $0) } ?? GatewayWiring.drainBoard(store: raw, logger: logger, controller: true)
+            }
             guard serving || routeObject != nil else { return store }
             let state = self.state, desired = self.desired, serving = self.serving, logger = self.logger
             return WeightPublishingStore(store) { record in
