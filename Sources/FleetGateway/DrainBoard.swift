@@ -15,7 +15,9 @@ public protocol DrainBoard: Sendable {
     /// Open sessions per replica of a server over the live gateways.
     func sessions(server: String, now: Int64) async throws -> [String: Int]
     // The gateway's side.
-    func publish(gateway: String, seenGeneration: Int64, open: [(server: String, replica: String, sessions: Int)], now: Int64) async throws
+    /// `tools`: cumulative tool calls per server and revision (boards that carry them: Kubernetes, for the `gateway` provider).
+    func publish(gateway: String, seenGeneration: Int64, open: [(server: String, replica: String, sessions: Int)],
+                 tools: [String: [String: ToolCallWindow]], now: Int64) async throws
     func marks() async throws -> (generation: Int64, replicas: [String: Set<String>])
     func withdraw(gateway: String) async throws
 }
@@ -55,7 +57,8 @@ public struct BoardDrainSignals: DrainSignals {
 }
 
 /// The gateway's side of a board, once per route refresh: report the open sessions per replica of the
-/// routes installed now (and the marks they carry), then mark the new table's draining replicas.
+/// routes installed now (and the marks they carry, and — given `tools` — the cumulative tool calls per
+/// revision), then mark the new table's draining replicas.
 /// A report that cannot be written is logged (once per distinct error) and the marks still apply:
 /// the controller then waits for this gateway up to its drain timeout, saying so.
 public final class DrainPublisher: Sendable {
@@ -63,6 +66,8 @@ public final class DrainPublisher: Sendable {
     let state: GatewayState
     public let id: String
     let logger: Logger
+    /// Cumulative tool calls of the given servers, per revision (nil: not reported).
+    let tools: (@Sendable ([String]) -> [String: [String: ToolCallWindow]])?
     /// The marks generation the previous refresh's table carries (installed since).
     private let installed = NIOLockedValueBox<Int64>(0)
     /// The last report written, and when: an unchanged report is written again only as a heartbeat.
@@ -70,8 +75,10 @@ public final class DrainPublisher: Sendable {
     private let lastError = NIOLockedValueBox<String?>(nil)
     public static let heartbeatMs: Int64 = 2_000
 
-    public init(board: any DrainBoard, state: GatewayState, id: String, logger: Logger) {
+    public init(board: any DrainBoard, state: GatewayState, id: String, logger: Logger,
+                tools: (@Sendable ([String]) -> [String: [String: ToolCallWindow]])? = nil) {
         self.board = board
+        self.tools = tools
         self.state = state
         self.id = id
         self.logger = logger
@@ -79,12 +86,15 @@ public final class DrainPublisher: Sendable {
 
     public func refresh(_ table: RouteTable) async throws -> RouteTable {
         let open = state.replicaStatus().filter { $0.sessions > 0 }.map { (server: $0.server, replica: $0.replica, sessions: $0.sessions) }
-        let report = open.map { "\($0.server)\u{0}\($0.replica)\u{0}\($0.sessions)" }.sorted(), seen = installed.withLockedValue { $0 }, now = epochMs()
+        let calls = tools?(table.routes.keys.sorted()) ?? [:]
+        let report = (open.map { "\($0.server)\u{0}\($0.replica)\u{0}\($0.sessions)" }
+            + calls.flatMap { s in s.value.map { "\(s.key)\u{0}\($0.key)\u{0}\($0.value.calls)\u{0}\($0.value.errors)" } }).sorted()
+        let seen = installed.withLockedValue { $0 }, now = epochMs()
         if let last = published.withLockedValue({ $0 }), last.report == report, last.generation == seen, now - last.at < Self.heartbeatMs {
             // Unchanged since the last report, which is fresh: no write.
         } else {
             do {
-                try await board.publish(gateway: id, seenGeneration: seen, open: open, now: now)
+                try await board.publish(gateway: id, seenGeneration: seen, open: open, tools: calls, now: now)
                 published.withLockedValue { $0 = (report, seen, now) }
                 if lastError.withLockedValue({ $0 }) != nil {
                     lastError.withLockedValue { $0 = nil }

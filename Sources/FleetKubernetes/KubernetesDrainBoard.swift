@@ -26,12 +26,26 @@ public final class KubernetesDrainBoard: Sendable {
         public var updatedAt: Int64
         /// Open sessions per server, per backend pod (only pods with sessions).
         public var open: [String: [String: Int]]
+        /// Cumulative tool calls per server, per revision, since the gateway started (the `gateway`
+        /// analysis provider's data; absent from gateways that route no tool calls yet).
+        public var tools: [String: [String: Calls]]?
+    }
+
+    /// A `ToolCallWindow` as the report carries it.
+    public struct Calls: Codable, Hashable, Sendable {
+        public var calls: Int
+        public var errors: Int
+        public var bounds: [Double]
+        public var buckets: [Int]
+        public init(_ w: ToolCallWindow) { (calls, errors, bounds, buckets) = (w.calls, w.errors, w.bounds, w.latencyBuckets) }
+        public var window: ToolCallWindow { ToolCallWindow(calls: calls, errors: errors, bounds: bounds, latencyBuckets: buckets) }
     }
 
     public let routes: GatewayRouteObject
     public let freshMs: Int64
     public let pruneMs: Int64
     let reports: Informer<Report>
+    let totals = ToolCallTotals()
 
     public init(routes: GatewayRouteObject, freshMs: Int64 = 10_000, pruneMs: Int64 = 60_000, configuration: InformerConfiguration = InformerConfiguration()) {
         self.routes = routes
@@ -101,16 +115,33 @@ public final class KubernetesDrainBoard: Sendable {
         return out
     }
 
+    // MARK: The `gateway` analysis provider
+
+    /// Starts watching the reports now (the controller, so that the provider's first baseline is read
+    /// from a synced cache rather than an empty one).
+    public func startWatching() { if !reports.isRunning { reports.start() } }
+
+    /// Cumulative tool calls of a server per revision through every gateway replica: what the
+    /// `gateway` provider differences per interval. Kept monotonic: the last counts of a gateway that
+    /// went away (its Lease withdrawn or pruned), or whose counts went back (its process restarted),
+    /// stay in the total.
+    public func toolWindows(server: String) -> [String: ToolCallWindow] {
+        startWatching()
+        return totals.update(reports.items)[server] ?? [:]
+    }
+
     // MARK: The gateway's side
 
     /// The marks as the gateway's watch of the route object last saw them.
     public func marks() -> (generation: Int64, replicas: [String: Set<String>]) { routes.drainMarks }
 
     /// Writes this gateway's report (server-side apply of its Lease: one request, created when absent).
-    public func publish(gateway: String, seenGeneration: Int64, open: [(server: String, replica: String, sessions: Int)], now: Int64) async throws {
+    public func publish(gateway: String, seenGeneration: Int64, open: [(server: String, replica: String, sessions: Int)],
+                        tools: [String: [String: ToolCallWindow]], now: Int64) async throws {
         var byServer: [String: [String: Int]] = [:]
         for o in open where o.sessions > 0 { byServer[o.server, default: [:]][o.replica, default: 0] += o.sessions }
-        let report = Report(gateway: gateway, seenGeneration: seenGeneration, updatedAt: now, open: byServer)
+        let calls = tools.mapValues { $0.mapValues(Calls.init) }.filter { !$0.value.isEmpty }
+        let report = Report(gateway: gateway, seenGeneration: seenGeneration, updatedAt: now, open: byServer, tools: calls.isEmpty ? nil : calls)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         var metadata = KubernetesRenderer.meta(name: Self.leaseName(gateway: gateway), namespace: namespace, labels: [
@@ -125,5 +156,40 @@ public final class KubernetesDrainBoard: Sendable {
     public func withdraw(gateway: String) async throws {
         do { _ = try await client.delete(.lease, namespace: namespace, name: Self.leaseName(gateway: gateway)) } catch let error as KubeError where error.isNotFound {
         } catch let error as KubeError { throw error.driverError }
+    }
+}
+
+/// The sum over gateway replicas of their cumulative tool calls, which must never go backwards: the
+/// provider differences it from a baseline.
+final class ToolCallTotals: @unchecked Sendable {
+    private let lock = NSLock()
+    /// Each gateway's counts as last read.
+    private var last: [String: [String: [String: ToolCallWindow]]] = [:]
+    /// Counts of gateways gone or restarted.
+    private var retired: [String: [String: ToolCallWindow]] = [:]
+
+    func update(_ reports: [KubernetesDrainBoard.Report]) -> [String: [String: ToolCallWindow]] {
+        lock.withLock {
+            var now: [String: [String: [String: ToolCallWindow]]] = [:]
+            for r in reports { now[r.gateway] = (r.tools ?? [:]).mapValues { $0.mapValues(\.window) } }
+            for (gateway, before) in last {
+                let current = now[gateway]
+                for (server, revisions) in before {
+                    for (revision, w) in revisions {
+                        // Gone, or counting from zero again: its last counts are kept.
+                        if let c = current?[server]?[revision], c.calls >= w.calls { continue }
+                        retired[server, default: [:]][revision] = retired[server]?[revision].map { $0 + w } ?? w
+                    }
+                }
+            }
+            last = now
+            var total = retired
+            for (_, servers) in now {
+                for (server, revisions) in servers {
+                    for (revision, w) in revisions { total[server, default: [:]][revision] = total[server]?[revision].map { $0 + w } ?? w }
+                }
+            }
+            return total
+        }
     }
 }

@@ -9,7 +9,14 @@ import Logging
 /// meet in the state database (`SQLiteDrainBoard`, design 0016); on Kubernetes in the route object and a
 /// Lease per gateway pod (`KubernetesDrainBoard`, design 0018). The rules are FleetGateway's
 /// (`BoardDrainSignals`, `DrainPublisher`).
-extension SQLiteDrainBoard: DrainBoard {}
+extension SQLiteDrainBoard: DrainBoard {
+    /// Tool calls are not reported through the state database: on hosts the `gateway` provider reads the
+    /// gateway in the controller's process.
+    public func publish(gateway: String, seenGeneration: Int64, open: [(server: String, replica: String, sessions: Int)],
+                        tools: [String: [String: ToolCallWindow]], now: Int64) throws {
+        try publish(gateway: gateway, seenGeneration: seenGeneration, open: open, now: now)
+    }
+}
 extension KubernetesDrainBoard: DrainBoard {}
 
 extension GatewayWiring {

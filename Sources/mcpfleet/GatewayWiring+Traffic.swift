@@ -23,7 +23,11 @@ extension GatewayWiring {
         /// `store(_:raw:routeObject:)`, which `Convergence` calls before it wraps the driver.
         let board = Locked<(any DrainBoard)?>(nil)
 
+        /// On Kubernetes the gateway replicas' reports feed the `gateway` provider (design 0018).
+        let kubernetes: Bool
+
         init(environment: Environment, serving: Bool, logger: Logger) {
+            kubernetes = environment.driver == .kubernetes
             state = GatewayState(configuration: GatewayWiring.configuration(environment))
             gatewayMetrics = GatewayMetrics(registry: controllerMetrics.registry)
             self.serving = serving
@@ -55,7 +59,13 @@ extension GatewayWiring {
         /// process at once and, on Kubernetes, the route object the gateway Deployment watches.
         func store(_ store: any RolloutStore, raw: any RolloutStore, routeObject: GatewayRouteObject?) -> any RolloutStore {
             if !serving {
-                board.value = routeObject.map { KubernetesDrainBoard(routes: $0) } ?? GatewayWiring.drainBoard(store: raw, logger: logger, controller: true)
+                if let routeObject {
+                    let kube = KubernetesDrainBoard(routes: routeObject)
+                    kube.startWatching()
+                    board.value = kube
+                } else {
+                    board.value = GatewayWiring.drainBoard(store: raw, logger: logger, controller: true)
+                }
             }
             guard serving || routeObject != nil else { return store }
             let state = self.state, desired = self.desired, serving = self.serving, logger = self.logger
@@ -72,11 +82,17 @@ extension GatewayWiring {
             }
         }
 
-        /// The `gateway` provider, when the gateway serves here (else an SLO naming it is inconclusive, saying why).
+        /// The `gateway` provider, when the gateway serves here, or on Kubernetes from the gateway replicas'
+        /// report Leases (design 0018; the board is set up with the store, after this is read). Elsewhere
+        /// none: an SLO naming it is inconclusive, saying why.
         var providers: [AnalysisProviderKind: any AnalysisProvider] {
-            guard serving else { return [:] }
-            let metrics = gatewayMetrics
-            return [.gateway: GatewayAnalysisProvider { metrics.toolWindows(server: $0) }]
+            if serving {
+                let metrics = gatewayMetrics
+                return [.gateway: GatewayAnalysisProvider { metrics.toolWindows(server: $0) }]
+            }
+            guard kubernetes else { return [:] }
+            let board = self.board
+            return [.gateway: GatewayAnalysisProvider { server in (board.value as? KubernetesDrainBoard)?.toolWindows(server: server) ?? [:] }]
         }
     }
 

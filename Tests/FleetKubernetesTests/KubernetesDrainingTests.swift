@@ -48,13 +48,25 @@ final class FakeGatewayReplica: @unchecked Sendable {
     let server: String
     let pods: [String]
     private var task: Task<Void, Never>?
+    private let lock = NSLock()
+    private var toolCalls: [String: ToolCallWindow] = [:]
+    /// What this replica's GatewayMetrics would count: cumulative calls per revision.
+    var calls: [String: ToolCallWindow] {
+        get { lock.withLock { toolCalls } }
+        set { lock.withLock { toolCalls = newValue } }
+    }
 
     init(api: KubeAPIServerProcess, id: String, server: String, pods: [String], logger: Logger) throws {
         routes = GatewayRouteObject(client: try api.client(), namespace: "mcpfleet-system")
         board = KubernetesDrainBoard(routes: routes)
-        publisher = DrainPublisher(board: board, state: state, id: id, logger: logger)
         self.server = server
         self.pods = pods
+        let calls = Box<FakeGatewayReplica>()
+        publisher = DrainPublisher(board: board, state: state, id: id, logger: logger, tools: { servers in
+            guard let me = calls.value, servers.contains(me.server) else { return [:] }
+            return [me.server: me.calls]
+        })
+        calls.value = self
         routes.start()
         state.publish(table)  // the replicas sessions are counted on
     }
@@ -252,6 +264,47 @@ final class FakeGatewayReplica: @unchecked Sendable {
         try await waitUntil("pod 1 (the one with the session) kept", timeout: .seconds(30), every: .milliseconds(50)) { (try? await runningPods(s)) == [s.pods[1]] }
     }
 
+    /// The `gateway` analysis provider's data on Kubernetes: every replica's cumulative tool calls per
+    /// revision, summed, and never going backwards when a replica restarts or leaves.
+    @Test func toolCallsAreSummedOverTheGatewayReplicasAndNeverGoBackwards() async throws {
+        let s = try await setUp(replicas: 1)
+        defer { s.api.stop() }
+        let log = CapturedLog()
+        let bounds = LatencyHistogram.defaultBounds
+        func w(_ calls: Int, _ errors: Int) -> ToolCallWindow {
+            var buckets = Array(repeating: 0, count: bounds.count + 1)
+            buckets[0] = calls
+            return ToolCallWindow(calls: calls, errors: errors, bounds: bounds, latencyBuckets: buckets)
+        }
+        let g1 = try FakeGatewayReplica(api: s.api, id: "gw-1", server: "time", pods: s.pods, logger: log.logger)
+        let g2 = try FakeGatewayReplica(api: s.api, id: "gw-2", server: "time", pods: s.pods, logger: log.logger)
+        g1.calls = ["rev-b": w(10, 1)]
+        g2.calls = ["rev-b": w(5, 0), "rev-a": w(20, 0)]
+        try await g1.run()
+        try await g2.run()
+        defer { Task { await g1.halt(); await g2.halt() } }
+        s.board.startWatching()
+        try await waitUntil("both replicas' calls summed", timeout: .seconds(30), every: .milliseconds(50)) {
+            let t = s.board.toolWindows(server: "time")
+            return t["rev-b"]?.calls == 15 && t["rev-b"]?.errors == 1 && t["rev-a"]?.calls == 20
+        }
+        #expect(s.board.toolWindows(server: "time")["rev-b"]?.latencyBuckets.first == 15)
+        // gw-1 restarts (counting from zero): its earlier 10 calls stay in the total.
+        g1.calls = ["rev-b": w(2, 0)]
+        try await waitUntil("the restart seen", timeout: .seconds(30), every: .milliseconds(50)) {
+            s.board.toolWindows(server: "time")["rev-b"]?.calls == 17
+        }
+        #expect(s.board.toolWindows(server: "time")["rev-b"]?.errors == 1)
+        // gw-2 shuts down cleanly (its Lease withdrawn): its counts stay too.
+        await g2.halt()
+        await g2.publisher.withdraw()
+        try await waitUntil("gw-2's Lease gone from the watch", timeout: .seconds(30), every: .milliseconds(50)) {
+            (try? await s.board.liveReports(now: GatewayWiringClock.now()).map(\.gateway)) == ["gw-1"]
+        }
+        let t = s.board.toolWindows(server: "time")
+        #expect(t["rev-b"]?.calls == 17 && t["rev-a"]?.calls == 20, "\(t)")
+    }
+
     @Test func aControllerStartingClearsMarksAPreviousOneLeft() async throws {
         let s = try await setUp(replicas: 2)
         defer { s.api.stop() }
@@ -268,6 +321,8 @@ final class FakeGatewayReplica: @unchecked Sendable {
         #expect((routes.drainGeneration ?? 0) > generation, "the generation moves forward, so gateways report having applied the lift")
     }
 }
+
+final class Box<T: AnyObject>: @unchecked Sendable { weak var value: T? }
 
 enum GatewayWiringClock {
     static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
