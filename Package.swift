@@ -114,7 +114,7 @@ let package = Package(
         .testTarget(name: "FleetLocalTests", dependencies: ["FleetLocal", "FleetState", "FleetCore", "FleetTesting"]),
         .testTarget(name: "FleetSystemdTests", dependencies: ["FleetSystemd", "FleetState", "FleetCore", "FleetTesting"]),
         .testTarget(name: "FleetKubernetesTests", dependencies: ["FleetKubernetes", "FleetHTTP", "FleetCore", "FleetYAML", "FleetTesting", "FleetGateway",
-                                                         .product(name: "Logging", package: "swift-log")]),
+                                                         "FleetController", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "FleetControllerTests", dependencies: ["FleetController", "FleetCore", "FleetHTTP", "FleetTesting", "FleetGateway"]),
         .testTarget(
             name: "FleetDashboardTests",

@@ -1,3 +1,4 @@
+import FleetController
 import FleetCore
 @testable import FleetGateway
 import FleetHTTP
@@ -303,6 +304,42 @@ final class FakeGatewayReplica: @unchecked Sendable {
         }
         let t = s.board.toolWindows(server: "time")
         #expect(t["rev-b"]?.calls == 17 && t["rev-a"]?.calls == 20, "\(t)")
+    }
+
+    /// The controller's `gateway` provider on Kubernetes: over each interval, the calls of every replica.
+    @Test func theGatewayProviderJudgesTheCallsOfEveryReplicaOverEachInterval() async throws {
+        let s = try await setUp(replicas: 1)
+        defer { s.api.stop() }
+        let log = CapturedLog()
+        let bounds = LatencyHistogram.defaultBounds
+        func w(_ calls: Int, _ errors: Int) -> ToolCallWindow {
+            var buckets = Array(repeating: 0, count: bounds.count + 1)
+            buckets[0] = calls
+            return ToolCallWindow(calls: calls, errors: errors, bounds: bounds, latencyBuckets: buckets)
+        }
+        let g1 = try FakeGatewayReplica(api: s.api, id: "gw-1", server: "time", pods: s.pods, logger: log.logger)
+        let g2 = try FakeGatewayReplica(api: s.api, id: "gw-2", server: "time", pods: s.pods, logger: log.logger)
+        g1.calls = ["rev-2": w(400, 200)]  // before the run: not this run's business
+        try await g1.run()
+        try await g2.run()
+        defer { Task { await g1.halt(); await g2.halt() } }
+        s.board.startWatching()
+        let board = s.board
+        let provider = GatewayAnalysisProvider(minimumCalls: 10) { board.toolWindows(server: $0) }
+        try await waitUntil("the earlier calls seen", timeout: .seconds(30), every: .milliseconds(50)) { board.toolWindows(server: "time")["rev-2"]?.calls == 400 }
+        let objective = DesiredSLO(name: "tools", successRate: 0.95, provider: .gateway)
+        await provider.begin(server: s.server, revision: "rev-2")
+        // 10 % of this interval's calls fail: 10 of 50 on one replica, none of 50 on the other.
+        g1.calls = ["rev-2": w(450, 210)]
+        g2.calls = ["rev-2": w(50, 0)]
+        try await waitUntil("the interval's calls seen", timeout: .seconds(30), every: .milliseconds(50)) { board.toolWindows(server: "time")["rev-2"]?.calls == 500 }
+        let first = await provider.measure(server: s.server, revision: "rev-2", slo: objective, now: 1)
+        #expect(first.result == .fail && first.successRate == 0.9, "\(first)")
+        g1.calls = ["rev-2": w(500, 211)]
+        g2.calls = ["rev-2": w(100, 0)]
+        try await waitUntil("the next interval's calls seen", timeout: .seconds(30), every: .milliseconds(50)) { board.toolWindows(server: "time")["rev-2"]?.calls == 600 }
+        let second = await provider.measure(server: s.server, revision: "rev-2", slo: objective, now: 2)
+        #expect(second.result == .pass && second.successRate == 0.99, "\(second)")
     }
 
     @Test func aControllerStartingClearsMarksAPreviousOneLeft() async throws {
