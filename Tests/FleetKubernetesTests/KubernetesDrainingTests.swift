@@ -137,6 +137,13 @@ final class FakeGatewayReplica: @unchecked Sendable {
         return Setup(api: api, driver: driver, server: server, routes: routes, board: KubernetesDrainBoard(routes: routes, freshMs: freshMs), pods: pods)
     }
 
+    /// Cumulative calls as a gateway counts them (all in the fastest latency bucket).
+    func w(_ calls: Int, _ errors: Int) -> ToolCallWindow {
+        var buckets = Array(repeating: 0, count: LatencyHistogram.defaultBounds.count + 1)
+        buckets[0] = calls
+        return ToolCallWindow(calls: calls, errors: errors, bounds: LatencyHistogram.defaultBounds, latencyBuckets: buckets)
+    }
+
     func podCosts(_ s: Setup) async throws -> [String: String] {
         let pods = try await s.api.client().list(.pod, namespace: "mcp-research", labelSelector: "\(KubernetesRenderer.labelInstance)=time").items
         return Dictionary(pods.map { ($0.name, $0.annotations[KubernetesDriver.deletionCostAnnotation] ?? "") }, uniquingKeysWith: { a, _ in a })
@@ -271,14 +278,8 @@ final class FakeGatewayReplica: @unchecked Sendable {
         let s = try await setUp(replicas: 1)
         defer { s.api.stop() }
         let log = CapturedLog()
-        let bounds = LatencyHistogram.defaultBounds
-        func w(_ calls: Int, _ errors: Int) -> ToolCallWindow {
-            var buckets = Array(repeating: 0, count: bounds.count + 1)
-            buckets[0] = calls
-            return ToolCallWindow(calls: calls, errors: errors, bounds: bounds, latencyBuckets: buckets)
-        }
-        let g1 = try FakeGatewayReplica(api: s.api, id: "gw-1", server: "time", pods: s.pods, logger: log.logger)
-        let g2 = try FakeGatewayReplica(api: s.api, id: "gw-2", server: "time", pods: s.pods, logger: log.logger)
+        let (g1, g2) = (try FakeGatewayReplica(api: s.api, id: "gw-1", server: "time", pods: s.pods, logger: log.logger),
+                        try FakeGatewayReplica(api: s.api, id: "gw-2", server: "time", pods: s.pods, logger: log.logger))
         g1.calls = ["rev-b": w(10, 1)]
         g2.calls = ["rev-b": w(5, 0), "rev-a": w(20, 0)]
         try await g1.run()
@@ -311,14 +312,8 @@ final class FakeGatewayReplica: @unchecked Sendable {
         let s = try await setUp(replicas: 1)
         defer { s.api.stop() }
         let log = CapturedLog()
-        let bounds = LatencyHistogram.defaultBounds
-        func w(_ calls: Int, _ errors: Int) -> ToolCallWindow {
-            var buckets = Array(repeating: 0, count: bounds.count + 1)
-            buckets[0] = calls
-            return ToolCallWindow(calls: calls, errors: errors, bounds: bounds, latencyBuckets: buckets)
-        }
-        let g1 = try FakeGatewayReplica(api: s.api, id: "gw-1", server: "time", pods: s.pods, logger: log.logger)
-        let g2 = try FakeGatewayReplica(api: s.api, id: "gw-2", server: "time", pods: s.pods, logger: log.logger)
+        let (g1, g2) = (try FakeGatewayReplica(api: s.api, id: "gw-1", server: "time", pods: s.pods, logger: log.logger),
+                        try FakeGatewayReplica(api: s.api, id: "gw-2", server: "time", pods: s.pods, logger: log.logger))
         g1.calls = ["rev-2": w(400, 200)]  // before the run: not this run's business
         try await g1.run()
         try await g2.run()
