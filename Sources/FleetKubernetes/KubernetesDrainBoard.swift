@@ -80,10 +80,11 @@ public final class KubernetesDrainBoard: Sendable {
     public func clearMarks(now: Int64) async throws { try await routes.clearDraining(now: now) }
 
     /// The reports of the gateways heard from in the last `freshMs` (the watch starts on first use);
-    /// Leases silent for `pruneMs` are deleted on the way.
+    /// Leases silent for `pruneMs` are deleted on the way. A watch that cannot list them (RBAC without
+    /// `list leases`) fails after a few seconds, so a drain still ends at its timeout.
     public func liveReports(now: Int64) async throws -> [Report] {
         if !reports.isRunning { reports.start() }
-        try await reports.waitUntilSynced(timeout: .seconds(30))
+        try await reports.waitUntilSynced(timeout: .seconds(5))
         let all = reports.items
         for r in all where now - r.updatedAt > pruneMs {
             let name = Self.leaseName(gateway: r.gateway)

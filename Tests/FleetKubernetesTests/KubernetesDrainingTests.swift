@@ -245,6 +245,22 @@ final class FakeGatewayReplica: @unchecked Sendable {
         #expect(log.all.filter { $0.contains("cannot write the gateway's session report") }.count == 1, "logged once, not at every refresh")
     }
 
+    @Test func aControllerThatMayNotPatchPodsStillDrainsAndSaysTheReplicaSetPicks() async throws {
+        let s = try await setUp(replicas: 2)
+        defer { s.api.stop() }
+        let log = CapturedLog()
+        let gateway = try FakeGatewayReplica(api: s.api, id: "gw-1", server: "time", pods: s.pods, logger: log.logger)
+        try await gateway.run()
+        defer { Task { await gateway.halt() } }
+        try await s.api.injectFaults(#"{"status":403,"method":"PATCH","path_regex":"/pods/","message":"pods is forbidden: User \"system:serviceaccount:mcpfleet-system:mcpfleet-controller\" cannot patch resource \"pods\""}"#)
+        let driver = DrainingDriver(s.driver, signals: BoardDrainSignals(board: s.board), logger: log.logger, pollInterval: .milliseconds(50))
+        try await driver.scale(s.server, replicas: 1)
+        #expect(log.all.contains { $0.contains("cannot tell the runtime which replicas to remove") && $0.contains("forbidden") }, "\(log.all)")
+        #expect(log.all.contains { $0.contains("replicas drained") && $0.contains("reason=no open sessions") }, "\(log.all)")
+        #expect(try await podCosts(s).values.allSatisfy(\.isEmpty), "no pod annotated")
+        try await waitUntil("scaled down all the same", timeout: .seconds(30), every: .milliseconds(50)) { (try? await runningPods(s))?.count == 1 }
+    }
+
     @Test func theRouteObjectDeletedMidDrainIsWrittenAgainAndTheDrainCompletes() async throws {
         let s = try await setUp(replicas: 2, drainTimeoutMs: 20_000)
         defer { s.api.stop() }
