@@ -139,6 +139,16 @@ import Testing
             let r = try await mcp(url, #"{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{}}"#, session: s)
             #expect(r.status == 200, "\(String(decoding: r.body, as: UTF8.self))")
         }
+        // Tool calls are counted in the gateway's report too: the controller's `gateway` provider sums them.
+        let call = try await mcp(url, #"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{"text":"t"}}}"#, session: sessions[0])
+        #expect(call.status == 200, "\(String(decoding: call.body, as: UTF8.self))")
+        try await waitUntil("the call in the gateway's report", timeout: .seconds(30), every: .milliseconds(200)) {
+            let lease = try await json(base + "/apis/coordination.k8s.io/v1/namespaces/mcpfleet-system/leases/mcpfleet-gateway-report-gw-0")
+            let text = ((lease?["metadata"] as? [String: Any])?["annotations"] as? [String: String])?["mcpfleet.io/report"] ?? ""
+            let report = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+            let revisions = ((report?["tools"] as? [String: Any])?["echo"] as? [String: [String: Any]]) ?? [:]
+            return revisions.values.contains { ($0["calls"] as? Int ?? 0) >= 1 }
+        }
         // The sessions end: the Deployment scales, and the ReplicaSet removes exactly the drained pod.
         for s in sessions { _ = try await mcp(url, "", session: s, method: "DELETE") }
         try await waitUntil("scaled to one", timeout: .seconds(60), every: .milliseconds(200)) {
