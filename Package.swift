@@ -113,7 +113,8 @@ let package = Package(
         .testTarget(name: "FleetStateTests", dependencies: ["FleetState", "FleetCore", "FleetTesting"]),
         .testTarget(name: "FleetLocalTests", dependencies: ["FleetLocal", "FleetState", "FleetCore", "FleetTesting"]),
         .testTarget(name: "FleetSystemdTests", dependencies: ["FleetSystemd", "FleetState", "FleetCore", "FleetTesting"]),
-        .testTarget(name: "FleetKubernetesTests", dependencies: ["FleetKubernetes", "FleetHTTP", "FleetCore", "FleetYAML", "FleetTesting"]),
+        .testTarget(name: "FleetKubernetesTests", dependencies: ["FleetKubernetes", "FleetHTTP", "FleetCore", "FleetYAML", "FleetTesting", "FleetGateway",
+                                                         "FleetController", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "FleetControllerTests", dependencies: ["FleetController", "FleetCore", "FleetHTTP", "FleetTesting", "FleetGateway"]),
         .testTarget(
             name: "FleetDashboardTests",

@@ -10,7 +10,8 @@ import NIOConcurrencyHelpers
 /// controller's process (`mcpfleet run`); everything else is passed through unchanged.
 ///
 /// Which replicas a scale-down stops: host drivers stop the highest-numbered instances of the revision,
-/// the order in which they list endpoints, so the last ones are drained.
+/// the order in which they list endpoints, so the last ones are drained. A runtime that picks itself
+/// (`ScaleDownTargeting`: Kubernetes) is told to remove those with the fewest open sessions (design 0018).
 ///
 /// Where the gateways run: `DrainSignals` — the gateway in this process (`GatewayState`), or gateways in
 /// other processes through the state database (`SQLiteDrainBoard`, design 0016).
@@ -52,8 +53,7 @@ public final class DrainingDriver: RuntimeDriver {
     public func scale(_ server: DesiredServer, replicas: Int) async throws {
         let timeout = TrafficRules.drainTimeoutMs(server)
         timeouts.withLockedValue { $0[server.name] = timeout }
-        let running = (try? await inner.endpoints(server: server.name, revision: server.revision)) ?? []
-        let victims = running.count > replicas ? running.suffix(running.count - replicas).map(\.instance) : []
+        let victims = await victims(server: server.name, revision: server.revision, tenant: server.tenant, keeping: replicas)
         try await drained(server: server.name, revision: server.revision, victims, timeoutMs: timeout) {
             try await self.inner.scale(server, replicas: replicas)
         }
@@ -61,8 +61,7 @@ public final class DrainingDriver: RuntimeDriver {
 
     /// Drains what a rescale-down stops, as `scale` does (with the server's last known drain timeout).
     public func rescale(server: String, revision: String, tenant: String, replicas: Int) async throws {
-        let running = (try? await inner.endpoints(server: server, revision: revision)) ?? []
-        let victims = running.count > replicas ? running.suffix(running.count - replicas).map(\.instance) : []
+        let victims = await victims(server: server, revision: revision, tenant: tenant, keeping: replicas)
         try await drained(server: server, revision: revision, victims, timeoutMs: timeouts.withLockedValue { $0[server] } ?? TrafficRules.defaultDrainTimeoutMs) {
             try await self.inner.rescale(server: server, revision: revision, tenant: tenant, replicas: replicas)
         }
@@ -75,6 +74,33 @@ public final class DrainingDriver: RuntimeDriver {
         }
     }
 
+    /// The replicas a scale-down to `keeping` stops: the last ones listed, or — where the runtime can be told
+    /// (`ScaleDownTargeting`) — those with the fewest open sessions (ties: the last listed), which it is
+    /// then told to remove first. Told nothing (the call failed), the runtime picks: logged, and the chosen
+    /// ones are drained all the same.
+    func victims(server: String, revision: String, tenant: String, keeping: Int) async -> [String] {
+        let running = ((try? await inner.endpoints(server: server, revision: revision)) ?? []).map(\.instance)
+        guard running.count > keeping else { return [] }
+        guard let targeting = inner as? any ScaleDownTargeting else { return Array(running.suffix(running.count - keeping)) }
+        var sessions: [String: Int] = [:]
+        do { sessions = try await signals.sessions(server: server) } catch {
+            logger.warning("cannot read open sessions per replica; removing the last listed", metadata: ["server": "\(server)", "error": "\(error)"])
+        }
+        let ranked = running.enumerated().sorted { a, b in
+            let (x, y) = (sessions[a.element] ?? 0, sessions[b.element] ?? 0)
+            return x != y ? x < y : a.offset > b.offset
+        }.map(\.element)
+        let removing = Array(ranked.prefix(running.count - keeping)), removed = Set(removing)
+        do {
+            try await targeting.targetScaleDown(server: server, revision: revision, tenant: tenant, removing: removing,
+                                                keeping: running.filter { !removed.contains($0) })
+        } catch {
+            logger.warning("cannot tell the runtime which replicas to remove; it picks them itself (those drained may not be the ones that stop)",
+                           metadata: ["server": "\(server)", "revision": "\(revision)", "replicas": "\(removing.joined(separator: ","))", "error": "\(error)"])
+        }
+        return removing
+    }
+
     /// Drains `victims`, then runs `stop`; the marks are lifted afterwards (gone, or routable again if the stop failed).
     /// Marks that cannot be set (the state database unwritable) are logged and the stop goes ahead undrained.
     func drained(server: String, revision: String, _ victims: [String], timeoutMs: Int64, stop: () async throws -> Void) async throws {
@@ -85,19 +111,39 @@ public final class DrainingDriver: RuntimeDriver {
                            metadata: ["server": "\(server)", "replicas": "\(victims.joined(separator: ","))", "error": "\(error)"])
             return try await stop()
         }
-        defer { signals.unmark(server: server, replicas: victims, logger: logger) }
         let since = nowMs()
+        var failure: (any Error)?
+        do {
+            try await wait(server: server, revision: revision, victims, mark: mark, since: since, timeoutMs: timeoutMs)
+            try await stop()
+        } catch {
+            failure = error  // the stop failed, or cancelled while waiting
+        }
+        await signals.unmark(server: server, replicas: victims, logger: logger)
+        if let failure { throw failure }
+    }
+
+    /// Waits until `TrafficRules.drain` says the marked replicas are drained (the reason is logged: at
+    /// warning level when the timeout ended the wait, with the last error reading the sessions, if any).
+    func wait(server: String, revision: String, _ victims: [String], mark: DrainMark, since: Int64, timeoutMs: Int64) async throws {
+        var readError: String?
         while true {
             let open: DrainCount
-            do { open = try await signals.openSessions(server: server, replicas: victims, mark: mark) } catch {
-                logger.warning("cannot read open sessions", metadata: ["server": "\(server)", "error": "\(error)"])
+            do {
+                open = try await signals.openSessions(server: server, replicas: victims, mark: mark)
+                readError = nil
+            } catch {
+                if readError == nil { logger.warning("cannot read open sessions", metadata: ["server": "\(server)", "error": "\(error)"]) }
+                readError = "\(error)"
                 open = DrainCount(open: 0, confirmed: false)
             }
             switch TrafficRules.drain(openSessions: open.open, since: since, now: nowMs(), timeoutMs: timeoutMs, confirmed: open.confirmed) {
             case .done(let reason):
-                logger.info("replicas drained", metadata: ["server": "\(server)", "revision": "\(revision)", "replicas": "\(victims.joined(separator: ","))",
-                                                        "waited_ms": "\(nowMs() - since)", "reason": "\(reason)"])
-                return try await stop()
+                let timedOut = open.open > 0 || !open.confirmed
+                logger.log(level: timedOut ? .warning : .info, "replicas drained",
+                           metadata: ["server": "\(server)", "revision": "\(revision)", "replicas": "\(victims.joined(separator: ","))",
+                                      "waited_ms": "\(nowMs() - since)", "reason": "\(reason + (readError.map { "; open sessions unreadable: \($0)" } ?? ""))"])
+                return
             case .wait:
                 try await Task.sleep(for: pollInterval)
             }
@@ -125,8 +171,14 @@ public struct DrainCount: Sendable, Hashable {
 public protocol DrainSignals: Sendable {
     func mark(server: String, replicas: [String]) async throws -> DrainMark
     /// Lifts the marks (errors are logged: a stale mark only keeps new sessions off a replica that is gone).
-    func unmark(server: String, replicas: [String], logger: Logger)
+    func unmark(server: String, replicas: [String], logger: Logger) async
     func openSessions(server: String, replicas: [String], mark: DrainMark) async throws -> DrainCount
+    /// Open sessions per replica of a server (which replicas a scale-down removes where the runtime can be told).
+    func sessions(server: String) async throws -> [String: Int]
+}
+
+extension DrainSignals {
+    public func sessions(server: String) async throws -> [String: Int] { [:] }
 }
 
 /// The gateway in the controller's process: marks apply at once.
@@ -139,9 +191,13 @@ public struct InProcessDrainSignals: DrainSignals {
         return DrainMark(generation: 0)
     }
 
-    public func unmark(server: String, replicas: [String], logger: Logger) { state.setDraining(server: server, replicas: replicas, false) }
+    public func unmark(server: String, replicas: [String], logger: Logger) async { state.setDraining(server: server, replicas: replicas, false) }
 
     public func openSessions(server: String, replicas: [String], mark: DrainMark) async throws -> DrainCount {
         DrainCount(open: replicas.reduce(0) { $0 + state.openSessions(server: server, replica: $1) }, confirmed: true)
+    }
+
+    public func sessions(server: String) async throws -> [String: Int] {
+        Dictionary(state.replicaStatus().filter { $0.server == server && $0.sessions > 0 }.map { ($0.replica, $0.sessions) }, uniquingKeysWith: +)
     }
 }

@@ -19,7 +19,16 @@ public final class GatewayRouteObject: Sendable {
 
     public struct Routes: Codable, Hashable, Sendable {
         public var weights: [String: [String: Int]]
-        public init(weights: [String: [String: Int]] = [:]) { self.weights = weights }
+        /// Replicas (pod names) marked draining per server: gateways open no new session on them (design 0018).
+        public var draining: [String: [String]]?
+        /// Bumped with every change of `draining` (never backwards, even across the object's deletion: at
+        /// least the writer's clock in epoch ms); gateways report the generation they installed.
+        public var drainGeneration: Int64?
+        public init(weights: [String: [String: Int]] = [:], draining: [String: [String]]? = nil, drainGeneration: Int64? = nil) {
+            self.weights = weights
+            self.draining = draining
+            self.drainGeneration = drainGeneration
+        }
     }
 
     /// The object as the watch last delivered it (or this publisher last wrote it).
@@ -62,6 +71,51 @@ public final class GatewayRouteObject: Sendable {
     /// Sets one server's weights (nil: by replica) unless they are already so; retries on write conflicts.
     /// Nothing is written while the weights stay as they are (nor is an absent object created for nil).
     public func publish(server: String, weights: [String: Int]?) async throws {
+        _ = try await update { routes in
+            guard routes.weights[server] != weights else { return false }
+            routes.weights[server] = weights
+            return true
+        }
+    }
+
+    /// Marks (`draining: true`) or unmarks replicas of a server draining; returns the drain generation
+    /// written (or, nothing changing, the one in place). Unmarking never creates an absent object.
+    @discardableResult
+    public func markDraining(server: String, replicas: [String], draining: Bool, now: Int64) async throws -> Int64 {
+        let written = try await update { routes in
+            var marks = Set(routes.draining?[server] ?? [])
+            let before = marks
+            if draining { marks.formUnion(replicas) } else { marks.subtract(replicas) }
+            guard marks != before else { return false }
+            var all = routes.draining ?? [:]
+            all[server] = marks.isEmpty ? nil : marks.sorted()
+            routes.draining = all.isEmpty ? nil : all
+            routes.drainGeneration = max((routes.drainGeneration ?? 0) + 1, now)
+            return true
+        }
+        return written?.drainGeneration ?? 0
+    }
+
+    /// Lifts every draining mark (a controller starting has no drain under way; one that died mid-drain left its marks).
+    public func clearDraining(now: Int64) async throws {
+        _ = try await update { routes in
+            guard routes.draining != nil else { return false }
+            routes.draining = nil
+            routes.drainGeneration = max((routes.drainGeneration ?? 0) + 1, now)
+            return true
+        }
+    }
+
+    /// The draining marks as last seen by the watch, with their generation (0: no object, or never marked).
+    public var drainMarks: (generation: Int64, replicas: [String: Set<String>]) {
+        guard let r = current else { return (0, [:]) }
+        return (r.drainGeneration ?? 0, (r.draining ?? [:]).mapValues(Set.init))
+    }
+
+    /// Read-modify-write of the routes, guarded by resourceVersion and retried on conflicts. `mutate`
+    /// returns false when nothing changes (nothing is written). Returns the routes as they are now.
+    @discardableResult
+    func update(_ mutate: (inout Routes) -> Bool) async throws -> Routes? {
         var known: Snapshot?? = nil  // .some(nil): the object does not exist
         if cache.isRunning {
             do { try await cache.waitUntilSynced(timeout: .seconds(60)) } catch let error as DriverError {
@@ -81,8 +135,7 @@ public final class GatewayRouteObject: Sendable {
                 snapshot = object.map { Snapshot(resourceVersion: $0.resourceVersion, routes: Self.routes($0)) }
             }
             var routes = snapshot?.routes ?? Routes()
-            guard routes.weights[server] != weights else { return }
-            routes.weights[server] = weights
+            guard mutate(&routes) else { return snapshot?.routes }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
             var metadata = KubernetesRenderer.meta(name: Self.name, namespace: namespace, labels: [
@@ -93,9 +146,9 @@ public final class GatewayRouteObject: Sendable {
             do {
                 let written = snapshot == nil ? try await client.create(updated) : try await client.replace(updated)
                 cache.ingest(written)
-                return
-            } catch let error as KubeError where error.status == 409 {
-                known = nil  // written in between (or created first), or the watched copy was behind: read again
+                return routes
+            } catch let error as KubeError where error.status == 409 || (error.isNotFound && snapshot != nil) {
+                known = nil  // written in between (or created first, or deleted), or the watched copy was behind: read again
             } catch let error as KubeError {
                 throw error.driverError
             }

@@ -499,3 +499,29 @@ actor DriverCache {
     func forgetApplied(kind: String, namespace: String, name: String) { applied["\(kind)/\(namespace)/\(name)"] = nil }
     func hasApplied(kind: String, namespace: String, name: String) -> Bool { applied["\(kind)/\(namespace)/\(name)"] != nil }
 }
+
+extension KubernetesDriver: ScaleDownTargeting {
+    /// `controller.kubernetes.io/pod-deletion-cost` tells a ReplicaSet which of its ready pods to delete
+    /// first (the lowest cost); `removing` get `deletionCostRemove`, `keeping` `deletionCostKeep`.
+    public static let deletionCostAnnotation = "controller.kubernetes.io/pod-deletion-cost"
+    public static let deletionCostRemove = -1000
+    public static let deletionCostKeep = 1000
+
+    /// Annotates the pods (a merge patch each; a pod already gone is skipped).
+    public func targetScaleDown(server: String, revision: String, tenant: String, removing: [String], keeping: [String]) async throws {
+        let ns = try await namespace(ofTenant: tenant)
+        for (pods, cost) in [(removing, Self.deletionCostRemove), (keeping, Self.deletionCostKeep)] {
+            for pod in pods {
+                let patch = JSONValue.obj(["metadata": .obj(["annotations": .obj([Self.deletionCostAnnotation: .string(String(cost))])])])
+                do {
+                    let patched = try await client.mergePatch(.pod, namespace: ns, name: pod, patch: patch, dryRun: options.dryRun)
+                    if !options.dryRun { liveCache.ingest(patched) }
+                } catch let error as KubeError where error.isNotFound {
+                    continue
+                } catch let error as KubeError {
+                    throw error.driverError
+                }
+            }
+        }
+    }
+}

@@ -27,6 +27,7 @@ public struct GatewayRenderOptions: Sendable, Hashable {
 /// it; routes and weights come from the rollout store's ConfigMaps, watched.
 extension KubernetesRenderer {
     public static let gatewayName = "mcpfleet-gateway"
+    static let gatewayReportsPolicy = "mcpfleet-gateway-reports"
     static let gatewayPort = 9470
     static let gatewaySecretsDir = "/var/run/mcpfleet/secrets"
 
@@ -64,6 +65,8 @@ extension KubernetesRenderer {
             "args": .array(["gateway", .string("/git/repo/\(g.catalogPath)"), .string("--env=\(environment.name)"),
                             .string("--address=0.0.0.0:\(gatewayPort)"), "--refresh=2s", "--log-format=json"]),
             "env": [.obj(["name": "MCPFLEET_NAMESPACE", "valueFrom": .obj(["fieldRef": .obj(["fieldPath": "metadata.namespace"])])]),
+                    // Names this replica's session report Lease (design 0018).
+                    .obj(["name": "MCPFLEET_POD_NAME", "valueFrom": .obj(["fieldRef": .obj(["fieldPath": "metadata.name"])])]),
                     .obj(["name": "MCPFLEET_SECRETS_DIR", "value": .string(gatewaySecretsDir)])],
             "workingDir": "/tmp",
             "ports": [.obj(["name": "http", "containerPort": .int(Int64(gatewayPort)), "protocol": "TCP"])],
@@ -114,7 +117,9 @@ extension KubernetesRenderer {
             "spec": .obj(["maxUnavailable": 1, "selector": .obj(["matchLabels": .strings(selector)])]),
         ]))
         let account = KubeObject(.obj(["apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(name: gatewayName, namespace: ns, labels: labels)]))
-        // Read-only: pods and Deployments (routes), the rollout store's ConfigMaps (weights), all watched.
+        // Reads pods and Deployments (routes) and the route object (weights, draining marks), all watched;
+        // writes only its own session report Lease (design 0018) — RBAC cannot name a pod's object, so the
+        // admission policy below holds each gateway pod to `mcpfleet-gateway-report-<its pod name>`.
         let read: JSONValue = ["get", "list", "watch"]
         let clusterRole = KubeObject(.obj([
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": meta(name: gatewayName, namespace: nil, labels: labels),
@@ -128,13 +133,36 @@ extension KubernetesRenderer {
         ]))
         let role = KubeObject(.obj([
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta(name: gatewayName, namespace: ns, labels: labels),
-            "rules": [.obj(["apiGroups": [""], "resources": ["configmaps"], "verbs": read])],
+            "rules": [.obj(["apiGroups": [""], "resources": ["configmaps"], "verbs": read]),
+                      .obj(["apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create", "patch", "delete"]])],
+        ]))
+        let user = "system:serviceaccount:\(ns):\(gatewayName)", podName = "authentication.kubernetes.io/pod-name"
+        let policy = KubeObject(.obj([
+            "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+            "metadata": meta(name: gatewayReportsPolicy, namespace: nil, labels: labels),
+            "spec": .obj([
+                "failurePolicy": "Fail",
+                "matchConstraints": .obj(["resourceRules": [.obj(["apiGroups": ["coordination.k8s.io"], "apiVersions": ["*"],
+                                                                  "operations": ["CREATE", "UPDATE", "DELETE"], "resources": ["leases"]])]]),
+                "matchConditions": [.obj(["name": "gateway-service-account", "expression": .string("request.userInfo.username == '\(user)'")])],
+                "validations": [.obj([
+                    "expression": .string("'\(podName)' in request.userInfo.extra && request.name == '\(KubernetesDrainBoard.reportPrefix)' + request.userInfo.extra['\(podName)'][0]"),
+                    "message": .string("a gateway pod may write only its own session report Lease, \(KubernetesDrainBoard.reportPrefix)<its pod name>"),
+                    "reason": "Forbidden",
+                ])],
+            ]),
+        ]))
+        let policyBinding = KubeObject(.obj([
+            "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": meta(name: gatewayReportsPolicy, namespace: nil, labels: labels),
+            "spec": .obj(["policyName": .string(gatewayReportsPolicy), "validationActions": ["Deny"],
+                          "matchResources": .obj(["namespaceSelector": .obj(["matchLabels": .obj(["kubernetes.io/metadata.name": .string(ns)])])])]),
         ]))
         let roleBinding = KubeObject(.obj([
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta(name: gatewayName, namespace: ns, labels: labels),
             "roleRef": .obj(["apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": .string(gatewayName)]),
             "subjects": [.obj(["kind": "ServiceAccount", "name": .string(gatewayName), "namespace": .string(ns)])],
         ]))
-        return [account, clusterRole, clusterBinding, role, roleBinding, deployment, pdb, service]
+        return [account, clusterRole, clusterBinding, role, roleBinding, policy, policyBinding, deployment, pdb, service]
     }
 }

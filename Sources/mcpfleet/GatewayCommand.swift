@@ -78,11 +78,26 @@ struct GatewayCommand: AsyncParsableCommand {
         var configuration = GatewayWiring.configuration(environment)
         configuration.threads = threads
         let state = GatewayState(configuration: configuration)
-        let server = GatewayServer(state: state, metrics: GatewayMetrics(registry: registry),
+        let metrics = GatewayMetrics(registry: registry)
+        let server = GatewayServer(state: state, metrics: metrics,
                                    signer: try GatewayWiring.signer(environment, manifestRoot: target.loaded.root), ops: ops,
                                    accessLog: try GatewayWiring.accessLog(flag: accessLog, environment: environment), logger: logger)
-        // Host environments: draining marks from the controller and open sessions back, through the state database (design 0016).
-        let drain = routeObject == nil ? GatewayWiring.drainBoard(store: store, logger: logger).map { GatewayWiring.DrainPublisher(board: $0, state: state, address: listen) } : nil
+        // Draining marks from the controller and open sessions back: through the route object and this pod's
+        // report Lease on Kubernetes (design 0018), else through the state database (design 0016).
+        let board: (any DrainBoard)? = routeObject.map { KubernetesDrainBoard(routes: $0) } ?? GatewayWiring.drainBoard(store: store, logger: logger)
+        // On Kubernetes the reports also carry the cumulative tool calls per revision: the controller's `gateway` provider sums them.
+        var tools: (@Sendable ([String]) -> [String: [String: ToolCallWindow]])?
+        if routeObject != nil {
+            tools = { servers in
+                var out: [String: [String: ToolCallWindow]] = [:]
+                for s in servers { out[s] = metrics.toolWindows(server: s) }
+                return out
+            }
+        }
+        let reportedTools = tools
+        let drain = board.map {
+            DrainPublisher(board: $0, state: state, id: GatewayWiring.gatewayIdentity(kubernetes: routeObject != nil, address: listen), logger: logger, tools: reportedTools)
+        }
         let service = GatewayService(server: server, refresh: .milliseconds(max(100, refreshMs)), logger: logger) {
             let live = try await driver.observe()
             lastLive.value = live
@@ -94,7 +109,7 @@ struct GatewayCommand: AsyncParsableCommand {
             } else {
                 table = GatewayWiring.weighted(table, desired: target.desired, records: try await store.records())
             }
-            if let drain { table = try drain.refresh(table) }
+            if let drain { table = try await drain.refresh(table) }
             firstRefresh.value = true
             return table
         }
@@ -108,7 +123,7 @@ struct GatewayCommand: AsyncParsableCommand {
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger))
         try await group.run()
-        drain?.withdraw(logger: logger)
+        await drain?.withdraw()
     }
 }
 

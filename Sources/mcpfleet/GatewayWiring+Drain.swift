@@ -1,11 +1,24 @@
 import FleetCore
 import FleetGateway
+import FleetKubernetes
 import FleetState
 import Foundation
 import Logging
 
-/// Draining with the gateway in another process (design 0016): the controller and every `mcpfleet
-/// gateway` of a host environment meet in the state database (`SQLiteDrainBoard`).
+/// Draining with the gateway in other processes: on hosts the controller and every `mcpfleet gateway`
+/// meet in the state database (`SQLiteDrainBoard`, design 0016); on Kubernetes in the route object and a
+/// Lease per gateway pod (`KubernetesDrainBoard`, design 0018). The rules are FleetGateway's
+/// (`BoardDrainSignals`, `DrainPublisher`).
+extension SQLiteDrainBoard: DrainBoard {
+    /// Tool calls are not reported through the state database: on hosts the `gateway` provider reads the
+    /// gateway in the controller's process.
+    public func publish(gateway: String, seenGeneration: Int64, open: [(server: String, replica: String, sessions: Int)],
+                        tools: [String: [String: ToolCallWindow]], now: Int64) throws {
+        try publish(gateway: gateway, seenGeneration: seenGeneration, open: open, now: now)
+    }
+}
+extension KubernetesDrainBoard: DrainBoard {}
+
 extension GatewayWiring {
     static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
@@ -27,69 +40,13 @@ extension GatewayWiring {
         }
     }
 
-    /// The controller's side: marks and session counts through the board.
-    struct BoardDrainSignals: DrainSignals {
-        let board: SQLiteDrainBoard
-
-        func mark(server: String, replicas: [String]) async throws -> DrainMark {
-            DrainMark(generation: try board.mark(server: server, replicas: replicas, draining: true, now: GatewayWiring.nowMs()))
+    /// A gateway's name in its reports: the pod's name on Kubernetes (`MCPFLEET_POD_NAME`, set by the
+    /// rendered Deployment; else the host name, which is the pod's name too), else host/pid/address.
+    static func gatewayIdentity(kubernetes: Bool, address: String) -> String {
+        if kubernetes {
+            if let pod = ProcessInfo.processInfo.environment["MCPFLEET_POD_NAME"], !pod.isEmpty { return pod }
+            return ProcessInfo.processInfo.hostName
         }
-
-        func unmark(server: String, replicas: [String], logger: Logger) {
-            do { try board.mark(server: server, replicas: replicas, draining: false, now: GatewayWiring.nowMs()) } catch {
-                logger.warning("cannot lift the draining marks", metadata: ["server": "\(server)", "error": "\(error)"])
-            }
-        }
-
-        func openSessions(server: String, replicas: [String], mark: DrainMark) async throws -> DrainCount {
-            let r = try board.openSessions(server: server, replicas: replicas, generation: mark.generation, now: GatewayWiring.nowMs())
-            return DrainCount(open: r.open, confirmed: r.confirmed)
-        }
-    }
-
-    /// The gateway's side, once per route refresh: report the open sessions per replica of the routes
-    /// installed now (and the marks they carry), then mark the new table's draining replicas.
-    final class DrainPublisher: Sendable {
-        let board: SQLiteDrainBoard
-        let state: GatewayState
-        let id: String
-        /// The marks generation the previous refresh's table carries (installed since).
-        private let installed = Locked<Int64>(0)
-        /// The last report written, and when: an unchanged report is written again only as a heartbeat.
-        private let published = Locked<(report: [String], generation: Int64, at: Int64)?>(nil)
-        static let heartbeatMs: Int64 = 2_000
-
-        init(board: SQLiteDrainBoard, state: GatewayState, address: String) {
-            self.board = board
-            self.state = state
-            id = "\(ProcessInfo.processInfo.hostName)/\(getpid())/\(address)"
-        }
-
-        func refresh(_ table: RouteTable) throws -> RouteTable {
-            let open = state.replicaStatus().filter { $0.sessions > 0 }.map { (server: $0.server, replica: $0.replica, sessions: $0.sessions) }
-            let report = open.map { "\($0.server)\u{0}\($0.replica)\u{0}\($0.sessions)" }.sorted(), seen = installed.value, now = GatewayWiring.nowMs()
-            if let last = published.value, last.report == report, last.generation == seen, now - last.at < Self.heartbeatMs {
-                // Unchanged since the last report, which is fresh: no write.
-            } else {
-                try board.publish(gateway: id, seenGeneration: seen, open: open, now: now)
-                published.value = (report, seen, now)
-            }
-            let marks = try board.marks()
-            var marked = table
-            for (server, replicas) in marks.replicas {
-                guard let route = marked.routes[server] else { continue }
-                marked.routes[server]!.backends = route.backends.map { b in
-                    var b = b
-                    if replicas.contains(b.id) { b.draining = true }
-                    return b
-                }
-            }
-            installed.value = marks.generation
-            return marked
-        }
-
-        func withdraw(logger: Logger) {
-            do { try board.withdraw(gateway: id) } catch { logger.warning("cannot withdraw the gateway's session report", metadata: ["error": "\(error)"]) }
-        }
+        return "\(ProcessInfo.processInfo.hostName)/\(getpid())/\(address)"
     }
 }

@@ -17,12 +17,17 @@ extension GatewayWiring {
         let serving: Bool
         let logger: Logger
 
-        /// Host environments without the gateway in this process: gateways in other processes
-        /// (`mcpfleet gateway`, the systemd unit) drain through the state database (design 0016). Set by
+        /// Without the gateway in this process: gateways in other processes (`mcpfleet gateway`, the
+        /// systemd unit, the gateway Deployment) drain through the state database (design 0016) or, on
+        /// Kubernetes, the route object and their report Leases (design 0018). Set by
         /// `store(_:raw:routeObject:)`, which `Convergence` calls before it wraps the driver.
-        let board = Locked<SQLiteDrainBoard?>(nil)
+        let board = Locked<(any DrainBoard)?>(nil)
+
+        /// On Kubernetes the gateway replicas' reports feed the `gateway` provider (design 0018).
+        let kubernetes: Bool
 
         init(environment: Environment, serving: Bool, logger: Logger) {
+            kubernetes = environment.driver == .kubernetes
             state = GatewayState(configuration: GatewayWiring.configuration(environment))
             gatewayMetrics = GatewayMetrics(registry: controllerMetrics.registry)
             self.serving = serving
@@ -37,13 +42,31 @@ extension GatewayWiring {
             return d
         }
 
+        /// Lifts draining marks a previous controller left in the route object (it died mid-drain): run as
+        /// this controller starts acting (after winning the leader election, so a standby never lifts the
+        /// marks of the leader's drain). Host boards are cleared as they are set up.
+        func clearStaleMarks() async {
+            guard let kube = board.value as? KubernetesDrainBoard else { return }
+            do { try await kube.clearMarks(now: GatewayWiring.nowMs()) } catch {
+                logger.warning("cannot lift draining marks a previous controller left", metadata: ["error": "\(error)"])
+            }
+        }
+
         /// The desired state as the controller holds it (set once the controller exists).
         let desired = Locked<(@Sendable () async -> DesiredState?)?>(nil)
 
         /// The store the controller writes through: each saved record's weights reach the gateway in this
         /// process at once and, on Kubernetes, the route object the gateway Deployment watches.
         func store(_ store: any RolloutStore, raw: any RolloutStore, routeObject: GatewayRouteObject?) -> any RolloutStore {
-            if !serving { board.value = GatewayWiring.drainBoard(store: raw, logger: logger, controller: true) }
+            if !serving {
+                if let routeObject {
+                    let kube = KubernetesDrainBoard(routes: routeObject)
+                    kube.startWatching()
+                    board.value = kube
+                } else {
+                    board.value = GatewayWiring.drainBoard(store: raw, logger: logger, controller: true)
+                }
+            }
             guard serving || routeObject != nil else { return store }
             let state = self.state, desired = self.desired, serving = self.serving, logger = self.logger
             return WeightPublishingStore(store) { record in
@@ -59,11 +82,17 @@ extension GatewayWiring {
             }
         }
 
-        /// The `gateway` provider, when the gateway serves here (else an SLO naming it is inconclusive, saying why).
+        /// The `gateway` provider, when the gateway serves here, or on Kubernetes from the gateway replicas'
+        /// report Leases (design 0018; the board is set up with the store, after this is read). Elsewhere
+        /// none: an SLO naming it is inconclusive, saying why.
         var providers: [AnalysisProviderKind: any AnalysisProvider] {
-            guard serving else { return [:] }
-            let metrics = gatewayMetrics
-            return [.gateway: GatewayAnalysisProvider { metrics.toolWindows(server: $0) }]
+            if serving {
+                let metrics = gatewayMetrics
+                return [.gateway: GatewayAnalysisProvider { metrics.toolWindows(server: $0) }]
+            }
+            guard kubernetes else { return [:] }
+            let board = self.board
+            return [.gateway: GatewayAnalysisProvider { server in (board.value as? KubernetesDrainBoard)?.toolWindows(server: server) ?? [:] }]
         }
     }
 

@@ -148,11 +148,13 @@ struct RunCommand: AsyncParsableCommand {
 
         // Supervision (adoption of running instances, restarts) lasts as long as the controller runs.
         try await convergence.start()
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: controller)]
+        // Draining marks a previous controller left (design 0018) are lifted as this one starts acting.
+        let acting = BeforeRunning(inner: controller) { await traffic.clearStaleMarks() }
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: acting)]
         var elector: LeaderElector?
         if leaderElect ?? (target.environment.driver == .kubernetes) {
             let e = try convergence.leaderElector(leaseName: leaseName)
-            services = [.init(service: LeaderElectedService(elector: e, inner: controller, logger: logger))]
+            services = [.init(service: LeaderElectedService(elector: e, inner: acting, logger: logger))]
             elector = e
         }
         let leaderElector = elector
@@ -267,5 +269,16 @@ struct ProgressReporter: Service {
             return "\(s.name) [\(s.phase.rawValue)\(target)] \(revs) (want \(want))"
         }
         return parts.isEmpty ? "converging…" : parts.joined(separator: " · ")
+    }
+}
+
+/// Runs `before`, then the service (e.g. clean-up a controller does once it leads).
+struct BeforeRunning: Service {
+    let inner: any Service
+    let before: @Sendable () async -> Void
+
+    func run() async throws {
+        await before()
+        try await inner.run()
     }
 }

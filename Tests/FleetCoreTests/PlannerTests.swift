@@ -168,14 +168,18 @@ import Testing
         let c = sloCatalog("{count: 5, failureLimit: 1}")
         #expect(!c.diagnostics.hasErrors, "\(c.errorsText)")
         let local = c.catalog.environments[0]
-        var systemd = local, systemdWithGateway = local, kubernetes = local
+        var systemd = local, systemdWithGateway = local, kubernetes = local, kubernetesWithGateway = local
         systemd.driver = .systemd
         systemdWithGateway.driver = .systemd
         systemdWithGateway.gateway = EnvironmentGatewaySettings()
         systemdWithGateway.gateway?.address = "127.0.0.1:9470"
         kubernetes.driver = .kubernetes
-        kubernetes.gateway = systemdWithGateway.gateway
-        let cases: [(Environment, AnalysisProviderKind)] = [(local, .gateway), (systemd, .probe), (systemdWithGateway, .gateway), (kubernetes, .probe)]
+        // Kubernetes with `spec.gateway`: the gateway Deployment's replicas report their tool calls (design 0018).
+        kubernetesWithGateway.driver = .kubernetes
+        kubernetesWithGateway.gateway = EnvironmentGatewaySettings()
+        kubernetesWithGateway.gateway?.signingKey = SecretReference(name: "mcpfleet-gateway", key: "signing.key")
+        let cases: [(Environment, AnalysisProviderKind)] = [(local, .gateway), (systemd, .probe), (systemdWithGateway, .gateway), (kubernetes, .probe),
+                                                            (kubernetesWithGateway, .gateway)]
         for (env, expected) in cases {
             let slo = try #require(Renderer.desiredState(c.catalog, environment: env).servers.first?.slo)
             #expect(slo.provider == expected, "\(env.driver)")

@@ -18,7 +18,8 @@ import Testing
 
     @Test func twoReplicasBehindAServiceWithADisruptionBudget() throws {
         let objects = try objects()
-        #expect(objects.map(\.kind) == ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Deployment", "PodDisruptionBudget", "Service"])
+        #expect(objects.map(\.kind) == ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ValidatingAdmissionPolicy",
+                                         "ValidatingAdmissionPolicyBinding", "Deployment", "PodDisruptionBudget", "Service"])
         let d = try #require(objects.first { $0.kind == "Deployment" })
         #expect(d.namespace == "mcpfleet-system" && d.json[["spec", "replicas"]]?.int == 2)
         #expect(objects.first { $0.kind == "PodDisruptionBudget" }?.json[["spec", "maxUnavailable"]]?.int == 1)
@@ -31,9 +32,18 @@ import Testing
         let paths = projected.flatMap { $0["secret"]?["items"]?.array ?? [] }.compactMap { $0["path"]?.string }
         #expect(paths.sorted() == ["mcpfleet-gateway/signing.key", "research-gateway/token"])
         #expect(!objects.contains { $0.kind == "Secret" })
-        // Read-only identity.
-        let verbs = objects.filter { $0.kind.hasSuffix("Role") }.flatMap { $0.json["rules"]?.array ?? [] }.flatMap { $0["verbs"]?.array ?? [] }.compactMap(\.string)
-        #expect(Set(verbs) == ["get", "list", "watch"])
+        // Read-only, but for its own session report Lease (design 0018): the only writes, in its namespace only,
+        // held to the pod's own Lease by the admission policy.
+        let rules = objects.filter { $0.kind.hasSuffix("Role") }.flatMap { $0.json["rules"]?.array ?? [] }
+        let writes = rules.filter { !Set(($0["verbs"]?.array ?? []).compactMap(\.string)).isSubset(of: ["get", "list", "watch"]) }
+        #expect(writes == [.obj(["apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create", "patch", "delete"]])])
+        #expect(objects.first { $0.kind == "Role" }?.json["rules"]?.array?.contains(writes[0]) == true)
+        let policy = try #require(objects.first { $0.kind == "ValidatingAdmissionPolicy" })
+        #expect(policy.json[["spec", "matchConditions"]]?.array?.first?["expression"]?.string == "request.userInfo.username == 'system:serviceaccount:mcpfleet-system:mcpfleet-gateway'")
+        #expect(policy.json[["spec", "validations"]]?.array?.first?["expression"]?.string
+            == "'authentication.kubernetes.io/pod-name' in request.userInfo.extra && request.name == 'mcpfleet-gateway-report-' + request.userInfo.extra['authentication.kubernetes.io/pod-name'][0]")
+        let env = containers.first?["env"]?.array ?? []
+        #expect(env.contains { $0["name"]?.string == "MCPFLEET_POD_NAME" && $0[["valueFrom", "fieldRef", "fieldPath"]]?.string == "metadata.name" })
     }
 
     @Test func withoutASigningKeyTheReplicasCouldNotShareSessions() throws {

@@ -1012,7 +1012,11 @@ class Store:
         want = d.get("spec", {}).get("replicas", 1)
         ready = d.get("status", {}).get("readyReplicas", 0) >= want
         mine = [p for p in self.list(PODS, ns) if owned_pod(name, p)]
-        keep = [p for p in mine if p["metadata"]["labels"].get("pod-template-hash") == h][:want]
+        current = [p for p in mine if p["metadata"]["labels"].get("pod-template-hash") == h]
+        # As the ReplicaSet controller does: among pods of the same state, the lowest
+        # controller.kubernetes.io/pod-deletion-cost goes first (stable otherwise).
+        current.sort(key=lambda p: -deletion_cost(p))
+        keep = current[:want]
         for p in mine:
             if p not in keep:
                 self.remove(PODS, ns, p["metadata"]["name"])
@@ -1036,6 +1040,13 @@ class Store:
 
 
 KIND_BY_KEY = {k.key: k for k in KINDS}
+
+
+def deletion_cost(pod):
+    try:
+        return int(pod["metadata"].get("annotations", {}).get("controller.kubernetes.io/pod-deletion-cost", "0"))
+    except ValueError:
+        return 0
 
 
 def owned_pod(deployment, pod):

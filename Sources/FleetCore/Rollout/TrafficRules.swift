@@ -12,14 +12,14 @@ public enum TrafficRules {
     /// serves the gateway in its own process by default — and so counts the tool calls clients make —
     /// else `probe`. That is `driver: local` (`mcpfleet run` serves it at `127.0.0.1:9470` unless told
     /// otherwise) and a systemd host with `spec.gateway.address` (`run` serves it there). On Kubernetes
-    /// the gateway is its own Deployment whose counts the controller does not read: `probe` stays the
-    /// default. Where the gateway turns out not to serve in the controller's process after all
+    /// with `spec.gateway` the gateway Deployment's replicas publish their counts in their report Leases,
+    /// which the controller sums (design 0018); without it, `probe`. Where the gateway turns out not to serve in the controller's process after all
     /// (`run --once`, `--gateway-address ""`), a defaulted `gateway` is measured by `probe`, saying so.
     public static func defaultProvider(_ environment: Environment) -> AnalysisProviderKind {
         switch environment.driver {
         case .local: .gateway
         case .systemd: environment.gateway?.address != nil ? .gateway : .probe
-        case .kubernetes: .probe
+        case .kubernetes: environment.gateway != nil ? .gateway : .probe
         }
     }
 

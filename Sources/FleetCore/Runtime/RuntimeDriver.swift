@@ -517,3 +517,11 @@ extension DriverError {
                     + "(change the manifest back to that revision, or roll forward)", terminal: true)
     }
 }
+
+/// A runtime whose scale-down would otherwise pick the replicas to stop itself (Kubernetes: the
+/// ReplicaSet controller), told which ones to remove first (design 0018) — so the replicas drained
+/// are the ones that stop. Host drivers stop their highest-numbered instances and do not conform.
+public protocol ScaleDownTargeting: Sendable {
+    /// Before a scale-down of `server`'s `revision`: `removing` go first, `keeping` stay.
+    func targetScaleDown(server: String, revision: String, tenant: String, removing: [String], keeping: [String]) async throws
+}
