@@ -211,11 +211,15 @@ public final class KubernetesRolloutStore: RolloutStore {
     }
 
     func perServerRevisions(_ server: String) async throws -> [RevisionRecord] {
-        let name = Self.name("revisions", server)
-        let text: String?
-        if let known = try await believed(kind: "revisions", name: name, key: "revisions.json") { text = known.text } else { text = try await read(name: name, key: "revisions.json") }
-        guard let text else { return [] }
+        guard let text = try await storedText(kind: "revisions", server: server) else { return [] }
         return try decode([RevisionRecord].self, text, server: server)
+    }
+
+    /// A server's revision or audit ConfigMap's text: from the cache or this store's own copy when current, else read.
+    func storedText(kind: String, server: String) async throws -> String? {
+        let name = Self.name(kind, server), key = kind + ".json"
+        if let known = try await believed(kind: kind, name: name, key: key) { return known.text }
+        return try await read(name: name, key: key)
     }
 
     public func saveRevision(_ revision: RevisionRecord) async throws {
@@ -239,8 +243,16 @@ public final class KubernetesRolloutStore: RolloutStore {
     public func appendAudit(_ entry: AuditEntry) async throws {
         if case .sharded = layout {
             let max = maxAuditEntries
+            // A failure may repeat an entry already moved out of the shard: it is counted on a copy of that
+            // entry (the copy wins when the two places are merged). Successes never repeat: no read for them.
+            let moved: [AuditEntry] = try await entry.outcome == "ok" ? [] : storedText(kind: "audit", server: entry.server)
+                .map { Array(try decode([AuditEntry].self, $0, server: entry.server).suffix(AuditEntry.repeatWindow)) } ?? []
             _ = try await commit(server: entry.server) { pending in
                 var list = pending.audit ?? []
+                if !list.suffix(AuditEntry.repeatWindow).contains(where: { entry.isRepeat(of: $0) }),
+                   let earlier = moved.last(where: { entry.isRepeat(of: $0) }) {
+                    list = Self.mergeAudit(list, [earlier])
+                }
                 Self.append(entry, to: &list, max: max)
                 pending.audit = list
                 return .done
