@@ -136,15 +136,21 @@ extension KubernetesRolloutStore {
             }
             guard let base = current else { continue }
             var data = base.data
+            var changed = false
             let outcomes = batch.map { change -> Result<ShardOutcome, any Error> in
-                var entry = data.servers[change.server] ?? ShardEntry()
+                let before = data.servers[change.server]
+                var entry = before ?? ShardEntry()
                 return Result {
                     let outcome = try change.apply(&entry)
-                    data.servers[change.server] = entry.isEmpty ? nil : entry
+                    let after = entry.isEmpty ? nil : entry
+                    if after != before {
+                        data.servers[change.server] = after
+                        changed = true
+                    }
                     return outcome
                 }
             }
-            if data == base.data { return outcomes }
+            if !changed { return outcomes }
             var text = try encode(data)
             if text.utf8.count > spillAt {
                 try await spill(&data, shard: name)
@@ -160,7 +166,7 @@ extension KubernetesRolloutStore {
             let object = KubeObject(.obj(["apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": .obj([Self.shardKey: .string(text)])]))
             do {
                 let written = base.resourceVersion == nil ? try await client.create(object) : try await client.replace(object)
-                shardCache.ingest(written)
+                shardCache.ingest(written, as: written.resourceVersion.map { CachedShard(name: name, resourceVersion: $0, data: data) })
                 return outcomes
             } catch let error as KubeError where error.status == 409 {
                 current = nil  // another writer (replica, `mcpfleet promote`) or a stale cache: read again, apply again
@@ -248,6 +254,12 @@ struct CachedShard: Sendable {
     var name: String
     var resourceVersion: String
     var data: Result<KubernetesRolloutStore.ShardData, DriverError>
+
+    init(name: String, resourceVersion: String, data: KubernetesRolloutStore.ShardData) {
+        self.name = name
+        self.resourceVersion = resourceVersion
+        self.data = .success(data)
+    }
 
     init(_ cm: KubeObject, namespace: String) {
         name = cm.name
