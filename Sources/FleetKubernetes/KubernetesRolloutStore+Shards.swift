@@ -19,7 +19,7 @@ extension KubernetesRolloutStore {
     }
 
     /// Reconcile workers that let a sharded store's writes coalesce (the client's rate limiter is the only queue).
-    public static let suggestedWorkers = 64
+    public static let suggestedWorkers = 256
 
     static let shardKey = "shard.json"
 
@@ -151,10 +151,10 @@ extension KubernetesRolloutStore {
                 }
             }
             if !changed { return outcomes }
-            var text = try encode(data)
+            var text = try shardWriter.encode(data, shard: name, encode: encode)
             if text.utf8.count > spillAt {
                 try await spill(&data, shard: name)
-                text = try encode(data)
+                text = try shardWriter.encode(data, shard: name, encode: encode)
             }
             guard text.utf8.count <= Self.shardHardLimit else {
                 throw DriverError("ConfigMap \(namespace)/\(name)", "the shard holds \(text.utf8.count) bytes of rollout records, more than a ConfigMap may; "
@@ -293,6 +293,46 @@ final class ShardWriter: @unchecked Sendable {
     private(set) var statistics = (writes: 0, changes: 0)
 
     var counts: (writes: Int, changes: Int) { lock.withLock { statistics } }
+
+    /// Each shard's servers as last encoded: a write re-encodes only the entries that changed (a shard
+    /// runs to hundreds of KiB; encoding all of it for every write made the controller CPU-bound).
+    private var fragments: [String: [String: (entry: KubernetesRolloutStore.ShardEntry, text: String)]] = [:]
+
+    /// The shard's JSON text (`{"servers":{name:entry,…}}`, names sorted), from the entries' last encodings where unchanged.
+    func encode(_ data: KubernetesRolloutStore.ShardData, shard: String,
+                encode: (KubernetesRolloutStore.ShardEntry) throws -> String) throws -> String {
+        let known = lock.withLock { fragments[shard] ?? [:] }
+        var next: [String: (entry: KubernetesRolloutStore.ShardEntry, text: String)] = [:]
+        next.reserveCapacity(data.servers.count)
+        var out = #"{"servers":{"#
+        for (i, server) in data.servers.keys.sorted().enumerated() {
+            guard let entry = data.servers[server] else { continue }
+            let text: String
+            if let old = known[server], old.entry == entry { text = old.text } else { text = try encode(entry) }
+            next[server] = (entry, text)
+            if i > 0 { out += "," }
+            out += Self.quoted(server)
+            out += ":"
+            out += text
+        }
+        out += "}}"
+        lock.withLock { fragments[shard] = next }
+        return out
+    }
+
+    /// A JSON string literal.
+    static func quoted(_ s: String) -> String {
+        var out = "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
 
     func submit(shard: String, _ change: Change,
                 write: @escaping @Sendable ([Change]) async throws -> [Result<Outcome, any Error>]) async throws -> Outcome {
