@@ -311,27 +311,13 @@ final class ShardWriter: @unchecked Sendable {
             if let old = known[server], old.entry == entry { text = old.text } else { text = try encode(entry) }
             next[server] = (entry, text)
             if i > 0 { out += "," }
-            out += Self.quoted(server)
+            out += JSONValue.string(server).jsonText
             out += ":"
             out += text
         }
         out += "}}"
         lock.withLock { fragments[shard] = next }
         return out
-    }
-
-    /// A JSON string literal.
-    static func quoted(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
     }
 
     func submit(shard: String, _ change: Change,

@@ -71,6 +71,10 @@ import Testing
             #expect(try await reader.audit(server: "s0042", limit: 10).map(\.action) == ["rollout-start"])
             #expect(try await reader.audit(server: nil, limit: 1000).count == 200)
         }
+        // A subject whose name needs escaping in the shard's JSON (audit subjects are free text such as `tenant/team`).
+        let odd = #"tenant/"quoted"\back"#
+        try await store.appendAudit(AuditEntry(time: 2, server: odd, action: "ensure-tenant", reason: "missing", outcome: "ok"))
+        #expect(try await fresh.audit(server: odd, limit: 10).map(\.server) == [odd])
         // Every shard well under the 1 MiB object limit.
         let shards = try await api.client().list(.configMap, namespace: Self.ns, labelSelector: "mcpfleet.io/store=shard").items
         #expect(shards.count == 8)
