@@ -191,8 +191,13 @@ public final class Informer<Item: Sendable>: @unchecked Sendable {
     /// this informer's namespace and selector and is newer than what is cached). With `notifying: false`
     /// the change is not reported to `onChange` (the writer knows what it wrote).
     public func ingest(_ object: KubeObject, notifying: Bool = true) {
+        ingest(object, as: nil, notifying: notifying)
+    }
+
+    /// As `ingest(_:notifying:)`, with the object's item already made by the writer (nil: transform it).
+    public func ingest(_ object: KubeObject, as made: Item?, notifying: Bool = true) {
         guard object.type == type, namespace == nil || object.namespace == namespace, Self.matches(labelSelector, object.labels) else { return }
-        guard let rv = object.resourceVersion, let item = transform(object) else { return }
+        guard let rv = object.resourceVersion, let item = made ?? transform(object) else { return }
         if let change = apply(key: Self.key(object.namespace, object.name), item: item, resourceVersion: rv, own: true), notifying { onChange(change) }
     }
 
@@ -379,6 +384,8 @@ public final class Informer<Item: Sendable>: @unchecked Sendable {
             return
         case .added, .modified:
             count { $0.events += 1 }
+            // The echo of a write already ingested (or older): nothing to transform (a store shard is hundreds of KiB).
+            if lock.withLock({ entries[key].map { $0.resourceVersion == rv || Self.isOlder(rv, than: $0.resourceVersion) } ?? false }) { return }
             if let item = transform(event.object) {
                 change = apply(key: key, item: item, resourceVersion: rv, own: false)
             } else {

@@ -32,6 +32,15 @@ public final class KubernetesRolloutStore: RolloutStore {
     /// The revision and audit ConfigMaps (a watch of its own, so the records' first list is as quick as before).
     let historyCache: Informer<CachedRecord>
     let recent: RecentObjects
+    /// Where new bookkeeping goes (see `Layout`); both layouts are always read.
+    public let layout: Layout
+    /// The shard ConfigMaps (`mcpfleet.io/store=shard`), decoded once per change.
+    let shardCache: Informer<CachedShard>
+    let shardWriter = ShardWriter()
+    /// A shard is written out below this many bytes; past `spillAt` the largest histories move to their servers' own ConfigMaps.
+    let spillAt: Int
+    let spillTo: Int
+    static let shardHardLimit = 900 << 10
 
     static let storeLabel = "mcpfleet.io/store"
     static let serverLabel = "mcpfleet.io/server"
@@ -39,9 +48,17 @@ public final class KubernetesRolloutStore: RolloutStore {
     /// - Parameters:
     ///   - cache: how the record cache's watch is kept alive once `start()` is called.
     ///   - ownWriteBudget: bytes of revision and audit ConfigMaps kept from this store's own reads and writes.
+    ///   - layout: where writes go: `.sharded` (the default) or `.perServer` (the layout before 0019).
+    ///   - spillAt: a shard past this many bytes moves its largest histories out (tests make it small).
     public init(client: KubeClient, namespace: String, maxRevisions: Int = 50, maxAuditEntries: Int = 500,
-                cache: InformerConfiguration = InformerConfiguration(), ownWriteBudget: Int = 8 << 20) {
+                cache: InformerConfiguration = InformerConfiguration(), ownWriteBudget: Int = 8 << 20,
+                layout: Layout = .sharded(shards: Layout.defaultShards), spillAt: Int = 512 << 10) {
         self.client = client
+        self.layout = layout
+        self.spillAt = min(max(1024, spillAt), Self.shardHardLimit - (128 << 10))
+        self.spillTo = self.spillAt / 2
+        shardCache = Informer(client: client, type: .configMap, namespace: namespace, labelSelector: "\(Self.storeLabel)=shard",
+                              configuration: cache, transform: { CachedShard($0, namespace: namespace) })
         self.namespace = namespace
         self.maxRevisions = max(1, maxRevisions)
         self.maxAuditEntries = max(1, maxAuditEntries)
@@ -50,7 +67,7 @@ public final class KubernetesRolloutStore: RolloutStore {
         // Pages of at most 100: an audit log runs to hundreds of KiB, and a page is held whole while it is projected.
         var listing = cache
         listing.pageSize = min(cache.pageSize, 100)
-        historyCache = Informer(client: client, type: .configMap, namespace: namespace, labelSelector: "\(Self.storeLabel)!=rollout",
+        historyCache = Informer(client: client, type: .configMap, namespace: namespace, labelSelector: "\(Self.storeLabel)!=rollout,\(Self.storeLabel)!=shard",
                                 configuration: listing, transform: { cm in
                                     let kind = cm.labels[KubernetesRolloutStore.storeLabel]
                                     return kind == "revisions" || kind == "audit" ? CachedRecord(cm, namespace: namespace) : nil
@@ -64,6 +81,7 @@ public final class KubernetesRolloutStore: RolloutStore {
     func stopWithoutWaiting() {
         recordCache.stopWithoutWaiting()
         historyCache.stopWithoutWaiting()
+        shardCache.stopWithoutWaiting()
     }
 
     // MARK: Cache lifecycle
@@ -71,17 +89,20 @@ public final class KubernetesRolloutStore: RolloutStore {
     /// Starts watching the rollout records (idempotent); `waitUntilSynced` waits for the first list.
     public func start() {
         recordCache.start()
+        shardCache.start()
         historyCache.start()
     }
 
     public func stop() async {
         await recordCache.stop()
+        await shardCache.stop()
         await historyCache.stop()
     }
 
     public func waitUntilSynced(timeout: Duration) async throws {
         let deadline = ContinuousClock.now + timeout
         try await recordCache.waitUntilSynced(timeout: timeout)
+        try await shardCache.waitUntilSynced(timeout: max(.zero, deadline - .now))
         try await historyCache.waitUntilSynced(timeout: max(.zero, deadline - .now))
     }
 
@@ -93,6 +114,12 @@ public final class KubernetesRolloutStore: RolloutStore {
     // MARK: RolloutStore
 
     public func record(server: String) async throws -> RolloutRecord? {
+        if let entry = try await shardEntry(server), let record = entry.record { return record }
+        return try await perServerRecord(server)
+    }
+
+    /// The record in the layout before 0019 (`mcpfleet-rollout-<server>`).
+    func perServerRecord(_ server: String) async throws -> RolloutRecord? {
         let name = Self.name("rollout", server)
         if cached {
             try await waitForCache()
@@ -103,6 +130,15 @@ public final class KubernetesRolloutStore: RolloutStore {
     }
 
     public func records() async throws -> [RolloutRecord] {
+        var byServer: [String: RolloutRecord] = [:]
+        for record in try await perServerRecords() { byServer[record.server] = record }
+        for shard in try await shards().values {
+            for (server, entry) in shard.data.servers { if let record = entry.record { byServer[server] = record } }
+        }
+        return byServer.values.sorted { $0.server < $1.server }
+    }
+
+    func perServerRecords() async throws -> [RolloutRecord] {
         if cached {
             try await waitForCache()
             return try recordCache.items.compactMap { try $0.decoded() }.sorted { $0.server < $1.server }
@@ -114,20 +150,24 @@ public final class KubernetesRolloutStore: RolloutStore {
         }.sorted { $0.server < $1.server }
     }
 
-    func waitForCache(_ informer: Informer<CachedRecord>? = nil) async throws {
+    func waitForCache() async throws { try await waitForCache(recordCache) }
+
+    func waitForCache<T: Sendable>(_ informer: Informer<T>) async throws {
         do {
-            try await (informer ?? recordCache).waitUntilSynced(timeout: .seconds(60))
+            try await informer.waitUntilSynced(timeout: .seconds(60))
         } catch let error as DriverError {
             throw DriverError("rollout store (namespace \(namespace))", error.message)
         }
     }
 
     public func save(_ record: RolloutRecord) async throws {
-        _ = try await write(record, expecting: nil)
+        guard case .sharded = layout else { _ = try await write(record, expecting: nil); return }
+        _ = try await writeSharded(record, expecting: nil)
     }
 
     public func saveIfUnchanged(_ record: RolloutRecord) async throws -> RolloutRecord? {
-        try await write(record, expecting: record.generation)
+        guard case .sharded = layout else { return try await write(record, expecting: record.generation) }
+        return try await writeSharded(record, expecting: record.generation)
     }
 
     private struct StoredGeneration: Decodable { var generation: Int64? }
@@ -154,19 +194,43 @@ public final class KubernetesRolloutStore: RolloutStore {
 
     public func removeRecord(server: String) async throws {
         let name = Self.name("rollout", server)
-        _ = try await call { try await self.client.delete(.configMap, namespace: self.namespace, name: name) }
-        recordCache.forget(namespace: namespace, name: name)
+        // The record in the old layout first (the shard's record shadows it until then; never the other way round).
+        if !cached || recordCache.item(namespace: namespace, name: name) != nil {
+            _ = try await call { try await self.client.delete(.configMap, namespace: self.namespace, name: name) }
+            recordCache.forget(namespace: namespace, name: name)
+        }
+        if try await shardEntry(server)?.record != nil {
+            _ = try await commit(server: server) { entry in entry.record = nil; return .done }
+        }
     }
 
     public func revisions(server: String) async throws -> [RevisionRecord] {
-        let name = Self.name("revisions", server)
-        let text: String?
-        if let known = try await believed(kind: "revisions", name: name, key: "revisions.json") { text = known.text } else { text = try await read(name: name, key: "revisions.json") }
-        guard let text else { return [] }
+        let own = try await perServerRevisions(server)
+        guard let pending = try await shardEntry(server)?.revisions, !pending.isEmpty else { return own }
+        return Self.mergeRevisions(own, pending, max: maxRevisions)
+    }
+
+    func perServerRevisions(_ server: String) async throws -> [RevisionRecord] {
+        guard let text = try await storedText(kind: "revisions", server: server) else { return [] }
         return try decode([RevisionRecord].self, text, server: server)
     }
 
+    /// A server's revision or audit ConfigMap's text: from the cache or this store's own copy when current, else read.
+    func storedText(kind: String, server: String) async throws -> String? {
+        let name = Self.name(kind, server), key = kind + ".json"
+        if let known = try await believed(kind: kind, name: name, key: key) { return known.text }
+        return try await read(name: name, key: key)
+    }
+
     public func saveRevision(_ revision: RevisionRecord) async throws {
+        if case .sharded = layout {
+            let max = maxRevisions
+            _ = try await commit(server: revision.server) { entry in
+                entry.revisions = Self.mergeRevisions(entry.revisions ?? [], [revision], max: max)
+                return .done
+            }
+            return
+        }
         try await update(kind: "revisions", server: revision.server, key: "revisions.json") { old in
             var list = try old.map { try self.decode([RevisionRecord].self, $0, server: revision.server) } ?? []
             if let i = list.firstIndex(where: { $0.revision == revision.revision }) { list[i] = revision } else { list.append(revision) }
@@ -177,16 +241,27 @@ public final class KubernetesRolloutStore: RolloutStore {
     }
 
     public func appendAudit(_ entry: AuditEntry) async throws {
+        if case .sharded = layout {
+            let max = maxAuditEntries
+            // A failure may repeat an entry already moved out of the shard: it is counted on a copy of that
+            // entry (the copy wins when the two places are merged). Successes never repeat: no read for them.
+            let moved: [AuditEntry] = try await entry.outcome == "ok" ? [] : storedText(kind: "audit", server: entry.server)
+                .map { Array(try decode([AuditEntry].self, $0, server: entry.server).suffix(AuditEntry.repeatWindow)) } ?? []
+            _ = try await commit(server: entry.server) { pending in
+                var list = pending.audit ?? []
+                if !list.suffix(AuditEntry.repeatWindow).contains(where: { entry.isRepeat(of: $0) }),
+                   let earlier = moved.last(where: { entry.isRepeat(of: $0) }) {
+                    list = Self.mergeAudit(list, [earlier])
+                }
+                Self.append(entry, to: &list, max: max)
+                pending.audit = list
+                return .done
+            }
+            return
+        }
         try await update(kind: "audit", server: entry.server, key: "audit.json") { old in
             var list = try old.map { try self.decode([AuditEntry].self, $0, server: entry.server) } ?? []
-            // A failure repeating a recent entry is counted on it (see `RolloutStore.appendAudit`).
-            if let i = list.indices.suffix(AuditEntry.repeatWindow).last(where: { entry.isRepeat(of: list[$0]) }) {
-                list[i].repeats = (list[i].repeats ?? 0) + 1
-                list[i].lastTime = entry.time
-            } else {
-                list.append(entry)
-            }
-            if list.count > self.maxAuditEntries { list.removeFirst(list.count - self.maxAuditEntries) }
+            Self.append(entry, to: &list, max: self.maxAuditEntries)
             return try self.encode(list)
         }
     }
@@ -196,12 +271,18 @@ public final class KubernetesRolloutStore: RolloutStore {
         var entries: [AuditEntry]
         if let server {
             entries = try await read(name: Self.name("audit", server), key: "audit.json").map { try decode([AuditEntry].self, $0, server: server) } ?? []
+            if let pending = try await shardEntry(server)?.audit { entries = Self.mergeAudit(entries, pending) }
         } else {
             let items = try await call { try await self.client.list(.configMap, namespace: self.namespace, labelSelector: "\(Self.storeLabel)=audit") }.items
             entries = try items.flatMap { cm -> [AuditEntry] in
                 guard let text = cm.json[["data", "audit.json"]]?.string else { return [] }
                 return try decode([AuditEntry].self, text, server: cm.labels[Self.serverLabel] ?? cm.name)
             }
+            var byServer = Dictionary(grouping: entries, by: \.server)
+            for shard in try await shards().values {
+                for (server, entry) in shard.data.servers { if let pending = entry.audit { byServer[server] = Self.mergeAudit(byServer[server] ?? [], pending) } }
+            }
+            entries = byServer.values.flatMap { $0 }
         }
         entries.sort { $0.time > $1.time }
         return Array(entries.prefix(max(0, limit)))

@@ -3,6 +3,7 @@ import ArgumentParser
 import FleetController
 import FleetCore
 import FleetHTTP
+import FleetKubernetes
 import FleetLocal
 import FleetSupplyChain
 import FleetYAML
@@ -76,6 +77,8 @@ struct ApplyCommand: AsyncParsableCommand {
         }
         var configuration = ControllerConfiguration()
         configuration.pollIntervalMs = 1_000
+        // Enough servers in flight that their rollout-store writes share shard writes (design 0019).
+        if environment.driver == .kubernetes { configuration.workers = KubernetesRolloutStore.suggestedWorkers }
         let convergence = try Convergence(environment: environment, driver: driver, store: store, fixed: snap, configuration: configuration, logger: logger)
         let timeoutMs = try DurationArgument.ms(timeout, option: "--timeout")
         try await convergence.start()

@@ -101,8 +101,8 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("lease-name"), help: "Name of the leader-election Lease (in the controller namespace, $MCPFLEET_NAMESPACE or mcpfleet-system).")
     var leaseName: String = "mcpfleet-controller"
 
-    @Option(name: .long, help: "Keys reconciled concurrently.")
-    var workers: Int = 4
+    @Option(name: .long, help: "Keys reconciled concurrently (default 4; \(KubernetesRolloutStore.suggestedWorkers) for the Kubernetes driver, whose rollout-store writes of concurrent servers share one request).")
+    var workers: Int?
 
     func run() async throws {
         let target = try FleetTarget.load(path: path, env: env)
@@ -118,7 +118,7 @@ struct RunCommand: AsyncParsableCommand {
         var configuration = ControllerConfiguration()
         configuration.pollIntervalMs = try DurationArgument.ms(poll, option: "--poll")
         configuration.resyncIntervalMs = try DurationArgument.ms(resync, option: "--resync")
-        configuration.workers = max(1, workers)
+        configuration.workers = max(1, workers ?? (target.environment.driver == .kubernetes ? KubernetesRolloutStore.suggestedWorkers : 4))
         let path = self.path
         let gateway = GatewayWiring.address(flag: gatewayAddress, environment: target.environment, once: once)
         // With the gateway in this process: replicas drain before they stop, tool calls feed the `gateway`

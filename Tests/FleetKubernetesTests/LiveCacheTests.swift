@@ -291,10 +291,12 @@ import Testing
     // MARK: The rollout store's cache
 
     /// A client and a rollout store in `mcpfleet-system` whose cache has listed once (stop its cache when done).
-    func cachedStore(_ api: KubeAPIServerProcess) async throws -> (KubeClient, KubernetesRolloutStore) {
+    /// These tests count the requests of the per-server layout (the layout before design 0019, which
+    /// `.perServer` still writes); the sharded layout's are counted in KubernetesShardedStoreTests.
+    func cachedStore(_ api: KubeAPIServerProcess, layout: KubernetesRolloutStore.Layout = .perServer) async throws -> (KubeClient, KubernetesRolloutStore) {
         let client = try api.client(retry: Self.fast)
         try await namespace(client, "mcpfleet-system")
-        let store = KubernetesRolloutStore(client: client, namespace: "mcpfleet-system", cache: InformerConfiguration(retry: Self.fast))
+        let store = KubernetesRolloutStore(client: client, namespace: "mcpfleet-system", cache: InformerConfiguration(retry: Self.fast), layout: layout)
         store.start()
         try await store.waitUntilSynced(timeout: .seconds(5))
         return (client, store)
@@ -326,7 +328,7 @@ import Testing
 
         // Another writer changes the record: the cached resourceVersion is stale, the write conflicts,
         // is read afresh and retried — nothing lost, nothing overwritten blindly.
-        let other = KubernetesRolloutStore(client: try api.client(retry: Self.fast), namespace: "mcpfleet-system")
+        let other = KubernetesRolloutStore(client: try api.client(retry: Self.fast), namespace: "mcpfleet-system", layout: .perServer)
         var theirs = record
         theirs.message = "operator edit"
         try await other.save(theirs)
@@ -379,7 +381,7 @@ import Testing
         #expect(!cached.whole && cached.text == nil, "past \(CachedRecord.inlineLimit) bytes only name and resourceVersion are kept")
 
         // Another writer appends; once the watch shows it, the store's copy is known stale: one read, no 409.
-        let other = KubernetesRolloutStore(client: try api.client(retry: Self.fast), namespace: "mcpfleet-system")
+        let other = KubernetesRolloutStore(client: try api.client(retry: Self.fast), namespace: "mcpfleet-system", layout: .perServer)
         try await other.appendAudit(AuditEntry(time: 100, server: "a", action: "pause", reason: "op", outcome: "ok"))
         let theirs = try await client.get(.configMap, namespace: "mcpfleet-system", name: name).resourceVersion
         try await waitUntil("the watch brings the other writer's entry", timeout: .seconds(5)) {
