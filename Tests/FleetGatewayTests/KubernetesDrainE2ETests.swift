@@ -18,29 +18,7 @@ import Testing
     }
 
     func writeCatalog(_ dir: String, port: Int, replicas: Int) throws {
-        try FileManager.default.createDirectory(atPath: dir + "/catalog", withIntermediateDirectories: true)
-        try """
-        apiVersion: mcpfleet.io/v1alpha1
-        kind: Tenant
-        metadata: {name: team}
-        ---
-        apiVersion: mcpfleet.io/v1alpha1
-        kind: Environment
-        metadata: {name: k8s}
-        spec: {driver: kubernetes}
-        ---
-        apiVersion: mcpfleet.io/v1alpha1
-        kind: Server
-        metadata: {name: echo}
-        spec:
-          version: "1.0.0"
-          tenant: team
-          artifact: {image: "registry.example.com/mcp/echo:1.0.0@sha256:\(String(repeating: "ab", count: 32))"}
-          transport: {type: streamable-http, port: \(port)}
-          health: {probe: tcp}
-          replicas: \(replicas)
-          rollout: {strategy: rolling, drainTimeout: 90s}
-        """.write(toFile: dir + "/catalog/fleet.yaml", atomically: true, encoding: .utf8)
+        try KubeTestFiles.writeCatalog(in: dir, port: port, replicas: replicas, rollout: "{strategy: rolling, drainTimeout: 90s}")
     }
 
     func pods(_ base: String) async throws -> [String] {
@@ -90,14 +68,7 @@ import Testing
         let ns = try await http.send(HTTPRequest(method: "POST", url: base + "/api/v1/namespaces", headers: HTTPHeaders([("Content-Type", "application/json")]),
                                                  body: Array(#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"mcpfleet-system"}}"#.utf8)))
         #expect(ns.status == 201)
-        try """
-        apiVersion: v1
-        kind: Config
-        clusters: [{name: test, cluster: {server: "\(base)"}}]
-        users: [{name: test, user: {}}]
-        contexts: [{name: test, context: {cluster: test, user: test}}]
-        current-context: test
-        """.write(toFile: dir + "/kubeconfig", atomically: true, encoding: .utf8)
+        try KubeTestFiles.writeKubeconfig(in: dir, apiServer: base)
         try writeCatalog(dir, port: serverPort, replicas: 2)
         let env = ["MCPFLEET_KUBECONFIG": dir + "/kubeconfig"]
         let binary = try TestEnvironment.mcpfleetBinary()

@@ -22,35 +22,7 @@ enum KubeTestCatalog {
     /// `DIR/kubeconfig` for the server at `base`, and `DIR/catalog/fleet.yaml`: tenant `team`,
     /// environment `k8s`, server `echo` (one replica, TCP probe of `serverPort`).
     static func write(in dir: String, apiServer base: String, serverPort: Int = 8080) throws {
-        try """
-        apiVersion: v1
-        kind: Config
-        clusters: [{name: test, cluster: {server: "\(base)"}}]
-        users: [{name: test, user: {}}]
-        contexts: [{name: test, context: {cluster: test, user: test}}]
-        current-context: test
-        """.write(toFile: dir + "/kubeconfig", atomically: true, encoding: .utf8)
-        try FileManager.default.createDirectory(atPath: dir + "/catalog", withIntermediateDirectories: true)
-        try """
-        apiVersion: mcpfleet.io/v1alpha1
-        kind: Tenant
-        metadata: {name: team}
-        ---
-        apiVersion: mcpfleet.io/v1alpha1
-        kind: Environment
-        metadata: {name: k8s}
-        spec: {driver: kubernetes}
-        ---
-        apiVersion: mcpfleet.io/v1alpha1
-        kind: Server
-        metadata: {name: echo}
-        spec:
-          version: "1.0.0"
-          tenant: team
-          artifact: {image: "registry.example.com/mcp/echo:1.0.0@sha256:\(String(repeating: "ab", count: 32))"}
-          transport: {type: streamable-http, port: \(serverPort)}
-          health: {probe: tcp}
-          replicas: 1
-        """.write(toFile: dir + "/catalog/fleet.yaml", atomically: true, encoding: .utf8)
+        try KubeTestFiles.writeKubeconfig(in: dir, apiServer: base)
+        try KubeTestFiles.writeCatalog(in: dir, port: serverPort)
     }
 }
