@@ -210,8 +210,10 @@ final class FakeGatewayReplica: @unchecked Sendable {
         live.open(s.pods[1])
         try await live.run()
         defer { Task { await live.halt() } }
-        try await Task.sleep(for: .milliseconds(3_200))  // the hung gateway's report is now older than freshMs
-        #expect(try await s.board.liveReports(now: GatewayWiringClock.now()).map(\.gateway) == ["gw-live"])
+        // The hung gateway's report ages past freshMs; the live one's heartbeats keep it counted.
+        try await waitUntil("only the live gateway counted", timeout: .seconds(15), every: .milliseconds(100)) {
+            try await s.board.liveReports(now: GatewayWiringClock.now()).map(\.gateway) == ["gw-live"]
+        }
 
         let driver = DrainingDriver(s.driver, signals: BoardDrainSignals(board: s.board), logger: log.logger, pollInterval: .milliseconds(50))
         let started = ContinuousClock.now
