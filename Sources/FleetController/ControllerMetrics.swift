@@ -78,12 +78,19 @@ public final class ControllerMetrics: Sendable {
         counter("changes", "total", "Changes made to the runtime, by action.", labels: [("action", action)]).increment()
     }
 
+    /// 1 for the phase a server is in, 0 for phases it was in before. A series is made when the server
+    /// first enters its phase, not for all seven phases of every server: at 1,000 servers the seven
+    /// gauges each were 3.5 MiB of the controller's heap (issue 14), and alerts and dashboards ask for
+    /// `== 1`, which an absent series answers the same as a 0.
     public func phase(server: String, phase: RolloutPhase) {
-        guard perServerSeries, phases.withLock({ $0.updateValue(phase, forKey: server) }) != phase else { return }
-        for p in RolloutPhase.allCases {
+        guard perServerSeries else { return }
+        let previous = phases.withLock { $0.updateValue(phase, forKey: server) }
+        guard previous != phase else { return }
+        func series(_ p: RolloutPhase) -> Gauge {
             gauge("rollout_phase", "", "1 for the rollout phase each server is in.", labels: [("server", server), ("phase", p.rawValue)])
-                .set(to: p == phase ? 1.0 : 0.0)
         }
+        if let previous { series(previous).set(to: 0) }
+        series(phase).set(to: 1)
     }
 
     public func replicas(server: String, desired: Int, ready: Int) {

@@ -100,14 +100,40 @@ public final class GatewayMetrics: Sendable {
         registry.makeGauge(descriptor: Self.name("gateway_connections", "", "Client connections open.")).set(to: Double(n))
     }
 
+    private struct ReplicaKey: Hashable {
+        var server: String
+        var revision: String
+        var replica: String
+    }
+
+    private struct ReplicaGauges {
+        var sessions: Gauge
+        var outstanding: Gauge
+        var circuit: Gauge
+    }
+
+    /// The replica gauges by replica, made once: the registry's `makeGauge` copies the family's label
+    /// table on every call, so making them at every route refresh (twice a second) cost O(replicas²).
+    private let replicaGauges = NIOLockedValueBox<[ReplicaKey: ReplicaGauges]>([:])
+
     /// Gauges of every replica: sessions, outstanding requests and circuit state (0 closed, 1 open, 2 half-open).
     public func replicas(_ rows: [ReplicaStatus]) {
         for r in rows {
-            let labels = [("server", r.server), ("revision", r.revision), ("replica", r.replica)]
-            registry.makeGauge(descriptor: Self.name("gateway_sessions", "", "Sessions the gateway routes to each replica."), labels: labels).set(to: Double(r.sessions))
-            registry.makeGauge(descriptor: Self.name("gateway_outstanding_requests", "", "Requests in flight to each replica."), labels: labels).set(to: Double(r.outstanding))
-            registry.makeGauge(descriptor: Self.name("gateway_circuit_state", "", "Circuit breaker per replica: 0 closed, 1 open (ejected), 2 half-open."), labels: labels)
-                .set(to: r.circuit == .closed ? 0 : r.circuit == .open ? 1 : 2)
+            let key = ReplicaKey(server: r.server, revision: r.revision, replica: r.replica)
+            let gauges = replicaGauges.withLockedValue { all in
+                if let g = all[key] { return g }
+                let labels = [("server", r.server), ("revision", r.revision), ("replica", r.replica)]
+                let g = ReplicaGauges(
+                    sessions: registry.makeGauge(descriptor: Self.name("gateway_sessions", "", "Sessions the gateway routes to each replica."), labels: labels),
+                    outstanding: registry.makeGauge(descriptor: Self.name("gateway_outstanding_requests", "", "Requests in flight to each replica."), labels: labels),
+                    circuit: registry.makeGauge(descriptor: Self.name("gateway_circuit_state", "", "Circuit breaker per replica: 0 closed, 1 open (ejected), 2 half-open."),
+                                                labels: labels))
+                all[key] = g
+                return g
+            }
+            gauges.sessions.set(to: Double(r.sessions))
+            gauges.outstanding.set(to: Double(r.outstanding))
+            gauges.circuit.set(to: r.circuit == .closed ? 0 : r.circuit == .open ? 1 : 2)
         }
     }
 
