@@ -325,6 +325,9 @@ public final class Controller: Service, Sendable {
         let wallSeconds = Double(wall.components.seconds) + Double(wall.components.attoseconds) / 1e18
         let cpu = ProcessCPU.seconds() - pass.cpuStart
         metrics.resyncPass(servers: pass.servers, wallSeconds: wallSeconds, cpuSeconds: cpu)
+        // The pass's temporary copies are free now; their pages go back to the kernel instead of
+        // staying resident between passes (issue 14: an idle `run` grew by fragmentation).
+        ProcessMemory.trim()
         logger.info("sync pass done", metadata: ["servers": "\(pass.servers)", "wall_ms": "\(Int(wallSeconds * 1000))", "cpu_ms": "\(Int(cpu * 1000))"])
     }
 
@@ -345,10 +348,10 @@ public final class Controller: Service, Sendable {
     // MARK: - one server
 
     func reconcile(server name: String, log: Logger, correlation: String) async throws {
-        guard let snap = await state.snapshot else { return }
+        guard let (snap, desiredServer) = await state.snapshot(server: name) else { return }
         let live = try await observe(server: name)
         let liveServer = live.server(name)
-        guard let desired = snap.desired.server(name) else {
+        guard let desired = desiredServer else {
             if let l = liveServer, l.managed {
                 try await act("delete", server: name, revision: l.servingRevision?.revision, reason: "no longer in the catalog for this environment",
                               snap: snap, correlation: correlation) {
@@ -801,7 +804,11 @@ actor ControllerState {
     private var startErrors: [String: [String: String]] = [:]
     private var loggedProblems: [String: Set<String>] = [:]
     private var lastSyncedFingerprint: String?
-    private var syncedServers: [String: DesiredServer] = [:]
+    /// The last sync's servers (the snapshot's own array, shared, not copied) and their index by name.
+    private var syncedServers: [DesiredServer] = []
+    private var syncedIndex: [String: Int] = [:]
+    /// The current snapshot's servers by name (`DesiredState.server` is a scan: O(N²) for a pass).
+    private var desiredIndex: [String: Int] = [:]
     private var syncedVerdicts: [String: PolicyVerdict] = [:]
     /// Index of `lastLive.servers` by name, so a server key updates its own entry in O(1).
     private var liveIndex: [String: Int] = [:]
@@ -890,12 +897,13 @@ actor ControllerState {
     func syncedSnapshot(_ snap: DesiredStateSnapshot) -> (changed: Bool, servers: Set<String>) {
         defer {
             lastSyncedFingerprint = snap.fingerprint
-            syncedServers = Dictionary(snap.desired.servers.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+            syncedServers = snap.desired.servers
+            syncedIndex = snap.desired.serverIndex()
             syncedVerdicts = snap.verdicts
         }
         guard let last = lastSyncedFingerprint, last != snap.fingerprint else { return (false, []) }
         var servers = Set<String>()
-        for s in snap.desired.servers where syncedServers[s.name] != s || syncedVerdicts[s.name] != snap.verdicts[s.name] {
+        for s in snap.desired.servers where syncedIndex[s.name].map({ syncedServers[$0] }) != s || syncedVerdicts[s.name] != snap.verdicts[s.name] {
             servers.insert(s.name)
         }
         return (true, servers)
@@ -921,6 +929,7 @@ actor ControllerState {
     func setSnapshot(_ s: DesiredStateSnapshot) -> Bool {
         let changed = snapshot?.fingerprint != s.fingerprint || snapshot?.desired != s.desired
         snapshot = s
+        desiredIndex = s.desired.serverIndex()
         for d in s.desired.servers { specs[d.name, default: [:]][d.revision] = d }
         return changed
     }
@@ -928,6 +937,12 @@ actor ControllerState {
     /// When the probe loop next needs to look at a server (a probe due); nil: at the next tick. Forgotten
     /// whenever the server's live state changes, so new instances are probed at once.
     private var probeDueAt: [String: Int64] = [:]
+
+    /// The snapshot and `name`'s desired spec in it (nil: not desired), read together.
+    func snapshot(server name: String) -> (DesiredStateSnapshot, DesiredServer?)? {
+        guard let snapshot else { return nil }
+        return (snapshot, desiredIndex[name].map { snapshot.desired.servers[$0] })
+    }
 
     func probeDue(_ server: String) -> Int64? { probeDueAt[server] }
     func setProbeDue(_ server: String, _ due: Int64?) { probeDueAt[server] = due }

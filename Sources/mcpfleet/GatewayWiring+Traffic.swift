@@ -101,6 +101,7 @@ extension GatewayWiring {
     static func weighted(_ table: RouteTable, desired: DesiredState?, records: [RolloutRecord]) -> RouteTable {
         guard let desired else { return table }
         let byServer = Dictionary(records.map { ($0.server, $0) }, uniquingKeysWith: { a, _ in a })
-        return table.weighted { name in desired.server(name).flatMap { TrafficRules.weights(desired: $0, record: byServer[name]) } }
+        let index = desired.serverIndex()
+        return table.weighted { name in index[name].flatMap { TrafficRules.weights(desired: desired.servers[$0], record: byServer[name]) } }
     }
 }

@@ -119,8 +119,10 @@ enum GatewayWiring {
     static func serverHealth(live: LiveState, desired: DesiredState?, gateway: String?) -> [ServerHealth] {
         var names = Set(live.servers.map(\.name))
         for d in desired?.servers ?? [] { names.insert(d.name) }
+        let liveIndex = Dictionary(live.servers.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
+        let desiredIndex = desired?.serverIndex() ?? [:]
         return names.sorted().map { name in
-            let s = live.server(name), d = desired?.server(name)
+            let s = liveIndex[name].map { live.servers[$0] }, d = desiredIndex[name].map { desired!.servers[$0] }
             return ServerHealth(name: name, tenant: s?.tenant ?? d?.tenant ?? "default", endpoint: gateway.map { endpoint($0, server: name) },
                                 phase: s?.phase.rawValue ?? "absent", desiredReplicas: d?.replicas, readyReplicas: s?.readyReplicas ?? 0,
                                 servingRevision: s?.servingRevision?.revision, targetRevision: s?.targetRevision)

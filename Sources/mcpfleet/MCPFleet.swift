@@ -1,5 +1,6 @@
 import FleetApp
 import ArgumentParser
+import FleetController
 import Foundation
 
 @main
@@ -14,6 +15,9 @@ struct MCPFleet: AsyncParsableCommand {
     /// Exit codes follow `kubectl diff`: 0 ok, 1 findings, 2 usage or I/O error, 3 blocked by policy.
     /// ArgumentParser's own usage errors (EX_USAGE 64) are mapped to 2 so CI sees one error code.
     static func main() async {
+        // Two malloc arenas, not up to 16: the controller's heap no longer spreads over a dozen
+        // per-thread arenas whose free space the others cannot use (issue 14, memory).
+        ProcessMemory.limitArenas(2)
         do {
             var command = try parseAsRoot()
             if var async = command as? any AsyncParsableCommand {

@@ -230,3 +230,23 @@ import Testing
         #expect(line.description.contains("test.yaml:"), "\(line.description)")
     }
 }
+
+/// `DesiredState.serverIndex` answers what `server(_:)` answers, for every name at once (issue 14:
+/// the controller and the gateway's route refresh looked servers up by a scan, O(N²) per pass).
+@Suite struct DesiredServerIndexTests {
+    func spec(_ name: String, _ version: String) -> DesiredServer {
+        DesiredServer(name: name, version: version, revision: "rev-\(name)-\(version)", replicas: 1, command: ["/bin/true"])
+    }
+
+    @Test func theIndexFindsWhatTheScanFinds() {
+        // A repeated name (an invalid catalog the validator reports) resolves to the first, as the scan does.
+        let state = DesiredState(environment: "e", driver: .local,
+                                 servers: [spec("a", "1"), spec("b", "1"), spec("a", "2"), spec("c", "1")], tenants: [])
+        let index = state.serverIndex()
+        #expect(index.count == 3)
+        for name in ["a", "b", "c", "missing"] {
+            #expect(index[name].map { state.servers[$0] } == state.server(name), "\(name)")
+        }
+        #expect(index["a"].map { state.servers[$0].version } == "1")
+    }
+}

@@ -453,6 +453,15 @@ public struct DesiredState: Codable, Hashable, Sendable {
         for i in servers.indices where servers[i].name == name { return servers[i] }
         return nil
     }
+
+    /// Each server's position in `servers` by name (the first, for a repeated name): for look-ups of
+    /// many servers in one pass, which `server(_:)` (a scan) would make O(N²).
+    public func serverIndex() -> [String: Int] {
+        var index: [String: Int] = [:]
+        index.reserveCapacity(servers.count)
+        for i in servers.indices where index[servers[i].name] == nil { index[servers[i].name] = i }
+        return index
+    }
 }
 
 public enum Renderer {
