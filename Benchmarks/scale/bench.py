@@ -162,6 +162,17 @@ def proc_rss_mib(pid):
     return round(rss, 1), round(hwm, 1)
 
 
+def proc_rss_split_mib(pid):
+    """RSS split as the kernel counts it: anonymous (heap, stacks, relocated data) and file-backed
+    (code and read-only data mapped from the binary and its libraries, clean and shared)."""
+    with open(f"/proc/{pid}/status") as f:
+        text = f.read()
+    def kib(field):
+        m = re.search(field + r":\s+(\d+)", text)
+        return round(int(m.group(1)) / 1024, 1) if m else None
+    return {"rss_anon_mib": kib("RssAnon"), "rss_file_mib": kib("RssFile")}
+
+
 def http_json(url, method="GET", body=None, timeout=30):
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
@@ -242,6 +253,7 @@ def idle_window(mcpfleet, catalog, env_name, env, window_s, ready_timeout, count
         time.sleep(window_s)
         result["cpu_s"] = round(proc_cpu_s(p.pid) - cpu0, 2)
         result["rss_mib"], result["peak_rss_mib"] = proc_rss_mib(p.pid)
+        result.update(proc_rss_split_mib(p.pid))
         if counters:
             result["requests"] = counters("get")
         if resync is not None:
@@ -486,6 +498,8 @@ def markdown(rows):
             status = m.get("note") or f"sync pass over {m.get('servers')} servers, nothing changed"
         elif r["step"] == "idle":
             status = f"{m.get('window_s')} s window after first sync ({fmt(m.get('first_sync_s'))} s)" if m.get("first_sync_s") else m.get("note", "")
+            if m.get("rss_anon_mib") is not None:
+                status += f"; RSS {fmt(m.get('rss_anon_mib'))} anonymous + {fmt(m.get('rss_file_mib'))} file-backed MiB"
         else:
             status = "ok"
         req = m.get("requests")
@@ -509,6 +523,21 @@ def growth(rows):
             ks = [f"{a}→{b}: N^{math.log(cb / ca) / math.log(b / a):.2f}" for (a, ca), (b, cb) in zip(pts, pts[1:]) if ca > 0 and cb > 0]
             if ks:
                 out.append(f"{driver} {step} CPU: " + ", ".join(ks))
+        # The resync pass's process CPU includes the probes that run meanwhile (N instances every
+        # `health.interval`, so probe CPU during a pass grows as N x the pass's wall time). Without them:
+        # the pass's CPU less the idle window's CPU rate over the pass's wall time.
+        net = []
+        for r in rows:
+            if r["driver"] != driver or r["step"] != "resync" or r["result"].get("cpu_s") is None:
+                continue
+            idle = next((i["result"] for i in rows if i["driver"] == driver and i["n"] == r["n"] and i["step"] == "idle"), {})
+            if idle.get("cpu_s") is not None and idle.get("window_s"):
+                own = r["result"]["cpu_s"] - idle["cpu_s"] / idle["window_s"] * r["result"]["wall_s"]
+                net.append((r["n"], round(own, 3)))
+        net.sort()
+        if net:
+            ks = [f"{a}→{b}: N^{math.log(cb / ca) / math.log(b / a):.2f}" for (a, ca), (b, cb) in zip(net, net[1:]) if ca > 0 and cb > 0]
+            out.append(f"{driver} resync CPU less the probes' rate (s: " + ", ".join(f"{n} {c}" for n, c in net) + "): " + (", ".join(ks) or "–"))
     return "\n".join(out)
 
 

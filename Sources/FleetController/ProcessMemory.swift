@@ -12,8 +12,10 @@ public enum ProcessMemory {
     /// own (up to 8 per core), and memory freed in one arena is not reused by another. The controller's
     /// work hops between the concurrency pool's threads, so its heap spread over a dozen arenas, each
     /// holding free space the others could not use. Called at start-up, before other threads exist.
+    /// glibc's own `MALLOC_ARENA_MAX`, when set, wins (an operator's tuning).
     public static func limitArenas(_ n: Int32) {
         #if canImport(Glibc)
+        guard getenv("MALLOC_ARENA_MAX") == nil else { return }
         typealias MallOpt = @convention(c) (Int32, Int32) -> Int32
         guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return }
         let mArenaMax: Int32 = -8  // M_ARENA_MAX in <malloc.h>
