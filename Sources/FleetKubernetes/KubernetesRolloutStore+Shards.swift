@@ -287,12 +287,16 @@ final class ShardWriter: @unchecked Sendable {
     }
 
     private let lock = NSLock()
+    /// Each write's token is taken from here before its batch is gathered.
+    private let limiter: RateLimiter
     private var waiting: [String: [Waiting]] = [:]
     private var writing: Set<String> = []
     /// Writes made and changes they carried (tests, diagnostics).
     private(set) var statistics = (writes: 0, changes: 0)
 
     var counts: (writes: Int, changes: Int) { lock.withLock { statistics } }
+
+    init(limiter: RateLimiter) { self.limiter = limiter }
 
     /// Each shard's servers as last encoded: a write re-encodes only the entries that changed (a shard
     /// runs to hundreds of KiB; encoding all of it for every write made the controller CPU-bound).
@@ -331,19 +335,40 @@ final class ShardWriter: @unchecked Sendable {
         }
     }
 
+    /// Writes the shard's waiting changes until none are left. Each write first queues for its
+    /// rate-limiter token and only then takes the changes: under throttling (the normal case during a
+    /// cold converge) every change that arrived while it queued goes out in that one request.
     private func drain(shard: String, write: @Sendable ([Change]) async throws -> [Result<Outcome, any Error>]) async {
         while true {
-            let batch: [Waiting] = lock.withLock {
-                let batch = waiting.removeValue(forKey: shard) ?? []
-                if batch.isEmpty { writing.remove(shard) } else { statistics.writes += 1; statistics.changes += batch.count }
-                return batch
+            let more: Bool = lock.withLock {
+                if waiting[shard]?.isEmpty ?? true { writing.remove(shard); return false }
+                return true
             }
-            if batch.isEmpty { return }
+            if !more { return }
             do {
-                let outcomes = try await write(batch.map(\.change))
-                for (waiter, outcome) in zip(batch, outcomes) { waiter.continuation.resume(with: outcome) }
+                try await limiter.withToken {
+                    // Only this task takes the shard's changes, so there is still at least one.
+                    let batch: [Waiting] = lock.withLock {
+                        let batch = waiting.removeValue(forKey: shard) ?? []
+                        statistics.writes += 1
+                        statistics.changes += batch.count
+                        return batch
+                    }
+                    do {
+                        let outcomes = try await write(batch.map(\.change))
+                        for (waiter, outcome) in zip(batch, outcomes) { waiter.continuation.resume(with: outcome) }
+                    } catch {
+                        for waiter in batch { waiter.continuation.resume(throwing: error) }
+                    }
+                }
             } catch {
+                // No token (the task was cancelled): fail what waits rather than leave it hanging.
+                let batch: [Waiting] = lock.withLock {
+                    writing.remove(shard)
+                    return waiting.removeValue(forKey: shard) ?? []
+                }
                 for waiter in batch { waiter.continuation.resume(throwing: error) }
+                return
             }
         }
     }

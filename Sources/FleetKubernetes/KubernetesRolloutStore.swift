@@ -36,7 +36,7 @@ public final class KubernetesRolloutStore: RolloutStore {
     public let layout: Layout
     /// The shard ConfigMaps (`mcpfleet.io/store=shard`), decoded once per change.
     let shardCache: Informer<CachedShard>
-    let shardWriter = ShardWriter()
+    let shardWriter: ShardWriter
     /// A shard is written out below this many bytes; past `spillAt` the largest histories move to their servers' own ConfigMaps.
     let spillAt: Int
     let spillTo: Int
@@ -54,6 +54,7 @@ public final class KubernetesRolloutStore: RolloutStore {
                 cache: InformerConfiguration = InformerConfiguration(), ownWriteBudget: Int = 8 << 20,
                 layout: Layout = .sharded(shards: Layout.defaultShards), spillAt: Int = 512 << 10) {
         self.client = client
+        shardWriter = ShardWriter(limiter: client.limiter)
         self.layout = layout
         self.spillAt = min(max(1024, spillAt), Self.shardHardLimit - (128 << 10))
         self.spillTo = self.spillAt / 2

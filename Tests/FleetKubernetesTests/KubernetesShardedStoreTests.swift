@@ -81,6 +81,37 @@ import Testing
         #expect(shards.allSatisfy { ($0.json[["data", "shard.json"]]?.string?.utf8.count ?? 0) < 512 << 10 })
     }
 
+    /// Under throttling a shard write queues for its token before it gathers its changes, so changes that
+    /// arrive while it queues go out with it: here one write instead of two (the first change alone, then the rest).
+    @Test func changesArrivingWhileAWriteQueuesForItsTokenGoOutInThatWrite() async throws {
+        let api = try KubeAPIServerProcess()
+        defer { api.stop() }
+        let client = try api.client(qps: 1, burst: 3, retry: Self.fast)
+        _ = try await client.create(KubeObject(.obj(["apiVersion": "v1", "kind": "Namespace", "metadata": .obj(["name": .string(Self.ns)])])))
+        let store = KubernetesRolloutStore(client: client, namespace: Self.ns, cache: InformerConfiguration(retry: Self.fast), layout: .sharded(shards: 1))
+        store.start()
+        defer { store.stopWithoutWaiting() }
+        try await store.waitUntilSynced(timeout: .seconds(10))
+        // Spend what is left of the burst: the next request waits about a second for its token.
+        while try await client.limiter.reserve() == .zero {}
+        try await api.resetCounters()
+        let first = Task { try await store.saveIfUnchanged(RolloutRecord(server: "first", phase: .progressing, targetRevision: "r1")) }
+        // The first change's write is now queued for its token (due in about a second); these arrive meanwhile.
+        try await Task.sleep(for: .milliseconds(150))
+        let others = (0..<20).map { String(format: "s%04d", $0) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for server in others {
+                group.addTask { _ = try await store.saveIfUnchanged(RolloutRecord(server: server, phase: .progressing, targetRevision: "r1")) }
+            }
+            try await group.waitForAll()
+        }
+        #expect(try await first.value?.generation == 1)
+        let counts = store.shardWriter.counts
+        #expect(counts.writes == 1 && counts.changes == 21, "\(counts)")
+        #expect(try await writes(api) == 1)
+        #expect(try await store.records().map(\.server).sorted() == (others + ["first"]).sorted())
+    }
+
     @Test func compareAndSwapHoldsWithinOneWriteAndAgainstAnotherStore() async throws {
         let api = try KubeAPIServerProcess()
         defer { api.stop() }
