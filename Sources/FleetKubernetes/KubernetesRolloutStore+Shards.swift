@@ -97,7 +97,9 @@ extension KubernetesRolloutStore {
 
     /// A record write in the sharded layout: the generation check against the shard's record, or, for a
     /// server the shard does not hold yet, against its record in the old layout (read before, from the cache).
-    func writeSharded(_ record: RolloutRecord, expecting: Int64?) async throws -> RolloutRecord? {
+    /// `along` changes the entry further in the same write, only when the record is written.
+    func writeSharded(_ record: RolloutRecord, expecting: Int64?,
+                      along: @escaping @Sendable (inout ShardEntry) -> Void = { _ in }) async throws -> RolloutRecord? {
         let old = try await perServerRecord(record.server)
         let outcome = try await commit(server: record.server) { entry in
             let stored = entry.record?.generation ?? old?.generation ?? 0
@@ -105,6 +107,7 @@ extension KubernetesRolloutStore {
             var out = record
             if expecting != nil { out.generation = stored + 1 }
             entry.record = out
+            along(&entry)
             return .record(out)
         }
         if case .record(let written) = outcome { return written }
@@ -207,6 +210,30 @@ extension KubernetesRolloutStore {
             data.servers[server] = entry.isEmpty ? nil : entry
             total -= size
         }
+    }
+
+    /// Adds (or replaces, by revision) a revision in a shard entry; the newest `max` kept.
+    static func add(_ revision: RevisionRecord, to entry: inout ShardEntry, max: Int) {
+        entry.revisions = mergeRevisions(entry.revisions ?? [], [revision], max: max)
+    }
+
+    /// Appends an audit entry to a shard entry (or counts it on the entry it repeats). A failure may repeat
+    /// an entry already moved out of the shard (`moved`, see `recentlyMovedAudit`): it is counted on a copy
+    /// of that entry, and the copy wins when the two places are merged.
+    static func add(_ audit: AuditEntry, to entry: inout ShardEntry, moved: [AuditEntry], max: Int) {
+        var list = entry.audit ?? []
+        if !list.suffix(AuditEntry.repeatWindow).contains(where: { audit.isRepeat(of: $0) }),
+           let earlier = moved.last(where: { audit.isRepeat(of: $0) }) {
+            list = mergeAudit(list, [earlier])
+        }
+        append(audit, to: &list, max: max)
+        entry.audit = list
+    }
+
+    /// The server's newest audit entries already moved to its own ConfigMap (what a failure may repeat).
+    func recentlyMovedAudit(server: String) async throws -> [AuditEntry] {
+        try await storedText(kind: "audit", server: server)
+            .map { Array(try decode([AuditEntry].self, $0, server: server).suffix(AuditEntry.repeatWindow)) } ?? []
     }
 
     // MARK: Merging the two places a history lives

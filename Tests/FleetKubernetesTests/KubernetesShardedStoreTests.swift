@@ -112,6 +112,36 @@ import Testing
         #expect(try await store.records().map(\.server).sorted() == (others + ["first"]).sorted())
     }
 
+    /// A step's record with its revision and audit entries is one change of the server's shard entry, and
+    /// a step whose record lost the compare-and-swap writes none of them.
+    @Test func aStepsRecordAndBookkeepingAreOneWriteAndNoneOfItWhenTheRecordMoved() async throws {
+        let api = try KubeAPIServerProcess()
+        defer { api.stop() }
+        let store = try await cachedStore(api)
+        defer { store.stopWithoutWaiting() }
+        let server = "alpha"
+        let first = try #require(try await store.saveIfUnchanged(RolloutRecord(server: server, phase: .progressing, targetRevision: "r1")))
+        try await api.resetCounters()
+        let start = AuditEntry(time: 1, server: server, action: "rollout-start", revision: "r1", reason: "new", outcome: "ok")
+        var next = first
+        next.step = 1
+        let saved = try await store.saveIfUnchanged(next, then: [.revision(Self.revision(server)), .audit(start)])
+        #expect(saved?.generation == 2)
+        #expect(try await writes(api) == 1)
+        #expect(store.shardWriter.counts.changes == 2, "the first save, then the step as one change")
+        // Read back by a store that reads from the API server.
+        let fresh = KubernetesRolloutStore(client: try api.client(), namespace: Self.ns)
+        #expect(try await fresh.record(server: server)?.step == 1)
+        #expect(try await fresh.revisions(server: server) == [Self.revision(server)])
+        #expect(try await fresh.audit(server: server, limit: 10).map(\.action) == ["rollout-start"])
+        // Stepped on a record that moved meanwhile (generation 1, stored 2): nothing of it is written.
+        let late = AuditEntry(time: 2, server: server, action: "rollout-complete", revision: "r1", reason: "late", outcome: "ok")
+        #expect(try await store.saveIfUnchanged(first, then: [.revision(Self.revision(server, .promoted)), .audit(late)]) == nil)
+        #expect(try await writes(api) == 1)
+        #expect(try await fresh.revisions(server: server) == [Self.revision(server)])
+        #expect(try await fresh.audit(server: server, limit: 10).map(\.action) == ["rollout-start"])
+    }
+
     @Test func compareAndSwapHoldsWithinOneWriteAndAgainstAnotherStore() async throws {
         let api = try KubeAPIServerProcess()
         defer { api.stop() }
