@@ -323,22 +323,7 @@ final class ShardWriter: @unchecked Sendable {
 
     var counts: (writes: Int, changes: Int) { lock.withLock { statistics } }
 
-    /// While the client is throttled, the least time between two writes of one shard.
-    let spacing: Duration
-    private var lastWrite: [String: ContinuousClock.Instant] = [:]
-
-    /// The share of a throttled client's requests the store's writes may take (the rest go to the
-    /// objects the controller applies): each of `shards` writes at most once per `shards / (share × qps)`.
-    static let throttledShare = 0.1
-
-    static func spacing(shards: Int, qps: Double) -> Duration {
-        .seconds(Double(max(1, shards)) / (throttledShare * max(qps, 0.001)))
-    }
-
-    init(limiter: RateLimiter, spacing: Duration = .zero) {
-        self.limiter = limiter
-        self.spacing = spacing
-    }
+    init(limiter: RateLimiter) { self.limiter = limiter }
 
     /// Each shard's servers as last encoded: a write re-encodes only the entries that changed (a shard
     /// runs to hundreds of KiB; encoding all of it for every write made the controller CPU-bound).
@@ -388,18 +373,10 @@ final class ShardWriter: @unchecked Sendable {
             }
             if !more { return }
             do {
-                // Under throttling every request waits anyway, and a write spaced out carries more changes
-                // (a cold converge of 1,000 servers: ~10 changes each, or fewer than 0.3 writes per server).
-                // Unthrottled (one change, an idle controller), a write goes at once.
-                if spacing > .zero, let last = lock.withLock({ lastWrite[shard] }), await limiter.isThrottling() {
-                    let due = last + spacing
-                    if due > ContinuousClock.now { try await Task.sleep(until: due, clock: .continuous) }
-                }
                 try await limiter.withToken {
                     // Only this task takes the shard's changes, so there is still at least one.
                     let batch: [Waiting] = lock.withLock {
                         let batch = waiting.removeValue(forKey: shard) ?? []
-                        lastWrite[shard] = .now
                         statistics.writes += 1
                         statistics.changes += batch.count
                         return batch

@@ -54,9 +54,7 @@ public final class KubernetesRolloutStore: RolloutStore {
                 cache: InformerConfiguration = InformerConfiguration(), ownWriteBudget: Int = 8 << 20,
                 layout: Layout = .sharded(shards: Layout.defaultShards), spillAt: Int = 512 << 10) {
         self.client = client
-        let shards: Int
-        if case .sharded(let count) = layout { shards = count } else { shards = 1 }
-        shardWriter = ShardWriter(limiter: client.limiter, spacing: ShardWriter.spacing(shards: shards, qps: client.limiter.qps))
+        shardWriter = ShardWriter(limiter: client.limiter)
         self.layout = layout
         self.spillAt = min(max(1024, spillAt), Self.shardHardLimit - (128 << 10))
         self.spillTo = self.spillAt / 2

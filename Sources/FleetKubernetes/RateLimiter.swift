@@ -29,13 +29,6 @@ public actor RateLimiter {
         return .nanoseconds(Int64((-tokens / qps) * 1e9))
     }
 
-    /// True when a request made now would wait for its token: callers are queueing behind the limit.
-    public func isThrottling() -> Bool {
-        let elapsed = clock.now - last
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        return tokens + seconds * qps < 1
-    }
-
     /// Waits for a token. Throws `CancellationError` if the task is cancelled while waiting.
     public nonisolated func acquire() async throws {
         let wait = await reserve()
