@@ -397,12 +397,16 @@ public final class Controller: Service, Sendable {
             let out = RolloutMachine.step(RolloutInput(desired: desired, record: input, live: currentLive, analysis: status,
                                                        health: health, blockedReason: blocked, problems: problems, now: now))
             var next = out.record
+            var actions = out.actions
             if record.map({ var a = $0; a.updatedAt = 0; var b = out.record; b.updatedAt = 0; return a != b }) ?? true || !out.actions.isEmpty {
                 // Bookkeeping first: a controller killed after this line resumes from the new record. Saved
                 // only over the record this step read: an operator's promote, pause or pin written in
                 // between is read again and stepped on, never overwritten (and nothing is acted on).
+                // The revisions and audit entries the step writes before it acts go with the record: one
+                // write where the store can (a sharded Kubernetes store), all of it durable before any action.
+                let bookkeeping = try await leadingBookkeeping(out.actions, desired: desired, live: currentLive, snap: snap, correlation: correlation)
                 var saved: RolloutRecord?
-                try await persist { saved = try await self.store.saveIfUnchanged(out.record) }
+                try await persist { saved = try await self.store.saveIfUnchanged(out.record, then: bookkeeping) }
                 guard let saved else {
                     log.debug("rollout record changed while stepping; reading it again", metadata: ["server": "\(name)"])
                     record = try await store.record(server: name)
@@ -410,6 +414,8 @@ public final class Controller: Service, Sendable {
                 }
                 next = saved
                 progressed = true
+                for write in bookkeeping { logBookkeeping(write, server: name, correlation: correlation) }
+                actions = Array(out.actions.dropFirst(bookkeeping.count))
                 if record?.phase != out.record.phase || record?.targetRevision != out.record.targetRevision || record?.message != out.record.message {
                     let level: Logger.Level = [.rolledBack, .failed, .degraded].contains(out.record.phase) ? .warning : .info
                     log.log(level: level, "rollout phase", metadata: ["server": "\(name)", "phase": "\(out.record.phase.rawValue)",
@@ -421,7 +427,7 @@ public final class Controller: Service, Sendable {
                                          "health": "\(health.map { "\($0.key)=\($0.value.healthy)/\($0.value.probed)" })", "message": "\(out.record.message ?? "")"])
             record = next
             do {
-                try await perform(out.actions, desired: desired, live: currentLive, snap: snap, correlation: correlation)
+                try await perform(actions, desired: desired, live: currentLive, snap: snap, correlation: correlation)
             } catch let failure as StartFailure {
                 // Retrying cannot start this revision: the machine hears it at once and fails the rollout.
                 log.warning("cannot start revision", metadata: ["server": "\(name)", "revision": "\(failure.revision)", "error": "\(failure.error)"])
@@ -602,21 +608,13 @@ public final class Controller: Service, Sendable {
                 try await act("remove-revision", server: name, revision: revision, reason: "revision no longer needed", snap: snap, correlation: correlation) {
                     try await self.driver.removeRevision(server: name, revision: revision)
                 }
-            case .recordRevision(let revision, let outcome, let reason):
-                let existing = try await store.revisions(server: name).first { $0.revision == revision }
-                let s = await spec(for: revision, desired: desired, live: live)
-                let verdict = snap.verdicts[name].flatMap { $0.revision == revision ? $0 : nil }
-                try await store.saveRevision(RevisionRecord(
-                    server: name, revision: revision, version: existing?.version ?? s.version, fields: existing?.fields ?? s.fields,
-                    createdAt: existing?.createdAt ?? clock.nowMs(), outcome: outcome, reason: reason,
-                    manifestCommit: existing?.manifestCommit ?? snap.commit, evidence: existing?.evidence ?? verdict?.evidence, contract: existing?.contract))
-            case .audit(let what, let revision, let reason, let step):
-                try await persist {
-                    try await self.store.appendAudit(AuditEntry(time: self.clock.nowMs(), server: name, action: what, revision: revision, reason: reason,
-                                                                manifestCommit: snap.commit, outcome: "ok", correlationId: correlation, step: step))
-                }
-                let level: Logger.Level = ["rollback", "rollout-failed"].contains(what) ? .warning : .info
-                logger.log(level: level, "\(what)", metadata: ["server": "\(name)", "revision": "\(revision ?? "")", "reason": "\(reason)", "correlation_id": "\(correlation)"])
+            case .recordRevision:
+                guard let write = try await bookkeeping(action, desired: desired, live: live, snap: snap, correlation: correlation) else { continue }
+                if case .revision(let revision) = write { try await store.saveRevision(revision) }
+            case .audit:
+                guard let write = try await bookkeeping(action, desired: desired, live: live, snap: snap, correlation: correlation) else { continue }
+                if case .audit(let entry) = write { try await persist { try await self.store.appendAudit(entry) } }
+                logBookkeeping(write, server: name, correlation: correlation)
             case .runAnalysis(let revision, let step, let notBefore):
                 let before = await analysis.status(server: name)
                 await analysis.ensure(server: desired, revision: revision, step: step, notBefore: notBefore)
@@ -626,6 +624,46 @@ public final class Controller: Service, Sendable {
                 }
             }
         }
+    }
+
+    /// The store write a bookkeeping action makes (a revision record or an audit entry); nil for an action on the runtime.
+    func bookkeeping(_ action: RolloutAction, desired: DesiredServer, live: LiveServer?, snap: DesiredStateSnapshot, correlation: String) async throws -> Bookkeeping? {
+        let name = desired.name
+        switch action {
+        case .recordRevision(let revision, let outcome, let reason):
+            let existing = try await store.revisions(server: name).first { $0.revision == revision }
+            let s = await spec(for: revision, desired: desired, live: live)
+            let verdict = snap.verdicts[name].flatMap { $0.revision == revision ? $0 : nil }
+            return .revision(RevisionRecord(
+                server: name, revision: revision, version: existing?.version ?? s.version, fields: existing?.fields ?? s.fields,
+                createdAt: existing?.createdAt ?? clock.nowMs(), outcome: outcome, reason: reason,
+                manifestCommit: existing?.manifestCommit ?? snap.commit, evidence: existing?.evidence ?? verdict?.evidence, contract: existing?.contract))
+        case .audit(let what, let revision, let reason, let step):
+            return .audit(AuditEntry(time: clock.nowMs(), server: name, action: what, revision: revision, reason: reason,
+                                     manifestCommit: snap.commit, outcome: "ok", correlationId: correlation, step: step))
+        case .scale, .removeRevision, .runAnalysis:
+            return nil
+        }
+    }
+
+    /// The bookkeeping at the head of a step's actions (before its first action on the runtime), to be
+    /// written with the step's record.
+    func leadingBookkeeping(_ actions: [RolloutAction], desired: DesiredServer, live: LiveServer?, snap: DesiredStateSnapshot,
+                            correlation: String) async throws -> [Bookkeeping] {
+        var out: [Bookkeeping] = []
+        for action in actions {
+            guard let write = try await bookkeeping(action, desired: desired, live: live, snap: snap, correlation: correlation) else { break }
+            out.append(write)
+        }
+        return out
+    }
+
+    /// The log line of a written audit entry (revision records are not logged).
+    func logBookkeeping(_ write: Bookkeeping, server: String, correlation: String) {
+        guard case .audit(let entry) = write else { return }
+        let level: Logger.Level = ["rollback", "rollout-failed"].contains(entry.action) ? .warning : .info
+        logger.log(level: level, "\(entry.action)", metadata: ["server": "\(server)", "revision": "\(entry.revision ?? "")", "reason": "\(entry.reason)",
+                                                         "correlation_id": "\(correlation)"])
     }
 
     /// Runs one driver call and appends it to the audit log either way (a failure repeated by retries

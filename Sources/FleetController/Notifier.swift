@@ -223,4 +223,12 @@ public struct NotifyingRolloutStore: RolloutStoreDecorator {
         notifier.notify(entry)
     }
 
+    public func saveIfUnchanged(_ record: RolloutRecord, then: [Bookkeeping]) async throws -> RolloutRecord? {
+        let saved = try await inner.saveIfUnchanged(record, then: then)
+        if saved != nil {
+            for case .audit(let entry) in then { notifier.notify(entry) }
+        }
+        return saved
+    }
+
 }

@@ -220,6 +220,11 @@ public struct ChangeSignallingStore: RolloutStoreDecorator {
         if saved != nil { changes.bump() }
         return saved
     }
+    public func saveIfUnchanged(_ record: RolloutRecord, then: [Bookkeeping]) async throws -> RolloutRecord? {
+        let saved = try await inner.saveIfUnchanged(record, then: then)
+        if saved != nil { changes.bump() }
+        return saved
+    }
     public func removeRecord(server: String) async throws {
         try await inner.removeRecord(server: server)
         changes.bump()

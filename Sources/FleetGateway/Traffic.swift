@@ -46,4 +46,10 @@ public final class WeightPublishingStore: RolloutStoreDecorator {
         return written
     }
 
+    public func saveIfUnchanged(_ record: RolloutRecord, then: [Bookkeeping]) async throws -> RolloutRecord? {
+        let written = try await inner.saveIfUnchanged(record, then: then)
+        if let written { await saved(written) }
+        return written
+    }
+
 }

@@ -229,7 +229,7 @@ public final class KubeClient: Sendable {
         let request = HTTPRequest(method: method, url: url(path, query), headers: headers, body: body)
         var attempt = 0
         while true {
-            try await limiter.acquire()
+            try await limiter.acquireUnlessPrepaid()
             counters.update { $0.requests += 1 }
             let response: HTTPResponse
             do {

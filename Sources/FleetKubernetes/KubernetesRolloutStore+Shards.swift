@@ -97,7 +97,9 @@ extension KubernetesRolloutStore {
 
     /// A record write in the sharded layout: the generation check against the shard's record, or, for a
     /// server the shard does not hold yet, against its record in the old layout (read before, from the cache).
-    func writeSharded(_ record: RolloutRecord, expecting: Int64?) async throws -> RolloutRecord? {
+    /// `along` changes the entry further in the same write, only when the record is written.
+    func writeSharded(_ record: RolloutRecord, expecting: Int64?,
+                      along: @escaping @Sendable (inout ShardEntry) -> Void = { _ in }) async throws -> RolloutRecord? {
         let old = try await perServerRecord(record.server)
         let outcome = try await commit(server: record.server) { entry in
             let stored = entry.record?.generation ?? old?.generation ?? 0
@@ -105,6 +107,7 @@ extension KubernetesRolloutStore {
             var out = record
             if expecting != nil { out.generation = stored + 1 }
             entry.record = out
+            along(&entry)
             return .record(out)
         }
         if case .record(let written) = outcome { return written }
@@ -209,6 +212,30 @@ extension KubernetesRolloutStore {
         }
     }
 
+    /// Adds (or replaces, by revision) a revision in a shard entry; the newest `max` kept.
+    static func add(_ revision: RevisionRecord, to entry: inout ShardEntry, max: Int) {
+        entry.revisions = mergeRevisions(entry.revisions ?? [], [revision], max: max)
+    }
+
+    /// Appends an audit entry to a shard entry (or counts it on the entry it repeats). A failure may repeat
+    /// an entry already moved out of the shard (`moved`, see `recentlyMovedAudit`): it is counted on a copy
+    /// of that entry, and the copy wins when the two places are merged.
+    static func add(_ audit: AuditEntry, to entry: inout ShardEntry, moved: [AuditEntry], max: Int) {
+        var list = entry.audit ?? []
+        if !list.suffix(AuditEntry.repeatWindow).contains(where: { audit.isRepeat(of: $0) }),
+           let earlier = moved.last(where: { audit.isRepeat(of: $0) }) {
+            list = mergeAudit(list, [earlier])
+        }
+        append(audit, to: &list, max: max)
+        entry.audit = list
+    }
+
+    /// The server's newest audit entries already moved to its own ConfigMap (what a failure may repeat).
+    func recentlyMovedAudit(server: String) async throws -> [AuditEntry] {
+        try await storedText(kind: "audit", server: server)
+            .map { Array(try decode([AuditEntry].self, $0, server: server).suffix(AuditEntry.repeatWindow)) } ?? []
+    }
+
     // MARK: Merging the two places a history lives
 
     /// `pending` over `stored` by revision (pending wins), oldest first, the newest `max` kept.
@@ -287,12 +314,16 @@ final class ShardWriter: @unchecked Sendable {
     }
 
     private let lock = NSLock()
+    /// Each write's token is taken from here before its batch is gathered.
+    private let limiter: RateLimiter
     private var waiting: [String: [Waiting]] = [:]
     private var writing: Set<String> = []
     /// Writes made and changes they carried (tests, diagnostics).
     private(set) var statistics = (writes: 0, changes: 0)
 
     var counts: (writes: Int, changes: Int) { lock.withLock { statistics } }
+
+    init(limiter: RateLimiter) { self.limiter = limiter }
 
     /// Each shard's servers as last encoded: a write re-encodes only the entries that changed (a shard
     /// runs to hundreds of KiB; encoding all of it for every write made the controller CPU-bound).
@@ -331,19 +362,40 @@ final class ShardWriter: @unchecked Sendable {
         }
     }
 
+    /// Writes the shard's waiting changes until none are left. Each write first queues for its
+    /// rate-limiter token and only then takes the changes: under throttling (the normal case during a
+    /// cold converge) every change that arrived while it queued goes out in that one request.
     private func drain(shard: String, write: @Sendable ([Change]) async throws -> [Result<Outcome, any Error>]) async {
         while true {
-            let batch: [Waiting] = lock.withLock {
-                let batch = waiting.removeValue(forKey: shard) ?? []
-                if batch.isEmpty { writing.remove(shard) } else { statistics.writes += 1; statistics.changes += batch.count }
-                return batch
+            let more: Bool = lock.withLock {
+                if waiting[shard]?.isEmpty ?? true { writing.remove(shard); return false }
+                return true
             }
-            if batch.isEmpty { return }
+            if !more { return }
             do {
-                let outcomes = try await write(batch.map(\.change))
-                for (waiter, outcome) in zip(batch, outcomes) { waiter.continuation.resume(with: outcome) }
+                try await limiter.withToken {
+                    // Only this task takes the shard's changes, so there is still at least one.
+                    let batch: [Waiting] = lock.withLock {
+                        let batch = waiting.removeValue(forKey: shard) ?? []
+                        statistics.writes += 1
+                        statistics.changes += batch.count
+                        return batch
+                    }
+                    do {
+                        let outcomes = try await write(batch.map(\.change))
+                        for (waiter, outcome) in zip(batch, outcomes) { waiter.continuation.resume(with: outcome) }
+                    } catch {
+                        for waiter in batch { waiter.continuation.resume(throwing: error) }
+                    }
+                }
             } catch {
+                // No token (the task was cancelled): fail what waits rather than leave it hanging.
+                let batch: [Waiting] = lock.withLock {
+                    writing.remove(shard)
+                    return waiting.removeValue(forKey: shard) ?? []
+                }
                 for waiter in batch { waiter.continuation.resume(throwing: error) }
+                return
             }
         }
     }

@@ -36,7 +36,7 @@ public final class KubernetesRolloutStore: RolloutStore {
     public let layout: Layout
     /// The shard ConfigMaps (`mcpfleet.io/store=shard`), decoded once per change.
     let shardCache: Informer<CachedShard>
-    let shardWriter = ShardWriter()
+    let shardWriter: ShardWriter
     /// A shard is written out below this many bytes; past `spillAt` the largest histories move to their servers' own ConfigMaps.
     let spillAt: Int
     let spillTo: Int
@@ -54,6 +54,7 @@ public final class KubernetesRolloutStore: RolloutStore {
                 cache: InformerConfiguration = InformerConfiguration(), ownWriteBudget: Int = 8 << 20,
                 layout: Layout = .sharded(shards: Layout.defaultShards), spillAt: Int = 512 << 10) {
         self.client = client
+        shardWriter = ShardWriter(limiter: client.limiter)
         self.layout = layout
         self.spillAt = min(max(1024, spillAt), Self.shardHardLimit - (128 << 10))
         self.spillTo = self.spillAt / 2
@@ -170,6 +171,25 @@ public final class KubernetesRolloutStore: RolloutStore {
         return try await writeSharded(record, expecting: record.generation)
     }
 
+    /// In the sharded layout one change of the server's shard entry (so one write, usually shared with
+    /// other servers'); in the per-server layout one write after another.
+    public func saveIfUnchanged(_ record: RolloutRecord, then: [Bookkeeping]) async throws -> RolloutRecord? {
+        guard case .sharded = layout, then.allSatisfy({ $0.server == record.server }) else {
+            return try await saveIfUnchangedOneByOne(record, then: then)
+        }
+        let failures = then.contains { if case .audit(let e) = $0 { return e.outcome != "ok" } else { return false } }
+        let moved = failures ? try await recentlyMovedAudit(server: record.server) : []
+        let (maxRevisions, maxAudit) = (self.maxRevisions, maxAuditEntries)
+        return try await writeSharded(record, expecting: record.generation) { entry in
+            for write in then {
+                switch write {
+                case .revision(let revision): Self.add(revision, to: &entry, max: maxRevisions)
+                case .audit(let audit): Self.add(audit, to: &entry, moved: moved, max: maxAudit)
+                }
+            }
+        }
+    }
+
     private struct StoredGeneration: Decodable { var generation: Int64? }
     private struct GenerationMoved: Error {}
 
@@ -226,7 +246,7 @@ public final class KubernetesRolloutStore: RolloutStore {
         if case .sharded = layout {
             let max = maxRevisions
             _ = try await commit(server: revision.server) { entry in
-                entry.revisions = Self.mergeRevisions(entry.revisions ?? [], [revision], max: max)
+                Self.add(revision, to: &entry, max: max)
                 return .done
             }
             return
@@ -243,18 +263,10 @@ public final class KubernetesRolloutStore: RolloutStore {
     public func appendAudit(_ entry: AuditEntry) async throws {
         if case .sharded = layout {
             let max = maxAuditEntries
-            // A failure may repeat an entry already moved out of the shard: it is counted on a copy of that
-            // entry (the copy wins when the two places are merged). Successes never repeat: no read for them.
-            let moved: [AuditEntry] = try await entry.outcome == "ok" ? [] : storedText(kind: "audit", server: entry.server)
-                .map { Array(try decode([AuditEntry].self, $0, server: entry.server).suffix(AuditEntry.repeatWindow)) } ?? []
+            // Successes never repeat: no read for them.
+            let moved = entry.outcome == "ok" ? [] : try await recentlyMovedAudit(server: entry.server)
             _ = try await commit(server: entry.server) { pending in
-                var list = pending.audit ?? []
-                if !list.suffix(AuditEntry.repeatWindow).contains(where: { entry.isRepeat(of: $0) }),
-                   let earlier = moved.last(where: { entry.isRepeat(of: $0) }) {
-                    list = Self.mergeAudit(list, [earlier])
-                }
-                Self.append(entry, to: &list, max: max)
-                pending.audit = list
+                Self.add(entry, to: &pending, moved: moved, max: max)
                 return .done
             }
             return

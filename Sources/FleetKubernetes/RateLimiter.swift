@@ -1,3 +1,5 @@
+import Foundation
+
 /// A client-side token bucket (client-go's `--kube-api-qps`/`--kube-api-burst`): up to `burst`
 /// requests at once, then `qps` per second. Callers reserve a token and sleep until it is due, so
 /// waiting callers are served in arrival order and never spin.
@@ -31,6 +33,36 @@ public actor RateLimiter {
     public nonisolated func acquire() async throws {
         let wait = await reserve()
         if wait > .zero { try await Task.sleep(for: wait) }
+    }
+
+    /// A token taken ahead of the request that spends it: a group-committing writer waits for its
+    /// token *before* it gathers the changes to send, so that everything arriving while it queued
+    /// behind other requests goes out in that one request (design 0019).
+    public final class Prepaid: @unchecked Sendable {
+        private let lock = NSLock()
+        private var available = true
+        fileprivate let limiter: ObjectIdentifier
+
+        fileprivate init(_ limiter: RateLimiter) { self.limiter = ObjectIdentifier(limiter) }
+
+        /// True once: the first request made under it spends the token.
+        func take() -> Bool { lock.withLock { defer { available = false }; return available } }
+    }
+
+    /// The token the current task's next request spends instead of waiting for one (see `withToken`).
+    @TaskLocal static var prepaid: Prepaid?
+
+    /// Waits for a token, then runs `body` with it: the first request `body` makes through a client using
+    /// this limiter spends it; any further request waits for its own (as does a request through another limiter).
+    public nonisolated func withToken<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        try await acquire()
+        return try await Self.$prepaid.withValue(Prepaid(self)) { try await body() }
+    }
+
+    /// Waits for a token unless the task holds an unspent one from `withToken`.
+    nonisolated func acquireUnlessPrepaid() async throws {
+        if let token = Self.prepaid, token.limiter == ObjectIdentifier(self), token.take() { return }
+        try await acquire()
     }
 }
 

@@ -81,6 +81,67 @@ import Testing
         #expect(shards.allSatisfy { ($0.json[["data", "shard.json"]]?.string?.utf8.count ?? 0) < 512 << 10 })
     }
 
+    /// Under throttling a shard write queues for its token before it gathers its changes, so changes that
+    /// arrive while it queues go out with it: here one write instead of two (the first change alone, then the rest).
+    @Test func changesArrivingWhileAWriteQueuesForItsTokenGoOutInThatWrite() async throws {
+        let api = try KubeAPIServerProcess()
+        defer { api.stop() }
+        let client = try api.client(qps: 1, burst: 3, retry: Self.fast)
+        _ = try await client.create(KubeObject(.obj(["apiVersion": "v1", "kind": "Namespace", "metadata": .obj(["name": .string(Self.ns)])])))
+        let store = KubernetesRolloutStore(client: client, namespace: Self.ns, cache: InformerConfiguration(retry: Self.fast), layout: .sharded(shards: 1))
+        store.start()
+        defer { store.stopWithoutWaiting() }
+        try await store.waitUntilSynced(timeout: .seconds(10))
+        // Spend what is left of the burst: the next request waits about a second for its token.
+        while try await client.limiter.reserve() == .zero {}
+        try await api.resetCounters()
+        let first = Task { try await store.saveIfUnchanged(RolloutRecord(server: "first", phase: .progressing, targetRevision: "r1")) }
+        // The first change's write is now queued for its token (due in about a second); these arrive meanwhile.
+        try await Task.sleep(for: .milliseconds(150))
+        let others = (0..<20).map { String(format: "s%04d", $0) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for server in others {
+                group.addTask { _ = try await store.saveIfUnchanged(RolloutRecord(server: server, phase: .progressing, targetRevision: "r1")) }
+            }
+            try await group.waitForAll()
+        }
+        #expect(try await first.value?.generation == 1)
+        let counts = store.shardWriter.counts
+        #expect(counts.writes == 1 && counts.changes == 21, "\(counts)")
+        #expect(try await writes(api) == 1)
+        #expect(try await store.records().map(\.server).sorted() == (others + ["first"]).sorted())
+    }
+
+    /// A step's record with its revision and audit entries is one change of the server's shard entry, and
+    /// a step whose record lost the compare-and-swap writes none of them.
+    @Test func aStepsRecordAndBookkeepingAreOneWriteAndNoneOfItWhenTheRecordMoved() async throws {
+        let api = try KubeAPIServerProcess()
+        defer { api.stop() }
+        let store = try await cachedStore(api)
+        defer { store.stopWithoutWaiting() }
+        let server = "alpha"
+        let first = try #require(try await store.saveIfUnchanged(RolloutRecord(server: server, phase: .progressing, targetRevision: "r1")))
+        try await api.resetCounters()
+        let start = AuditEntry(time: 1, server: server, action: "rollout-start", revision: "r1", reason: "new", outcome: "ok")
+        var next = first
+        next.step = 1
+        let saved = try await store.saveIfUnchanged(next, then: [.revision(Self.revision(server)), .audit(start)])
+        #expect(saved?.generation == 2)
+        #expect(try await writes(api) == 1)
+        #expect(store.shardWriter.counts.changes == 2, "the first save, then the step as one change")
+        // Read back by a store that reads from the API server.
+        let fresh = KubernetesRolloutStore(client: try api.client(), namespace: Self.ns)
+        #expect(try await fresh.record(server: server)?.step == 1)
+        #expect(try await fresh.revisions(server: server) == [Self.revision(server)])
+        #expect(try await fresh.audit(server: server, limit: 10).map(\.action) == ["rollout-start"])
+        // Stepped on a record that moved meanwhile (generation 1, stored 2): nothing of it is written.
+        let late = AuditEntry(time: 2, server: server, action: "rollout-complete", revision: "r1", reason: "late", outcome: "ok")
+        #expect(try await store.saveIfUnchanged(first, then: [.revision(Self.revision(server, .promoted)), .audit(late)]) == nil)
+        #expect(try await writes(api) == 1)
+        #expect(try await fresh.revisions(server: server) == [Self.revision(server)])
+        #expect(try await fresh.audit(server: server, limit: 10).map(\.action) == ["rollout-start"])
+    }
+
     @Test func compareAndSwapHoldsWithinOneWriteAndAgainstAnotherStore() async throws {
         let api = try KubeAPIServerProcess()
         defer { api.stop() }

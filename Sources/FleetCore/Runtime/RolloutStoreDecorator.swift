@@ -11,6 +11,11 @@ extension RolloutStoreDecorator {
     public func records() async throws -> [RolloutRecord] { try await inner.records() }
     public func save(_ record: RolloutRecord) async throws { try await inner.save(record) }
     public func saveIfUnchanged(_ record: RolloutRecord) async throws -> RolloutRecord? { try await inner.saveIfUnchanged(record) }
+    /// Through this decorator's own calls, one by one, so whatever it acts on is seen; a decorator that
+    /// implements it passes the batch to `inner` whole.
+    public func saveIfUnchanged(_ record: RolloutRecord, then: [Bookkeeping]) async throws -> RolloutRecord? {
+        try await saveIfUnchangedOneByOne(record, then: then)
+    }
     public func removeRecord(server: String) async throws { try await inner.removeRecord(server: server) }
     public func revisions(server: String) async throws -> [RevisionRecord] { try await inner.revisions(server: server) }
     public func saveRevision(_ revision: RevisionRecord) async throws { try await inner.saveRevision(revision) }

@@ -421,6 +421,11 @@ public protocol RolloutStore: Sendable {
     /// `record.generation` (nothing stored, when it is 0), as generation + 1, and returns what it wrote;
     /// nil when another writer saved in between — read the record again and redo the change.
     func saveIfUnchanged(_ record: RolloutRecord) async throws -> RolloutRecord?
+    /// `saveIfUnchanged(record)` and, only if that saved, `then` in order: one reconcile step's record
+    /// with the revisions and audit entries it writes before it acts. A store that can makes it one
+    /// write (the default writes them one after the other); either way all of it is durable before
+    /// this returns, and none of `then` is written when the record was not.
+    func saveIfUnchanged(_ record: RolloutRecord, then: [Bookkeeping]) async throws -> RolloutRecord?
     func removeRecord(server: String) async throws
     func revisions(server: String) async throws -> [RevisionRecord]
     func saveRevision(_ revision: RevisionRecord) async throws
@@ -440,7 +445,37 @@ public protocol RolloutStore: Sendable {
     func compactedAudit(server: String?) async throws -> [AuditSummary]
 }
 
+/// A revision or audit write that goes with a record (`RolloutStore.saveIfUnchanged(_:then:)`).
+public enum Bookkeeping: Sendable, Hashable {
+    case revision(RevisionRecord)
+    case audit(AuditEntry)
+
+    /// The server it belongs to.
+    public var server: String {
+        switch self {
+        case .revision(let r): return r.server
+        case .audit(let e): return e.server
+        }
+    }
+}
+
 extension RolloutStore {
+    /// One write after another, through this store's own calls.
+    public func saveIfUnchangedOneByOne(_ record: RolloutRecord, then: [Bookkeeping]) async throws -> RolloutRecord? {
+        guard let saved = try await saveIfUnchanged(record) else { return nil }
+        for write in then {
+            switch write {
+            case .revision(let revision): try await saveRevision(revision)
+            case .audit(let entry): try await appendAudit(entry)
+            }
+        }
+        return saved
+    }
+
+    public func saveIfUnchanged(_ record: RolloutRecord, then: [Bookkeeping]) async throws -> RolloutRecord? {
+        try await saveIfUnchangedOneByOne(record, then: then)
+    }
+
     public func heartbeat(now: Int64?) async throws {}
     public func lastHeartbeat() async throws -> Int64? { nil }
     public var keepsHeartbeat: Bool { false }
