@@ -323,6 +323,9 @@ final class ShardWriter: @unchecked Sendable {
 
     var counts: (writes: Int, changes: Int) { lock.withLock { statistics } }
 
+    /// Changes waiting for the shard's next write (tests).
+    func waitingChanges(shard: String) -> Int { lock.withLock { waiting[shard]?.count ?? 0 } }
+
     init(limiter: RateLimiter) { self.limiter = limiter }
 
     /// Each shard's servers as last encoded: a write re-encodes only the entries that changed (a shard

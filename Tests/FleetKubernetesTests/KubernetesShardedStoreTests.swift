@@ -96,8 +96,11 @@ import Testing
         while try await client.limiter.reserve() == .zero {}
         try await api.resetCounters()
         let first = Task { try await store.saveIfUnchanged(RolloutRecord(server: "first", phase: .progressing, targetRevision: "r1")) }
-        // The first change's write is now queued for its token (due in about a second); these arrive meanwhile.
-        try await Task.sleep(for: .milliseconds(150))
+        // The first change waits for its write, which is queued for its token (due in about a second);
+        // these arrive meanwhile. (A writer that took its batch before its token would never show it waiting.)
+        try await waitUntil("the first change waits for the shard's write", timeout: .seconds(1)) {
+            store.shardWriter.waitingChanges(shard: KubernetesRolloutStore.shardName(0)) == 1
+        }
         let others = (0..<20).map { String(format: "s%04d", $0) }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for server in others {
