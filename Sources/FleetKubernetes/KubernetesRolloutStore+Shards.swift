@@ -10,12 +10,17 @@ extension KubernetesRolloutStore {
     /// Where a store writes. Both layouts are read, whichever is configured, so a cluster written by
     /// either shows the same records and history.
     public enum Layout: Sendable, Hashable {
-        /// Records and recent history of many servers per ConfigMap (`mcpfleet-shard-<i>`, i < shards).
+        /// Records and recent history of many servers per ConfigMap (`mcpfleet-shard-<i>`). A server
+        /// no shard holds yet goes to one of the first `shards`; when that one is full, to one of a
+        /// further level of twice as many (see `ShardPlacement`), so the shard count follows the fleet.
         case sharded(shards: Int)
         /// One record, revision and audit ConfigMap per server (the layout before 0019).
         case perServer
 
         public static let defaultShards = 8
+        /// Servers a shard takes before new servers go to the next level: at about 3 KiB per server after
+        /// its first rollout, a full shard stays below `spillAt` (512 KiB) until histories grow.
+        public static let defaultShardCapacity = 160
     }
 
     /// Reconcile workers that let a sharded store's writes coalesce (the client's rate limiter is the only queue).
@@ -38,11 +43,12 @@ extension KubernetesRolloutStore {
         var servers: [String: ShardEntry] = [:]
     }
 
-    /// A shard as last known: its resourceVersion (nil: it does not exist) and content.
+    /// A shard as last known: its resourceVersion (nil: it does not exist), content and size in bytes.
     struct ShardState: Sendable {
         var name: String
         var resourceVersion: String?
         var data: ShardData
+        var bytes = 0
     }
 
     enum ShardOutcome: Sendable {
@@ -54,9 +60,24 @@ extension KubernetesRolloutStore {
 
     /// FNV-1a of the name: the same shard in every process and version.
     static func shardIndex(_ server: String, shards: Int) -> Int {
+        Int(fnv1a(server.utf8) % UInt64(max(1, shards)))
+    }
+
+    /// The shard a server goes to at `level` of placement: level 0 is the first `shards` shards (the
+    /// index above); level L ≥ 1 the `shards << (L - 1)` shards after those of the levels before it,
+    /// chosen by a hash of the name salted with the level (so the servers of one full shard spread over
+    /// the whole next level instead of following each other).
+    static func shardIndex(_ server: String, shards: Int, level: Int) -> Int {
+        let base = max(1, shards)
+        guard level > 0 else { return shardIndex(server, shards: base) }
+        let width = base << (level - 1)
+        return width + Int(fnv1a(Array(server.utf8) + Array("#\(level)".utf8)) % UInt64(width))
+    }
+
+    private static func fnv1a<Bytes: Sequence<UInt8>>(_ bytes: Bytes) -> UInt64 {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in server.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
-        return Int(hash % UInt64(max(1, shards)))
+        for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        return hash
     }
 
     // MARK: Reading
@@ -66,31 +87,39 @@ extension KubernetesRolloutStore {
         if cached {
             try await waitForCache(shardCache)
             var out: [String: ShardState] = [:]
-            for item in shardCache.items { out[item.name] = ShardState(name: item.name, resourceVersion: item.resourceVersion, data: try item.data.get()) }
+            for item in shardCache.items {
+                out[item.name] = ShardState(name: item.name, resourceVersion: item.resourceVersion, data: try item.data.get(), bytes: item.bytes)
+            }
             return out
         }
         let items = try await call { try await self.client.list(.configMap, namespace: self.namespace, labelSelector: "\(Self.storeLabel)=shard", pageSize: 50) }.items
         var out: [String: ShardState] = [:]
         for cm in items {
             let shard = CachedShard(cm, namespace: namespace)
-            out[cm.name] = ShardState(name: cm.name, resourceVersion: cm.resourceVersion, data: try shard.data.get())
+            out[cm.name] = ShardState(name: cm.name, resourceVersion: cm.resourceVersion, data: try shard.data.get(), bytes: shard.bytes)
         }
         return out
     }
 
     /// The server's part of whichever shard holds it (nil: none does).
     func shardEntry(_ server: String) async throws -> ShardEntry? {
-        try await locate(server).entry
+        Self.holder(of: server, in: try await shards())?.entry
     }
 
-    /// The shard holding `server`, or the one its name hashes to.
-    func locate(_ server: String) async throws -> (name: String, entry: ShardEntry?) {
-        let all = try await shards()
+    /// The shard holding `server` (the first by name, should two).
+    static func holder(of server: String, in all: [String: ShardState]) -> (name: String, entry: ShardEntry)? {
         for shard in all.values.sorted(by: { $0.name < $1.name }) {
             if let entry = shard.data.servers[server] { return (shard.name, entry) }
         }
-        guard case .sharded(let count) = layout else { return (Self.shardName(0), nil) }
-        return (Self.shardName(Self.shardIndex(server, shards: count)), nil)
+        return nil
+    }
+
+    /// Where a change of `server` is written: the shard holding it, or the one it is placed in (`ShardPlacement`).
+    func locate(_ server: String) async throws -> String {
+        let all = try await shards()
+        if let held = Self.holder(of: server, in: all) { return held.name }
+        guard case .sharded(let count) = layout else { return Self.shardName(0) }
+        return placement.shard(for: server, shards: count, capacity: shardCapacity, spillAt: spillAt, known: all)
     }
 
     // MARK: Writing
@@ -116,7 +145,7 @@ extension KubernetesRolloutStore {
 
     /// Applies `change` to the server's shard entry in the shard's next write and waits for that write.
     func commit(server: String, _ change: @escaping @Sendable (inout ShardEntry) throws -> ShardOutcome) async throws -> ShardOutcome {
-        let shard = try await locate(server).name
+        let shard = try await locate(server)
         return try await shardWriter.submit(shard: shard, ShardWriter.Change(server: server, apply: change)) { batch in
             try await self.write(shard: shard, batch)
         }
@@ -169,7 +198,7 @@ extension KubernetesRolloutStore {
             let object = KubeObject(.obj(["apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": .obj([Self.shardKey: .string(text)])]))
             do {
                 let written = base.resourceVersion == nil ? try await client.create(object) : try await client.replace(object)
-                shardCache.ingest(written, as: written.resourceVersion.map { CachedShard(name: name, resourceVersion: $0, data: data) })
+                shardCache.ingest(written, as: written.resourceVersion.map { CachedShard(name: name, resourceVersion: $0, data: data, bytes: text.utf8.count) })
                 return outcomes
             } catch let error as KubeError where error.status == 409 {
                 current = nil  // another writer (replica, `mcpfleet promote`) or a stale cache: read again, apply again
@@ -281,21 +310,69 @@ struct CachedShard: Sendable {
     var name: String
     var resourceVersion: String
     var data: Result<KubernetesRolloutStore.ShardData, DriverError>
+    /// The size of its text.
+    var bytes: Int
 
-    init(name: String, resourceVersion: String, data: KubernetesRolloutStore.ShardData) {
+    init(name: String, resourceVersion: String, data: KubernetesRolloutStore.ShardData, bytes: Int) {
         self.name = name
         self.resourceVersion = resourceVersion
         self.data = .success(data)
+        self.bytes = bytes
     }
 
     init(_ cm: KubeObject, namespace: String) {
         name = cm.name
         resourceVersion = cm.resourceVersion ?? ""
         let text = cm.json[["data", KubernetesRolloutStore.shardKey]]?.string ?? "{}"
+        bytes = text.utf8.count
         data = Result {
             try JSONDecoder().decode(KubernetesRolloutStore.ShardData.self, from: Data(text.utf8))
         }.mapError { DriverError("rollout store shard \(namespace)/\(cm.name)", "unreadable: \($0)", terminal: true) }
     }
+}
+
+/// Where a server no shard holds yet goes: level by level (`KubernetesRolloutStore.shardIndex(_:shards:level:)`),
+/// the first shard for it that has room — fewer than `capacity` servers, counting those this store placed
+/// there that it does not hold yet, and below `spillAt` bytes. So a fleet of 1,000 fills the first 8
+/// shards and one of 3,000 spreads over 24 or so, each shard the same size, instead of 8 shards each
+/// past its spill size (design 0019, phase 6). The choice is remembered until the shard holds the
+/// server, so every change of a new server goes to one shard, however the shards fill meanwhile.
+/// Another process places by the same rule from what it reads; the shard that holds a server wins.
+final class ShardPlacement: @unchecked Sendable {
+    private let lock = NSLock()
+    /// Server → shard, placed by this store and not yet seen held.
+    private var placed: [String: String] = [:]
+    /// Shard → the servers in `placed` that go there.
+    private var pending: [String: Set<String>] = [:]
+    /// Levels tried before the last one's shard is taken whatever its fill (8 << 15 shards: never in practice).
+    static let maxLevels = 16
+
+    func shard(for server: String, shards: Int, capacity: Int, spillAt: Int,
+               known: [String: KubernetesRolloutStore.ShardState]) -> String {
+        lock.withLock {
+            if let name = placed[server] { return name }
+            var chosen = ""
+            for level in 0..<Self.maxLevels {
+                chosen = KubernetesRolloutStore.shardName(KubernetesRolloutStore.shardIndex(server, shards: shards, level: level))
+                let state = known[chosen]
+                // Placed servers the shard now holds are counted as held (and forgotten here).
+                var waiting = pending[chosen] ?? []
+                if let state {
+                    for name in waiting where state.data.servers[name] != nil {
+                        waiting.remove(name)
+                        placed[name] = nil
+                    }
+                    pending[chosen] = waiting.isEmpty ? nil : waiting
+                }
+                let count = (state?.data.servers.count ?? 0) + waiting.count
+                if count < max(1, capacity), (state?.bytes ?? 0) < spillAt { break }
+            }
+            placed[server] = chosen
+            pending[chosen, default: []].insert(server)
+            return chosen
+        }
+    }
+
 }
 
 /// Group commit per shard: at most one write of a shard in flight; changes arriving meanwhile wait

@@ -37,6 +37,10 @@ public final class KubernetesRolloutStore: RolloutStore {
     /// The shard ConfigMaps (`mcpfleet.io/store=shard`), decoded once per change.
     let shardCache: Informer<CachedShard>
     let shardWriter: ShardWriter
+    /// Where servers no shard holds yet go.
+    let placement = ShardPlacement()
+    /// Servers a shard takes before new ones go to the next level (`ShardPlacement`).
+    let shardCapacity: Int
     /// A shard is written out below this many bytes; past `spillAt` the largest histories move to their servers' own ConfigMaps.
     let spillAt: Int
     let spillTo: Int
@@ -50,10 +54,13 @@ public final class KubernetesRolloutStore: RolloutStore {
     ///   - ownWriteBudget: bytes of revision and audit ConfigMaps kept from this store's own reads and writes.
     ///   - layout: where writes go: `.sharded` (the default) or `.perServer` (the layout before 0019).
     ///   - spillAt: a shard past this many bytes moves its largest histories out (tests make it small).
+    ///   - shardCapacity: servers a shard takes before new servers go to further shards.
     public init(client: KubeClient, namespace: String, maxRevisions: Int = 50, maxAuditEntries: Int = 500,
                 cache: InformerConfiguration = InformerConfiguration(), ownWriteBudget: Int = 8 << 20,
-                layout: Layout = .sharded(shards: Layout.defaultShards), spillAt: Int = 512 << 10) {
+                layout: Layout = .sharded(shards: Layout.defaultShards), spillAt: Int = 512 << 10,
+                shardCapacity: Int = Layout.defaultShardCapacity) {
         self.client = client
+        self.shardCapacity = max(1, shardCapacity)
         shardWriter = ShardWriter(limiter: client.limiter)
         self.layout = layout
         self.spillAt = min(max(1024, spillAt), Self.shardHardLimit - (128 << 10))

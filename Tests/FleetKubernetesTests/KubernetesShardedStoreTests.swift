@@ -13,12 +13,14 @@ import Testing
     static let fast = RetryPolicy(maxAttempts: 2, initialBackoff: .milliseconds(20), maxBackoff: .milliseconds(400))
     static let ns = "mcpfleet-system"
 
-    func cachedStore(_ api: KubeAPIServerProcess, layout: KubernetesRolloutStore.Layout = .sharded(shards: 8), spillAt: Int = 512 << 10) async throws -> KubernetesRolloutStore {
+    func cachedStore(_ api: KubeAPIServerProcess, layout: KubernetesRolloutStore.Layout = .sharded(shards: 8), spillAt: Int = 512 << 10,
+                     capacity: Int = KubernetesRolloutStore.Layout.defaultShardCapacity) async throws -> KubernetesRolloutStore {
         let client = try api.client(retry: Self.fast)
         if try await client.getIfPresent(.namespace, namespace: nil, name: Self.ns) == nil {
             _ = try await client.create(KubeObject(.obj(["apiVersion": "v1", "kind": "Namespace", "metadata": .obj(["name": .string(Self.ns)])])))
         }
-        let store = KubernetesRolloutStore(client: client, namespace: Self.ns, cache: InformerConfiguration(retry: Self.fast), layout: layout, spillAt: spillAt)
+        let store = KubernetesRolloutStore(client: client, namespace: Self.ns, cache: InformerConfiguration(retry: Self.fast), layout: layout, spillAt: spillAt,
+                                           shardCapacity: capacity)
         store.start()
         try await store.waitUntilSynced(timeout: .seconds(10))
         return store
@@ -79,6 +81,78 @@ import Testing
         let shards = try await api.client().list(.configMap, namespace: Self.ns, labelSelector: "mcpfleet.io/store=shard").items
         #expect(shards.count == 8)
         #expect(shards.allSatisfy { ($0.json[["data", "shard.json"]]?.string?.utf8.count ?? 0) < 512 << 10 })
+    }
+
+    /// The servers of each shard ConfigMap, by shard name.
+    func shardServers(_ api: KubeAPIServerProcess) async throws -> [String: Set<String>] {
+        let items = try await api.client().list(.configMap, namespace: Self.ns, labelSelector: "mcpfleet.io/store=shard").items
+        var out: [String: Set<String>] = [:]
+        for cm in items {
+            let data = try JSONDecoder().decode(KubernetesRolloutStore.ShardData.self, from: Data((cm.json[["data", "shard.json"]]?.string ?? "{}").utf8))
+            out[cm.name] = Set(data.servers.keys)
+        }
+        return out
+    }
+
+    /// A fleet larger than the first shards hold goes on to further shards, each within its capacity,
+    /// instead of growing the first ones past their spill size (what made 3,000 servers spill every history).
+    @Test func aFleetPastTheShardsCapacitySpreadsOverMoreShardsEachWithinIt() async throws {
+        let api = try KubeAPIServerProcess()
+        defer { api.stop() }
+        let store = try await cachedStore(api, layout: .sharded(shards: 2), capacity: 10)
+        defer { store.stopWithoutWaiting() }
+        // The first server goes where the name hashes among the first shards, as before levels existed.
+        try await store.save(RolloutRecord(server: "first", phase: .progressing, targetRevision: "r1"))
+        #expect(try await shardServers(api)[KubernetesRolloutStore.shardName(KubernetesRolloutStore.shardIndex("first", shards: 2))] == ["first"])
+        let servers = (0..<80).map { String(format: "s%04d", $0) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for server in servers {
+                group.addTask {
+                    _ = try await store.saveIfUnchanged(RolloutRecord(server: server, phase: .progressing, targetRevision: "r1"),
+                                                        then: [.revision(Self.revision(server)),
+                                                               .audit(AuditEntry(time: 1, server: server, action: "rollout-start", revision: "r1", reason: "new", outcome: "ok"))])
+                    try await store.appendAudit(AuditEntry(time: 2, server: server, action: "scale", revision: "r1", reason: "1 replica", outcome: "ok"))
+                }
+            }
+            try await group.waitForAll()
+        }
+        let placed = try await shardServers(api)
+        // 81 servers at 10 a shard: at least 9 shards, none over 10, every server in exactly one.
+        #expect(placed.count >= 9, "\(placed.mapValues(\.count))")
+        #expect(placed.values.allSatisfy { $0.count <= 10 }, "\(placed.mapValues(\.count))")
+        #expect(placed.values.reduce(0) { $0 + $1.count } == 81)
+        #expect(Set(placed.values.flatMap { $0 }) == Set(servers + ["first"]))
+        // Beyond the first two, shards are named by level (2 + 2, then 4 + 4, …): no gaps past what was needed.
+        let indexes = placed.keys.compactMap { Int($0.split(separator: "-").last ?? "") }
+        #expect(indexes.allSatisfy { $0 >= 0 && $0 < 2 << 4 }, "\(indexes.sorted())")
+        // Another process (its own placement memory, the same capacity) reads everything back, and a change
+        // it writes for a server goes to the shard that holds it, never a second copy.
+        let other = try await cachedStore(api, layout: .sharded(shards: 2), capacity: 10)
+        defer { other.stopWithoutWaiting() }
+        #expect(try await other.records().map(\.server) == (["first"] + servers).sorted())
+        #expect(try await other.audit(server: "s0042", limit: 10).map(\.action) == ["scale", "rollout-start"])
+        #expect(try await other.revisions(server: "s0042") == [Self.revision("s0042")])
+        try await other.appendAudit(AuditEntry(time: 3, server: "s0042", action: "scale", revision: "r1", reason: "2 replicas", outcome: "ok"))
+        let after = try await shardServers(api)
+        #expect(after.values.filter { $0.contains("s0042") }.count == 1)
+        #expect(try await store.audit(server: "s0042", limit: 10).count == 3)
+    }
+
+    /// A shard whose records alone pass its spill size (nothing left to move out) takes no new servers,
+    /// whatever its count: they go on to the next level.
+    @Test func aShardPastItsSpillSizeTakesNoNewServers() async throws {
+        let api = try KubeAPIServerProcess()
+        defer { api.stop() }
+        let store = try await cachedStore(api, layout: .sharded(shards: 1), spillAt: 1024, capacity: 1000)
+        defer { store.stopWithoutWaiting() }
+        let servers = (0..<20).map { String(format: "s%04d", $0) }
+        for server in servers {
+            try await store.save(RolloutRecord(server: server, phase: .progressing, targetRevision: "r1", message: String(repeating: "x", count: 200)))
+        }
+        let placed = try await shardServers(api)
+        #expect(placed.count > 1, "\(placed.mapValues(\.count))")
+        #expect(placed.values.reduce(0) { $0 + $1.count } == 20)
+        #expect(try await store.records().count == 20)
     }
 
     /// Under throttling a shard write queues for its token before it gathers its changes, so changes that
