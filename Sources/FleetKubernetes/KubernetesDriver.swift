@@ -158,11 +158,14 @@ public final class KubernetesDriver: RuntimeDriver {
         // A namespace mcpfleet did not create is used but never claimed (and so never deleted). The cache
         // holds mcpfleet's own namespaces: one found there needs no read.
         let adopted: Bool
+        // A namespace that did not exist holds nothing to remove (a cold converge sends no deletes).
+        var fresh = false
         if liveCache.isRunning, liveCache.hasManagedNamespace(ns) {
             adopted = false
         } else {
             let existing = try await call { try await self.client.getIfPresent(.namespace, namespace: nil, name: ns) }
             adopted = existing.map { $0.labels[KubernetesRenderer.labelManagedBy] != KubernetesRenderer.managedBy } ?? false
+            fresh = existing == nil
         }
         if adopted { objects.removeAll { $0.kind == "Namespace" } } else if let first = objects.first {
             _ = try await apply(first)
@@ -171,8 +174,8 @@ public final class KubernetesDriver: RuntimeDriver {
         for object in objects { _ = try await apply(object) }
         let kinds = Set(objects.map(\.kind))
         // Isolation relaxed or quota dropped: remove what no longer applies.
-        if !kinds.contains("NetworkPolicy") { try await delete(.networkPolicy, ns, KubernetesRenderer.networkPolicyName) }
-        if !kinds.contains("ResourceQuota") { try await delete(.resourceQuota, ns, KubernetesRenderer.quotaName) }
+        if !fresh, !kinds.contains("NetworkPolicy") { try await delete(.networkPolicy, ns, KubernetesRenderer.networkPolicyName) }
+        if !fresh, !kinds.contains("ResourceQuota") { try await delete(.resourceQuota, ns, KubernetesRenderer.quotaName) }
         await cache.setTenant(tenant.name, namespace: ns, adopted: adopted)
     }
 

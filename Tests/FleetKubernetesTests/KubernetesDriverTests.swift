@@ -20,6 +20,40 @@ import Testing
         return (try JSONValue.parse(out)["items"]?.array ?? []).map(KubeObject.init)
     }
 
+    /// Isolation relaxed and quota dropped: the NetworkPolicy and ResourceQuota that no longer apply are
+    /// removed, by a driver that reads the API server and by one that reads its cache. A namespace that
+    /// did not exist holds nothing to remove, so creating a tenant sends no DELETE (a cold converge of
+    /// 20 tenants sent 40).
+    @Test func aTenantsRelaxedIsolationAndDroppedQuotaAreRemovedAndANewTenantSendsNoDeletes() async throws {
+        let api = try KubeAPIServerProcess()
+        defer { api.stop() }
+        let (env, _) = try exampleCluster()
+        let client = try api.client()
+        let strict = DesiredTenant(name: "team", isolation: .strict, namespace: "mcp-team",
+                                   fields: [SpecField(path: "quota.cpu", display: "2", canonical: "2000m")])
+        let relaxed = DesiredTenant(name: "team", isolation: .shared, namespace: "mcp-team", fields: [])
+        func present(_ type: ResourceType, _ name: String) async throws -> Bool {
+            try await client.getIfPresent(type, namespace: "mcp-team", name: name) != nil
+        }
+        for cached in [false, true] {
+            let d = try driver(api, env: env)
+            if cached { try await d.start() }
+            try await api.resetCounters()
+            try await d.ensureTenant(strict)
+            if !cached {
+                let c = try await api.counters()
+                #expect(c[["byVerb", "delete"]] == nil, "\(c.jsonText)")
+            }
+            #expect(try await present(.networkPolicy, KubernetesRenderer.networkPolicyName))
+            #expect(try await present(.resourceQuota, KubernetesRenderer.quotaName))
+            try await d.ensureTenant(relaxed)
+            #expect(try await !present(.networkPolicy, KubernetesRenderer.networkPolicyName), "cached: \(cached)")
+            #expect(try await !present(.resourceQuota, KubernetesRenderer.quotaName), "cached: \(cached)")
+            #expect(try await present(.limitRange, KubernetesRenderer.limitRangeName))
+            await d.stop()
+        }
+    }
+
     @Test func deployScaleRollPruneAsKubectlSeesIt() async throws {
         // Over TLS with a bearer token, configured from a kubeconfig, as kubectl is.
         let api = try KubeAPIServerProcess(tls: true)
