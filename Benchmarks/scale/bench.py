@@ -367,6 +367,14 @@ class APIServer:
         c = http_json(self.url + "/__control/counters")
         return {"total": c["total"], **{k: v for k, v in sorted(c["byVerb"].items())}}
 
+    def store_shape(self):
+        """The rollout store's ConfigMaps: shards, the largest shard's size, per-server history ConfigMaps."""
+        items = http_json(self.url + "/api/v1/namespaces/mcpfleet-system/configmaps", timeout=300)["items"]
+        kinds = [cm.get("metadata", {}).get("labels", {}).get("mcpfleet.io/store") for cm in items]
+        shard_bytes = [len(cm.get("data", {}).get("shard.json", "")) for cm, k in zip(items, kinds) if k == "shard"]
+        return {"shards": len(shard_bytes), "largest_shard_kib": round(max(shard_bytes or [0]) / 1024, 1),
+                "history_configmaps": sum(1 for k in kinds if k in ("revisions", "audit"))}
+
     def ready_deployments(self):
         items = http_json(self.url + "/apis/apps/v1/deployments?labelSelector=app.kubernetes.io%2Fmanaged-by%3Dmcpfleet",
                           timeout=300)["items"]
@@ -406,6 +414,7 @@ def bench_kubernetes(args, n, tiny, emit):
         log(f"kubernetes N={n}: cold converge")
         cold = measured("cold", apply + ["--timeout", f"{args.cold_timeout}s"], args.cold_timeout + 120)
         cold["deployments_ready"] = api.ready_deployments()
+        cold["store"] = api.store_shape()
         emit("kubernetes", n, "cold", cold)
         if cold["rc"] == 0:
             log(f"kubernetes N={n}: no-op")
@@ -502,6 +511,10 @@ def markdown(rows):
                 status += f"; RSS {fmt(m.get('rss_anon_mib'))} anonymous + {fmt(m.get('rss_file_mib'))} file-backed MiB"
         else:
             status = "ok"
+        if m.get("store"):
+            st = m["store"]
+            status += (f" (store: {st['shards']} shards, largest {st['largest_shard_kib']} KiB, "
+                       f"{st['history_configmaps']} per-server history ConfigMaps)")
         req = m.get("requests")
         req_s = "; ".join(f"{k} {v}" for k, v in req.items()) if req else "–"
         wall = m.get("wall_s") if r["step"] != "idle" else m.get("window_s")
