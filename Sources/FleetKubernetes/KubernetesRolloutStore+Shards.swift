@@ -443,9 +443,8 @@ final class ShardWriter: @unchecked Sendable {
     }
 
     /// Writes the shard's waiting changes until none are left. Each write first queues for its
-    /// rate-limiter token, behind the other requests waiting then, and only then takes the changes:
-    /// under throttling (the normal case during a cold converge) every change that arrived while it
-    /// queued goes out in that one request.
+    /// rate-limiter token and only then takes the changes: under throttling (the normal case during a
+    /// cold converge) every change that arrived while it queued goes out in that one request.
     private func drain(shard: String, write: @Sendable ([Change]) async throws -> [Result<Outcome, any Error>]) async {
         while true {
             let more: Bool = lock.withLock {
@@ -454,9 +453,7 @@ final class ShardWriter: @unchecked Sendable {
             }
             if !more { return }
             do {
-                // Deferrable: the token goes to the applies waiting first (for at most the limiter's
-                // `maxDeferral`), so the write carries what their workers add meanwhile.
-                try await limiter.withToken(priority: .deferrable) {
+                try await limiter.withToken {
                     // Only this task takes the shard's changes, so there is still at least one.
                     let batch: [Waiting] = lock.withLock {
                         let batch = waiting.removeValue(forKey: shard) ?? []

@@ -1,134 +1,38 @@
 import Foundation
 
 /// A client-side token bucket (client-go's `--kube-api-qps`/`--kube-api-burst`): up to `burst`
-/// requests at once, then `qps` per second. Waiting callers queue and are handed tokens as they come
-/// due, in arrival order — except that a `.deferrable` caller (the rollout store's group-committing
-/// shard writes) lets the normal callers queued behind it go first, for at most `maxDeferral`.
-/// Every token is handed to someone while anyone waits (a deferrable caller is never kept waiting
-/// while a token goes unused), so deferring changes who goes first, never how many go per second.
-/// A deferred shard write gathers more changes (design 0019, phase 6).
+/// requests at once, then `qps` per second. Callers reserve a token and sleep until it is due, so
+/// waiting callers are served in arrival order and never spin.
 public actor RateLimiter {
-    public enum Priority: Sendable, Hashable {
-        /// In arrival order.
-        case normal
-        /// After the normal callers waiting, for at most `maxDeferral`; then in arrival order.
-        case deferrable
-    }
-
     public nonisolated let qps: Double
     public nonisolated let burst: Int
-    /// The longest a deferrable caller yields to normal ones.
-    public nonisolated let maxDeferral: Duration
     private var tokens: Double
     private var last: ContinuousClock.Instant
     private let clock = ContinuousClock()
 
-    private struct Waiter {
-        var id: UInt64
-        var since: ContinuousClock.Instant
-        var continuation: CheckedContinuation<Void, any Error>
-    }
-    private var normal: [Waiter] = []
-    private var normalHead = 0
-    private var deferrable: [Waiter] = []
-    private var deferrableHead = 0
-    private var nextID: UInt64 = 0
-    private var dispensing = false
-
-    public init(qps: Double = 50, burst: Int = 100, maxDeferral: Duration = .seconds(2)) {
+    public init(qps: Double = 50, burst: Int = 100) {
         self.qps = max(qps, 0.001)
         self.burst = max(burst, 1)
-        self.maxDeferral = max(.zero, maxDeferral)
         tokens = Double(max(burst, 1))
         last = clock.now
     }
 
-    private var waiting: Int { normal.count - normalHead + deferrable.count - deferrableHead }
-    /// Callers waiting for a token (tests).
-    var waitingCount: Int { waiting }
-
-    private func refill() {
+    /// How long the caller must wait for its token (the token is reserved now).
+    func reserve() -> Duration {
         let now = clock.now
         let elapsed = now - last
         last = now
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         tokens = min(Double(burst), tokens + seconds * qps)
-    }
-
-    /// Takes a token if one is free and nobody waits (tests spend the burst with it).
-    func takeIfAvailable() -> Bool {
-        refill()
-        guard waiting == 0, tokens >= 1 else { return false }
         tokens -= 1
-        return true
+        if tokens >= 0 { return .zero }
+        return .nanoseconds(Int64((-tokens / qps) * 1e9))
     }
 
-    /// Waits for a token. Throws `CancellationError` if the task is cancelled while waiting (its place
-    /// in the queue is given up; no token is spent).
-    public func acquire(priority: Priority = .normal) async throws {
-        try Task.checkCancellation()
-        if takeIfAvailable() { return }
-        nextID &+= 1
-        let id = nextID
-        try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                if Task.isCancelled { continuation.resume(throwing: CancellationError()); return }
-                let waiter = Waiter(id: id, since: clock.now, continuation: continuation)
-                if priority == .normal { normal.append(waiter) } else { deferrable.append(waiter) }
-                startDispensing()
-            }
-        } onCancel: {
-            Task { await self.cancel(id) }
-        }
-    }
-
-    private func cancel(_ id: UInt64) {
-        if let i = normal[normalHead...].firstIndex(where: { $0.id == id }) {
-            normal.remove(at: i).continuation.resume(throwing: CancellationError())
-        } else if let i = deferrable[deferrableHead...].firstIndex(where: { $0.id == id }) {
-            deferrable.remove(at: i).continuation.resume(throwing: CancellationError())
-        }
-    }
-
-    /// The next waiter due a token: the oldest normal one, unless the oldest deferrable one has
-    /// yielded for `maxDeferral` already (or no normal one waits).
-    private func popNext() -> Waiter? {
-        let deferred = deferrableHead < deferrable.count ? deferrable[deferrableHead] : nil
-        if normalHead < normal.count, deferred.map({ clock.now - $0.since < maxDeferral }) ?? true {
-            defer { normalHead += 1; compact() }
-            return normal[normalHead]
-        }
-        guard deferred != nil else { return nil }
-        defer { deferrableHead += 1; compact() }
-        return deferrable[deferrableHead]
-    }
-
-    private func compact() {
-        if normalHead > 64, normalHead * 2 > normal.count { normal.removeFirst(normalHead); normalHead = 0 }
-        if deferrableHead > 64, deferrableHead * 2 > deferrable.count { deferrable.removeFirst(deferrableHead); deferrableHead = 0 }
-        if normalHead == normal.count { normal.removeAll(keepingCapacity: true); normalHead = 0 }
-        if deferrableHead == deferrable.count { deferrable.removeAll(keepingCapacity: true); deferrableHead = 0 }
-    }
-
-    /// Hands out tokens as they come due while anyone waits (one task at a time).
-    private func startDispensing() {
-        guard !dispensing else { return }
-        dispensing = true
-        Task { await self.dispense() }
-    }
-
-    private func dispense() async {
-        defer { dispensing = false }
-        while waiting > 0 {
-            refill()
-            if tokens >= 1, let waiter = popNext() {
-                tokens -= 1
-                waiter.continuation.resume()
-                continue
-            }
-            let due = Duration.nanoseconds(Int64(max(0, 1 - tokens) / qps * 1e9) + 1)
-            try? await Task.sleep(for: due)
-        }
+    /// Waits for a token. Throws `CancellationError` if the task is cancelled while waiting.
+    public nonisolated func acquire() async throws {
+        let wait = await reserve()
+        if wait > .zero { try await Task.sleep(for: wait) }
     }
 
     /// A token taken ahead of the request that spends it: a group-committing writer waits for its
@@ -150,8 +54,8 @@ public actor RateLimiter {
 
     /// Waits for a token, then runs `body` with it: the first request `body` makes through a client using
     /// this limiter spends it; any further request waits for its own (as does a request through another limiter).
-    public nonisolated func withToken<T: Sendable>(priority: Priority = .normal, _ body: () async throws -> T) async throws -> T {
-        try await acquire(priority: priority)
+    public nonisolated func withToken<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        try await acquire()
         return try await Self.$prepaid.withValue(Prepaid(self)) { try await body() }
     }
 

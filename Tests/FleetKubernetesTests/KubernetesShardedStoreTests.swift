@@ -167,7 +167,7 @@ import Testing
         defer { store.stopWithoutWaiting() }
         try await store.waitUntilSynced(timeout: .seconds(10))
         // Spend what is left of the burst: the next request waits about a second for its token.
-        while await client.limiter.takeIfAvailable() {}
+        while try await client.limiter.reserve() == .zero {}
         try await api.resetCounters()
         let first = Task { try await store.saveIfUnchanged(RolloutRecord(server: "first", phase: .progressing, targetRevision: "r1")) }
         // The first change waits for its write, which is queued for its token (due in about a second);
