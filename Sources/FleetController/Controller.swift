@@ -86,7 +86,7 @@ public final class Controller: Service, Sendable {
         providers.merge(extraProviders) { _, b in b }
         analysis = AnalysisRunner(providers: providers, clock: clock) { server, status in
             if let m = status.measurements.last { metrics.slo(server: server, revision: status.revision, measurement: m) }
-            await queue.add(.server(server))
+            await queue.add(.server(server), priority: .urgent)
         }
     }
 
@@ -177,7 +177,7 @@ public final class Controller: Service, Sendable {
         guard let changes = driver.liveChanges() else { return }
         for await scope in changes {
             switch scope {
-            case .server(let name): await queue.add(.server(name))
+            case .server(let name): await queue.add(.server(name), priority: .urgent)
             case .all: await queue.add(.sync)
             }
         }
@@ -385,6 +385,7 @@ public final class Controller: Service, Sendable {
         var settled = false
         var wakeAt: Int64?
         var progressed = false
+        var scaled = false
         // A few machine steps when it only changed phase (no actions), so a step boundary costs no extra
         // round; and one more when a start failed in a way retrying cannot fix, so the revision fails now.
         for _ in 0..<5 {
@@ -437,12 +438,15 @@ public final class Controller: Service, Sendable {
             }
             settled = out.settled
             wakeAt = out.wakeAt
+            if actions.contains(where: { if case .scale = $0 { true } else { false } }) { scaled = true }
             guard out.again && out.actions.allSatisfy({ if case .scale = $0 { false } else { true } }) else { break }
             if out.actions.contains(where: { if case .removeRevision = $0 { true } else { false } }) {
                 currentLive = try await observe(server: name).server(name)
             }
         }
-        // What `status`, the progress line and the probe loop read: this server's part of the last live state.
+        // What `status`, the progress line and the probe loop read: this server's part of the last live state
+        // — after a scale, as it is now, so the probe loop looks for the new instances at once.
+        if scaled, let now = try? await observe(server: name).server(name) { currentLive = now }
         let merged = currentLive.map { LiveState(servers: [$0]).merging(record.map { [$0] } ?? []).servers[0] }
         if merged != (await state.liveServer(name)) { progressed = true }
         await state.updateLive(server: name, merged)
@@ -457,7 +461,9 @@ public final class Controller: Service, Sendable {
             let now = clock.nowMs()
             let poll = configuration.rolloutPollMs << Int64(min(idle, 2))
             let delay = min(poll, max(0, (wakeAt ?? Int64.max) - now))
-            await queue.add(.server(name), afterMs: max(1, delay))
+            // Ahead of servers not started yet: a cold converge finishes each rollout as its instances
+            // get ready, instead of after every other server has started.
+            await queue.add(.server(name), afterMs: max(1, delay), priority: .urgent)
         } else {
             // Settled: looked at again with the resync's sweep, behind anything that happens meanwhile.
             await queue.add(.server(name), afterMs: configuration.resyncIntervalMs, priority: .low)
@@ -786,7 +792,7 @@ public final class Controller: Service, Sendable {
                     }
                     let firstSight = await state.setKnown(d.name, known)
                     await tracker.retain(server: d.name, instances: Set(known.values.flatMap { $0 }))
-                    if firstSight { await queue.add(.server(d.name)) }
+                    if firstSight { await queue.add(.server(d.name), priority: .urgent) }
                     await state.setProbeDue(d.name, nextDue == Int64.max ? nil : nextDue)
                 }
                 // Periodic probes in the slots first probes left, most overdue first; the rest wait for the
@@ -805,8 +811,12 @@ public final class Controller: Service, Sendable {
         let d = c.desired, e = c.endpoint, revision = c.revision, health = c.health
         guard await state.beginProbe(d.name + "/" + e.instance, limit: configuration.probeConcurrency) else { return false }
         Task {
+            let answer = await prober.probe(e, health: health, path: d.path)
+            // The slot is for talking to the server; recording a first contract (store writes, which
+            // queue behind a cold converge's applies for seconds) must not hold back other first probes.
+            await self.state.probeAnswered(d.name + "/" + e.instance)
             let result = await self.contracts.check(server: d.name, revision: revision, instance: e.instance, desiredRevision: d.revision,
-                                                    result: await prober.probe(e, health: health, path: d.path), expectation: snap.contracts[d.name])
+                                                    result: answer, expectation: snap.contracts[d.name])
             self.metrics.probe(server: d.name, revision: revision, result: result)
             let flipped = await self.tracker.record(server: d.name, revision: revision, instance: e.instance, result: result,
                                                     threshold: d.health.failureThreshold, now: self.clock.nowMs())
@@ -816,7 +826,7 @@ public final class Controller: Service, Sendable {
             if flipped {
                 self.logger.log(level: result.success ? .info : .warning, result.success ? "instance healthy" : "instance unhealthy", metadata: [
                     "server": "\(d.name)", "revision": "\(revision)", "instance": "\(e.instance)", "reason": "\(result.message ?? "")"])
-                await self.queue.add(.server(d.name))
+                await self.queue.add(.server(d.name), priority: .urgent)
             }
         }
         return true
@@ -838,7 +848,10 @@ actor ControllerState {
     private var specs: [String: [String: DesiredServer]] = [:]
     private var settled: [String: Bool] = [:]
     private var knownInstances: [String: [String: Set<String>]] = [:]
+    /// Instances with a probe in flight (until its verdict is recorded), and how many of them are still
+    /// waiting for the server's answer (what `probeConcurrency` limits).
     private var probing: Set<String> = []
+    private var awaitingAnswer: Set<String> = []
     private var startErrors: [String: [String: String]] = [:]
     private var loggedProblems: [String: Set<String>] = [:]
     private var lastSyncedFingerprint: String?
@@ -1041,11 +1054,17 @@ actor ControllerState {
     }
 
     func beginProbe(_ key: String, limit: Int) -> Bool {
-        guard probing.count < limit, !probing.contains(key) else { return false }
+        guard awaitingAnswer.count < limit, !probing.contains(key) else { return false }
         probing.insert(key)
+        awaitingAnswer.insert(key)
         return true
     }
 
-    func endProbe(_ key: String) { probing.remove(key) }
-    func probeSlotsFull(limit: Int) -> Bool { probing.count >= limit }
+    /// The server answered: the probe's slot is free, the instance stays in flight until `endProbe`.
+    func probeAnswered(_ key: String) { awaitingAnswer.remove(key) }
+    func endProbe(_ key: String) {
+        probing.remove(key)
+        awaitingAnswer.remove(key)
+    }
+    func probeSlotsFull(limit: Int) -> Bool { awaitingAnswer.count >= limit }
 }

@@ -6,17 +6,20 @@ import FleetCore
 /// (resyncs, probe flips) wait too — so the delay a failure logs is when the retry happens; only
 /// `add(_:bypassingBackoff:)` (a changed catalog, an operator's edit) retries it sooner.
 ///
-/// Two lanes: keys something happened to (a changed spec, a rollout in motion, a probe flip, an
-/// operator's edit) go in the `.high` lane and are handed out before the `.low` lane, the periodic
-/// resync's sweep over every server. A key already waiting in the sweep is promoted when it is added at
-/// `.high`; it is never queued twice. So a rollout's next step waits for at most the keys in hand,
-/// not a pass over the fleet (docs/designs/0008-live-state-cache.md).
+/// Three lanes, handed out in this order: `.urgent`, a rollout already in motion (its next step, a
+/// probe or analysis result, what the runtime saw change); `.high`, keys something happened to (a
+/// changed spec, a server to start, an operator's edit); `.low`, the periodic resync's sweep over
+/// every server. A key already waiting is promoted when it is added to a higher lane; it is never
+/// queued twice. So a rollout's next step waits for at most the keys in hand — not a pass over the
+/// fleet, nor the servers a cold converge has not started yet (docs/designs/0008-live-state-cache.md).
 public actor WorkQueue<Key: Hashable & Sendable> {
     public enum Priority: Int, Sendable, Comparable {
         /// The resync sweep: every server, now and then.
         case low
         /// Something happened to this key.
         case high
+        /// A rollout in motion: finishing what has started goes before starting more.
+        case urgent
         public static func < (a: Priority, b: Priority) -> Bool { a.rawValue < b.rawValue }
     }
 
@@ -24,6 +27,7 @@ public actor WorkQueue<Key: Hashable & Sendable> {
     public static var defaultMaxDelayMs: Int64 { 1_000_000 }
     public nonisolated let maxDelayMs: Int64
 
+    private var urgent = Lane()
     private var high = Lane()
     private var low = Lane()
     /// Keys waiting in a lane, with the lane that counts (a promoted key's old `.low` entry is skipped).
@@ -63,8 +67,8 @@ public actor WorkQueue<Key: Hashable & Sendable> {
 
     /// Keys waiting to be processed (not counting those in progress or delayed).
     public var depth: Int { queued.count }
-    /// Keys waiting in the `.high` lane.
-    public var urgentDepth: Int { queued.values.filter { $0 == .high }.count }
+    /// Keys waiting in the `.high` and `.urgent` lanes.
+    public var urgentDepth: Int { queued.values.filter { $0 != .low }.count }
     public var inProgress: Int { processing.count }
     public var delayedCount: Int { delayed.count }
 
@@ -88,10 +92,10 @@ public actor WorkQueue<Key: Hashable & Sendable> {
             return
         }
         if let lane = queued[key] {
-            // Already waiting: promoted to the urgent lane if need be, never queued twice.
+            // Already waiting: promoted to a higher lane if need be, never queued twice.
             if lane < priority {
                 queued[key] = priority
-                high.append(key)
+                append(key, priority)
             }
             return
         }
@@ -101,10 +105,21 @@ public actor WorkQueue<Key: Hashable & Sendable> {
             return
         }
         queued[key] = priority
-        if priority == .high { high.append(key) } else { low.append(key) }
+        append(key, priority)
+    }
+
+    private func append(_ key: Key, _ priority: Priority) {
+        switch priority {
+        case .urgent: urgent.append(key)
+        case .high: high.append(key)
+        case .low: low.append(key)
+        }
     }
 
     private func next() -> Key? {
+        while let k = urgent.popFirst() {
+            if queued[k] == .urgent { queued[k] = nil; return k }
+        }
         while let k = high.popFirst() {
             if queued[k] == .high { queued[k] = nil; return k }
         }
@@ -185,6 +200,7 @@ public actor WorkQueue<Key: Hashable & Sendable> {
         for (_, d) in delayed { d.task.cancel() }
         delayed = [:]
         backingOff = [:]
+        urgent.removeAll()
         high.removeAll()
         low.removeAll()
         queued = [:]

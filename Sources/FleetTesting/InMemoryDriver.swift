@@ -44,6 +44,8 @@ public actor InMemoryDriver: RuntimeDriver {
     /// host driver does for a missing executable or secret).
     public var unstartable: [String: String] = [:]
     public private(set) var calls: [String] = []
+    /// How long each `scale` takes before it acts (an API server's round trip under throttling).
+    public var scaleDelayMs: Int64 = 0
     /// Calls of `rescale` (resizing a group from the spec it keeps).
     public private(set) var rescales = 0
     /// The specs `scale` was given per `server@revision` (each distinct one in a row once): a real driver
@@ -71,6 +73,7 @@ public actor InMemoryDriver: RuntimeDriver {
     public func setFailing(_ operations: Set<String>) { failingOperations = operations }
     public func setUnstartable(_ revision: String, _ message: String?) { unstartable[revision] = message }
     public func setPorts(_ ports: [Int], revision: String) { portsByRevision[revision] = ports }
+    public func setScaleDelay(ms: Int64) { scaleDelayMs = ms }
 
     private func check(_ op: String, _ resource: String) throws {
         calls.append("\(op) \(resource)")
@@ -165,6 +168,7 @@ public actor InMemoryDriver: RuntimeDriver {
     }
 
     public func scale(_ server: DesiredServer, replicas: Int) async throws {
+        if scaleDelayMs > 0 { try await Task.sleep(for: .milliseconds(scaleDelayMs)) }
         try check("scale", "server/\(server.name)@\(server.revision)=\(replicas)")
         if let message = unstartable[server.revision], replicas > (servers[server.name]?.groups[server.revision]?.instances.count ?? 0) {
             throw DriverError("server/\(server.name)", message, terminal: true)

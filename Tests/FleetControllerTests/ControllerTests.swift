@@ -389,4 +389,17 @@ struct Harness {
         await q.done("s1")
         #expect(await q.get() == "s1")
     }
+
+    @Test func rolloutsInMotionGoAheadOfNewWorkAndTheSweep() async throws {
+        let q = WorkQueue<String>(clock: ManualClock())
+        for i in 0..<3 { await q.add("sweep\(i)", priority: .low) }
+        for i in 0..<3 { await q.add("new\(i)") }
+        await q.add("moving", priority: .urgent)
+        await q.add("new2", priority: .urgent)  // promoted, not queued twice
+        await q.add("sweep0", priority: .high)
+        var order: [String] = []
+        while await q.depth > 0, let k = await q.get() { order.append(k) }
+        #expect(order == ["moving", "new2", "new0", "new1", "sweep0", "sweep1", "sweep2"])
+        #expect(await q.urgentDepth == 0)
+    }
 }

@@ -47,4 +47,56 @@ import Testing
         let busyNotes = await store.record(server: "busy-0")?.probes ?? [:]
         #expect(busyNotes.count == 3 && busyNotes.values.allSatisfy(\.healthy), "\(busyNotes)")
     }
+
+    /// Holds the first contract write of one server until opened (a store write queued behind a cold
+    /// converge's applies).
+    final class HeldContractStore: RolloutStoreDecorator, @unchecked Sendable {
+        let inner: any RolloutStore
+        let server: String
+        private let lock = NSLock()
+        private var open = false
+        private var held = false
+        init(_ inner: any RolloutStore, holding server: String) { self.inner = inner; self.server = server }
+        var isHolding: Bool { lock.withLock { held && !open } }
+        func release() { lock.withLock { open = true } }
+        func saveRevision(_ revision: RevisionRecord) async throws {
+            if revision.server == server, revision.contract != nil {
+                lock.withLock { held = true }
+                while !lock.withLock({ open }) { try await Task.sleep(for: .milliseconds(10)) }
+            }
+            try await inner.saveRevision(revision)
+        }
+    }
+
+    @Test func recordingAFirstContractDoesNotHoldTheProbeSlot() async throws {
+        let port = TestEnvironment.freePort()
+        let time = try await TestEnvironment.startMCPServer("time", port: port)
+        defer { time.signal(SIGKILL) }
+        let driver = InMemoryDriver(readyAfterObserves: 1)
+        let first = server("first", replicas: 1, intervalMs: 60_000), second = server("second", replicas: 1, intervalMs: 60_000)
+        for s in [first, second] { await driver.setPorts([port], revision: s.revision) }
+        let store = HeldContractStore(InMemoryRolloutStore(), holding: "first")
+        let source = SourceBox([first])
+        var configuration = fastConfiguration()
+        configuration.probeConcurrency = 1
+        let controller = Controller(source: { await source.snapshot() }, driver: driver, store: store, clock: SystemClock(), logger: quietLogger(),
+                                    configuration: configuration, transport: try CurlTransport(CurlTransportConfiguration(proxy: .none)))
+        let task = Task { try await controller.run() }
+        defer { task.cancel() }
+        // The first server's instance answered its first probe; recording the surface it serves is held.
+        try await waitUntil("the first contract write held", timeout: .seconds(20)) { store.isHolding }
+        // Another server's first probe still gets the one slot, and its rollout completes meanwhile.
+        await source.set([first, second])
+        try await waitUntil("the second server probed ready and stable", timeout: .seconds(20)) {
+            let r = try await store.record(server: "second")
+            return r?.phase == .stable && r?.probes.values.first?.healthy == true
+        }
+        #expect(try await store.record(server: "first")?.phase != .stable)
+        // Released, the first one's verdict is recorded and its rollout completes too, with its contract.
+        store.release()
+        try await waitUntil("the first server stable", timeout: .seconds(20)) {
+            try await store.record(server: "first")?.phase == .stable
+        }
+        #expect(try await store.revisions(server: "first").last?.contract != nil)
+    }
 }

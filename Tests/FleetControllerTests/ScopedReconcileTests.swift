@@ -96,4 +96,29 @@ import Testing
         task.cancel()
         _ = await task.result
     }
+
+    /// A cold converge finishes the rollouts in motion as their instances get ready, ahead of the servers
+    /// it has not started yet: the first server's next step does not wait for every other server's first
+    /// (at 1,000 servers on Kubernetes every rollout completed only after the last one had started).
+    @Test func aColdConvergeFinishesRolloutsInMotionBeforeStartingTheRest() async throws {
+        let n = 40
+        let (_, driver, store, controller, task) = start(n, workers: 1)
+        defer { task.cancel() }
+        // Each scale takes 5 ms (throttled API requests): the first pass over 40 servers takes 200 ms,
+        // while the first server's next step is due 10 ms after its scale.
+        await driver.setScaleDelay(ms: 5)
+        try await waitUntil("\(n) servers stable", timeout: .seconds(60)) {
+            guard await controller.isSettled() else { return false }
+            return await store.records().filter { $0.phase == .stable && $0.stableRevision == "rev-1" }.count == n
+        }
+        let calls = await driver.calls
+        let lastStart = try #require(calls.firstIndex(of: "scale server/s0039@rev-1=1"))
+        // The first server's reconciles: its first (observe, scale, observe again), then its next step.
+        let firstServer = calls.indices.filter { calls[$0] == "observe server/s0000" }
+        #expect(firstServer.count >= 3)
+        #expect(firstServer.count >= 3 && firstServer[2] < lastStart,
+                "the first server's next step came after the last server started: \(firstServer) vs \(lastStart)")
+        task.cancel()
+        _ = await task.result
+    }
 }
