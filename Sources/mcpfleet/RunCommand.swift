@@ -177,7 +177,11 @@ struct RunCommand: AsyncParsableCommand {
                     return GatewayWiring.serverHealth(live: live, desired: await controller.snapshot()?.desired, gateway: gateway)
                 })
             ops.routes = DashboardWiring.dashboard(controller: controller, driver: driver, store: store, changes: changes, target: target, gateway: gateway).routes
-            let policies = GatewayPolicies(path: path, environment: environment, manifestRoot: target.loaded.root)
+            // The manifest source's fingerprint (an inotify watch) says when the files changed; no walk of them per refresh.
+            let source = convergence.source
+            var filesFingerprint: (@Sendable () -> String)?
+            if let source { filesFingerprint = { source.fingerprint() } }
+            let policies = GatewayPolicies(path: path, environment: environment, manifestRoot: target.loaded.root, fingerprint: filesFingerprint)
             // A missing token file stops here, naming the secret reference (never opening the route).
             if gateway != nil { _ = try await policies.current() }
             let http = try GatewayWiring.server(environment: environment, manifestRoot: target.loaded.root, traffic: traffic,
@@ -195,7 +199,14 @@ struct RunCommand: AsyncParsableCommand {
                 let table = await GatewayWiring.routes(driver: driver, live: live, policies: try await policies.current())
                 return GatewayWiring.weighted(table, desired: await controller.snapshot()?.desired, records: try await store.records())
             }
-            let service = GatewayService(server: http, refresh: refresh, logger: logger, routes: gateway == nil ? nil : routes)
+            // What the table is built from, cheaply: rebuilt when the driver's live state, the rollout records
+            // (written through `changes`' store), the manifests or the desired state changed, else every 15 s.
+            // A driver that cannot tell (nil generation) rebuilds every `refresh`, as before.
+            let inputs: @Sendable () async -> String? = {
+                guard let live = await driver.liveGeneration() else { return nil }
+                return "\(live)|\(changes.generation)|\(source?.fingerprint() ?? "")|\(await controller.snapshot()?.fingerprint ?? "")"
+            }
+            let service = GatewayService(server: http, refresh: refresh, logger: logger, routes: gateway == nil ? nil : routes, inputs: inputs)
             await service.refreshOnce()
             services.append(.init(service: service))
         }
