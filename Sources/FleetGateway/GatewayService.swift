@@ -46,6 +46,9 @@ public struct GatewayService: Service {
         return built
     }
 
+    /// How often the replica gauges are set while the table stays the same.
+    static let gaugeInterval: Duration = .seconds(2)
+
     public func run() async throws {
         if routes == nil {
             try? await gracefulShutdown()
@@ -57,6 +60,7 @@ public struct GatewayService: Service {
             // The first table was built before serving (`refreshOnce`); its inputs are read on the first turn.
             var last: String?
             var builtAt: ContinuousClock.Instant?
+            var gaugesAt = clock.now
             while !Task.isCancelled && !Task.isShuttingDownGracefully {
                 // Read before building: a change made while the table is built is seen at the next turn.
                 let token = await inputs?()
@@ -66,9 +70,12 @@ public struct GatewayService: Service {
                     let built = await refreshOnce()
                     last = built ? token : nil
                     builtAt = now
-                } else {
-                    // Circuit states, open sessions and in-flight counts move with traffic, not with the table.
+                    gaugesAt = now
+                } else if now - gaugesAt >= Self.gaugeInterval {
+                    // Circuit states, open sessions and in-flight counts move with traffic, not with the
+                    // table: their gauges are set every `gaugeInterval` (O(replicas) each time).
                     server.metrics.replicas(server.state.replicaStatus())
+                    gaugesAt = now
                 }
                 do { try await Task.sleep(for: .nanoseconds(refreshNanos)) } catch { break }
             }

@@ -105,7 +105,7 @@ struct RunCommand: AsyncParsableCommand {
     var workers: Int?
 
     func run() async throws {
-        let target = try FleetTarget.load(path: path, env: env)
+        var target = try FleetTarget.load(path: path, env: env)
         let interactive = isatty(STDOUT_FILENO) == 1 && !once
         let level = logLevel.flatMap { Logger.Level(rawValue: $0) } ?? (isatty(STDERR_FILENO) == 1 ? .warning : .info)
         let format = logFormat
@@ -218,6 +218,8 @@ struct RunCommand: AsyncParsableCommand {
         let progress = ProgressReporter(controller: controller, interactive: interactive, once: once, timeoutMs: timeoutMs, gateway: gateway)
         services.append(.init(service: progress, successTerminationBehavior: once ? .gracefullyShutdownGroup : .ignore))
 
+        // Everything is wired: the start-up catalog is not read again (the controller's source renders the files).
+        target.dropCatalog()
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: services, gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger))
         try await group.run()
@@ -247,6 +249,12 @@ struct ProgressReporter: Service {
     var gateway: String?
 
     func run() async throws {
+        // A daemon (`run` without a terminal, not `--once`) shows nothing and never ends on its own: no
+        // look at the fleet four times a second (O(servers) each).
+        if !interactive && !once {
+            try? await gracefulShutdown()
+            return
+        }
         let start = ContinuousClock.now
         var last = ""
         var printedTable = false
