@@ -41,6 +41,16 @@ import Testing
         return (service, state)
     }
 
+    /// The service running (after the table built before serving) while `body` runs; stopped after.
+    func running(_ probe: Probe, fullRefresh: Duration = .seconds(600), withInputs: Bool = true,
+                 _ body: (GatewayState) async throws -> Void) async throws {
+        let (service, state) = service(probe, fullRefresh: fullRefresh, withInputs: withInputs)
+        await service.refreshOnce()
+        let task = Task { try await service.run() }
+        defer { task.cancel() }
+        try await body(state)
+    }
+
     func turns(_ probe: Probe, atLeast n: Int) async throws {
         let start = probe.turns.withLockedValue { $0 }
         try await waitUntil("\(n) turns of the refresh loop", timeout: .seconds(30), every: .milliseconds(5)) {
@@ -50,71 +60,61 @@ import Testing
 
     @Test func anIdleGatewayDoesNotRebuildItsRoutes() async throws {
         let probe = Probe()
-        let (service, state) = service(probe)
-        await service.refreshOnce()
-        let task = Task { try await service.run() }
-        defer { task.cancel() }
-        try await turns(probe, atLeast: 40)
-        // The table built before serving, and once more on the first turn (which reads the inputs first).
-        #expect(probe.builds.withLockedValue { $0 } <= 2)
-        #expect(state.route(forPath: "/one/mcp") != nil)
+        try await running(probe) { state in
+            try await turns(probe, atLeast: 40)
+            // The table built before serving, and once more on the first turn (which reads the inputs first).
+            #expect(probe.builds.withLockedValue { $0 } <= 2)
+            #expect(state.route(forPath: "/one/mcp") != nil)
+        }
     }
 
     @Test func aChangedInputIsRoutedAtTheNextTurn() async throws {
         let probe = Probe()
-        let (service, state) = service(probe)
-        await service.refreshOnce()
-        let task = Task { try await service.run() }
-        defer { task.cancel() }
-        try await turns(probe, atLeast: 5)
-        let builds = probe.builds.withLockedValue { $0 }
-        probe.servers.withLockedValue { $0 = ["one", "two"] }
-        probe.token.withLockedValue { $0 = "b" }
-        let changedAt = probe.turns.withLockedValue { $0 }
-        try await waitUntil("the new route is served", timeout: .seconds(30), every: .milliseconds(5)) {
-            state.route(forPath: "/two/mcp") != nil
+        try await running(probe) { state in
+            try await turns(probe, atLeast: 5)
+            let builds = probe.builds.withLockedValue { $0 }
+            probe.servers.withLockedValue { $0 = ["one", "two"] }
+            probe.token.withLockedValue { $0 = "b" }
+            let changedAt = probe.turns.withLockedValue { $0 }
+            try await waitUntil("the new route is served", timeout: .seconds(30), every: .milliseconds(5)) {
+                state.route(forPath: "/two/mcp") != nil
+            }
+            // At the turn that saw the change (or the one after, if it raced the turn's read): not later.
+            #expect(probe.turns.withLockedValue { $0 } - changedAt <= 2)
+            #expect(probe.builds.withLockedValue { $0 } == builds + 1)
         }
-        // At the turn that saw the change (or the one after, if it raced the turn's read): not later.
-        #expect(probe.turns.withLockedValue { $0 } - changedAt <= 2)
-        #expect(probe.builds.withLockedValue { $0 } == builds + 1)
     }
 
     @Test func aFailedBuildIsRetriedAtTheNextTurnWithoutAChange() async throws {
         let probe = Probe()
-        let (service, state) = service(probe)
-        await service.refreshOnce()
-        let task = Task { try await service.run() }
-        defer { task.cancel() }
-        try await turns(probe, atLeast: 5)
-        probe.failNext.withLockedValue { $0 = true }
-        probe.servers.withLockedValue { $0 = ["one", "three"] }
-        probe.token.withLockedValue { $0 = "c" }
-        // The first build after the change throws (the last table is kept); the next turn builds again.
-        try await waitUntil("the route after the failed build", timeout: .seconds(30), every: .milliseconds(5)) {
-            state.route(forPath: "/three/mcp") != nil
+        try await running(probe) { state in
+            try await turns(probe, atLeast: 5)
+            probe.failNext.withLockedValue { $0 = true }
+            probe.servers.withLockedValue { $0 = ["one", "three"] }
+            probe.token.withLockedValue { $0 = "c" }
+            // The first build after the change throws (the last table is kept); the next turn builds again.
+            try await waitUntil("the route after the failed build", timeout: .seconds(30), every: .milliseconds(5)) {
+                state.route(forPath: "/three/mcp") != nil
+            }
+            #expect(state.route(forPath: "/one/mcp") != nil)
         }
-        #expect(state.route(forPath: "/one/mcp") != nil)
     }
 
     @Test func theFullRefreshRebuildsEvenWithoutAChange() async throws {
         let probe = Probe()
-        let (service, _) = service(probe, fullRefresh: .milliseconds(50))
-        await service.refreshOnce()
-        let task = Task { try await service.run() }
-        defer { task.cancel() }
-        try await waitUntil("rebuilds from the full refresh", timeout: .seconds(30), every: .milliseconds(5)) {
-            probe.builds.withLockedValue { $0 } >= 5
+        try await running(probe, fullRefresh: .milliseconds(50)) { _ in
+            try await waitUntil("rebuilds from the full refresh", timeout: .seconds(30), every: .milliseconds(5)) {
+                probe.builds.withLockedValue { $0 } >= 5
+            }
         }
     }
 
     @Test func withoutInputsEveryTurnRebuilds() async throws {
         let probe = Probe()
-        let (service, _) = service(probe, withInputs: false)
-        await service.refreshOnce()
-        let task = Task { try await service.run() }
-        defer { task.cancel() }
-        try await waitUntil("a rebuild every turn", timeout: .seconds(30), every: .milliseconds(5)) {
-            probe.builds.withLockedValue { $0 } >= 20
+        try await running(probe, withInputs: false) { _ in
+            try await waitUntil("a rebuild every turn", timeout: .seconds(30), every: .milliseconds(5)) {
+                probe.builds.withLockedValue { $0 } >= 20
+            }
         }
     }
 }
