@@ -60,17 +60,18 @@ def load():
 # ----------------------------------------------------------------------------------------------
 # Catalogs
 
-def server_doc(i, tenant, version, artifact, port):
+def server_doc(i, tenant, version, artifact, port, interval="10s"):
     return "\n".join([
         "apiVersion: mcpfleet.io/v1alpha1", "kind: Server", "metadata:", f"  name: s{i:04d}", "spec:",
         f'  version: "{version}"', f"  tenant: {tenant}", "  artifact:", *artifact,
         "  transport:", "    type: streamable-http", f"    port: {port}", "    path: /mcp",
-        "  replicas: 1", "  health:", "    probe: mcp", "    interval: 10s", "    timeout: 2s",
+        "  replicas: 1", "  health:", "    probe: mcp", f"    interval: {interval}", "    timeout: 2s",
         "  rollout:", "    strategy: rolling", "    maxSurge: 1", "    maxUnavailable: 0", ""])
 
 
-def write_catalog(d, n, driver, tiny=None, versions=None):
-    """N servers (s0000 …), one tenant per 50; `versions` overrides a server's version."""
+def write_catalog(d, n, driver, tiny=None, versions=None, interval="10s"):
+    """N servers (s0000 …), one tenant per 50; `versions` overrides a server's version; `interval` is
+    every server's `health.interval`."""
     os.makedirs(os.path.join(d, "servers"), exist_ok=True)
     tenants = max(1, (n + 49) // 50)
     with open(os.path.join(d, "tenants.yaml"), "w") as f:
@@ -109,7 +110,7 @@ spec:
                 artifact = ["    command:", f"      - {tiny}", '      - "${PORT}"']
             else:
                 artifact = [f"    image: registry.example.com/mcp/tiny:{version}@{DIGEST}"]
-            docs.append(server_doc(i, f"t{i // 50:03d}", version, artifact, BASE_PORT + 2 * i))
+            docs.append(server_doc(i, f"t{i // 50:03d}", version, artifact, BASE_PORT + 2 * i, interval))
         with open(os.path.join(d, "servers", f"servers-{start // 100:03d}.yaml"), "w") as f:
             f.write("---\n".join(docs))
 
@@ -307,7 +308,7 @@ def bench_local(args, n, tiny, emit):
     env = dict(os.environ)
     logs = open(os.path.join(work, "mcpfleet.log"), "w")
     try:
-        write_catalog(catalog, n, "local", tiny=tiny)
+        write_catalog(catalog, n, "local", tiny=tiny, interval=args.probe_interval)
         apply = [args.mcpfleet, "apply", catalog, "--env", "bench", "--log-level", "error"]
         log(f"local N={n}: cold converge")
         cold = run_measured(apply + ["--timeout", f"{args.cold_timeout}s"], env=env, timeout=args.cold_timeout + 120, out=logs)
@@ -321,7 +322,7 @@ def bench_local(args, n, tiny, emit):
         emit("local", n, "no-op", run_measured(apply + ["--timeout", f"{args.step_timeout}s"], env=env, timeout=args.step_timeout + 120, out=logs))
         log(f"local N={n}: one change")
         mid = n // 2
-        write_catalog(catalog, n, "local", tiny=tiny, versions={mid: "1.0.1"})
+        write_catalog(catalog, n, "local", tiny=tiny, versions={mid: "1.0.1"}, interval=args.probe_interval)
         since = int(time.time() * 1000)
         change = run_measured(apply + ["--timeout", f"{args.step_timeout}s"], env=env, timeout=args.step_timeout + 120, out=logs)
         change["first_action_ms"] = first_action_ms(args.mcpfleet, catalog, "bench", f"s{mid:04d}", since, env)
@@ -583,6 +584,8 @@ def main():
     ap.add_argument("--cold-timeout", type=int, default=600, help="seconds a cold converge may take before it is recorded as unfinished")
     ap.add_argument("--step-timeout", type=int, default=600, help="seconds a no-op or one-change apply may take")
     ap.add_argument("--idle-window", type=int, default=60, help="seconds the idle controller is watched after its first sync")
+    ap.add_argument("--probe-interval", default="10s", help="local: every server's health.interval (e.g. 300s: the idle and resync figures"
+                    " without the probes' CPU)")
     ap.add_argument("--fast-qps", type=int, default=400, help="Kubernetes: a second cold converge with the client's limit raised to this (0: none)")
     args = ap.parse_args()
     if args.driver == "report":

@@ -36,6 +36,15 @@ public struct FleetTarget: Sendable {
         return only
     }
 
+    /// Lets go of the loaded catalog (every file's text, the parsed documents, the diagnostics), keeping
+    /// the path, the root and the environment: what a long-running command needs once it is wired up (the
+    /// controller's `ManifestSource` reads and renders the files itself). About 2 MiB at 1,000 servers.
+    public mutating func dropCatalog() {
+        loaded.set = ManifestSet(root: loaded.set.root)
+        loaded.catalog = Catalog()
+        loaded.diagnostics = Diagnostics()
+    }
+
     public func runtime(resyncInterval: Duration? = nil) throws -> (driver: any RuntimeDriver, store: any RolloutStore) {
         try DriverFactory.make(environment: environment, manifestRoot: loaded.root, resyncInterval: resyncInterval)
     }

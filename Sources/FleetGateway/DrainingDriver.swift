@@ -49,6 +49,7 @@ public final class DrainingDriver: RuntimeDriver {
     public func start() async throws { try await inner.start() }
     public func stop() async { await inner.stop() }
     public func liveChanges() -> AsyncStream<ObserveScope>? { inner.liveChanges() }
+    public func liveGeneration() async -> UInt64? { await inner.liveGeneration() }
 
     public func scale(_ server: DesiredServer, replicas: Int) async throws {
         let timeout = TrafficRules.drainTimeoutMs(server)

@@ -91,6 +91,10 @@ public final class LocalDriver: RuntimeDriver {
     /// O(the scope's instances), no connection to any instance.
     public func observe(_ scope: ObserveScope) async throws -> LiveState { try await supervisor.observe(scope) }
 
+    /// Bumped by every change to the supervisor's table (start, exit, adoption, port verdict, stop, a
+    /// revision or tenant recorded), never by a tick that finds nothing new.
+    public func liveGeneration() async -> UInt64? { await supervisor.generation }
+
     public func ensureTenant(_ tenant: DesiredTenant) async throws { try await supervisor.ensureTenant(tenant) }
 
     public func removeTenant(named name: String) async throws { try await supervisor.removeTenant(named: name) }

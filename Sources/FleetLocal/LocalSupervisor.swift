@@ -110,12 +110,20 @@ actor LocalSupervisor {
     static let markerVariable = "MCPFLEET_INSTANCE"
     private let clock = ContinuousClock()
 
-    private var revisions: [String: [String: DesiredServer]] = [:]
-    private var instances = InstanceTable()
+    private var revisions: [String: [String: DesiredServer]] = [:] { didSet { generation &+= 1 } }
+    private var instances = InstanceTable() { didSet { generation &+= 1 } }
+    /// Changes with every write to `revisions`, `instances` or `tenants` (see `LocalDriver.liveGeneration`).
+    /// Writes happen only on events: a tick or port check that finds nothing new writes nothing.
+    private(set) var generation: UInt64 = 0
     /// When every running instance's port was last checked (starting ones are checked every tick).
     private var portsCheckedAt: ContinuousClock.Instant?
     private var logsCheckedAt: ContinuousClock.Instant?
-    private var tenants: [String: DesiredTenant] = [:] { didSet { liveTenants = nil } }
+    private var tenants: [String: DesiredTenant] = [:] {
+        didSet {
+            liveTenants = nil
+            generation &+= 1
+        }
+    }
     /// `tenants` as observations report them (sorted once per change, not once per server key).
     private var liveTenants: [LiveTenant]?
     private var loop: Task<Void, Never>?

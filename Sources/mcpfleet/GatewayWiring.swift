@@ -164,17 +164,21 @@ actor GatewayPolicies {
     let path: String
     let environment: Environment
     let manifestRoot: String
+    /// How the files are told changed: the controller's manifest source (inotify) where there is one,
+    /// else a walk of the files on every call.
+    let fingerprintFiles: @Sendable () -> String
     private var fingerprint: String?
     private var last: [String: RoutePolicy]?
 
-    init(path: String, environment: Environment, manifestRoot: String) {
+    init(path: String, environment: Environment, manifestRoot: String, fingerprint: (@Sendable () -> String)? = nil) {
         self.path = path
         self.environment = environment
         self.manifestRoot = manifestRoot
+        fingerprintFiles = fingerprint ?? { DirectoryFingerprint.compute(path) }
     }
 
     func current() throws -> [String: RoutePolicy] {
-        let now = DirectoryFingerprint.compute(path)
+        let now = fingerprintFiles()
         if now == fingerprint, let last { return last }
         let loaded = LoadedCatalog.load(path: path)
         if loaded.diagnostics.hasErrors || loaded.hasIOErrors {

@@ -105,7 +105,7 @@ struct RunCommand: AsyncParsableCommand {
     var workers: Int?
 
     func run() async throws {
-        let target = try FleetTarget.load(path: path, env: env)
+        var target = try FleetTarget.load(path: path, env: env)
         let interactive = isatty(STDOUT_FILENO) == 1 && !once
         let level = logLevel.flatMap { Logger.Level(rawValue: $0) } ?? (isatty(STDERR_FILENO) == 1 ? .warning : .info)
         let format = logFormat
@@ -177,7 +177,11 @@ struct RunCommand: AsyncParsableCommand {
                     return GatewayWiring.serverHealth(live: live, desired: await controller.snapshot()?.desired, gateway: gateway)
                 })
             ops.routes = DashboardWiring.dashboard(controller: controller, driver: driver, store: store, changes: changes, target: target, gateway: gateway).routes
-            let policies = GatewayPolicies(path: path, environment: environment, manifestRoot: target.loaded.root)
+            // The manifest source's fingerprint (an inotify watch) says when the files changed; no walk of them per refresh.
+            let source = convergence.source
+            var filesFingerprint: (@Sendable () -> String)?
+            if let source { filesFingerprint = { source.fingerprint() } }
+            let policies = GatewayPolicies(path: path, environment: environment, manifestRoot: target.loaded.root, fingerprint: filesFingerprint)
             // A missing token file stops here, naming the secret reference (never opening the route).
             if gateway != nil { _ = try await policies.current() }
             let http = try GatewayWiring.server(environment: environment, manifestRoot: target.loaded.root, traffic: traffic,
@@ -195,7 +199,14 @@ struct RunCommand: AsyncParsableCommand {
                 let table = await GatewayWiring.routes(driver: driver, live: live, policies: try await policies.current())
                 return GatewayWiring.weighted(table, desired: await controller.snapshot()?.desired, records: try await store.records())
             }
-            let service = GatewayService(server: http, refresh: refresh, logger: logger, routes: gateway == nil ? nil : routes)
+            // What the table is built from, cheaply: rebuilt when the driver's live state, the rollout records
+            // (written through `changes`' store), the manifests or the desired state changed, else every 15 s.
+            // A driver that cannot tell (nil generation) rebuilds every `refresh`, as before.
+            let inputs: @Sendable () async -> String? = {
+                guard let live = await driver.liveGeneration() else { return nil }
+                return "\(live)|\(changes.generation)|\(source?.fingerprint() ?? "")|\(await controller.snapshot()?.fingerprint ?? "")"
+            }
+            let service = GatewayService(server: http, refresh: refresh, logger: logger, routes: gateway == nil ? nil : routes, inputs: inputs)
             await service.refreshOnce()
             services.append(.init(service: service))
         }
@@ -207,6 +218,8 @@ struct RunCommand: AsyncParsableCommand {
         let progress = ProgressReporter(controller: controller, interactive: interactive, once: once, timeoutMs: timeoutMs, gateway: gateway)
         services.append(.init(service: progress, successTerminationBehavior: once ? .gracefullyShutdownGroup : .ignore))
 
+        // Everything is wired: the start-up catalog is not read again (the controller's source renders the files).
+        target.dropCatalog()
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: services, gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger))
         try await group.run()
@@ -236,6 +249,12 @@ struct ProgressReporter: Service {
     var gateway: String?
 
     func run() async throws {
+        // A daemon (`run` without a terminal, not `--once`) shows nothing and never ends on its own: no
+        // look at the fleet four times a second (O(servers) each).
+        if !interactive && !once {
+            try? await gracefulShutdown()
+            return
+        }
         let start = ContinuousClock.now
         var last = ""
         var printedTable = false

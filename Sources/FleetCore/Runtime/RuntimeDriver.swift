@@ -90,6 +90,12 @@ public protocol RuntimeDriver: Sendable {
     /// driver's live-state cache sees them, for the controller to queue that reconcile at once rather
     /// than at the next resync. Nil: the driver reports no changes (the default). Call after `start()`.
     func liveChanges() -> AsyncStream<ObserveScope>?
+
+    /// A number that changes whenever anything `observe(.all)` or `endpoints` would answer differently
+    /// (an instance started, exited, took or lost its port; a revision or tenant recorded or removed), for
+    /// readers that rebuild something from the whole live state (the gateway's route table) to skip the
+    /// rebuild while it stays the same. Nil: the driver cannot tell (the default); read it again each time.
+    func liveGeneration() async -> UInt64?
 }
 
 /// What an observation covers: everything (the sync key, `status`, `plan`) or one server (its reconcile).
@@ -113,6 +119,7 @@ extension RuntimeDriver {
     public func start() async throws {}
     public func stop() async {}
     public func liveChanges() -> AsyncStream<ObserveScope>? { nil }
+    public func liveGeneration() async -> UInt64? { nil }
 
     public func shutdown(stoppingInstances: Bool, desired: DesiredState?) async throws {
         await stop()
