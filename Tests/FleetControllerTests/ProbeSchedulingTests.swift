@@ -15,6 +15,15 @@ import Testing
                       rollout: DesiredRollout(strategy: .rolling, maxSurge: 1, maxUnavailable: 0, autoRollback: true, progressDeadlineMs: 60_000))
     }
 
+    /// A controller with real MCP probes and one probe slot, running until the task is cancelled.
+    func runWithOneProbeSlot(source: SourceBox, driver: InMemoryDriver, store: any RolloutStore) throws -> Task<Void, any Error> {
+        var configuration = fastConfiguration()
+        configuration.probeConcurrency = 1
+        let controller = Controller(source: { await source.snapshot() }, driver: driver, store: store, clock: SystemClock(), logger: quietLogger(),
+                                    configuration: configuration, transport: try CurlTransport(CurlTransportConfiguration(proxy: .none)))
+        return Task { try await controller.run() }
+    }
+
     @Test func aNewInstanceIsProbedAheadOfPeriodicProbesThatFillEverySlot() async throws {
         let port = TestEnvironment.freePort()
         let time = try await TestEnvironment.startMCPServer("time", port: port)
@@ -25,11 +34,7 @@ import Testing
         for s in busy + [server("late", replicas: 1, intervalMs: 1)] { await driver.setPorts([port], revision: s.revision) }
         let store = InMemoryRolloutStore()
         let source = SourceBox(busy)
-        var configuration = fastConfiguration()
-        configuration.probeConcurrency = 1
-        let controller = Controller(source: { await source.snapshot() }, driver: driver, store: store, clock: SystemClock(), logger: quietLogger(),
-                                    configuration: configuration, transport: try CurlTransport(CurlTransportConfiguration(proxy: .none)))
-        let task = Task { try await controller.run() }
+        let task = try runWithOneProbeSlot(source: source, driver: driver, store: store)
         defer { task.cancel() }
         try await waitUntil("the busy servers stable", timeout: .seconds(30)) {
             for s in busy where await store.record(server: s.name)?.phase != .stable { return false }
@@ -77,11 +82,7 @@ import Testing
         for s in [first, second] { await driver.setPorts([port], revision: s.revision) }
         let store = HeldContractStore(InMemoryRolloutStore(), holding: "first")
         let source = SourceBox([first])
-        var configuration = fastConfiguration()
-        configuration.probeConcurrency = 1
-        let controller = Controller(source: { await source.snapshot() }, driver: driver, store: store, clock: SystemClock(), logger: quietLogger(),
-                                    configuration: configuration, transport: try CurlTransport(CurlTransportConfiguration(proxy: .none)))
-        let task = Task { try await controller.run() }
+        let task = try runWithOneProbeSlot(source: source, driver: driver, store: store)
         defer { task.cancel() }
         // The first server's instance answered its first probe; recording the surface it serves is held.
         try await waitUntil("the first contract write held", timeout: .seconds(20)) { store.isHolding }
