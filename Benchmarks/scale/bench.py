@@ -398,7 +398,7 @@ def bench_kubernetes(args, n, tiny, emit):
     logs = open(os.path.join(work, "mcpfleet.log"), "w")
     api = kubectl_api = pods = None
     try:
-        write_catalog(catalog, n, "kubernetes")
+        write_catalog(catalog, n, "kubernetes", interval=args.probe_interval)
         api = APIServer(work, "mcpfleet")
         # Every simulated pod has IP 127.0.0.1: one tinymcp process answers the probes of every containerPort.
         pods = subprocess.Popen([tiny, "--range", f"{BASE_PORT}-{BASE_PORT + 2 * (n - 1)}:2"], stdin=subprocess.DEVNULL,
@@ -422,7 +422,7 @@ def bench_kubernetes(args, n, tiny, emit):
             emit("kubernetes", n, "no-op", measured("no-op", apply + ["--timeout", f"{args.step_timeout}s"], args.step_timeout + 120))
             log(f"kubernetes N={n}: one change")
             mid = n // 2
-            write_catalog(catalog, n, "kubernetes", versions={mid: "1.0.1"})
+            write_catalog(catalog, n, "kubernetes", versions={mid: "1.0.1"}, interval=args.probe_interval)
             since = int(time.time() * 1000)
             change = measured("change", apply + ["--timeout", f"{args.step_timeout}s"], args.step_timeout + 120)
             change["first_action_ms"] = first_action_ms(args.mcpfleet, catalog, "k8s", f"s{mid:04d}", since, env)
@@ -440,6 +440,8 @@ def bench_kubernetes(args, n, tiny, emit):
         api = None
 
         # The same objects, from nothing, with kubectl.
+        if args.skip_kubectl:
+            return
         log(f"kubernetes N={n}: kubectl apply --server-side")
         write_catalog(catalog, n, "kubernetes")
         objects = os.path.join(work, "objects.yaml")
@@ -584,7 +586,8 @@ def main():
     ap.add_argument("--cold-timeout", type=int, default=600, help="seconds a cold converge may take before it is recorded as unfinished")
     ap.add_argument("--step-timeout", type=int, default=600, help="seconds a no-op or one-change apply may take")
     ap.add_argument("--idle-window", type=int, default=60, help="seconds the idle controller is watched after its first sync")
-    ap.add_argument("--probe-interval", default="10s", help="local: every server's health.interval (e.g. 300s: the idle and resync figures"
+    ap.add_argument("--skip-kubectl", action="store_true", help="Kubernetes: no kubectl baseline and no second cold converge (a run for the idle and resync figures)")
+    ap.add_argument("--probe-interval", default="10s", help="every server's health.interval (e.g. 300s: the idle and resync figures"
                     " without the probes' CPU)")
     ap.add_argument("--fast-qps", type=int, default=400, help="Kubernetes: a second cold converge with the client's limit raised to this (0: none)")
     args = ap.parse_args()
