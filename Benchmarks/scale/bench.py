@@ -570,6 +570,8 @@ def ratios(rows):
             if fast.get("rc") == 0:
                 out.append(f"N={n}: kubectl apply --server-side {kubectl['wall_s']} s / mcpfleet cold at {fast.get('qps')} qps "
                            f"{fast['wall_s']} s = {kubectl['wall_s'] / fast['wall_s']:.2f}x")
+        elif not kubectl:
+            out.append(f"N={n}: no ratio (kubectl not run)")
         else:
             out.append(f"N={n}: no ratio (mcpfleet cold {'finished' if cold.get('rc') == 0 else 'did not finish'}, "
                        f"kubectl {'finished' if kubectl.get('rc') == 0 else 'did not finish'})")
