@@ -179,8 +179,7 @@ struct RunCommand: AsyncParsableCommand {
             ops.routes = DashboardWiring.dashboard(controller: controller, driver: driver, store: store, changes: changes, target: target, gateway: gateway).routes
             // The manifest source's fingerprint (an inotify watch) says when the files changed; no walk of them per refresh.
             let source = convergence.source
-            var filesFingerprint: (@Sendable () -> String)?
-            if let source { filesFingerprint = { source.fingerprint() } }
+            let filesFingerprint = source.map { source in { @Sendable in source.fingerprint() } }
             let policies = GatewayPolicies(path: path, environment: environment, manifestRoot: target.loaded.root, fingerprint: filesFingerprint)
             // A missing token file stops here, naming the secret reference (never opening the route).
             if gateway != nil { _ = try await policies.current() }

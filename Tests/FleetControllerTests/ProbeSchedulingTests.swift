@@ -61,13 +61,27 @@ import Testing
         private let lock = NSLock()
         private var open = false
         private var held = false
+        private var waiting: [CheckedContinuation<Void, Never>] = []
         init(_ inner: any RolloutStore, holding server: String) { self.inner = inner; self.server = server }
         var isHolding: Bool { lock.withLock { held && !open } }
-        func release() { lock.withLock { open = true } }
+        func release() {
+            let waiters = lock.withLock { () -> [CheckedContinuation<Void, Never>] in
+                open = true
+                defer { waiting = [] }
+                return waiting
+            }
+            for waiter in waiters { waiter.resume() }
+        }
         func saveRevision(_ revision: RevisionRecord) async throws {
             if revision.server == server, revision.contract != nil {
-                lock.withLock { held = true }
-                while !lock.withLock({ open }) { try await Task.sleep(for: .milliseconds(10)) }
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let go = lock.withLock { () -> Bool in
+                        held = true
+                        if !open { waiting.append(continuation) }
+                        return open
+                    }
+                    if go { continuation.resume() }
+                }
             }
             try await inner.saveRevision(revision)
         }
